@@ -1,0 +1,285 @@
+"""Geometry: the frame grid, pixel windows, and lon/lat areas mapped onto the grid.
+
+All functions here are pure (no I/O) except :func:`load_aoi`, which reads a GeoJSON file.
+
+Examples
+--------
+>>> grid = Grid(epsg=32611, x0=400000.0, y0=3800000.0, res=30.0, width=1000, height=800)
+>>> grid.window_for_projected_bounds((400000.0, 3776000.0, 403000.0, 3800000.0))
+Window(row0=0, row1=800, col0=0, col1=100)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Transformer
+from shapely import ops
+from shapely.geometry import MultiPolygon, Polygon, box, shape
+from shapely.geometry.base import BaseGeometry
+
+
+class OutsideFrame(ValueError):
+    """The requested area does not intersect the frame grid."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open pixel window ``[row0, row1) x [col0, col1)`` of the frame grid.
+
+    Examples
+    --------
+    >>> Window.parse("10:20,30:45")
+    Window(row0=10, row1=20, col0=30, col1=45)
+    >>> Window(0, 10, 0, 5).shape
+    (10, 5)
+    """
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """Parse ``ROW0:ROW1,COL0:COL1``; raises ValueError with a one-line reason."""
+        try:
+            rows, cols = text.split(",")
+            r0, r1 = (int(v) for v in rows.split(":"))
+            c0, c1 = (int(v) for v in cols.split(":"))
+        except ValueError:
+            raise ValueError(
+                f"window {text!r} is malformed; expected ROW0:ROW1,COL0:COL1 in pixels, "
+                "e.g. 230:250,8390:8410"
+            ) from None
+        if r0 < 0 or c0 < 0:
+            raise ValueError(f"window {text!r} has a negative start; rows and columns start at 0")
+        if r0 >= r1 or c0 >= c1:
+            raise ValueError(f"window {text!r} is empty or inverted; need ROW0 < ROW1 and COL0 < COL1")
+        return cls(r0, r1, c0, c1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+        return (self.row1 - self.row0, self.col1 - self.col0)
+
+    @property
+    def size(self) -> int:
+        """Number of pixels."""
+        return self.shape[0] * self.shape[1]
+
+    def slices(self) -> tuple[slice, slice]:
+        """NumPy slices ``(rows, cols)``."""
+        return slice(self.row0, self.row1), slice(self.col0, self.col1)
+
+    def __str__(self) -> str:
+        return f"{self.row0}:{self.row1},{self.col0}:{self.col1}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up frame grid: CRS, upper-left corner, square pixel size and shape.
+
+    ``x0``/``y0`` are the outer corner (pixel edge), not the first pixel centre.
+    """
+
+    epsg: int
+    x0: float
+    y0: float
+    res: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_coords(cls, x: np.ndarray, y: np.ndarray, epsg: int) -> Grid:
+        """Build the grid from pixel-centre coordinate vectors (``y`` decreasing).
+
+        Examples
+        --------
+        >>> Grid.from_coords(np.array([15.0, 45.0]), np.array([105.0, 75.0, 45.0]), 32610)
+        Grid(epsg=32610, x0=0.0, y0=120.0, res=30.0, width=2, height=3)
+        """
+        res = float(x[1] - x[0]) if len(x) > 1 else float(y[0] - y[1])
+        return cls(
+            epsg=int(epsg),
+            x0=float(x[0]) - res / 2,
+            y0=float(y[0]) + res / 2,
+            res=res,
+            width=int(len(x)),
+            height=int(len(y)),
+        )
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the whole grid."""
+        return Affine(self.res, 0.0, self.x0, 0.0, -self.res, self.y0)
+
+    @property
+    def full(self) -> Window:
+        """The window covering the whole grid."""
+        return Window(0, self.height, 0, self.width)
+
+    @property
+    def crs(self) -> CRS:
+        """The grid CRS."""
+        return CRS.from_epsg(self.epsg)
+
+    def window_transform(self, win: Window) -> Affine:
+        """Affine transform of a window."""
+        return Affine(self.res, 0.0, self.x0 + win.col0 * self.res, 0.0, -self.res,
+                      self.y0 - win.row0 * self.res)
+
+    def window_bounds(self, win: Window) -> tuple[float, float, float, float]:
+        """Projected bounds ``(minx, miny, maxx, maxy)`` of a window."""
+        return (
+            self.x0 + win.col0 * self.res,
+            self.y0 - win.row1 * self.res,
+            self.x0 + win.col1 * self.res,
+            self.y0 - win.row0 * self.res,
+        )
+
+    def window_lonlat_bounds(self, win: Window) -> tuple[float, float, float, float]:
+        """Lon/lat bounds ``(W, S, E, N)`` of a window, edges densified."""
+        tr = Transformer.from_crs(self.epsg, 4326, always_xy=True)
+        return tuple(float(v) for v in tr.transform_bounds(*self.window_bounds(win),
+                                                            densify_pts=21))  # type: ignore[return-value]
+
+    def check_window(self, win: Window) -> Window:
+        """Return ``win`` if it lies inside the grid; raise :class:`OutsideFrame` otherwise."""
+        if win.row1 > self.height or win.col1 > self.width:
+            raise OutsideFrame(
+                f"window {win} is outside the frame grid of {self.height} rows x "
+                f"{self.width} columns"
+            )
+        return win
+
+    def window_for_projected_bounds(
+        self, bounds: tuple[float, float, float, float]
+    ) -> Window:
+        """The smallest window covering projected ``bounds``, clipped to the grid."""
+        minx, miny, maxx, maxy = bounds
+        col0 = max(0, math.floor((minx - self.x0) / self.res))
+        col1 = min(self.width, math.ceil((maxx - self.x0) / self.res))
+        row0 = max(0, math.floor((self.y0 - maxy) / self.res))
+        row1 = min(self.height, math.ceil((self.y0 - miny) / self.res))
+        if col0 >= col1 or row0 >= row1:
+            raise OutsideFrame("the area does not intersect the frame grid")
+        return Window(row0, row1, col0, col1)
+
+    def window_for_lonlat_bbox(self, bbox: tuple[float, float, float, float]) -> Window:
+        """Window covering a lon/lat bbox ``(W, S, E, N)``; edges densified before projecting."""
+        tr = Transformer.from_crs(4326, self.epsg, always_xy=True)
+        bounds = tr.transform_bounds(*bbox, densify_pts=21)
+        if not all(math.isfinite(v) for v in bounds):
+            raise OutsideFrame("the area cannot be projected onto the frame grid")
+        return self.window_for_projected_bounds(bounds)
+
+    def window_for_geometry(self, geom: BaseGeometry) -> Window:
+        """Window covering a lon/lat geometry, projected with densified edges."""
+        projected = project_geometry(geom, self.epsg)
+        return self.window_for_projected_bounds(projected.bounds)
+
+    def geometry_mask(self, geom: BaseGeometry, win: Window) -> np.ndarray:
+        """Boolean array over ``win``: True for pixels whose centre is inside ``geom`` (lon/lat)."""
+        from rasterio.features import geometry_mask
+
+        projected = project_geometry(geom, self.epsg)
+        return ~geometry_mask([projected], out_shape=win.shape,
+                              transform=self.window_transform(win), all_touched=False)
+
+
+def project_geometry(geom: BaseGeometry, epsg: int, max_segment_deg: float = 0.01) -> BaseGeometry:
+    """Project a lon/lat geometry to ``epsg``, densifying edges so they curve correctly."""
+    tr = Transformer.from_crs(4326, epsg, always_xy=True)
+    dense = geom.segmentize(max_segment_deg)
+    return ops.transform(tr.transform, dense)
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """Parse and check ``W,S,E,N`` in degrees.
+
+    Examples
+    --------
+    >>> parse_bbox("-118.5, 34.0, -118.2, 34.3")
+    (-118.5, 34.0, -118.2, 34.3)
+    >>> parse_bbox("-118,35,-117,34")
+    Traceback (most recent call last):
+    ...
+    ValueError: bbox '-118,35,-117,34' is inverted: south 35.0 >= north 34.0; expected W,S,E,N
+    """
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"bbox {text!r} is malformed; expected W,S,E,N in degrees, "
+                         "e.g. -104.57,23.92,-101.86,25.96")
+    w, s, e, n = vals
+    for lat in (s, n):
+        if not -90 <= lat <= 90:
+            raise ValueError(f"bbox {text!r} has latitude {lat} outside -90..90")
+    for lon in (w, e):
+        if not -180 <= lon <= 180:
+            raise ValueError(f"bbox {text!r} has longitude {lon} outside -180..180")
+    if s >= n:
+        raise ValueError(f"bbox {text!r} is inverted: south {s} >= north {n}; expected W,S,E,N")
+    if w >= e:
+        raise ValueError(f"bbox {text!r} is inverted: west {w} >= east {e}; expected W,S,E,N")
+    return (w, s, e, n)
+
+
+def load_aoi(path: str | Path) -> BaseGeometry:
+    """Read a GeoJSON (Polygon/MultiPolygon geometry, Feature or FeatureCollection) in lon/lat.
+
+    Raises ValueError with a one-line reason for a missing file, bad JSON or non-polygons.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"AOI file {str(path)!r} does not exist; expected a GeoJSON polygon")
+    try:
+        doc: Any = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"AOI file {str(path)!r} is not valid GeoJSON ({exc.__class__.__name__})")\
+            from None
+    geoms: list[Any] = []
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        geoms = [f.get("geometry") for f in doc.get("features") or []]
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        geoms = [doc.get("geometry")]
+    elif isinstance(doc, dict):
+        geoms = [doc]
+    polys: list[Polygon] = []
+    for g in geoms:
+        try:
+            geom = shape(g)
+        except Exception:
+            geom = None
+        if isinstance(geom, Polygon):
+            polys.append(geom)
+        elif isinstance(geom, MultiPolygon):
+            polys.extend(geom.geoms)
+        else:
+            kind = g.get("type") if isinstance(g, dict) else type(g).__name__
+            raise ValueError(f"AOI file {str(path)!r} holds a {kind}; expected Polygon or "
+                             "MultiPolygon geometries")
+    if not polys:
+        raise ValueError(f"AOI file {str(path)!r} holds no polygon; expected Polygon or "
+                         "MultiPolygon geometries")
+    aoi = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+    w, s, e, n = aoi.bounds
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+        raise ValueError(f"AOI file {str(path)!r} has coordinates outside lon/lat degrees")
+    if aoi.is_empty or aoi.area == 0:
+        raise ValueError(f"AOI file {str(path)!r} holds an empty polygon")
+    return aoi
+
+
+def bbox_geometry(bbox: tuple[float, float, float, float]) -> Polygon:
+    """Polygon of a lon/lat bbox."""
+    return box(*bbox)

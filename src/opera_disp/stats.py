@@ -1,0 +1,140 @@
+"""Pure array functions: masking and exact statistics computed block by block.
+
+Statistics stream over blocks so a whole frame never has to sit in memory. Quantiles are
+exact: a first pass histograms the top 16 bits of order-preserving float keys, a second pass
+collects only the values in the few bins that hold the wanted ranks.
+
+Examples
+--------
+>>> a = np.array([[1.0, 2.0], [np.nan, 4.0]], dtype="float32")
+>>> s = StreamingStats()
+>>> s.update(valid_values(a, np.nan))
+>>> s.result(lambda: [valid_values(a, np.nan)])["median"]
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+QUANTILES = {"p02": 0.02, "median": 0.5, "p98": 0.98}
+
+
+def valid_pixels(arr: np.ndarray, fill: Any) -> np.ndarray:
+    """Boolean array of pixels that hold data (finite and not the fill value).
+
+    Examples
+    --------
+    >>> valid_pixels(np.array([0, 3, 255], dtype="uint8"), 255).tolist()
+    [True, True, False]
+    """
+    if arr.dtype.kind == "f":
+        ok = np.isfinite(arr)
+        if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
+            ok &= arr != fill
+        return ok
+    return arr != fill
+
+
+def valid_values(arr: np.ndarray, fill: Any) -> np.ndarray:
+    """1-D array of the valid values of ``arr``."""
+    return arr[valid_pixels(arr, fill)]
+
+
+def apply_keep(arr: np.ndarray, keep: np.ndarray, fill: Any) -> np.ndarray:
+    """Copy of ``arr`` with ``fill`` wherever ``keep`` is False.
+
+    Examples
+    --------
+    >>> apply_keep(np.array([1.5, 2.5], "float32"), np.array([True, False]), np.nan).tolist()
+    [1.5, nan]
+    """
+    out = np.array(arr, copy=True)
+    out[~keep] = fill
+    return out
+
+
+def sortable_keys(values: np.ndarray) -> np.ndarray:
+    """Map float32 values to uint32 keys with the same order (for exact histogramming)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    neg = (bits >> np.uint32(31)).astype(bool)
+    return np.where(neg, ~bits, bits | np.uint32(0x80000000))
+
+
+@dataclass
+class StreamingStats:
+    """Count, min, max, mean, std (population) and exact quantiles over streamed blocks."""
+
+    count: int = 0
+    _mean: float = 0.0
+    _m2: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    _hist: np.ndarray | None = None
+
+    def update(self, values: np.ndarray) -> None:
+        """Add a block of valid (finite) values."""
+        n = int(values.size)
+        if n == 0:
+            return
+        v = values.astype(np.float64)
+        mean_b = float(v.mean())
+        m2_b = float(((v - mean_b) ** 2).sum())
+        delta = mean_b - self._mean
+        total = self.count + n
+        self._mean += delta * n / total
+        self._m2 += m2_b + delta * delta * self.count * n / total
+        self.count = total
+        self.minimum = min(self.minimum, float(v.min()))
+        self.maximum = max(self.maximum, float(v.max()))
+        bins = (sortable_keys(values) >> np.uint32(16)).astype(np.int64)
+        h = np.bincount(bins, minlength=65536)
+        self._hist = h if self._hist is None else self._hist + h
+
+    def result(self, second_pass: Callable[[], Iterable[np.ndarray]]) -> dict[str, float | None]:
+        """Finish: ``second_pass()`` must yield the same valid values again (any blocking)."""
+        if self.count == 0 or self._hist is None:
+            return {"count": 0, "min": None, "max": None, "mean": None, "std": None,
+                    **{k: None for k in QUANTILES}}
+        cum = np.cumsum(self._hist)
+        wanted: dict[str, tuple[int, int, float]] = {}
+        for key, q in QUANTILES.items():
+            pos = q * (self.count - 1)
+            k = math.floor(pos)
+            wanted[key] = (k, min(k + 1, self.count - 1), pos - k)
+        ranks = sorted({r for k0, k1, _ in wanted.values() for r in (k0, k1)})
+        rank_bin = {r: int(np.searchsorted(cum, r, side="right")) for r in ranks}
+        bins = sorted(set(rank_bin.values()))
+        gathered: dict[int, list[np.ndarray]] = {b: [] for b in bins}
+        for block in second_pass():
+            if block.size == 0:
+                continue
+            bb = (sortable_keys(block) >> np.uint32(16)).astype(np.int64)
+            for b in bins:
+                sel = block[bb == b]
+                if sel.size:
+                    gathered[b].append(sel)
+        sorted_bins = {b: np.sort(np.concatenate(v)) if v else np.empty(0, np.float32)
+                       for b, v in gathered.items()}
+
+        def order_stat(r: int) -> float:
+            b = rank_bin[r]
+            before = int(cum[b - 1]) if b > 0 else 0
+            return float(sorted_bins[b][r - before])
+
+        out: dict[str, float | None] = {
+            "count": self.count,
+            "min": self.minimum,
+            "max": self.maximum,
+            "mean": self._mean,
+            "std": math.sqrt(max(self._m2 / self.count, 0.0)),
+        }
+        for key, (k0, k1, frac) in wanted.items():
+            lo, hi = order_stat(k0), order_stat(k1)
+            out[key] = lo + (hi - lo) * frac
+        return out
