@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
-from shapely import ops
+import shapely
 from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -198,7 +198,8 @@ def project_geometry(geom: BaseGeometry, epsg: int, max_segment_deg: float = 0.0
     """Project a lon/lat geometry to ``epsg``, densifying edges so they curve correctly."""
     tr = Transformer.from_crs(4326, epsg, always_xy=True)
     dense = geom.segmentize(max_segment_deg)
-    return ops.transform(tr.transform, dense)
+    return shapely.transform(dense, lambda x, y: np.column_stack(tr.transform(x, y)),
+                             interleaved=False)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

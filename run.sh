@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# MAAP DPS entry point for opera-disp-subset.
+#
+#   run.sh P1 ... PN          legacy DPS: exactly N positionals in algorithm_config.yaml order,
+#                             any of them '' (= not given)
+#   run.sh --name value ...   OGC/CWL style (names as in algorithm_config.yaml)
+#   run.sh --demo             run on the embedded sample archive
+#   run.sh --help
+#
+# Inputs DPS downloaded sit in ./input (symlinks); outputs go to ./output; the log goes to
+# ./opera-disp.log (kept by DPS triage when the job fails) and is copied into ./output on
+# success. Exit codes: 0 ok, 1 too many granules failed, 2 bad input, 3 nothing matched.
+set -euo pipefail
+
+basedir=$(dirname "$(readlink -f "$0")")
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit)
+n=${#names[@]}
+
+usage() {
+  cat <<USAGE
+usage: run.sh ${names[*]}
+       run.sh --name value ...   (names: granule_list ${names[*]})
+       run.sh --demo | --help
+Exactly $n positional inputs, in that order; pass '' for any not given.
+USAGE
+}
+
+find_cli() {
+  if [[ -n "${OPERA_DISP_CLI:-}" ]]; then
+    read -r -a cli <<<"$OPERA_DISP_CLI"
+  elif [[ -x "$basedir/.venv/bin/opera-disp" ]]; then
+    cli=("$basedir/.venv/bin/opera-disp")
+  elif command -v conda >/dev/null 2>&1 && conda env list | awk '{print $1}' | grep -qx "${OPERA_DISP_ENV_NAME:-opera-disp}"; then
+    cli=(conda run --no-capture-output -n "${OPERA_DISP_ENV_NAME:-opera-disp}" opera-disp)
+  elif command -v opera-disp >/dev/null 2>&1; then
+    cli=(opera-disp)
+  else
+    echo "run.sh: opera-disp is not installed; run $basedir/build.sh first" >&2
+    exit 2
+  fi
+}
+
+declare -A given=()
+mode=positional
+if [[ $# -ge 1 ]]; then
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --demo) mode=demo ;;
+    --*) mode=keyword ;;
+  esac
+fi
+
+if [[ $mode == keyword ]]; then
+  while [[ $# -gt 0 ]]; do
+    key=${1#--}; key=${key//-/_}
+    if [[ $1 != --* || $# -lt 2 ]]; then
+      echo "run.sh: expected --name value pairs, got '$1'" >&2; usage >&2; exit 2
+    fi
+    if [[ " granule_list ${names[*]} " != *" $key "* ]]; then
+      echo "run.sh: unknown input '--$key'; allowed: granule_list ${names[*]}" >&2; exit 2
+    fi
+    given[$key]=$2
+    shift 2
+  done
+elif [[ $mode == positional ]]; then
+  if [[ $# -ne $n ]]; then
+    echo "run.sh: expected $n positional inputs (${names[*]}), got $#" >&2
+    usage >&2
+    exit 2
+  fi
+  positionals=("$@")
+  for i in "${!names[@]}"; do
+    given[${names[$i]}]=${positionals[$i]}
+  done
+fi
+
+args=()
+for name in "${names[@]}"; do
+  value=${given[$name]:-}
+  [[ -n "$value" ]] && args+=("--${name//_/-}" "$value")
+done
+
+# File inputs DPS localised into ./input: a .nc granule makes ./input an archive to
+# search; any other file is the granule list.
+list=${given[granule_list]:-}
+if [[ -z "$list" && -d "$PWD/input" ]]; then
+  shopt -s nullglob
+  nc=("$PWD"/input/*.nc)
+  others=()
+  for f in "$PWD"/input/*; do [[ "$f" != *.nc ]] && others+=("$f"); done
+  shopt -u nullglob
+  if [[ ${#nc[@]} -gt 0 ]]; then
+    args+=(--source "$PWD/input")
+  elif [[ ${#others[@]} -eq 1 ]]; then
+    list=${others[0]}
+  elif [[ ${#others[@]} -gt 1 ]]; then
+    echo "run.sh: ./input holds ${#others[@]} files; expected one granule list" >&2
+    exit 2
+  fi
+fi
+[[ -n "$list" ]] && args+=(--granule-list "$list")
+[[ $mode == demo ]] && args=(--demo)
+
+outdir="$PWD/output"
+log="$PWD/opera-disp.log"
+args+=(--output "$outdir" --log-file "$log")
+find_cli
+
+if [[ -n "${OPERA_DISP_DRY_RUN:-}" ]]; then
+  printf '%s\n' subset "${args[@]}"
+  exit 0
+fi
+
+mkdir -p "$outdir"
+echo "run.sh: ${cli[*]} subset ${args[*]}" >>"$log"
+status=0
+"${cli[@]}" subset "${args[@]}" || status=$?
+if [[ $status -eq 0 ]]; then
+  cp "$log" "$outdir/opera-disp.log"
+  echo "run.sh: outputs in $outdir"
+else
+  echo "run.sh: opera-disp exited with status $status; see $log" >&2
+fi
+exit $status

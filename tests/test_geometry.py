@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyproj import Transformer
+from shapely.geometry import box
+
+from opera_disp.geometry import Grid, OutsideFrame, Window, load_aoi, parse_bbox
+
+GRID = Grid(epsg=32613, x0=600000.0, y0=2730000.0, res=30.0, width=1000, height=800)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("1,2,3", "malformed"), ("a,b,c,d", "malformed"), ("-104,25,-103,24", "inverted"),
+    ("-103,24,-104,25", "inverted"), ("-104,-95,-103,25", "outside -90..90"),
+    ("-190,24,-103,25", "outside -180..180"), ("nan,1,2,3", "malformed"),
+])
+def test_bad_bbox(text: str, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        parse_bbox(text)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("1:2", "malformed"), ("a:b,c:d", "malformed"), ("5:5,0:3", "inverted"),
+    ("6:5,0:3", "inverted"), ("-1:5,0:3", "negative"),
+])
+def test_bad_window(text: str, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        Window.parse(text)
+
+
+def test_window_outside_grid() -> None:
+    with pytest.raises(OutsideFrame, match="outside the frame"):
+        GRID.check_window(Window(0, 801, 0, 10))
+    assert GRID.check_window(Window(0, 800, 0, 1000)) == GRID.full
+
+
+def test_bbox_window_covers_projected_bbox() -> None:
+    bbox = (-103.95, 24.5, -103.9, 24.55)
+    win = GRID.window_for_lonlat_bbox(bbox)
+    tr = Transformer.from_crs(4326, 32613, always_xy=True)
+    xs, ys = tr.transform([bbox[0], bbox[2], bbox[0], bbox[2]], [bbox[1], bbox[1], bbox[3], bbox[3]])
+    minx, maxx, miny, maxy = min(xs), max(xs), min(ys), max(ys)
+    wb = GRID.window_bounds(win)
+    assert wb[0] <= minx < wb[0] + 30 and wb[2] - 30 < maxx <= wb[2]
+    assert wb[1] <= miny < wb[1] + 30 and wb[3] - 30 < maxy <= wb[3]
+
+
+def test_bbox_clipped_and_missing() -> None:
+    win = GRID.window_for_lonlat_bbox((-105.0, 20.0, -90.0, 30.0))
+    assert win == GRID.full
+    with pytest.raises(OutsideFrame):
+        GRID.window_for_lonlat_bbox((10.0, 10.0, 11.0, 11.0))
+
+
+def test_transforms_exact() -> None:
+    win = Window(10, 20, 30, 50)
+    t = GRID.window_transform(win)
+    assert (t.c, t.f, t.a, t.e) == (600900.0, 2729700.0, 30.0, -30.0)
+    assert GRID.window_bounds(win) == (600900.0, 2729400.0, 601500.0, 2729700.0)
+    g = Grid.from_coords(np.array([600015.0, 600045.0]), np.array([2729985.0, 2729955.0]), 32613)
+    assert (g.x0, g.y0, g.res) == (600000.0, 2730000.0, 30.0)
+
+
+def test_geometry_mask_marks_inside_pixel_centres() -> None:
+    tr = Transformer.from_crs(32613, 4326, always_xy=True)
+    # A lon/lat box around the projected block rows 100-200, cols 100-300.
+    lon0, lat0 = tr.transform(603000 + 1, 2727000 - 1)
+    lon1, lat1 = tr.transform(609000 - 1, 2724000 + 1)
+    geom = box(lon0, lat1, lon1, lat0)
+    win = GRID.window_for_geometry(geom)
+    inside = GRID.geometry_mask(geom, win)
+    assert inside.shape == win.shape
+    assert 0.9 < inside.mean() <= 1.0
+
+
+def _write(path: Path, doc: object) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_load_aoi_variants(tmp_path: Path) -> None:
+    poly = {"type": "Polygon", "coordinates": [[[-104, 24], [-103, 24], [-103, 25], [-104, 24]]]}
+    assert load_aoi(_write(tmp_path / "g.json", poly)).bounds == (-104, 24, -103, 25)
+    fc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                                                    "geometry": poly}] * 2}
+    assert load_aoi(_write(tmp_path / "fc.json", fc)).geom_type == "MultiPolygon"
+
+
+@pytest.mark.parametrize("doc,msg", [
+    ({"type": "Point", "coordinates": [1, 2]}, "holds a Point"),
+    ({"type": "FeatureCollection", "features": []}, "holds no polygon"),
+    ({"type": "Polygon", "coordinates": [[[500, 24], [501, 24], [501, 25], [500, 24]]]},
+     "outside lon/lat"),
+])
+def test_load_aoi_rejects(tmp_path: Path, doc: object, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        load_aoi(_write(tmp_path / "a.json", doc))
+
+
+def test_load_aoi_missing_and_not_json(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_aoi(tmp_path / "nope.geojson")
+    (tmp_path / "x.geojson").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid GeoJSON"):
+        load_aoi(tmp_path / "x.geojson")
