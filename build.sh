@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Build the opera-disp environment.
+# Build the opera-disp environment.  Usage: build.sh [--venv|--conda]
 #  - On MAAP images (conda or mamba on PATH): create or update the conda env "opera-disp"
 #    from environment.yml, then install this package into it without touching its deps.
 #  - Elsewhere: create ./.venv with pip and install the package with its test extras.
 # Idempotent: a second run with unchanged dependency files is a fast no-op.
 set -euo pipefail
+
+mode=${OPERA_DISP_BUILD:-auto}
+case "${1:-}" in
+  --venv) mode=venv ;;
+  --conda) mode=conda ;;
+  "") ;;
+  *) echo "usage: build.sh [--venv|--conda]" >&2; exit 2 ;;
+esac
 
 basedir=$(dirname "$(readlink -f "$0")")
 env_name=${OPERA_DISP_ENV_NAME:-opera-disp}
@@ -12,9 +20,9 @@ stamp_of() { cat "$basedir/pyproject.toml" "$basedir/environment.yml" | sha256su
 want=$(stamp_of)
 
 use_conda=0
-if [[ "${OPERA_DISP_BUILD:-auto}" == "conda" ]]; then
+if [[ $mode == conda ]]; then
   use_conda=1
-elif [[ "${OPERA_DISP_BUILD:-auto}" == "auto" ]] && command -v conda >/dev/null 2>&1; then
+elif [[ $mode == auto ]] && command -v conda >/dev/null 2>&1; then
   use_conda=1
 fi
 

@@ -42,7 +42,8 @@ def test_bbox_window_covers_projected_bbox() -> None:
     bbox = (-103.95, 24.5, -103.9, 24.55)
     win = GRID.window_for_lonlat_bbox(bbox)
     tr = Transformer.from_crs(4326, 32613, always_xy=True)
-    xs, ys = tr.transform([bbox[0], bbox[2], bbox[0], bbox[2]], [bbox[1], bbox[1], bbox[3], bbox[3]])
+    xs, ys = tr.transform([bbox[0], bbox[2], bbox[0], bbox[2]],
+                          [bbox[1], bbox[1], bbox[3], bbox[3]])
     minx, maxx, miny, maxy = min(xs), max(xs), min(ys), max(ys)
     wb = GRID.window_bounds(win)
     assert wb[0] <= minx < wb[0] + 30 and wb[2] - 30 < maxx <= wb[2]

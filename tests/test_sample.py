@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def test_names_dates_and_moving_reference(tmp_path: Path) -> None:
     # The new reference is the last secondary of the previous batch.
     assert refs[1] == max(p.secondary for p in products if p.reference == refs[0])
     assert all(b.secondary - a.secondary <= timedelta(days=12, seconds=5)
-               for a, b in zip(products, products[1:], strict=False))
+               for a, b in itertools.pairwise(products))
 
 
 def test_file_space_and_root_layers(granule: Path) -> None:

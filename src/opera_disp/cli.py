@@ -49,12 +49,17 @@ def _root(
 
 @app.command()
 def subset(
-    granules: Annotated[str | None, Opt(help="Comma-separated granule names, paths or URLs.")] = None,
-    granule_list: Annotated[str | None, Opt(help="Text file of granule names, paths or URLs.")] = None,
-    source: Annotated[str | None, Opt(help="Local archive folder of DISP-S1 .nc granules.")] = None,
+    granules: Annotated[str | None,
+                        Opt(help="Comma-separated granule names, paths or URLs.")] = None,
+    granule_list: Annotated[str | None,
+                            Opt(help="Text file of granule names, paths or URLs.")] = None,
+    source: Annotated[str | None,
+                      Opt(help="Local archive folder of DISP-S1 .nc granules.")] = None,
     bbox: Annotated[str | None, Opt(help="W,S,E,N in degrees.")] = None,
-    aoi: Annotated[str | None, Opt(help="GeoJSON polygon file; outside pixels become nodata.")] = None,
-    window: Annotated[str | None, Opt(help="ROW0:ROW1,COL0:COL1 pixels of the frame grid.")] = None,
+    aoi: Annotated[str | None,
+                   Opt(help="GeoJSON polygon file; outside pixels become nodata.")] = None,
+    window: Annotated[str | None,
+                      Opt(help="ROW0:ROW1,COL0:COL1 pixels of the frame grid.")] = None,
     start: Annotated[str | None, Opt(help="First secondary date (ISO).")] = None,
     end: Annotated[str | None, Opt(help="Last secondary date (ISO, inclusive).")] = None,
     frame: Annotated[str | None, Opt(help="Frame number, e.g. 40291.")] = None,

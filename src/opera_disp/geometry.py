@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-import shapely
 from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -61,7 +61,8 @@ class Window:
         if r0 < 0 or c0 < 0:
             raise ValueError(f"window {text!r} has a negative start; rows and columns start at 0")
         if r0 >= r1 or c0 >= c1:
-            raise ValueError(f"window {text!r} is empty or inverted; need ROW0 < ROW1 and COL0 < COL1")
+            raise ValueError(f"window {text!r} is empty or inverted; "
+                             "need ROW0 < ROW1 and COL0 < COL1")
         return cls(r0, r1, c0, c1)
 
     @property
@@ -111,8 +112,8 @@ class Grid:
             x0=float(x[0]) - res / 2,
             y0=float(y[0]) + res / 2,
             res=res,
-            width=int(len(x)),
-            height=int(len(y)),
+            width=len(x),
+            height=len(y),
         )
 
     @property
@@ -198,7 +199,7 @@ def project_geometry(geom: BaseGeometry, epsg: int, max_segment_deg: float = 0.0
     """Project a lon/lat geometry to ``epsg``, densifying edges so they curve correctly."""
     tr = Transformer.from_crs(4326, epsg, always_xy=True)
     dense = geom.segmentize(max_segment_deg)
-    return shapely.transform(dense, lambda x, y: np.column_stack(tr.transform(x, y)),
+    return shapely.transform(dense, lambda x, y: tr.transform(x, y),
                              interleaved=False)
 
 

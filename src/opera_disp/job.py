@@ -25,8 +25,15 @@ from .access import ByteSource, GranuleReadError, LocalFile
 from .catalog import GranuleRef
 from .geometry import OutsideFrame, Window
 from .inputs import JobSpec
-from .outputs import CogWriter, OutputError, RasterSpec, quicklook, resampling_for, sha256_file, \
-    write_json
+from .outputs import (
+    CogWriter,
+    OutputError,
+    RasterSpec,
+    quicklook,
+    resampling_for,
+    sha256_file,
+    write_json,
+)
 from .product import LAYERS, MASK_LAYER, mask_keep
 from .reader import GranuleIndex, layer_info, open_index, read_window
 from .stats import StreamingStats, valid_pixels

@@ -206,8 +206,8 @@ def quicklook(cog: Path, png: Path, *, title: str, label: str, vmax: float | Non
         vmax = float(np.percentile(finite, 98)) if finite.size else 0.1
         vmax = vmax or 0.1
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
-    colors = matplotlib.colormaps[cmap].copy()
-    colors.set_bad("0.82")  # nodata and masked pixels in grey, apart from zero (white)
+    # Nodata and masked pixels in grey, apart from zero (white).
+    colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
     im = ax.imshow(data, cmap=colors, vmin=-vmax, vmax=vmax, interpolation="nearest",
                    extent=(bounds.left, bounds.right, bounds.bottom, bounds.top))
     ax.set_title(title, fontsize=10)

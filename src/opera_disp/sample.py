@@ -110,7 +110,8 @@ def frame_geo(frame: int) -> FrameGeo:
 
 def acquisition_dates(n_dates: int, start: datetime = _FIRST_DATE) -> list[datetime]:
     """``n_dates + 1`` acquisition times, 12 days apart (index 0 is the first reference)."""
-    return [start + timedelta(days=REVISIT_DAYS * i, seconds=(i * 37) % 5) for i in range(n_dates + 1)]
+    return [start + timedelta(days=REVISIT_DAYS * i, seconds=(i * 37) % 5)
+            for i in range(n_dates + 1)]
 
 
 def pairs(n_dates: int) -> list[tuple[int, int]]:
@@ -170,7 +171,7 @@ class _Scene:
 
     def cumulative(self, t_years: float, st: dict[str, np.ndarray], date_index: int) -> np.ndarray:
         u, v = st["u"], st["v"]
-        rate = -0.09 * st["bowl"] + 0.004 * (u - 0.5)
+        rate = -0.25 * st["bowl"] + 0.004 * (u - 0.5)  # m/yr: an aquifer-compaction bowl
         seasonal = 0.012 * np.sin(2 * np.pi * t_years) * (0.3 + v)
         a = self.atmo[date_index % 64]
         atmo = 0.004 * (np.sin(2 * np.pi * (a[0] * u + a[1] * v) + a[2]) + 0.5 * np.cos(
@@ -227,7 +228,7 @@ def _raster(grp: h5netcdf.Group, name: str, dtype: str, fill: float | int) -> h5
     )
 
 
-def _strings(h5grp, items: dict[str, object]) -> None:  # noqa: ANN001 - raw h5py group
+def _strings(h5grp, items: dict[str, object]) -> None:
     for key, value in items.items():
         if isinstance(value, str):
             h5grp.create_dataset(key, data=np.bytes_(value))

@@ -1,0 +1,145 @@
+"""The DPS package: dependency files agree, run.sh honours the YAML, CI runs the README."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "opera-disp")
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ ;\[]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_reqs = {_name(r): r.replace(" ", "") for r in conda + pip
+                if _name(r) not in ("python", "pip")}
+    py_reqs = {_name(r): r.replace(" ", "") for r in project["dependencies"]}
+    assert env_reqs == py_reqs
+    py_version = next(d for d in conda if d.startswith("python"))
+    assert project["requires-python"] == ">=3.11" and py_version >= "python=3.11"
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "algorithm_config.yaml").read_text())
+
+
+def test_algorithm_config_fields() -> None:
+    cfg = _config()
+    assert cfg["algorithm_name"] == "opera-disp-subset"
+    assert re.fullmatch(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", cfg["algorithm_version"])
+    repo = cfg["repository_url"].rstrip("/").split("/")[-1].removesuffix(".git")
+    assert cfg["build_command"] == f"{repo}/build.sh"
+    assert cfg["run_command"] == f"{repo}/run.sh"
+    assert re.fullmatch(r"\d+(GB|MB|KB)", cfg["disk_space"])
+    assert cfg["docker_container_url"] and cfg["queue"]
+    inputs = cfg["inputs"]
+    assert inputs["config"] == []
+    assert [f["name"] for f in inputs["file"]] == ["granule_list"]
+    for item in inputs["file"] + inputs["positional"]:
+        assert set(item) >= {"name", "description", "default"} and item["default"] == ""
+
+
+def _run_sh(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": os.environ["PATH"], "HOME": str(cwd), "OPERA_DISP_CLI": CLI, **env}
+    return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _pairs(lines: list[str]) -> list[tuple[str, str]]:
+    assert lines[0] == "subset"
+    rest = lines[1:]
+    return list(zip(rest[::2], rest[1::2], strict=True))
+
+
+def test_run_sh_reads_positionals_in_yaml_order(tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    values = [f"value-{i}-{n}" for i, n in enumerate(names)]
+    p = _run_sh(values, tmp_path, OPERA_DISP_DRY_RUN="1")
+    assert p.returncode == 0, p.stderr
+    pairs = _pairs(p.stdout.splitlines())
+    expect = [(f"--{n.replace('_', '-')}", v) for n, v in zip(names, values, strict=True)]
+    assert pairs[: len(names)] == expect
+    assert ("--output", str(tmp_path / "output")) in pairs
+    assert ("--log-file", str(tmp_path / "opera-disp.log")) in pairs
+    # Empty positionals are "not given".
+    p = _run_sh([""] * len(names), tmp_path, OPERA_DISP_DRY_RUN="1")
+    assert [k for k, _ in _pairs(p.stdout.splitlines())] == ["--output", "--log-file"]
+
+
+def test_run_sh_wrong_count_is_a_clear_error(tmp_path: Path) -> None:
+    n = len(_config()["inputs"]["positional"])
+    p = _run_sh(["a", "b"], tmp_path)
+    assert p.returncode == 2
+    assert f"expected {n} positional inputs" in p.stderr and "got 2" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_run_sh_keyword_mode_and_input_dir(tmp_path: Path) -> None:
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "granules.txt").write_text("x\n")
+    p = _run_sh(["--bbox", "1,2,3,4", "--tolerated-failure-percentage", "5"], tmp_path,
+                OPERA_DISP_DRY_RUN="1")
+    pairs = _pairs(p.stdout.splitlines())
+    assert ("--bbox", "1,2,3,4") in pairs and ("--tolerated-failure-percentage", "5") in pairs
+    assert ("--granule-list", str(tmp_path / "input" / "granules.txt")) in pairs
+    p = _run_sh(["--colour", "blue"], tmp_path)
+    assert p.returncode == 2 and "unknown input '--colour'" in p.stderr
+    assert _run_sh(["--help"], tmp_path).returncode == 0
+
+
+def test_run_sh_end_to_end_with_input_symlinks(archive: Path, tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    (tmp_path / "input").mkdir()
+    for g in sorted(archive.glob("*F40291*.nc")):
+        (tmp_path / "input" / g.name).symlink_to(g)
+    values = {n: "" for n in names}
+    values.update(window="0:128,0:128", layers="displacement,temporal_coherence")
+    p = _run_sh([values[n] for n in names], tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "output"
+    assert (out / "summary.json").is_file() and (out / "opera-disp.log").is_file()
+    assert len(list(out.glob("*.tif"))) == 6
+    assert "Z [INFO]" in (tmp_path / "opera-disp.log").read_text()
+
+
+def test_run_sh_failure_keeps_log_for_triage(tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    values = {n: "" for n in names}
+    values.update(bbox="9,9,8,8")
+    p = _run_sh([values[n] for n in names], tmp_path)
+    assert p.returncode == 2
+    assert "bbox '9,9,8,8' is inverted" in p.stderr
+    assert (tmp_path / "opera-disp.log").is_file()
+    assert not (tmp_path / "output" / "opera-disp.log").exists()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.S)
+    quick = blocks[0].strip().splitlines()
+    assert len(quick) == 2, "the quick start is exactly two commands"
+    test_cmd = quick[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_cmd in ci.splitlines()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / ".build-stamp").is_file(),
+                    reason="needs the .venv made by build.sh")
+def test_build_sh_second_run_is_a_fast_noop() -> None:
+    p = subprocess.run(["bash", str(ROOT / "build.sh")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "OPERA_DISP_BUILD": "venv"})
+    assert p.returncode == 0 and "up to date" in p.stdout
