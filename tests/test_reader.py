@@ -86,7 +86,7 @@ def test_filter_mask_and_missing_chunks(tmp_path: Path) -> None:
     from opera_disp.geometry import Grid
     from opera_disp.reader import GranuleIndex
 
-    idx = GranuleIndex(None, Grid(32611, 0, 0, 30, 8, 8), None, None, {"v": lay}, "")  # type: ignore[arg-type]
+    idx = GranuleIndex(None, Grid(32611, 0, 0, 30, 8, 8), {"v": lay}, "")  # type: ignore[arg-type]
     got = read_window(src, idx, ["v"], Window(0, 8, 0, 8))["v"]
     np.testing.assert_array_equal(got, expect)
     assert got[6, 6] == -7
@@ -118,3 +118,20 @@ def test_not_hdf5_is_a_read_error(tmp_path: Path, granule: Path) -> None:
     bad.write_bytes(b"hello")
     with pytest.raises(GranuleReadError, match="not a readable HDF5"):
         open_index(LocalFile(bad), ["displacement"], DispProduct.from_name(bad.name))
+
+
+def test_deferred_coordinates_ride_with_the_first_batch(granule: Path) -> None:
+    src = LocalFile(granule)
+    idx = open_index(src, ["displacement"], DispProduct.from_name(granule.name),
+                     defer_coords=True)
+    assert set(idx.deferred) == {"x", "y", "time", "reference_time"}
+    before = src.stats.batches
+    out = read_window(src, idx, ["displacement"], Window(0, 10, 0, 10))
+    assert src.stats.batches - before == 1  # chunk and coordinates in one batch
+    assert not idx.deferred and idx.coords["x"].shape == (700,)
+    with h5py.File(granule) as f:
+        np.testing.assert_array_equal(out["displacement"], f["displacement"][0:10, 0:10])
+        full = open_index(LocalFile(granule), ["displacement"],
+                          DispProduct.from_name(granule.name))
+        assert idx.secondary_time == full.secondary_time
+        assert idx.grid == full.grid

@@ -25,17 +25,23 @@ class GranuleReadError(RuntimeError):
 
 @dataclass
 class IOStats:
-    """Counters of what a source fetched; shared safely between threads."""
+    """Counters of what a source fetched; shared safely between threads.
+
+    ``batches`` counts sequential round trips: one per ``read_ranges`` call (whose ranges
+    are fetched concurrently) and one per on-demand metadata read.
+    """
 
     requests: int = 0
     bytes: int = 0
+    batches: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, requests: int, nbytes: int) -> None:
-        """Count ``requests`` requests that moved ``nbytes`` bytes."""
+    def add(self, requests: int, nbytes: int, batches: int = 1) -> None:
+        """Count ``requests`` requests in ``batches`` round trips that moved ``nbytes`` bytes."""
         with self._lock:
             self.requests += requests
             self.bytes += nbytes
+            self.batches += batches
 
 
 class ByteSource(Protocol):

@@ -10,10 +10,11 @@ The result is bit-identical to ``h5py``'s own read of the window.
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,24 +68,78 @@ class LayerIndex:
 
 
 @dataclass(frozen=True)
+class RawVar:
+    """A small contiguous, unfiltered variable whose bytes are fetched later (remote reads)."""
+
+    offset: int
+    size: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+@dataclass
 class GranuleIndex:
-    """Everything about a granule that the job needs before reading pixels."""
+    """Everything about a granule that the job needs before reading pixels.
+
+    ``coords`` holds the small variables ``x``, ``y``, ``time`` and ``reference_time``. For
+    remote granules they are not read at open time: they sit in raw-data pages, so fetching
+    them would cost an extra round trip. Their byte ranges wait in ``deferred`` and travel
+    with the first chunk batch (see :func:`read_window`); the grid meanwhile comes from the
+    ``spatial_ref`` GeoTransform and is checked against ``x``/``y`` when they arrive.
+    """
 
     product: DispProduct
     grid: Grid
-    reference_time: datetime
-    secondary_time: datetime
     layers: dict[str, LayerIndex]
     wkt: str
+    time_units: dict[str, str] = field(default_factory=dict)
+    coords: dict[str, np.ndarray] = field(default_factory=dict)
+    deferred: dict[str, RawVar] = field(default_factory=dict)
+
+    @property
+    def secondary_time(self) -> datetime:
+        """Start of the secondary acquisition (from ``time``; the file name until it is read)."""
+        return self._time("time", self.product.secondary)
+
+    @property
+    def reference_time(self) -> datetime:
+        """Start of the reference acquisition (from ``reference_time``)."""
+        return self._time("reference_time", self.product.reference)
+
+    def _time(self, name: str, fallback: datetime) -> datetime:
+        if name not in self.coords or name not in self.time_units:
+            return fallback
+        return decode_time(self.time_units[name], float(self.coords[name].reshape(-1)[0]))
+
+    def resolve(self, name: str, raw: bytes) -> None:
+        """Store a deferred variable's bytes; check the grid when ``x``/``y`` arrive."""
+        var = self.deferred.pop(name)
+        self.coords[name] = np.frombuffer(raw, dtype=var.dtype).reshape(var.shape)
+        if name in ("x", "y") and "x" in self.coords and "y" in self.coords:
+            check_grid(self.grid, self.coords["x"], self.coords["y"], self.product.name)
 
 
-def _decode_time(var: h5py.Dataset) -> datetime:
-    units = var.attrs.get("units", b"")
-    units = units.decode() if isinstance(units, bytes) else str(units)
+def check_grid(grid: Grid, x: np.ndarray, y: np.ndarray, name: str) -> None:
+    """Raise if the pixel-centre coordinates disagree with ``grid`` (by more than 1 mm)."""
+    from_xy = Grid.from_coords(x, y, grid.epsg)
+    if (from_xy.width, from_xy.height) != (grid.width, grid.height) or max(
+        abs(from_xy.x0 - grid.x0), abs(from_xy.y0 - grid.y0), abs(from_xy.res - grid.res)
+    ) > 1e-3:
+        raise GranuleReadError(f"{name}: x/y coordinates disagree with spatial_ref GeoTransform")
+
+
+def decode_time(units: str, value: float) -> datetime:
+    """Decode a CF ``seconds since ...`` value as a UTC datetime.
+
+    Examples
+    --------
+    >>> decode_time("seconds since 2010-01-01 00:00:00.000000", 86400.5).isoformat()
+    '2010-01-02T00:00:00.500000+00:00'
+    """
     if not units.startswith("seconds since "):
         raise GranuleReadError(f"unexpected time units {units!r}")
     epoch = datetime.fromisoformat(units.removeprefix("seconds since ").strip())
-    return (epoch + timedelta(seconds=float(var[0]))).replace(tzinfo=UTC)
+    return (epoch + timedelta(seconds=value)).replace(tzinfo=UTC)
 
 
 def _attr_str(value: Any) -> Any:
@@ -138,14 +193,52 @@ def index_layer(dset: h5py.Dataset) -> LayerIndex:
     )
 
 
-def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct) -> GranuleIndex:
+def _grid_from_geotransform(f: h5py.File, epsg: int) -> Grid | None:
+    gt = _attr_str(f["spatial_ref"].attrs.get("GeoTransform", ""))
+    try:
+        x0, dx, _, y0, _, dy = (float(v) for v in str(gt).split())
+    except ValueError:
+        return None
+    if dx <= 0 or dy != -dx:
+        return None
+    return Grid(epsg=epsg, x0=x0, y0=y0, res=dx, width=int(f["x"].shape[0]),
+                height=int(f["y"].shape[0]))
+
+
+def _raw_var(dset: h5py.Dataset) -> RawVar | None:
+    """Byte range of a contiguous, unfiltered dataset, or None if it is stored otherwise."""
+    plist = dset.id.get_create_plist()
+    if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters():
+        return None
+    offset = dset.id.get_offset()
+    if offset is None:
+        return None
+    return RawVar(int(offset), int(dset.id.get_storage_size()), dset.dtype, dset.shape)
+
+
+def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct,
+               *, defer_coords: bool | None = None) -> GranuleIndex:
     """Read the granule's metadata and the chunk tables of ``layers``.
+
+    Parameters
+    ----------
+    source : ByteSource
+        Where the granule's bytes come from.
+    layers : iterable of str
+        Layers whose chunk tables are needed.
+    product : DispProduct
+        The granule's identity (from its name).
+    defer_coords : bool, optional
+        Leave ``x``/``y``/``time``/``reference_time`` to be fetched with the first chunk
+        batch (default: for sources that say ``remote = True``).
 
     Raises
     ------
     GranuleReadError
         If the file is not a readable DISP-S1 granule.
     """
+    if defer_coords is None:
+        defer_coords = bool(getattr(source, "remote", False))
     try:
         with source.open_h5() as f:
             missing = [n for n in ("x", "y", "spatial_ref", "time") if n not in f]
@@ -156,10 +249,22 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct) 
             epsg = CRS.from_wkt(wkt).to_epsg()
             if epsg is None:
                 raise GranuleReadError(f"{source.name}: spatial_ref has no EPSG code")
-            grid = Grid.from_coords(f["x"][:], f["y"][:], epsg)
-            secondary = _decode_time(f["time"])
-            reference = _decode_time(f["reference_time"]) if "reference_time" in f else \
-                product.reference
+            small = [n for n in ("x", "y", "time", "reference_time") if n in f]
+            units = {n: str(_attr_str(f[n].attrs.get("units", ""))) for n in small
+                     if n in ("time", "reference_time")}
+            deferred: dict[str, RawVar] = {}
+            if defer_coords:
+                for n in small:
+                    var = _raw_var(f[n])
+                    if var is not None:
+                        deferred[n] = var
+            grid = _grid_from_geotransform(f, epsg) if deferred else None
+            if grid is None:
+                deferred.pop("x", None)
+                deferred.pop("y", None)
+            coords = {n: f[n][...] for n in small if n not in deferred}
+            if grid is None:
+                grid = Grid.from_coords(coords["x"], coords["y"], epsg)
             table = {}
             for name in layers:
                 if name not in f:
@@ -172,7 +277,10 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct) 
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise GranuleReadError(f"{source.name}: cannot read metadata ({exc})") from None
-    return GranuleIndex(product, grid, reference, secondary, table, wkt)
+    index = GranuleIndex(product, grid, table, wkt, units, coords, deferred)
+    if "x" in coords and "y" in coords:
+        check_grid(grid, coords["x"], coords["y"], product.name)
+    return index
 
 
 def decode_chunk(raw: bytes, layer: LayerIndex, filter_mask: int) -> np.ndarray:
@@ -274,16 +382,20 @@ def read_window(
         One array of shape ``win.shape`` per layer, in the stored dtype.
     """
     plan = plan_reads(index, layers, win)
-    merged = merge_ranges([(c.offset, c.size) for _, _, c in plan], max_gap=max_gap)
+    deferred = dict(index.deferred)  # small variables ride along with the first batch
+    wanted = [(c.offset, c.size) for _, _, c in plan]
+    wanted += [(v.offset, v.size) for v in deferred.values()]
+    merged = merge_ranges(wanted, max_gap=max_gap)
     blobs = source.read_ranges(merged) if merged else []
     starts = [m[0] for m in merged]
 
-    def piece(stored: StoredChunk) -> bytes:
-        import bisect
-
-        k = bisect.bisect_right(starts, stored.offset) - 1
+    def piece(offset: int, size: int) -> bytes:
+        k = bisect.bisect_right(starts, offset) - 1
         base = starts[k]
-        return blobs[k][stored.offset - base: stored.offset - base + stored.size]
+        return blobs[k][offset - base: offset - base + size]
+
+    for name, var in deferred.items():
+        index.resolve(name, piece(var.offset, var.size))
 
     out = {}
     for name in layers:
@@ -293,7 +405,7 @@ def read_window(
     def work(item: tuple[str, tuple[int, int], StoredChunk]) -> None:
         name, (i, j), stored = item
         lay = index.layers[name]
-        chunk = decode_chunk(piece(stored), lay, stored.filter_mask)
+        chunk = decode_chunk(piece(stored.offset, stored.size), lay, stored.filter_mask)
         ch, cw = lay.chunk_shape
         r0, c0 = i * ch, j * cw
         rs0, rs1 = max(win.row0, r0), min(win.row1, r0 + ch)

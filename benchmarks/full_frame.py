@@ -1,0 +1,113 @@
+"""Whole-frame benchmark: the subset job against GDAL's own NETCDF -> COG conversion.
+
+Generates one full-size synthetic granule (7915 x 9548, cached under benchmarks/_work), then
+in one run times, each in its own process (so peak memory is measured separately):
+
+* job  - ``opera-disp subset`` on the whole frame: read displacement + recommended_mask
+         chunk by chunk, apply the mask, write one COG (plus its quicklook, statistics and
+         checksum, as the job always does);
+* gdal - ``rasterio.shutil.copy('NETCDF:"file.nc":displacement', out, driver="COG")`` with
+         the same creation options and GDAL settings (no mask).
+
+Prints wall time and peak RSS of each and the ratios. Targets: job wall <= 1.0x GDAL's and
+job peak memory <= 600 MB.
+
+Usage: python benchmarks/full_frame.py [--repeat 3] [--workdir benchmarks/_work]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+mode, granule, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+t0 = time.perf_counter()
+if mode == "job":
+    from opera_disp import api
+    r = api.subset(granules=granule, layers="displacement", output=str(out), progress=False,
+                   workers="1")
+    assert r.exit_code == 0, r.message
+else:
+    import rasterio, rasterio.shutil
+    from opera_disp.outputs import COG_PROFILE, GDAL_ENV
+    opts = {k: v for k, v in COG_PROFILE.items() if k != "driver"}
+    with rasterio.Env(**GDAL_ENV):
+        rasterio.shutil.copy(f'NETCDF:"{granule}":displacement', out / "gdal.tif",
+                             driver="COG", RESAMPLING="AVERAGE", **opts)
+wall = time.perf_counter() - t0
+print(json.dumps({"wall": wall, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def granule_path(workdir: Path) -> Path:
+    """The cached full-size granule (generated on first use)."""
+    from opera_disp import sample
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    found = sorted(workdir.glob("OPERA_L3_DISP-S1_*.nc"))
+    if found:
+        return found[0]
+    print(f"generating a full-size granule {sample.FULL_SHAPE} in {workdir} (once) ...",
+          flush=True)
+    t0 = time.perf_counter()
+    path = sample.write_granule(workdir, shape=sample.FULL_SHAPE, n_dates=20, index=20, seed=7)
+    print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return path
+
+
+def measure(mode: str, granule: Path) -> dict[str, float]:
+    """Run one measurement in a fresh process."""
+    with tempfile.TemporaryDirectory(dir=granule.parent) as out:
+        p = subprocess.run([sys.executable, "-c", CHILD, mode, str(granule), out],
+                           capture_output=True, text=True, check=False)
+        if p.returncode != 0:
+            raise SystemExit(f"{mode} run failed:\n{p.stderr[-2000:]}")
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        sizes = [f.stat().st_size for f in Path(out).glob("*.tif")]
+        result["cog_mb"] = sum(sizes) / 1e6
+        return result
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=HERE / "_work")
+    args = ap.parse_args()
+    granule = granule_path(args.workdir)
+    runs: dict[str, list[dict[str, float]]] = {"job": [], "gdal": []}
+    for i in range(args.repeat):
+        for mode in ("gdal", "job") if i % 2 == 0 else ("job", "gdal"):
+            r = measure(mode, granule)
+            runs[mode].append(r)
+            print(f"  run {i + 1} {mode:4s}: {r['wall']:6.2f} s  peak {r['peak_mb']:6.0f} MB  "
+                  f"COG {r['cog_mb']:.0f} MB", flush=True)
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("wall", "peak_mb")}
+           for m, rs in runs.items()}
+    print()
+    print(f"granule: {granule.name} ({granule.stat().st_size / 1e6:.0f} MB, 7915 x 9548)")
+    print(f"{'':6s}{'wall [s]':>10s}{'peak RSS [MB]':>16s}   (median of {args.repeat})")
+    for m in ("job", "gdal"):
+        print(f"{m:6s}{med[m]['wall']:10.2f}{med[m]['peak_mb']:16.0f}")
+    ratio = med["job"]["wall"] / med["gdal"]["wall"]
+    print(f"job/gdal wall ratio: {ratio:.2f}  (target <= 1.0)  "
+          f"{'OK' if ratio <= 1.0 else 'MISSED'}")
+    print(f"job/gdal memory ratio: {med['job']['peak_mb'] / med['gdal']['peak_mb']:.2f}; "
+          f"job peak {med['job']['peak_mb']:.0f} MB (target <= 600 MB)  "
+          f"{'OK' if med['job']['peak_mb'] <= 600 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
