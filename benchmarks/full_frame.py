@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 mode, granule, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 t0 = time.perf_counter()
@@ -46,7 +46,9 @@ else:
         rasterio.shutil.copy(f'NETCDF:"{granule}":displacement', out / "gdal.tif",
                              driver="COG", RESAMPLING="AVERAGE", **opts)
 wall = time.perf_counter() - t0
-print(json.dumps({"wall": wall, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this process's own peak RSS (ru_maxrss would include the parent's, inherited at fork).
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"wall": wall, "peak_mb": hwm / 1024}))
 """
 
 

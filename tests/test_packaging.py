@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "opera-disp")
 
 
+CONDA_TO_PYPI = {"python-isal": "isal"}  # conda-forge names that differ from PyPI's
+
+
 def _name(req: str) -> str:
-    return re.split(r"[<>=!~ ;\[]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    name = re.split(r"[<>=!~ ;\[]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return CONDA_TO_PYPI.get(name, name)
 
 
 def test_environment_yml_matches_pyproject() -> None:
@@ -25,9 +29,11 @@ def test_environment_yml_matches_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    env_reqs = {_name(r): r.replace(" ", "") for r in conda + pip
-                if _name(r) not in ("python", "pip")}
-    py_reqs = {_name(r): r.replace(" ", "") for r in project["dependencies"]}
+    def spec(r: str) -> str:
+        return r.replace(" ", "")[len(re.split(r"[<>=!~]", r, maxsplit=1)[0]):]
+
+    env_reqs = {_name(r): spec(r) for r in conda + pip if _name(r) not in ("python", "pip")}
+    py_reqs = {_name(r): spec(r) for r in project["dependencies"]}
     assert env_reqs == py_reqs
     py_version = next(d for d in conda if d.startswith("python"))
     assert project["requires-python"] == ">=3.11" and py_version >= "python=3.11"

@@ -29,7 +29,7 @@ from .outputs import (
     CogWriter,
     OutputError,
     RasterSpec,
-    quicklook,
+    render_map,
     resampling_for,
     sha256_file,
     write_json,
@@ -40,6 +40,7 @@ from .stats import StreamingStats, valid_pixels
 
 log = logging.getLogger(__name__)
 BAND_ROWS = 512
+QUICKLOOK_PIXELS = 1200
 SUMMARY_SCHEMA = "opera-disp/summary/1"
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MATCH = 0, 1, 2, 3
@@ -180,52 +181,46 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
             writers[name] = stack.enter(CogWriter(paths[name], rspec, tags=tags,
                                                   units=str(info["units"]),
                                                   description=str(info["long_name"])))
-        for band in bands(win):
-            arrays = read_window(source, index, [*dict.fromkeys([*write_layers, MASK_LAYER])],
-                                 band, pool=pool)
-            keep = np.ones(band.shape, dtype=bool)
-            if spec.aoi is not None:
-                inside = grid.geometry_mask(spec.aoi, band)
-                counts["outside_aoi"] += int(np.count_nonzero(~inside))
-                keep &= inside
-            if spec.mask_applied:
-                good = mask_keep(arrays[MASK_LAYER])
-                counts["masked"] += int(np.count_nonzero(keep & ~good))
-                keep &= good
-            for name in write_layers:
-                arr = arrays[name]
-                # The mask itself is never masked by itself: only the AOI trims it.
-                drop = ~keep if name != MASK_LAYER else (
-                    ~grid.geometry_mask(spec.aoi, band) if spec.aoi is not None else None)
-                if drop is not None and drop.any():
-                    arr = arr.copy()
-                    arr[drop] = LAYERS[name].fill
-                writers[name].write(arr, band.row0 - win.row0)
-                if name == slayer:
-                    ok = valid_pixels(arr, LAYERS[name].fill)
-                    counts["nodata"] += int(np.count_nonzero(keep & ~ok))
-                    stats.update(arr[ok])
-            del arrays
+        read_layers = [*dict.fromkeys([*write_layers, MASK_LAYER])]
+        step = max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS))
+        preview: list[np.ndarray] = []
+        band_list = list(bands(win))
+        # One band ahead: the next band's chunks are fetched and decoded while this one is
+        # masked, written and summarised.
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as ahead:
+            nxt = ahead.submit(read_window, source, index, read_layers, band_list[0], pool=pool)
+            for k, band in enumerate(band_list):
+                arrays = nxt.result()
+                if k + 1 < len(band_list):
+                    nxt = ahead.submit(read_window, source, index, read_layers,
+                                       band_list[k + 1], pool=pool)
+                _mask_band(arrays, band, spec, grid, write_layers, slayer, counts, stats,
+                           writers, win, preview, step)
+                del arrays
+        ref_t, sec_t = _iso(index.reference_time), _iso(index.secondary_time)
+        for w in writers.values():
+            w.tags.update(REFERENCE_DATETIME=ref_t, SECONDARY_DATETIME=sec_t)
+            w.close_scratch()
+        png = out_dir / f"{ref.name}_{slayer}.png"
+        units = str(layer_info(index, slayer)["units"])
         fill = LAYERS[slayer].fill
-        statistics = stats.result(
-            lambda: (b[valid_pixels(b, fill)] for b in writers[slayer].read_back()))
+        # GDAL compresses in threads (GIL released) while this thread finishes the
+        # statistics from the scratch file and renders the quicklook.
+        try:
+            with ThreadPoolExecutor(len(writers), thread_name_prefix="publish") as publishers:
+                published = {n: publishers.submit(w.publish) for n, w in writers.items()}
+                statistics = stats.result(
+                    lambda: (b[valid_pixels(b, fill)] for b in writers[slayer].read_back()))
+                _quicklook(np.concatenate(preview), grid.window_bounds(win), grid.epsg, png,
+                           slayer, units, index, ref, spec)
+                paths_done = {n: f.result() for n, f in published.items()}
+        except BaseException:
+            # A failed granule leaves no outputs at all, not even its finished files.
+            for path in [*paths.values(), png]:
+                path.unlink(missing_ok=True)
+            raise
         counts["valid"] = int(statistics["count"] or 0)
-        outputs = []
-        for name in write_layers:
-            path = writers[name].publish()
-            outputs.append(_output_entry(path, out_dir, "cog", name))
-
-    png = out_dir / f"{ref.name}_{slayer}.png"
-    units = str(layer_info(index, slayer)["units"])
-    title = (f"{LAYERS[slayer].long_name} from {index.reference_time:%Y-%m-%d} to "
-             f"{index.secondary_time:%Y-%m-%d}\nF{ref.product.frame:05d}"
-             + (" (recommended_mask applied)" if spec.mask_applied else " (unmasked)"))
-    is_disp = units == "meters"
-    quicklook(paths[slayer], png, title=title,
-              label=("Line-of-sight displacement [m]" if slayer == "displacement"
-                     else f"{slayer} [{units}]"),
-              vmax=0.1 if is_disp else None,
-              cmap="RdBu" if is_disp else "viridis" if units == "unitless" else "RdBu")
+        outputs = [_output_entry(paths_done[n], out_dir, "cog", n) for n in write_layers]
     outputs.append(_output_entry(png, out_dir, "quicklook", slayer))
 
     bounds = grid.window_bounds(win)
@@ -252,6 +247,53 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
                        **{k: _finite(v) for k, v in statistics.items()}},
         "outputs": outputs,
     }
+
+
+def _mask_band(arrays: dict[str, np.ndarray], band: Window, spec: JobSpec, grid: Any,
+               write_layers: list[str], slayer: str, counts: dict[str, int],
+               stats: StreamingStats, writers: dict[str, CogWriter], win: Window,
+               preview: list[np.ndarray], step: int) -> None:
+    """Mask one band, write it to every layer's scratch file, and update the statistics."""
+    keep = np.ones(band.shape, dtype=bool)
+    inside = None
+    if spec.aoi is not None:
+        inside = grid.geometry_mask(spec.aoi, band)
+        counts["outside_aoi"] += int(np.count_nonzero(~inside))
+        keep &= inside
+    if spec.mask_applied:
+        good = mask_keep(arrays[MASK_LAYER])
+        counts["masked"] += int(np.count_nonzero(keep & ~good))
+        keep &= good
+    for name in write_layers:
+        arr = arrays[name]
+        # The mask itself is never masked by itself: only the AOI trims it.
+        drop = ~keep if name != MASK_LAYER else (~inside if inside is not None else None)
+        if drop is not None and drop.any():
+            arr = arr.copy()
+            arr[drop] = LAYERS[name].fill
+        writers[name].write(arr, band.row0 - win.row0)
+        if name == slayer:
+            ok = valid_pixels(arr, LAYERS[name].fill)
+            counts["nodata"] += int(np.count_nonzero(keep & ~ok))
+            stats.update(arr[ok])
+            first = (-(band.row0 - win.row0)) % step  # rows on the global decimation grid
+            sub = arr[first::step, ::step].astype(np.float64)
+            sub[~ok[first::step, ::step]] = np.nan
+            preview.append(sub)
+
+
+def _quicklook(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,
+               png: Path, layer: str, units: str, index: GranuleIndex, ref: GranuleRef,
+               spec: JobSpec) -> None:
+    title = (f"{LAYERS[layer].long_name} from {index.reference_time:%Y-%m-%d} to "
+             f"{index.secondary_time:%Y-%m-%d}\nF{ref.product.frame:05d}"
+             + (" (recommended_mask applied)" if spec.mask_applied else " (unmasked)"))
+    is_disp = units == "meters"
+    render_map(data, bounds, epsg, png, title=title,
+               label=("Line-of-sight displacement [m]" if layer == "displacement"
+                      else f"{layer} [{units}]"),
+               vmax=0.1 if is_disp else None, cmap="RdBu" if is_disp else "viridis",
+               diverging=is_disp)
 
 
 def _finite(v: Any) -> Any:

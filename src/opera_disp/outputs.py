@@ -36,7 +36,8 @@ COG_PROFILE: dict[str, Any] = {
     "NUM_THREADS": "ALL_CPUS",
 }
 # GDAL's block cache is kept small so memory stays bounded on whole frames.
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 128, "GDAL_NUM_THREADS": "ALL_CPUS"}
+# (rasterio takes GDAL_CACHEMAX in bytes: a bare 128 would mean 128 bytes.)
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
 _UMASK = os.umask(0)
@@ -144,18 +145,16 @@ class CogWriter:
         self._dst.write(block, 1, window=RioWindow(col_off, row_off, block.shape[1],
                                                     block.shape[0]))
 
-    def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
-        """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
-        from rasterio.windows import Window as RioWindow
+    @property
+    def scratch(self) -> Path:
+        """The uncompressed scratch GeoTIFF (complete after :meth:`close_scratch`)."""
+        assert self._scratch is not None, "use CogWriter as a context manager"
+        return self._scratch
 
-        for r0 in range(0, self.spec.height, rows):
-            h = min(rows, self.spec.height - r0)
-            yield self._dst.read(1, window=RioWindow(0, r0, self.spec.width, h))
-
-    def publish(self) -> Path:
-        """Compress into a COG, validate it, and rename it into place."""
-        from rio_cogeo.cogeo import cog_validate
-
+    def close_scratch(self) -> None:
+        """Finish the scratch file (tags included); it can then be read while publishing."""
+        if self._dst is None or self._dst.closed:
+            return
         self._dst.update_tags(**self.tags)
         if self.units:
             self._dst.update_tags(1, units=self.units)
@@ -163,11 +162,31 @@ class CogWriter:
         if self.description:
             self._dst.set_band_description(1, self.description)
         self._dst.close()
+
+    def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
+        """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
+        from rasterio.windows import Window as RioWindow
+
+        self.close_scratch()
+        with rasterio.Env(**GDAL_ENV), rasterio.open(self.scratch) as src:
+            for r0 in range(0, self.spec.height, rows):
+                h = min(rows, self.spec.height - r0)
+                yield src.read(1, window=RioWindow(0, r0, self.spec.width, h))
+
+    def publish(self) -> Path:
+        """Compress into a COG, validate it, and rename it into place.
+
+        GDAL releases the GIL while it compresses, so other layers' publishing, statistics
+        and the quicklook can run in parallel threads.
+        """
+        from rio_cogeo.cogeo import cog_validate
+
+        self.close_scratch()
         opts = {k: v for k, v in self.profile.items() if k != "driver"}
         opts["RESAMPLING"] = self.spec.resampling.upper()
         opts["OVERVIEW_RESAMPLING"] = self.spec.resampling.upper()
-        with atomic_path(self.path) as tmp:
-            rasterio.shutil.copy(self._scratch, tmp, driver="COG", **opts)
+        with rasterio.Env(**GDAL_ENV), atomic_path(self.path) as tmp:
+            rasterio.shutil.copy(self.scratch, tmp, driver="COG", **opts)
             valid, errors, _warnings = cog_validate(str(tmp), quiet=True)
             if not valid:
                 raise OutputError(f"{self.path.name} is not a valid COG: {'; '.join(errors)}")
@@ -183,33 +202,51 @@ class CogWriter:
 
 
 def quicklook(cog: Path, png: Path, *, title: str, label: str, vmax: float | None = 0.1,
-              cmap: str = "RdBu", max_pixels: int = 1200) -> Path:
-    """Render a COG (its overviews, for big rasters) as a PNG map with a colorbar.
+              cmap: str = "RdBu", diverging: bool = True, max_pixels: int = 1200) -> Path:
+    """Render a raster (its overviews, for big COGs) as a PNG map with a colorbar.
 
-    With ``vmax`` None, the colour range is symmetric about zero at the 98th percentile of
-    ``|value|``; a diverging colormap is centred on zero either way.
+    See :func:`render_map` for the colour scaling.
+    """
+    with rasterio.open(cog) as src:
+        scale = max(1.0, max(src.width, src.height) / max_pixels)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        arr = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
+        b = src.bounds
+        epsg = src.crs.to_epsg() if src.crs else None
+    data = arr.astype("float64").filled(np.nan)
+    return render_map(data, (b.left, b.bottom, b.right, b.top), epsg, png, title=title,
+                      label=label, vmax=vmax, cmap=cmap, diverging=diverging)
+
+
+def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
+               png: Path, *, title: str, label: str, vmax: float | None = 0.1,
+               cmap: str = "RdBu", diverging: bool = True) -> Path:
+    """Write a PNG map of ``data`` (NaN = nodata, shown grey) with a colorbar.
+
+    Diverging maps are centred on zero: ``±vmax``, or ``±`` the 98th percentile of
+    ``|value|`` when ``vmax`` is None. Sequential maps span the 2nd-98th percentiles.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with rasterio.open(cog) as src:
-        scale = max(1.0, max(src.width, src.height) / max_pixels)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        arr = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
-        bounds = src.bounds
-        epsg = src.crs.to_epsg() if src.crs else None
-    data = arr.astype("float64").filled(np.nan)
-    if vmax is None:
-        finite = np.abs(data[np.isfinite(data)])
-        vmax = float(np.percentile(finite, 98)) if finite.size else 0.1
-        vmax = vmax or 0.1
+    finite = data[np.isfinite(data)]
+    if diverging:
+        if vmax is None:
+            vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 0.1
+            vmax = vmax or 0.1
+        lo, hi = -vmax, vmax
+    else:
+        lo, hi = (float(np.percentile(finite, 2)), float(np.percentile(finite, 98))) \
+            if finite.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
     # Nodata and masked pixels in grey, apart from zero (white).
     colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
-    im = ax.imshow(data, cmap=colors, vmin=-vmax, vmax=vmax, interpolation="nearest",
-                   extent=(bounds.left, bounds.right, bounds.bottom, bounds.top))
+    left, bottom, right, top = bounds
+    im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
+                   extent=(left, right, bottom, top))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
     ax.set_ylabel("northing [m]")

@@ -26,6 +26,13 @@ from .access import ByteSource, GranuleReadError
 from .geometry import Grid, Window
 from .product import LAYERS, DispProduct
 
+try:  # ISA-L inflates ~2.5x faster than zlib, bit for bit the same output
+    from isal.isal_zlib import decompress as _inflate
+    from isal.isal_zlib import error as _inflate_error
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    from zlib import decompress as _inflate
+    from zlib import error as _inflate_error
+
 FILTER_DEFLATE = 1
 FILTER_SHUFFLE = 2
 _SUPPORTED = {FILTER_DEFLATE, FILTER_SHUFFLE}
@@ -305,8 +312,8 @@ def decode_chunk(raw: bytes, layer: LayerIndex, filter_mask: int) -> np.ndarray:
         code = layer.filters[k][0]
         if code == FILTER_DEFLATE:
             try:
-                data = zlib.decompress(data)
-            except zlib.error as exc:
+                data = _inflate(data)
+            except (_inflate_error, zlib.error) as exc:
                 raise GranuleReadError(f"corrupt chunk in {layer.name} ({exc})") from None
         elif code == FILTER_SHUFFLE and itemsize > 1:
             buf = np.frombuffer(data, dtype=np.uint8)

@@ -66,6 +66,34 @@ def sortable_keys(values: np.ndarray) -> np.ndarray:
     return np.where(neg, ~bits, bits | np.uint32(0x80000000))
 
 
+def _raw_high_halves(values: np.ndarray) -> np.ndarray:
+    """The high 16 bits (sign, exponent, 7 mantissa bits) of each float32, as uint16."""
+    return np.asarray(values, dtype="<f4").view("<u2")[1::2]
+
+
+def _sorted_bin_of_raw() -> np.ndarray:
+    raw = np.arange(65536, dtype=np.uint32)
+    neg = raw >= 0x8000
+    return np.where(neg, 0xFFFF - raw, raw | 0x8000).astype(np.uint16)
+
+
+# Order-preserving bin of each raw high half: histogramming raw halves and permuting the
+# 65536 counts afterwards is much cheaper than transforming every value.
+SORTED_BIN = _sorted_bin_of_raw()
+
+
+def key_bins(values: np.ndarray) -> np.ndarray:
+    """The top 16 bits of :func:`sortable_keys` (a uint16 per value).
+
+    Examples
+    --------
+    >>> v = np.array([-2.0, -0.5, 0.0, 3.0], dtype=np.float32)
+    >>> bool(np.all(np.diff(key_bins(v).astype(int)) >= 0))
+    True
+    """
+    return SORTED_BIN[_raw_high_halves(values)]
+
+
 @dataclass
 class StreamingStats:
     """Count, min, max, mean, std (population) and exact quantiles over streamed blocks."""
@@ -83,17 +111,20 @@ class StreamingStats:
         if n == 0:
             return
         v = values.astype(np.float64)
-        mean_b = float(v.mean())
-        m2_b = float(((v - mean_b) ** 2).sum())
+        mean_b = float(v.sum()) / n
+        v -= mean_b
+        m2_b = float(np.dot(v, v))
+        del v
         delta = mean_b - self._mean
         total = self.count + n
         self._mean += delta * n / total
         self._m2 += m2_b + delta * delta * self.count * n / total
         self.count = total
-        self.minimum = min(self.minimum, float(v.min()))
-        self.maximum = max(self.maximum, float(v.max()))
-        bins = (sortable_keys(values) >> np.uint32(16)).astype(np.int64)
-        h = np.bincount(bins, minlength=65536)
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+        raw = np.bincount(_raw_high_halves(values), minlength=65536)
+        h = np.empty_like(raw)
+        h[SORTED_BIN] = raw
         self._hist = h if self._hist is None else self._hist + h
 
     def result(self, second_pass: Callable[[], Iterable[np.ndarray]]) -> dict[str, float | None]:
@@ -111,14 +142,18 @@ class StreamingStats:
         rank_bin = {r: int(np.searchsorted(cum, r, side="right")) for r in ranks}
         bins = sorted(set(rank_bin.values()))
         gathered: dict[int, list[np.ndarray]] = {b: [] for b in bins}
+        lut = np.zeros(65536, dtype=bool)  # indexed by raw high halves
+        lut[np.isin(SORTED_BIN, bins)] = True
         for block in second_pass():
             if block.size == 0:
                 continue
-            bb = (sortable_keys(block) >> np.uint32(16)).astype(np.int64)
+            raw = _raw_high_halves(block)
+            hit = lut[raw]
+            sel, sel_bins = block[hit], SORTED_BIN[raw[hit]]
             for b in bins:
-                sel = block[bb == b]
-                if sel.size:
-                    gathered[b].append(sel)
+                part = sel[sel_bins == b]
+                if part.size:
+                    gathered[b].append(part)
         sorted_bins = {b: np.sort(np.concatenate(v)) if v else np.empty(0, np.float32)
                        for b, v in gathered.items()}
 
