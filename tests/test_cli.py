@@ -81,8 +81,21 @@ def test_output_is_a_file(tmp_path: Path, archive: Path, capsys: pytest.CaptureF
 
 
 def test_no_granules_given(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["subset", "--bbox", "-104,24,-103,25"], capsys)
+    code, _, err = run(["subset", "--start", "2020-01-01"], capsys)
     assert code == 2 and "no granules" in _one_line_error(err)
+
+
+def test_cmr_unreachable_is_one_line(capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPERA_DISP_CMR_URL", f"http://127.0.0.1:{port}/search")
+    monkeypatch.setattr("opera_disp.cmr.time.sleep", lambda s: None)
+    code, _, err = run(["subset", "--bbox", "-104,24,-103,25"], capsys)
+    assert code == 1 and "is unreachable" in _one_line_error(err)
 
 
 def test_no_match_exit_3(archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -19,25 +19,51 @@ from typing import Any
 
 from .catalog import GranuleRef, filter_refs, resolve_explicit, scan_archive
 from .inputs import BadInput, JobSpec, build_spec
-from .job import JobResult, SourceFactory, local_source, run_job
+from .job import JobResult, SourceFactory, run_job
 
 log = logging.getLogger(__name__)
+
+
+def _cmr_query(spec: JobSpec, names: tuple[str, ...] = ()) -> Any:
+    from .cmr import CmrQuery
+
+    bbox = spec.bbox or (spec.aoi.bounds if spec.aoi is not None else None)
+    return CmrQuery(bbox=bbox, start=spec.start, end=spec.end, frame=spec.frame,
+                    granule_names=names, limit=spec.limit)
+
+
+def _touches_area(ref: GranuleRef, spec: JobSpec) -> bool:
+    """Whether a catalog footprint meets the AOI (granules without a footprint are kept)."""
+    if spec.aoi is None or not ref.footprint:
+        return True
+    from shapely.geometry import Polygon
+
+    return any(Polygon(ring).intersects(spec.aoi) for ring in ref.footprint if len(ring) >= 3)
 
 
 def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
     """The granules a job covers, and notes about how they were found.
 
-    Explicit granules (``--granules``/``--granule-list``) win; otherwise the local archive
-    (``--source``) is searched.
+    Explicit granules (``--granules``/``--granule-list``) win (bare names are looked up in
+    ``--source`` or CMR); otherwise the local archive (``--source``) is searched; otherwise
+    CMR is searched with the area, dates and frame.
     """
+    from .cmr import CmrClient
+
     notes: list[str] = []
     if spec.granules:
         refs = resolve_explicit(spec.granules, spec.source)
-        unresolved = [r.name for r in refs if not r.location]
+        unresolved = tuple(r.name for r in refs if not r.location)
         if unresolved:
-            raise BadInput(f"granule {unresolved[0]!r} is not a file"
-                           + (f" and is not in source {str(spec.source)!r}" if spec.source else
-                              "; give its path or URL, or --source DIR holding it"))
+            from .cmr import CmrQuery
+
+            found = {r.name: r for r in CmrClient(spec.cmr_url).search(
+                CmrQuery(granule_names=unresolved))}
+            missing = [n for n in unresolved if n not in found]
+            if missing:
+                raise BadInput(f"granule {missing[0]!r} is not a file and CMR does not know it")
+            refs = [found.get(r.name, r) if not r.location else r for r in refs]
+            notes.append(f"{len(unresolved)} granule name(s) resolved through CMR")
         kept = filter_refs(refs, spec)
         if len(kept) < len(refs):
             notes.append(f"{len(refs) - len(kept)} of {len(refs)} given granule(s) dropped by "
@@ -48,10 +74,18 @@ def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
         kept = filter_refs(found, spec)
         notes.append(f"local archive {spec.source}: {len(found)} granule(s), {len(kept)} matched")
         return kept, notes
-    raise BadInput("no granules to process: give --granules, --granule-list or --source DIR")
+    if spec.bbox is None and spec.aoi is None and spec.frame is None:
+        raise BadInput("no granules to process: give --granules, --granule-list or --source, "
+                       "or search CMR with --bbox, --aoi or --frame (and dates)")
+    client = CmrClient(spec.cmr_url)
+    found = client.search(_cmr_query(spec))
+    kept = [r for r in found if _touches_area(r, spec)]
+    notes.append(f"CMR {client.base_url}: {len(found)} granule(s) after secondary-date "
+                 f"filtering and de-duplication, {len(kept)} touching the area")
+    return kept, notes
 
 
-def subset(*, source_factory: SourceFactory = local_source, progress: bool | None = None,
+def subset(*, source_factory: SourceFactory | None = None, progress: bool | None = None,
            **inputs: Any) -> JobResult:
     """Run the subset job; keyword arguments are the CLI options (``build_spec`` names).
 
@@ -60,7 +94,18 @@ def subset(*, source_factory: SourceFactory = local_source, progress: bool | Non
     BadInput
         For inputs a user must fix (the CLI's exit code 2).
     """
+    from .remote import Access
+
     spec = build_spec(**inputs)
     refs, notes = resolve_granules(spec)
     log.info("%d granule(s) matched", len(refs))
-    return run_job(spec, refs, source_factory=source_factory, progress=progress, notes=notes)
+    access = None
+    if source_factory is None:
+        access = Access(spec.access, max_connections=max(8, 8 * spec.workers))
+        source_factory = access.open
+    try:
+        return run_job(spec, refs, source_factory=source_factory, progress=progress,
+                       notes=notes)
+    finally:
+        if access is not None:
+            access.close()

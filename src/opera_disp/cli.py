@@ -71,6 +71,10 @@ def subset(
                                                      "(0-100).")] = "0",
     workers: Annotated[str, Opt(help="Granules processed concurrently.")] = "2",
     limit: Annotated[str | None, Opt(help="At most this many granules.")] = None,
+    access: Annotated[str, Opt(help="auto | https | s3 | local: how remote granules are "
+                               "read (auto: S3 in us-west-2, else HTTPS).")] = "auto",
+    cmr_url: Annotated[str | None, Opt(help="CMR search endpoint (default "
+                                       "$OPERA_DISP_CMR_URL or production).")] = None,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
     log_file: Annotated[str | None, Opt(help="Also write the log to this file.")] = None,
@@ -93,7 +97,7 @@ def subset(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, progress=progress,
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, progress=progress,
     )
     out = Path(output).resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
@@ -158,11 +162,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"opera-disp: error: {exc.format_message()}", file=sys.stderr)
         return 2
-    except _cx.Exit as exc:
-        return int(exc.exit_code)
-    except (_cx.Abort, KeyboardInterrupt):
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except (typer.Abort, KeyboardInterrupt):
         print("opera-disp: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from .cmr import CmrError
+        from .remote import RemoteError, redact
+
+        if isinstance(exc, CmrError):
+            print(f"opera-disp: error: {redact(str(exc))}", file=sys.stderr)
+            return 2 if exc.status == 400 else 1
+        if isinstance(exc, RemoteError):
+            print(f"opera-disp: error: {redact(str(exc))}", file=sys.stderr)
+            return 1
+        raise
     return int(rv) if isinstance(rv, int) else 0
 
 
