@@ -168,8 +168,12 @@ def _filters(dset: h5py.Dataset) -> tuple[tuple[int, tuple[int, ...]], ...]:
     return tuple(out)
 
 
-def index_layer(dset: h5py.Dataset) -> LayerIndex:
-    """Build the chunk table of a 2-D chunked dataset from HDF5's B-tree (metadata only)."""
+def index_layer(dset: h5py.Dataset, read_attrs: bool = True) -> LayerIndex:
+    """Build the chunk table of a 2-D chunked dataset from HDF5's B-tree (metadata only).
+
+    ``read_attrs=False`` skips the attributes: their strings live in HDF5's global heap,
+    which paged files keep with the raw data, so reading them remotely costs round trips.
+    """
     if dset.ndim != 2 or dset.chunks is None:
         raise GranuleReadError(f"layer {dset.name} is not a chunked 2-D dataset")
     filters = _filters(dset)
@@ -186,7 +190,8 @@ def index_layer(dset: h5py.Dataset) -> LayerIndex:
 
     dset.id.chunk_iter(visit)
     attrs = {k: _attr_str(v) for k, v in dset.attrs.items()
-             if k not in ("DIMENSION_LIST", "_Netcdf4Coordinates", "_Netcdf4Dimid")}
+             if k not in ("DIMENSION_LIST", "_Netcdf4Coordinates", "_Netcdf4Dimid")} \
+        if read_attrs else {}
     fill = dset.fillvalue
     return LayerIndex(
         name=dset.name.lstrip("/"),
@@ -276,7 +281,7 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct,
             for name in layers:
                 if name not in f:
                     raise GranuleReadError(f"{source.name} has no layer {name!r}")
-                table[name] = index_layer(f[name])
+                table[name] = index_layer(f[name], read_attrs=not defer_coords)
                 if table[name].shape != (grid.height, grid.width):
                     raise GranuleReadError(f"{source.name}: layer {name} shape "
                                            f"{table[name].shape} differs from the grid")

@@ -1,0 +1,289 @@
+"""Real local servers for offline tests: an Earthdata/ASF-like range server and a CMR responder.
+
+The range server behaves like ASF's Thin Egress App in front of S3:
+
+* ``/plain/<name>``: a mirror; Range answered with 206 (or 200 with ``ignore_range``).
+* ``/data/<name>``: needs auth (a Bearer token or the login cookie). Without it: 302 to
+  ``/urs/oauth/authorize`` (Earthdata Login), which takes Basic credentials and sends the
+  client to ``/login?code=…`` (sets the cookie) and back. With it: 303 to a presigned
+  ``/signed/<name>?X-Amz-…`` URL, which **rejects any Authorization header** (as S3 does).
+* ``/s3credentials``: the same auth, then temporary keys as JSON.
+* ``/s3/...``: answers 403 AccessDenied XML (S3 seen from outside us-west-2).
+* ``/search/granules.umm_json`` and ``/search/collections.umm_json``: a CMR responder with
+  ``CMR-Hits`` and ``CMR-Search-After`` headers (also on the last page, as CMR does).
+
+Faults: ``fail_next`` 503s, ``reset_next`` dropped connections, ``latency`` per request,
+``eula`` (403 EULA body). Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlparse
+
+TOKEN = "test-token-abc123"
+USER, PASSWORD = "alice", "s3cret-pw"
+COOKIE = "asf-urs=jwt-ok"
+
+
+@dataclass
+class ServerState:
+    """What the server serves and how it misbehaves; its request log."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    cmr_items: list[dict[str, Any]] = field(default_factory=list)
+    cmr_error: tuple[int, dict[str, Any]] | None = None
+    cmr_throttle: int = 0  # this many 429s before answering
+    collections: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0
+    reset_next: int = 0
+    latency: float = 0.0
+    ignore_range: bool = False
+    eula: bool = False
+    creds_lifetime: float = 3600.0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, prefix: str) -> int:
+        """Requests whose path starts with ``prefix``."""
+        return sum(1 for r in self.log if r["path"].startswith(prefix))
+
+    def reset_log(self) -> None:
+        """Forget the recorded requests."""
+        with self.lock:
+            self.log.clear()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request of the fake ASF/CMR service."""
+
+    server: Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    # -- helpers -------------------------------------------------------------------
+    def _send(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(code, json.dumps(doc).encode(), {"Content-Type": "application/json",
+                                                   **(headers or {})})
+
+    def _authed(self) -> bool:
+        auth = self.headers.get("Authorization", "")
+        return auth == f"Bearer {TOKEN}" or COOKIE in self.headers.get("Cookie", "")
+
+    def _serve_file(self, name: str) -> None:
+        path = self.server.state.files.get(name)
+        if path is None:
+            self._send(404, b"not found")
+            return
+        data = path.read_bytes()
+        rng = self.headers.get("Range")
+        if rng and not self.server.state.ignore_range:
+            m = re.match(r"bytes=(\d+)-(\d+)", rng)
+            assert m, rng
+            a, b = int(m.group(1)), int(m.group(2))
+            if a >= len(data):
+                self._send(416, b"Invalid Range")
+                return
+            b = min(b, len(data) - 1)
+            self._send(206, data[a: b + 1], {"Content-Range": f"bytes {a}-{b}/{len(data)}",
+                                            "Accept-Ranges": "bytes"})
+        else:
+            self._send(200, data)
+
+    def _base(self) -> str:
+        return f"http://{self.headers['Host']}"
+
+    # -- routing -------------------------------------------------------------------
+    def do_GET(self) -> None:
+        st = self.server.state
+        url = urlparse(self.path)
+        with st.lock:
+            st.log.append({"path": url.path, "query": url.query,
+                           "headers": dict(self.headers.items()), "t": time.monotonic()})
+            fail, reset = st.fail_next > 0, st.reset_next > 0 and url.path.startswith(
+                ("/plain", "/signed"))
+            if fail and url.path.startswith(("/plain", "/signed", "/search")):
+                st.fail_next -= 1
+            else:
+                fail = False
+            if reset:
+                st.reset_next -= 1
+        if st.latency:
+            time.sleep(st.latency)
+        if reset:  # drop the connection without an answer
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if fail:
+            self._send(503, b"Service Unavailable", {"Retry-After": "0"})
+            return
+        path = url.path
+        q = parse_qs(url.query)
+        if path.startswith("/plain/"):
+            self._serve_file(path.removeprefix("/plain/"))
+        elif path.startswith("/signed/"):
+            if "Authorization" in self.headers:
+                self._send(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                                b"mechanism allowed</Message></Error>")
+                return
+            if "X-Amz-Signature" not in q:
+                self._send(403, b"<Error><Code>AccessDenied</Code></Error>")
+                return
+            self._serve_file(path.removeprefix("/signed/"))
+        elif path.startswith(("/data/", "/s3credentials")):
+            if st.eula:
+                self._json(403, {"error": "invalid_token", "status_code": 403,
+                                 "error_description": "EULA Acceptance Failure",
+                                 "resolution_url": f"{self._base()}/approve_app?client_id=X"})
+            elif not self._authed():
+                self._send(302, b"", {"Location": f"{self._base()}/urs/oauth/authorize?"
+                                                  f"client_id=X&response_type=code&"
+                                                  f"state={quote(path)}"})
+            elif path == "/s3credentials":
+                exp = datetime.now(UTC) + timedelta(seconds=st.creds_lifetime)
+                self._json(200, {"accessKeyId": "AKIATEST", "secretAccessKey": "SECRETKEY",
+                                 "sessionToken": f"TOKEN{len(st.log)}",
+                                 "expiration": exp.strftime("%Y-%m-%d %H:%M:%S+00:00")})
+            else:
+                name = path.removeprefix("/data/")
+                self._send(303, b"", {
+                    "Location": f"{self._base()}/signed/{name}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                                "&X-Amz-Expires=3600&X-Amz-Signature=deadbeef",
+                    "Cache-Control": "private, max-age=3540"})
+        elif path == "/urs/oauth/authorize":
+            auth = self.headers.get("Authorization", "")
+            good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if auth != good:
+                self._send(401, b"Unauthorized")
+                return
+            state = q.get("state", ["/"])[0]
+            self._send(302, b"", {"Location": f"{self._base()}/login?code=abc&state="
+                                              f"{quote(state)}"})
+        elif path == "/login":
+            state = q.get("state", ["/"])[0]
+            self._send(302, b"", {"Location": f"{self._base()}{state}",
+                                  "Set-Cookie": f"{COOKIE}; Path=/; HttpOnly"})
+        elif path.startswith(("/s3/", "/asf-cumulus-prod-opera-products")):
+            self._send(403, b"<?xml version='1.0'?><Error><Code>AccessDenied</Code>"
+                            b"<Message>Access Denied</Message></Error>",
+                       {"Content-Type": "application/xml"})
+        elif path == "/search/granules.umm_json":
+            self._cmr_granules(q)
+        elif path == "/search/collections.umm_json":
+            self._json(200, {"hits": len(st.collections), "items": st.collections},
+                       {"CMR-Hits": str(len(st.collections))})
+        else:
+            self._send(404, b"no route")
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def _cmr_granules(self, q: dict[str, list[str]]) -> None:
+        st = self.server.state
+        if st.cmr_error is not None:
+            self._json(st.cmr_error[0], st.cmr_error[1])
+            return
+        with st.lock:
+            throttled = st.cmr_throttle > 0
+            if throttled:
+                st.cmr_throttle -= 1
+        if throttled:
+            self._json(429, {"errors": ["Too many requests"]}, {"Retry-After": "0"})
+            return
+        items = st.cmr_items
+        if "granule_ur[]" in q:
+            items = [i for i in items if i["umm"]["GranuleUR"] in q["granule_ur[]"]]
+        frames = [a.split(",")[2] for a in q.get("attribute[]", []) if "FRAME_NUMBER" in a]
+        if frames:
+            items = [i for i in items if any(f"_F{int(f):05d}_" in i["umm"]["GranuleUR"]
+                                             for f in frames)]
+        size = int(q.get("page_size", ["10"])[0])
+        if size == 0:
+            self._json(200, {"hits": len(items), "items": []}, {"CMR-Hits": str(len(items))})
+            return
+        after = self.headers.get("CMR-Search-After")
+        start = int(json.loads(after)[0]) if after else 0
+        page = items[start: start + size]
+        headers = {"CMR-Hits": str(len(items)), "CMR-Took": "5",
+                   "Content-Type": "application/vnd.nasa.cmr.umm_results+json;version=1.6.6"}
+        if page:  # like CMR: the header comes even with the last page
+            headers["CMR-Search-After"] = json.dumps([start + len(page), "x"])
+        self._json(200, {"hits": len(items), "took": 5, "items": page}, headers)
+
+
+class Server(ThreadingHTTPServer):
+    """A threaded server bound to 127.0.0.1 on a free port."""
+
+    daemon_threads = True
+
+    def __init__(self, state: ServerState):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.state = state
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def hostport(self) -> str:
+        """``127.0.0.1:PORT`` (for OPERA_DISP_TRUSTED_HOSTS)."""
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> Server:
+        """Serve in a background thread."""
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+
+def umm_item(name: str, base: str, *, frame_poly: list[tuple[float, float]] | None = None,
+             size: int | None = None, md5: str | None = None) -> dict[str, Any]:
+    """A UMM-G item for a granule served by the test server (ASF's layout)."""
+    ring = frame_poly or [(-104.0, 24.3), (-103.5, 24.3), (-103.5, 24.7), (-104.0, 24.7),
+                          (-104.0, 24.3)]
+    stem = name.removesuffix(".nc")
+    return {
+        "meta": {"concept-id": f"G{abs(hash(stem)) % 10**9}-ASF", "native-id": stem,
+                 "collection-concept-id": "C3294057315-ASF", "provider-id": "ASF"},
+        "umm": {
+            "GranuleUR": stem,
+            "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": "2016-07-05T00:55:55Z",
+                                                 "EndingDateTime": "2016-08-01T00:00:00Z"}},
+            "SpatialExtent": {"HorizontalSpatialDomain": {"Geometry": {"GPolygons": [
+                {"Boundary": {"Points": [{"Longitude": lo, "Latitude": la}
+                                         for lo, la in ring]}}]}}},
+            "RelatedUrls": [
+                {"URL": f"{base}/data/{stem}.nc", "Type": "GET DATA"},
+                {"URL": f"s3://asf-cumulus-prod-opera-products/OPERA_L3_DISP-S1_V1/{stem}/"
+                        f"{stem}.nc", "Type": "GET DATA VIA DIRECT ACCESS"},
+                {"URL": f"{base}/data/{stem}.zarr.json.gz", "Type": "GET DATA"},
+                {"URL": f"{base}/data/{stem}.iso.xml", "Type": "EXTENDED METADATA"},
+                {"URL": f"{base}/s3credentials", "Type": "VIEW RELATED INFORMATION",
+                 "Description": "S3 credentials endpoint for direct in-region bucket access"},
+            ],
+            "DataGranule": {"ArchiveAndDistributionInformation": [
+                {"Name": f"{stem}.nc", "SizeInBytes": size or 0, "Format": "netCDF-4",
+                 "Checksum": {"Value": md5 or "0" * 32, "Algorithm": "MD5"}},
+                {"Name": f"{stem}.iso.xml", "SizeInBytes": 100, "Format": "XML"}]},
+        },
+    }
