@@ -13,7 +13,7 @@
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url)
 n=${#names[@]}
 
 usage() {

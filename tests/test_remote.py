@@ -291,3 +291,35 @@ def test_remote_job_end_to_end_secrets_never_leak(server: Server, archive: Path,
         assert TOKEN not in text and "X-Amz-Signature" not in text
     setup_logging()
     json.loads((tmp_path / "o" / "summary.json").read_text())
+
+
+def test_open_granule_local_uses_page_buffer(granule: Path) -> None:
+    import opera_disp
+    from opera_disp.api import H5_OPEN_KWDS
+
+    ds = opera_disp.open_granule(str(granule))
+    assert ds["displacement"].chunks is not None
+    assert all(c % 256 == 0 for c in ds["displacement"].chunks[0][:-1])
+    with h5py.File(granule) as f:
+        expect = f["displacement"][100:140, 200:260]
+    got = ds["displacement"].isel(y=slice(100, 140), x=slice(200, 260)).values
+    assert got.tobytes() == expect.tobytes()
+    with h5py.File(granule, "r", **H5_OPEN_KWDS) as f:
+        f["displacement"][0:10, 0:10]
+        assert f.id.get_page_buffering_stats()  # raises unless the page buffer is on
+
+
+def test_open_granule_remote(server: Server, granule: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import opera_disp
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    monkeypatch.setenv("OPERA_DISP_TRUSTED_HOSTS", server.hostport)
+    ds = opera_disp.open_granule(f"{server.url}/data/{granule.name}", access="https")
+    got = ds["temporal_coherence"].isel(y=slice(300, 340), x=slice(10, 90)).values
+    with h5py.File(granule) as f:
+        expect = f["temporal_coherence"][300:340, 10:90]
+    np.testing.assert_array_equal(got, expect)
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    with pytest.raises(Exception, match="multiple of 256"):
+        opera_disp.open_granule(str(granule), chunk=300)

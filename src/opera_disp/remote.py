@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -380,11 +381,43 @@ class HttpClient:
 
 
 class _HeadFile(io.RawIOBase):
-    """A read-only file object for h5py, served from a granule's cached front bytes."""
+    """A read-only file object for h5py over a remote granule.
 
-    def __init__(self, granule: RangeGranule):
+    Reads come from the granule's cached front bytes; with ``block_size``, other reads are
+    served from an LRU cache of aligned blocks (for xarray/dask reading pixels through HDF5).
+    """
+
+    def __init__(self, granule: RangeGranule, block_size: int = 0, max_blocks: int = 16):
         self.g = granule
         self.pos = 0
+        self.block_size = block_size
+        self.max_blocks = max_blocks
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _read(self, offset: int, length: int) -> bytes:
+        if not self.block_size or self.g._cached(offset, length) is not None or \
+                offset < PAGE_BYTES:
+            return self.g.read_at(offset, length)
+        out = []
+        end = offset + length
+        first, last = offset // self.block_size, (end - 1) // self.block_size
+        for k in range(first, last + 1):
+            with self._lock:
+                block = self._blocks.get(k)
+                if block is not None:
+                    self._blocks.move_to_end(k)
+            if block is None:
+                start = k * self.block_size
+                block, _ = self.g._fetch(start, min(self.block_size, self.g.size - start))
+                self.g.stats.add(1, len(block))
+                with self._lock:
+                    self._blocks[k] = block
+                    while len(self._blocks) > self.max_blocks:
+                        self._blocks.popitem(last=False)
+            base = k * self.block_size
+            out.append(block[max(offset, base) - base: min(end, base + len(block)) - base])
+        return b"".join(out)
 
     def readable(self) -> bool:
         return True
@@ -406,7 +439,7 @@ class _HeadFile(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         n = min(len(b), max(0, self.g.size - self.pos))
-        data = self.g.read_at(self.pos, n)
+        data = self._read(self.pos, n)
         b[: len(data)] = data
         self.pos += len(data)
         return len(data)
@@ -543,6 +576,11 @@ class RangeGranule:
             raise
         except OSError as exc:
             raise GranuleReadError(f"{self.name} is not a readable HDF5 file ({exc})") from None
+
+    def file(self, block_size: int = 4 << 20, max_blocks: int = 16) -> io.RawIOBase:
+        """A file object for h5py/h5netcdf that also caches data blocks (for xarray)."""
+        self._start()
+        return _HeadFile(self, block_size, max_blocks)
 
     def close(self) -> None:
         """Drop the cached bytes."""
