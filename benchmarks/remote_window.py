@@ -26,28 +26,47 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # for tests.servers (the local range server)
 
+from tests.servers import Server, ServerState  # noqa: E402
+
 from opera_disp import sample  # noqa: E402
 from opera_disp.access import LocalFile  # noqa: E402
 from opera_disp.geometry import Window  # noqa: E402
 from opera_disp.product import DispProduct  # noqa: E402
 from opera_disp.reader import merge_ranges, open_index, plan_reads, read_window  # noqa: E402
 from opera_disp.remote import EarthdataAuth, HttpClient, HttpGranule  # noqa: E402
-from tests.servers import Server, ServerState  # noqa: E402
 
 LAYERS = ["displacement", "recommended_mask"]
-WIN = Window(512, 1024, 768, 1280)
-SHAPE = (1536, 2048)
+WIN = Window(3584, 4096, 4608, 5120)  # 512 x 512 in the middle of the frame
 
 
 def archive(n: int, workdir: Path) -> list[Path]:
-    """The cached benchmark granules (generated on first use)."""
-    folder = workdir / f"remote-{n}x{SHAPE[0]}x{SHAPE[1]}"
-    marker = folder / "complete"
-    if not marker.is_file():
-        print(f"generating {n} granules {SHAPE} in {folder} (once) ...", flush=True)
-        sample.write_archive(folder, n_dates=n, shape=SHAPE, seed=11, progress=True)
-        marker.write_text("ok\n")
-    return sorted(folder.glob("*.nc"))
+    """``n`` full-size granules (7915 x 9548, ~0.5 GB each, like real ones).
+
+    One granule is generated (cached; the same one benchmarks/full_frame.py uses) and
+    linked under ``n`` different product names: the reader works per name, and the pixel
+    content does not change what is read.
+    """
+    from datetime import timedelta
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    full = sorted(workdir.glob("OPERA_L3_DISP-S1_*.nc"))
+    if not full:
+        print(f"generating a full-size granule in {workdir} (once) ...", flush=True)
+        full = [sample.write_granule(workdir, shape=sample.FULL_SHAPE, n_dates=20, index=20,
+                                     seed=7)]
+    src = full[0]
+    base = DispProduct.from_name(src.name)
+    folder = workdir / "remote-links"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = DispProduct(base.frame, base.reference, base.secondary + timedelta(days=12 * i),
+                        base.version, base.generation)
+        link = folder / p.filename
+        if not link.exists():
+            link.symlink_to(src)
+        paths.append(link)
+    return paths
 
 
 def floor_bytes(path: Path) -> tuple[int, int]:
@@ -125,7 +144,7 @@ def main() -> None:
     med = {k: statistics.median(s[k] for s in s_ours) for k in ("requests", "bytes", "batches")}
     ratio_req = max(s["requests"] / (1 + m) for s, (_, m) in zip(s_ours, floors, strict=True))
     ratio_bytes = max(s["bytes"] / f for s, (f, _) in zip(s_ours, floors, strict=True))
-    print(f"{len(paths)} granules {SHAPE}, window {WIN} of {LAYERS}, "
+    print(f"{len(paths)} granules 7915 x 9548, window {WIN} of {LAYERS}, "
           f"{args.latency * 1000:.0f} ms per request, head mode {args.head}")
     print(f"opera-disp : {t_ours:7.2f} s  per granule: {med['requests']:.0f} requests, "
           f"{med['bytes'] / 1e6:.2f} MB, {med['batches']:.0f} sequential round trips (median)")

@@ -96,20 +96,23 @@ class Handler(BaseHTTPRequestHandler):
         if path is None:
             self._send(404, b"not found")
             return
-        data = path.read_bytes()
+        size = path.stat().st_size
         rng = self.headers.get("Range")
         if rng and not self.server.state.ignore_range:
             m = re.match(r"bytes=(\d+)-(\d+)", rng)
             assert m, rng
             a, b = int(m.group(1)), int(m.group(2))
-            if a >= len(data):
+            if a >= size:
                 self._send(416, b"Invalid Range")
                 return
-            b = min(b, len(data) - 1)
-            self._send(206, data[a: b + 1], {"Content-Range": f"bytes {a}-{b}/{len(data)}",
-                                            "Accept-Ranges": "bytes"})
+            b = min(b, size - 1)
+            with open(path, "rb") as fh:
+                fh.seek(a)
+                data = fh.read(b - a + 1)
+            self._send(206, data, {"Content-Range": f"bytes {a}-{b}/{size}",
+                                   "Accept-Ranges": "bytes"})
         else:
-            self._send(200, data)
+            self._send(200, path.read_bytes())
 
     def _base(self) -> str:
         return f"http://{self.headers['Host']}"
