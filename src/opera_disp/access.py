@@ -84,6 +84,11 @@ class LocalFile:
         self._fd: int | None = None
         self._lock = threading.Lock()
 
+    @property
+    def size(self) -> int:
+        """File size in bytes."""
+        return self.path.stat().st_size
+
     def _descriptor(self) -> int:
         with self._lock:
             if self._fd is None:

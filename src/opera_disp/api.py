@@ -171,3 +171,229 @@ def open_granule(url_or_path: str, *, access: str = "auto", chunk: int = 1024,
     fileobj = source.file()  # type: ignore[attr-defined]
     return xr.open_dataset(fileobj, engine="h5netcdf", group=group, chunks=chunks,
                            driver_kwds=H5_OPEN_KWDS)
+
+
+def search(*, bbox: str | None = None, aoi: str | None = None, start: str | None = None,
+           end: str | None = None, frame: str | int | None = None, limit: str | int | None = None,
+           source: str | None = None, cmr_url: str | None = None) -> list[GranuleRef]:
+    """Find granules in CMR (or a local archive with ``source``), as the job would.
+
+    Same filters as the job: area, secondary-date range, frame, limit; duplicates reduced
+    to the newest version. Local granules get their footprint from the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from opera_disp import sample
+    >>> d = tempfile.mkdtemp()
+    >>> _ = sample.write_archive(d, n_dates=3, shape=(64, 64))
+    >>> [r.product.secondary.date().isoformat() for r in search(source=d, start="2016-07-20")]
+    ['2016-07-29', '2016-08-10']
+    """
+    from .listing import with_footprint
+
+    spec = build_spec(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                      source=source, cmr_url=cmr_url)
+    refs, _notes = resolve_granules(spec)
+    refs = [with_footprint(r) for r in refs]
+    if spec.source is not None and (spec.bbox is not None or spec.aoi is not None):
+        from shapely.geometry import box
+
+        area = spec.aoi if spec.aoi is not None else box(*spec.bbox)  # type: ignore[misc]
+        refs = [r for r in refs if not r.footprint or _touches(r, area)]
+    return refs
+
+
+def _touches(ref: GranuleRef, area: Any) -> bool:
+    from shapely.geometry import Polygon
+
+    return any(Polygon(ring).intersects(area) for ring in ref.footprint or () if len(ring) >= 3)
+
+
+def collection(cmr_url: str | None = None, short_name: str | None = None) -> dict[str, Any]:
+    """The DISP-S1 collection's concept id and summary from CMR (the tutorial's step 1)."""
+    from .cmr import CmrClient
+    from .product import SHORT_NAME
+
+    return CmrClient(cmr_url).collection(short_name or SHORT_NAME)
+
+
+def granule_source(granule: str, *, access: str = "auto", cmr_url: str | None = None) -> Any:
+    """A ByteSource for a granule given as a local path, a URL, or a bare granule name."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from .access import LocalFile, looks_like_hdf5
+    from .catalog import REMOTE_SCHEMES
+    from .product import DispProduct, NotADispName
+    from .remote import Access
+
+    if urlparse(granule).scheme in REMOTE_SCHEMES:
+        try:
+            product = DispProduct.from_name(granule)
+        except NotADispName as exc:
+            raise BadInput(str(exc)) from None
+        return Access(access).open(GranuleRef(product, granule))
+    path = Path(granule)
+    if path.is_file():
+        if not looks_like_hdf5(path):
+            raise BadInput(f"granule {granule!r} is not a DISP-S1 file (not HDF5/netCDF-4)")
+        return LocalFile(path)
+    if path.name == granule:
+        try:
+            DispProduct.from_name(granule)
+        except NotADispName:
+            raise BadInput(f"granule {granule!r} is neither an existing file, a URL, nor a "
+                           "DISP-S1 granule name") from None
+        from .cmr import CmrClient, CmrQuery
+
+        stem = granule.removesuffix(".nc")
+        found = CmrClient(cmr_url).search(CmrQuery(granule_names=(stem,)))
+        if not found:
+            raise BadInput(f"granule {granule!r} is not a file and CMR does not know it")
+        return Access(access).open(found[0])
+    raise BadInput(f"granule path {granule!r} does not exist")
+
+
+def inspect(granule: str, *, access: str = "auto", cmr_url: str | None = None
+            ) -> dict[str, Any]:
+    """Describe a granule from its metadata (see :func:`opera_disp.info.inspect_granule`)."""
+    from .info import inspect_granule
+
+    src = granule_source(granule, access=access, cmr_url=cmr_url)
+    try:
+        doc = inspect_granule(src)
+        doc["requests"] = src.stats.requests
+        doc["bytes_read"] = src.stats.bytes
+        return doc
+    finally:
+        src.close()
+
+
+def layout(granule: str, *, access: str = "auto", cmr_url: str | None = None
+           ) -> dict[str, Any]:
+    """File-space and chunk analysis with advice (see :func:`opera_disp.info.layout`)."""
+    from .info import layout as _layout
+
+    src = granule_source(granule, access=access, cmr_url=cmr_url)
+    try:
+        return _layout(src)
+    finally:
+        src.close()
+
+
+def plot(granule: str, output: str, *, layer: str = "displacement", window: str | None = None,
+         bbox: str | None = None, vmax: float = 0.1, mask: bool = True, access: str = "auto",
+         cmr_url: str | None = None, max_pixels: int = 2048) -> dict[str, Any]:
+    """The tutorial's map + histogram of a (masked) layer over a window, in one PNG.
+
+    Windows larger than ``max_pixels`` on a side are shown (and histogrammed) on a regular
+    subsample, read band by band so memory stays bounded.
+    """
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    from .geometry import OutsideFrame, Window, parse_bbox
+    from .job import bands
+    from .maps import plot_window
+    from .product import LAYERS, MASK_LAYER, DispProduct, mask_keep
+    from .reader import open_index, read_window
+    from .stats import valid_pixels
+
+    if layer not in LAYERS:
+        raise BadInput(f"unknown layer {layer!r}; allowed: " + ", ".join(LAYERS))
+    if window and bbox:
+        raise BadInput("--window and --bbox were both given; choose one")
+    try:
+        win_v = Window.parse(window) if window else None
+        bbox_v = parse_bbox(bbox) if bbox else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if not (vmax > 0 and math.isfinite(vmax)):
+        raise BadInput(f"vmax {vmax} is not allowed; expected a positive number of metres")
+    out = Path(output)
+    if out.is_dir():
+        raise BadInput(f"output {output!r} is a folder; expected a .png file path")
+    src = granule_source(granule, access=access, cmr_url=cmr_url)
+    try:
+        product = DispProduct.from_name(src.name)
+        layers = [layer, MASK_LAYER] if mask and layer != MASK_LAYER else [layer]
+        index = open_index(src, layers, product)
+        grid = index.grid
+        try:
+            win = grid.check_window(win_v) if win_v else \
+                grid.window_for_lonlat_bbox(bbox_v) if bbox_v else grid.full
+        except OutsideFrame as exc:
+            raise BadInput(f"{exc} of {src.name}") from None
+        step = max(1, math.ceil(max(win.shape) / max_pixels))
+        parts = []
+        for band in bands(win, 512 * step):
+            arrays = read_window(src, index, layers, band)
+            arr = arrays[layer].astype(np.float64)
+            ok = valid_pixels(arrays[layer], LAYERS[layer].fill)
+            if len(layers) == 2:
+                ok &= mask_keep(arrays[MASK_LAYER])
+            arr[~ok] = np.nan
+            first = (-(band.row0 - win.row0)) % step
+            parts.append(arr[first::step, ::step])
+        data = np.concatenate(parts)
+        units = LAYERS[layer].units
+        is_disp = units == "meters"
+        title = (f"{LAYERS[layer].long_name} from {index.reference_time:%Y-%m-%d} to "
+                 f"{index.secondary_time:%Y-%m-%d}\nF{product.frame:05d}, window {win}"
+                 + (" (recommended_mask applied)" if len(layers) == 2 else ""))
+        label = "Line-of-sight displacement [m]" if layer == "displacement" else \
+            f"{layer} [{units}]"
+        plot_window(data, grid.window_bounds(win), grid.epsg, out, title=title, label=label,
+                    vmax=vmax, cmap="RdBu" if is_disp else "viridis", diverging=is_disp)
+        valid = data[np.isfinite(data)]
+        return {"output": str(out), "window": str(win), "step": step,
+                "valid_pixels": int(valid.size), "shown_pixels": int(data.size),
+                "requests": src.stats.requests}
+    finally:
+        src.close()
+
+
+def footprints(refs: list[GranuleRef], output: str, *, aoi: str | None = None) -> dict[str, str]:
+    """An interactive HTML map of granule footprints plus a GeoJSON of the same."""
+    from pathlib import Path
+
+    from .geometry import load_aoi
+    from .listing import geojson, with_footprint
+    from .maps import footprint_map
+    from .outputs import write_json
+
+    out = Path(output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise BadInput(f"output {output!r} must end with .html (the GeoJSON is written beside "
+                       "it)")
+    try:
+        area = load_aoi(aoi) if aoi else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    refs = [with_footprint(r) for r in refs]
+    footprint_map(refs, out, aoi=area)
+    gj = out.with_suffix(".geojson")
+    write_json(gj, geojson(refs))
+    return {"html": str(out), "geojson": str(gj)}
+
+
+def download(refs: list[GranuleRef], outdir: str, *, access: str = "auto", workers: int = 4,
+             progress: bool | None = None) -> list[Any]:
+    """Download whole granules in parallel (resumable, verified, atomic)."""
+    from pathlib import Path
+
+    from .download import download as _download
+    from .remote import Access
+
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {outdir!r} is a file; expected a folder")
+    acc = Access(access)
+    try:
+        return _download(refs, out, open_source=acc.open, workers=workers,
+                         show_progress=progress)
+    finally:
+        acc.close()

@@ -1,0 +1,115 @@
+"""Pictures: an interactive footprint map (folium) and the displacement plot (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry import MultiPolygon, Polygon, mapping
+from shapely.geometry.base import BaseGeometry
+
+from .catalog import GranuleRef
+from .outputs import atomic_path
+
+# Distinct colours for frames (Tableau 10).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def footprint_map(refs: list[GranuleRef], path: Path, *, aoi: BaseGeometry | None = None,
+                  title: str = "OPERA DISP-S1 granules") -> Path:
+    """Write an interactive HTML map: one outline per granule, frames coloured apart.
+
+    Each outline's tooltip gives the granule name and its date pair; the AOI, if any, is
+    drawn on top in black. The map zooms to fit everything.
+    """
+    import folium
+
+    frames = sorted({r.product.frame for r in refs})
+    colour = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(frames)}
+    shapes = []
+    fmap = folium.Map(tiles="OpenStreetMap", control_scale=True)
+    for frame in frames:
+        layer = folium.FeatureGroup(name=f"F{frame:05d}")
+        for r in (r for r in refs if r.product.frame == frame and r.footprint):
+            polys = [Polygon(ring) for ring in r.footprint or () if len(ring) >= 3]
+            geom = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+            shapes.append(geom)
+            tip = (f"{r.name}<br>F{frame:05d}: {r.product.reference:%Y-%m-%d} → "
+                   f"{r.product.secondary:%Y-%m-%d}")
+            c = colour[frame]
+            folium.GeoJson(
+                {"type": "Feature", "geometry": mapping(geom),
+                 "properties": {"name": r.name}},
+                style_function=lambda _f, c=c: {"color": c, "weight": 2, "fillColor": c,
+                                                "fillOpacity": 0.08},
+                tooltip=folium.Tooltip(tip),
+            ).add_to(layer)
+        layer.add_to(fmap)
+    if aoi is not None:
+        shapes.append(aoi)
+        folium.GeoJson(mapping(aoi), name="AOI",
+                       style_function=lambda _f: {"color": "#000000", "weight": 3,
+                                                  "fillOpacity": 0.0, "dashArray": "6 4"},
+                       tooltip="AOI").add_to(fmap)
+    if shapes:
+        w = min(s.bounds[0] for s in shapes)
+        s_ = min(s.bounds[1] for s in shapes)
+        e = max(s.bounds[2] for s in shapes)
+        n = max(s.bounds[3] for s in shapes)
+        fmap.fit_bounds([[s_, w], [n, e]])
+    else:
+        fmap.location, fmap.zoom_start = [0, 0], 2
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    fmap.get_root().html.add_child(folium.Element(
+        f"<div style='position:fixed;top:10px;left:60px;z-index:9999;background:white;"
+        f"padding:4px 8px;font:14px sans-serif;border-radius:4px'>{title}: "
+        f"{len(refs)} granule(s), {len(frames)} frame(s)</div>"))
+    with atomic_path(path) as tmp:
+        fmap.save(str(tmp))
+    return path
+
+
+def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,
+                path: Path, *, title: str, label: str, vmax: float = 0.1,
+                cmap: str = "RdBu", bins: int = 50, diverging: bool = True) -> Path:
+    """The tutorial's two figures in one PNG: the map and the histogram of valid values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = data[np.isfinite(data)]
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100,
+                                 gridspec_kw={"width_ratios": [1.25, 1]})
+    colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
+    if diverging:
+        lo, hi = -vmax, vmax
+    else:
+        lo, hi = (float(np.percentile(values, 2)), float(np.percentile(values, 98))) \
+            if values.size else (0.0, 1.0)
+    left, bottom, right, top = bounds
+    im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
+                   extent=(left, right, bottom, top))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
+    ax.set_ylabel("northing [m]")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+    if values.size:
+        hx.hist(values, bins=bins, color="#4a7fb0", edgecolor="white", linewidth=0.4)
+        med = float(np.median(values))
+        hx.axvline(med, color="k", linestyle="--", linewidth=1, label=f"median {med:.4g}")
+        hx.legend(fontsize=8)
+    else:
+        hx.text(0.5, 0.5, "no valid pixels", ha="center", va="center", transform=hx.transAxes)
+    hx.set_xlabel(label)
+    hx.set_ylabel("pixels")
+    hx.set_title(f"{values.size} valid of {data.size} pixels", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
