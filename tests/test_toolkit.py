@@ -1,0 +1,267 @@
+"""The access-and-visualize toolkit: each command on local files and through local servers."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import pytest
+
+from opera_disp import api
+from opera_disp.cli import main
+
+from .servers import TOKEN, Server, ServerState, umm_item
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture
+def server(archive: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    state = ServerState(files={p.name: p for p in archive.glob("*.nc")})
+    srv = Server(state).start()
+    state.cmr_items = [umm_item(p.name, srv.url, size=p.stat().st_size,
+                                md5=hashlib.md5(p.read_bytes()).hexdigest())
+                       for p in sorted(archive.glob("*.nc"))]
+    state.collections = [{"meta": {"concept-id": "C3294057315-ASF", "provider-id": "ASF"},
+                          "umm": {"ShortName": "OPERA_L3_DISP-S1_V1", "Version": "1",
+                                  "EntryTitle": "OPERA L3 DISP-S1 V1"}}]
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    monkeypatch.setenv("OPERA_DISP_TRUSTED_HOSTS", srv.hostport)
+    monkeypatch.setenv("OPERA_DISP_CMR_URL", f"{srv.url}/search")
+    yield srv
+    srv.shutdown()
+
+
+# -- collection and search ------------------------------------------------------------
+
+def test_collection(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["collection", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["concept_id"] == "C3294057315-ASF" and doc["granule_count"] == 6
+
+
+def test_search_local_table_and_formats(archive: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["search", "--source", str(archive), "--frame", "40292"], capsys)
+    assert code == 0 and "3 granule(s) in 1 frame(s): F40292" in out
+    assert "2016-07-05 → 2016-07-29" in out
+    for fmt in ("csv", "json", "geojson"):
+        path = tmp_path / f"r.{fmt}"
+        code, _, _ = run(["search", "--source", str(archive), "--start", "2016-07-20",
+                          "-o", str(path)], capsys)
+        assert code == 0
+        text = path.read_text()
+        if fmt == "csv":
+            rows = list(csv.DictReader(text.splitlines()))
+            assert len(rows) == 4 and {r["frame"] for r in rows} == {"40291", "40292"}
+        elif fmt == "json":
+            assert len(json.loads(text)) == 4
+        else:
+            fc = json.loads(text)
+            assert len(fc["features"]) == 4
+            assert all(f["geometry"]["type"] == "Polygon" for f in fc["features"])
+
+
+def test_search_cmr(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["search", "--frame", "40291", "--start", "2016-07-20",
+                        "--format", "json"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 2
+    assert rows[0]["url"].startswith(f"{server.url}/data/") and rows[0]["s3_url"]
+
+
+def test_search_errors(archive: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["search", "--source", str(archive), "--format", "xml"], capsys)
+    assert code == 2 and "format 'xml' is not allowed" in one_line_error(err)
+    code, _, err = run(["search", "--source", str(archive), "-o", str(tmp_path / "x.txt")],
+                       capsys)
+    assert code == 2 and "give --format" in one_line_error(err)
+    code, out, _ = run(["search", "--source", str(archive), "--start", "2030-01-01"], capsys)
+    assert code == 3 and "0 granule(s)" in out
+
+
+# -- footprints -----------------------------------------------------------------------
+
+def test_footprints_map_has_every_granule_and_the_aoi(archive: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[
+        [-103.9, 24.45], [-103.7, 24.45], [-103.7, 24.55], [-103.9, 24.45]]]}))
+    html = tmp_path / "map.html"
+    code, _, _ = run(["footprints", "--source", str(archive), "--aoi", str(aoi),
+                      "-o", str(html)], capsys)
+    assert code == 0
+    text = html.read_text()
+    names = [p.name[:-3] for p in archive.glob("*.nc")]
+    touching = [n for n in names if "F40291" in n]  # the AOI sits on frame 40291
+    assert touching and all(n in text for n in touching)
+    assert "AOI" in text and "leaflet" in text.lower()
+    fc = json.loads(html.with_suffix(".geojson").read_text())
+    assert {f["properties"]["name"] for f in fc["features"]} == set(touching)
+    # Without an AOI, both frames, coloured apart.
+    code, _, _ = run(["footprints", "--source", str(archive), "-o", str(html)], capsys)
+    text = html.read_text()
+    assert all(n in text for n in names)
+    assert "#1f77b4" in text and "#ff7f0e" in text
+
+
+def test_footprints_bad_output(archive: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["footprints", "--source", str(archive), "-o", "map.txt"], capsys)
+    assert code == 2 and "must end with .html" in one_line_error(err)
+
+
+# -- download -------------------------------------------------------------------------
+
+def test_download_verify_skip_and_resume(server: Server, archive: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dl"
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(out), "--no-progress"],
+                          capsys)
+    assert code == 0 and stdout.count("downloaded") == 3
+    for p in out.glob("*.nc"):
+        assert p.read_bytes() == (archive / p.name).read_bytes()
+    # Second run: everything is complete and verified, nothing is fetched.
+    server.state.reset_log()
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(out), "--no-progress"],
+                          capsys)
+    assert code == 0 and stdout.count("skipped") == 3
+    assert server.state.count("/signed/") == 0
+    # Resume a partial file with a Range request from where it stopped.
+    target = sorted(out.glob("*.nc"))[0]
+    data = target.read_bytes()
+    target.unlink()
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(data[: 5 * 2**20 + 123])
+    server.state.reset_log()
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(out), "--no-progress"],
+                          capsys)
+    assert code == 0 and "resumed" in stdout and target.read_bytes() == data
+    ranges = [r["headers"].get("Range", "") for r in server.state.log
+              if r["path"].startswith("/signed/") and target.name in r["path"]]
+    assert f"bytes={5 * 2**20 + 123}-" in " ".join(ranges)
+    assert not part.exists()
+
+
+def test_download_checksum_mismatch_and_eula(server: Server, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    server.state.cmr_items[0]["umm"]["DataGranule"]["ArchiveAndDistributionInformation"][0][
+        "Checksum"]["Value"] = "f" * 32
+    name = server.state.cmr_items[0]["umm"]["GranuleUR"]
+    code, stdout, _ = run(["download", "--granules", name, "-o", str(tmp_path),
+                           "--no-progress"], capsys)
+    assert code == 1 and "md5" in stdout and "differs" in stdout
+    assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob("*.part"))
+    refs = api.search(frame="40291", limit="1")
+    server.state.eula = True  # the user has not approved ASF's EULA
+    res = api.download(refs, str(tmp_path / "e"), access="https", progress=False)
+    assert res[0].status == "failed" and "accept its EULA" in (res[0].reason or "")
+
+
+def test_download_bad_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["download", "--workers", "0", "--frame", "1"], capsys)
+    assert code == 2 and "workers 0 is outside 1..32" in one_line_error(err)
+
+
+# -- inspect and layout ---------------------------------------------------------------
+
+def test_inspect_local_and_remote(server: Server, granule: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["inspect", str(granule), "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["crs"] == "EPSG:32613" and doc["shape"] == [600, 700]
+    assert doc["identification"]["orbit_pass_direction"] in ("Ascending", "Descending")
+    assert doc["identification"]["disp_s1_software_version"] == "0.5.9"
+    assert doc["recommended_mask"]["temporal_coherence_threshold"] == "0.6"
+    names = {v["name"]: v for v in doc["variables"]}
+    assert names["displacement"]["units"] == "meters" and names["displacement"]["fill"] == "NaN"
+    assert names["shp_counts"]["fill"] == 0
+    assert doc["secondary_datetime"].startswith("2016-07-29")
+    remote = api.inspect(f"{server.url}/data/{granule.name}", access="https")
+    assert {k: v for k, v in remote.items() if k not in ("requests", "bytes_read")} == \
+        {k: v for k, v in doc.items() if k not in ("requests", "bytes_read")}
+    assert remote["requests"] <= 3
+    code, out, _ = run(["inspect", str(granule)], capsys)
+    assert "EPSG:32613" in out and "orbit_pass_direction" in out
+
+
+def test_layout_matches_h5py_low_level(granule: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    code, out, _ = run(["layout", str(granule), "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0
+    with h5py.File(granule) as f:
+        fcpl = f.id.get_create_plist()
+        assert doc["page_size"] == fcpl.get_file_space_page_size() == 4 * 2**20
+        assert doc["file_space_strategy"] == "PAGE"
+        assert doc["total_bytes"] == granule.stat().st_size
+        for name in ("displacement", "recommended_mask", "corrections/solid_earth_tide"):
+            d, ds = doc["datasets"][name], f[name]
+            n = ds.id.get_num_chunks()
+            assert d["n_chunks"] == n
+            assert d["stored_bytes"] == sum(ds.id.get_chunk_info(i).size for i in range(n))
+            plist = ds.id.get_create_plist()
+            assert [x["id"] for x in d["filters"]] == [plist.get_filter(k)[0]
+                                                       for k in range(plist.get_nfilters())]
+            assert d["filters"][1]["level"] == 4
+            logical = ds.size * ds.dtype.itemsize
+            assert d["compression_ratio"] == pytest.approx(logical / d["stored_bytes"], abs=1e-3)
+    assert doc["metadata_bytes"] + doc["raw_data_bytes"] + doc["free_space_bytes"] + \
+        doc["unaccounted_bytes"] == doc["total_bytes"]
+    assert 0 < doc["metadata_bytes"] < doc["page_size"]
+    adv = doc["recommendations"]["per_layer"]["displacement"]
+    assert adv["dask_chunks"][0] % 256 == 0 and 1e6 <= adv["task_bytes"] <= 8.4e6
+    code, out, _ = run(["layout", str(granule)], capsys)
+    assert "PAGE" in out and "shuffle+deflate4" in out
+
+
+def test_inspect_layout_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["inspect", str(tmp_path / "missing.nc")], capsys)
+    assert code == 2 and "does not exist" in one_line_error(err)
+    bad = tmp_path / "x.nc"
+    bad.write_text("not hdf5")
+    code, _, err = run(["layout", str(bad)], capsys)
+    assert code == 2 and "not a DISP-S1 file" in one_line_error(err)
+
+
+# -- plot -----------------------------------------------------------------------------
+
+def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "p.png"
+    code, out, _ = run(["plot", str(granule), "-o", str(png), "--window", "0:300,0:400"],
+                       capsys)
+    assert code == 0 and png_size(png) == (1300, 550)
+    res = api.plot(f"{server.url}/data/{granule.name}", str(tmp_path / "r.png"),
+                   layer="temporal_coherence", bbox="-103.9,24.45,-103.8,24.55",
+                   access="https")
+    assert png_size(tmp_path / "r.png") == (1300, 550) and res["valid_pixels"] > 0
+    for args, needle in ((["--window", "0:5000,0:10"], "outside the frame"),
+                         (["--vmax", "abc"], "vmax 'abc' is not a number"),
+                         (["--vmax", "-1"], "not allowed"),
+                         (["--layer", "nope"], "unknown layer 'nope'"),
+                         (["--bbox", "10,10,11,11"], "does not intersect")):
+        code, _, err = run(["plot", str(granule), "-o", str(png), *args], capsys)
+        assert code == 2 and needle in one_line_error(err), args
