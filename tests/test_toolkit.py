@@ -251,7 +251,7 @@ def test_inspect_layout_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "p.png"
-    code, out, _ = run(["plot", str(granule), "-o", str(png), "--window", "0:300,0:400"],
+    code, _out, _ = run(["plot", str(granule), "-o", str(png), "--window", "0:300,0:400"],
                        capsys)
     assert code == 0 and png_size(png) == (1300, 550)
     res = api.plot(f"{server.url}/data/{granule.name}", str(tmp_path / "r.png"),

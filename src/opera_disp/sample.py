@@ -86,16 +86,19 @@ class FrameGeo:
 def frame_geo(frame: int) -> FrameGeo:
     """Deterministic placement of a frame.
 
-    Frame 40291 sits where the MAAP tutorial's granules are (Durango, Mexico); other
-    frames are spread over the western United States.
+    Frame 40291 sits where the MAAP tutorial's granules are (Durango, Mexico), its
+    neighbours follow it along the track; other frames are spread over the western US.
 
     Examples
     --------
     >>> frame_geo(40291).epsg
     32613
     """
-    if frame == DEFAULT_FRAME:
-        lon, lat = -103.9, 24.6
+    if abs(frame - DEFAULT_FRAME) <= 20:
+        # Neighbouring frames follow each other along the (ascending) track, as real
+        # frames do: each is ~20 km further north and slightly west.
+        d = frame - DEFAULT_FRAME
+        lon, lat = -103.9 - 0.05 * d, 24.6 + 0.18 * d
     else:
         lon = -123.0 + (frame * 7 % 230) / 10.0
         lat = 31.0 + (frame * 13 % 170) / 10.0
