@@ -43,3 +43,24 @@ def test_masking_helpers() -> None:
     assert apply_keep(a, np.array([True, True, False]), 255).tolist() == [1, 255, 255]
     f = np.array([np.nan, 1.0], dtype=np.float32)
     assert valid_pixels(f, np.nan).tolist() == [False, True]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_update_float_skips_nan_without_copies(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    blocks = [(rng.standard_normal((300, 200)) * 0.02).astype(np.float32) for _ in range(4)]
+    for b in blocks:
+        b[rng.random(b.shape) < 0.3] = np.nan
+    blocks[1][:] = np.nan  # an all-NaN block
+    blocks[2][0, 0] = np.inf
+    s = StreamingStats()
+    counts = [s.update_float(b) for b in blocks]
+    values = np.concatenate([b[np.isfinite(b)] for b in blocks]).astype(np.float64)
+    assert sum(counts) == values.size and counts[1] == 0
+    r = s.result(lambda: iter(blocks))  # NaN-containing blocks go in whole
+    assert r["count"] == values.size
+    assert r["min"] == values.min() and r["max"] == values.max()
+    assert r["mean"] == pytest.approx(values.mean(), rel=1e-9)
+    assert r["std"] == pytest.approx(values.std(), rel=1e-9)
+    assert r["median"] == pytest.approx(np.median(values), abs=1e-15)
+    assert r["p02"] == pytest.approx(np.percentile(values, 2), abs=1e-15)

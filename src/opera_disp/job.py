@@ -40,7 +40,7 @@ from .stats import StreamingStats, valid_pixels
 
 log = logging.getLogger(__name__)
 BAND_ROWS = 512
-QUICKLOOK_PIXELS = 1200
+QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
 SUMMARY_SCHEMA = "opera-disp/summary/1"
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MATCH = 0, 1, 2, 3
@@ -187,13 +187,17 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
         band_list = list(bands(win))
         # One band ahead: the next band's chunks are fetched and decoded while this one is
         # masked, written and summarised.
+        # Two sets of band buffers, used in turn: no fresh allocation per band.
+        buffers: list[dict[str, np.ndarray]] = [{}, {}]
         with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as ahead:
-            nxt = ahead.submit(read_window, source, index, read_layers, band_list[0], pool=pool)
+            nxt = ahead.submit(read_window, source, index, read_layers, band_list[0], pool=pool,
+                               out=buffers[0])
             for k, band in enumerate(band_list):
                 arrays = nxt.result()
+                buffers[k % 2] = arrays
                 if k + 1 < len(band_list):
                     nxt = ahead.submit(read_window, source, index, read_layers,
-                                       band_list[k + 1], pool=pool)
+                                       band_list[k + 1], pool=pool, out=buffers[(k + 1) % 2])
                 _mask_band(arrays, band, spec, grid, write_layers, slayer, counts, stats,
                            writers, win, preview, step)
                 del arrays
@@ -209,8 +213,10 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
         try:
             with ThreadPoolExecutor(len(writers), thread_name_prefix="publish") as publishers:
                 published = {n: publishers.submit(w.publish) for n, w in writers.items()}
+                # Float blocks go in whole: NaN never falls in a selected bin.
                 statistics = stats.result(
-                    lambda: (b[valid_pixels(b, fill)] for b in writers[slayer].read_back()))
+                    lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
+                             for b in writers[slayer].read_back()))
                 _quicklook(np.concatenate(preview), grid.window_bounds(win), grid.epsg, png,
                            slayer, units, index, ref, spec)
                 paths_done = {n: f.result() for n, f in published.items()}
@@ -264,22 +270,33 @@ def _mask_band(arrays: dict[str, np.ndarray], band: Window, spec: JobSpec, grid:
         good = mask_keep(arrays[MASK_LAYER])
         counts["masked"] += int(np.count_nonzero(keep & ~good))
         keep &= good
-    for name in write_layers:
+    drop = np.logical_not(keep, out=keep)  # the buffers are ours: mask in place
+    any_drop = bool(drop.any())
+    # The mask layer is never masked by itself (only the AOI trims it): do it first, while
+    # ``drop`` still holds what the other layers need.
+    for name in sorted(write_layers, key=lambda n: n != MASK_LAYER):
         arr = arrays[name]
-        # The mask itself is never masked by itself: only the AOI trims it.
-        drop = ~keep if name != MASK_LAYER else (~inside if inside is not None else None)
-        if drop is not None and drop.any():
-            arr = arr.copy()
+        if name == MASK_LAYER:
+            if inside is not None:
+                arr[~inside] = LAYERS[name].fill
+        elif any_drop:
             arr[drop] = LAYERS[name].fill
         writers[name].write(arr, band.row0 - win.row0)
-        if name == slayer:
-            ok = valid_pixels(arr, LAYERS[name].fill)
-            counts["nodata"] += int(np.count_nonzero(keep & ~ok))
-            stats.update(arr[ok])
-            first = (-(band.row0 - win.row0)) % step  # rows on the global decimation grid
-            sub = arr[first::step, ::step].astype(np.float64)
-            sub[~ok[first::step, ::step]] = np.nan
-            preview.append(sub)
+    arr = arrays[slayer]
+    fill = LAYERS[slayer].fill
+    kept = band.size - int(np.count_nonzero(drop)) if slayer != MASK_LAYER else band.size
+    if arr.dtype.kind == "f":
+        n_valid = stats.update_float(arr)  # NaN-aware, no copy of the values
+    else:
+        ok = valid_pixels(arr, fill)
+        stats.update(arr[ok])
+        n_valid = int(np.count_nonzero(ok))
+    counts["nodata"] += kept - n_valid
+    first = (-(band.row0 - win.row0)) % step  # rows on the global decimation grid
+    sub = arr[first::step, ::step].astype(np.float64)
+    if arr.dtype.kind != "f":
+        sub[~valid_pixels(arr[first::step, ::step], fill)] = np.nan
+    preview.append(sub)
 
 
 def _quicklook(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,

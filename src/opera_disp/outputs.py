@@ -101,12 +101,52 @@ class RasterSpec:
     resampling: str = "nearest"
 
 
+_VRT_TYPES = {"float32": "Float32", "float64": "Float64", "uint8": "Byte", "uint16": "UInt16",
+              "int16": "Int16", "uint32": "UInt32", "int32": "Int32"}
+
+
+class _RawRaster:
+    """A raw little-endian raster file written row band by row band with ``pwrite``."""
+
+    def __init__(self, path: Path, width: int, height: int, dtype: np.dtype):
+        self.path, self.width, self.height = path, width, height
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(self.fd, width * height * self.dtype.itemsize)
+
+    def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
+        assert self.fd is not None
+        item = self.dtype.itemsize
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        if col_off == 0 and block.shape[1] == self.width:  # full rows: one write
+            os.pwrite(self.fd, data, row_off * self.width * item)
+            return
+        for i in range(block.shape[0]):
+            os.pwrite(self.fd, data[i], ((row_off + i) * self.width + col_off) * item)
+
+    def read(self, row0: int, rows: int) -> np.ndarray:
+        with open(self.path, "rb") as fh:
+            fh.seek(row0 * self.width * self.dtype.itemsize)
+            return np.fromfile(fh, dtype=self.dtype, count=rows * self.width).reshape(
+                rows, self.width)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class CogWriter:
-    """Stream blocks into a scratch GeoTIFF, then publish it as a validated COG.
+    """Stream blocks into a raw scratch raster, then publish it as a validated COG.
+
+    The scratch is a plain raw array on disk described by a small GDAL VRT (georeferencing,
+    tags, nodata, units): writing a block is one ``pwrite``, and a second pass (exact
+    statistics) reads it back without any decoding. GDAL's COG driver reads such a raw
+    source faster than a GeoTIFF, then compresses it, adds overviews and lays it out.
 
     Use as a context manager: blocks are written with :meth:`write`; :meth:`publish` turns
-    the scratch file into the final COG. Leaving the context without publishing (an error)
-    removes every temporary file.
+    the scratch into the final COG. Leaving the context without
+    publishing (an error) removes every temporary file.
     """
 
     def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
@@ -118,60 +158,80 @@ class CogWriter:
         self.units = units
         self.description = description
         self.profile = dict(COG_PROFILE if profile is None else profile)
-        self._stack = contextlib.ExitStack()
-        self._dst: Any = None
-        self._scratch: Path | None = None
+        self._base: Path | None = None
+        self._raster: _RawRaster | None = None
+        self._closed = False
 
     def __enter__(self) -> CogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".scratch.tif",
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".scratch",
                                     dir=self.path.parent)
         os.close(fd)
-        self._scratch = Path(name)
-        self._stack.enter_context(rasterio.Env(**GDAL_ENV))
+        self._base = Path(name)
         s = self.spec
-        self._dst = rasterio.open(
-            self._scratch, "w+", driver="GTiff", width=s.width, height=s.height, count=1,
-            dtype=s.dtype, nodata=s.nodata, crs=CRS.from_epsg(s.crs_epsg),
-            transform=s.transform, tiled=True, blockxsize=512, blockysize=512,
-            compress="NONE", BIGTIFF="IF_SAFER", SPARSE_OK="TRUE",
-        )
+        if s.dtype not in _VRT_TYPES:
+            raise OutputError(f"cannot write dtype {s.dtype} to a COG")
+        self._raster = _RawRaster(self._base.with_suffix(".raw"), s.width, s.height,
+                                  np.dtype(s.dtype))
         return self
 
     def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
         """Write a block at ``(row_off, col_off)`` of the output."""
-        from rasterio.windows import Window as RioWindow
-
-        self._dst.write(block, 1, window=RioWindow(col_off, row_off, block.shape[1],
-                                                    block.shape[0]))
+        assert self._raster is not None, "use CogWriter as a context manager"
+        self._raster.write(block, row_off, col_off)
 
     @property
     def scratch(self) -> Path:
-        """The uncompressed scratch GeoTIFF (complete after :meth:`close_scratch`)."""
-        assert self._scratch is not None, "use CogWriter as a context manager"
-        return self._scratch
+        """The scratch raster (a VRT over the raw file; complete after :meth:`close_scratch`)."""
+        assert self._base is not None, "use CogWriter as a context manager"
+        return self._base.with_suffix(".vrt")
 
     def close_scratch(self) -> None:
-        """Finish the scratch file (tags included); it can then be read while publishing."""
-        if self._dst is None or self._dst.closed:
+        """Finish the pixels and write the VRT that describes them."""
+        if self._closed or self._raster is None:
             return
-        self._dst.update_tags(**self.tags)
-        if self.units:
-            self._dst.update_tags(1, units=self.units)
-            self._dst.units = (self.units,)
+        self._raster.close()
+        self.scratch.write_text(self._vrt_xml(self._raster))
+        self._closed = True
+
+    def _vrt_xml(self, raster: _RawRaster) -> str:
+        from xml.etree import ElementTree as ET
+
+        s = self.spec
+        root = ET.Element("VRTDataset", rasterXSize=str(s.width), rasterYSize=str(s.height))
+        srs = ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2")
+        srs.text = CRS.from_epsg(s.crs_epsg).to_wkt()
+        t = s.transform
+        ET.SubElement(root, "GeoTransform").text = ", ".join(
+            repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        md = ET.SubElement(root, "Metadata")
+        for k, v in self.tags.items():
+            ET.SubElement(md, "MDI", key=k).text = str(v)
+        band = ET.SubElement(root, "VRTRasterBand", dataType=_VRT_TYPES[s.dtype], band="1",
+                             subClass="VRTRawRasterBand")
         if self.description:
-            self._dst.set_band_description(1, self.description)
-        self._dst.close()
+            ET.SubElement(band, "Description").text = self.description
+        ET.SubElement(band, "NoDataValue").text = "nan" if isinstance(s.nodata, float) and \
+            np.isnan(s.nodata) else repr(s.nodata)
+        if self.units:
+            ET.SubElement(band, "UnitType").text = self.units
+            bmd = ET.SubElement(band, "Metadata")
+            ET.SubElement(bmd, "MDI", key="units").text = self.units
+        ET.SubElement(band, "SourceFilename", relativeToVRT="1").text = raster.path.name
+        item = raster.dtype.itemsize
+        ET.SubElement(band, "ImageOffset").text = "0"
+        ET.SubElement(band, "PixelOffset").text = str(item)
+        ET.SubElement(band, "LineOffset").text = str(item * raster.width)
+        ET.SubElement(band, "ByteOrder").text = "LSB"
+        return ET.tostring(root, encoding="unicode")
 
     def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
         """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
-        from rasterio.windows import Window as RioWindow
-
         self.close_scratch()
-        with rasterio.Env(**GDAL_ENV), rasterio.open(self.scratch) as src:
-            for r0 in range(0, self.spec.height, rows):
-                h = min(rows, self.spec.height - r0)
-                yield src.read(1, window=RioWindow(0, r0, self.spec.width, h))
+        assert self._raster is not None, "use CogWriter as a context manager"
+        full = self._raster
+        for r0 in range(0, full.height, rows):
+            yield full.read(r0, min(rows, full.height - r0))
 
     def publish(self) -> Path:
         """Compress into a COG, validate it, and rename it into place.
@@ -193,12 +253,13 @@ class CogWriter:
         return self.path
 
     def __exit__(self, *exc: object) -> None:
-        if self._dst is not None and not self._dst.closed:
-            self._dst.close()
-        self._stack.close()
-        if self._scratch is not None:
-            self._scratch.unlink(missing_ok=True)
-            Path(str(self._scratch) + ".aux.xml").unlink(missing_ok=True)
+        if self._raster is not None:
+            self._raster.close()
+            self._raster.path.unlink(missing_ok=True)
+        if self._base is not None:
+            for p in (self._base, self.scratch):
+                p.unlink(missing_ok=True)
+                Path(str(p) + ".aux.xml").unlink(missing_ok=True)
 
 
 def quicklook(cog: Path, png: Path, *, title: str, label: str, vmax: float | None = 0.1,
@@ -241,7 +302,7 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
         lo, hi = (float(np.percentile(finite, 2)), float(np.percentile(finite, 98))) \
             if finite.size else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1.0
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100, layout="constrained")
     # Nodata and masked pixels in grey, apart from zero (white).
     colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
     left, bottom, right, top = bounds
@@ -254,9 +315,8 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.tick_params(axis="y", labelsize=8)
     fig.colorbar(im, ax=ax, label=label, shrink=0.85)
-    fig.tight_layout()
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return png
 

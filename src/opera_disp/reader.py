@@ -295,6 +295,51 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct,
     return index
 
 
+def _inflate_and_check(raw: bytes, layer: LayerIndex, filter_mask: int) -> tuple[bytes, bool]:
+    """Undo deflate (if applied); return the bytes and whether they are still shuffled."""
+    data = raw
+    shuffled = False
+    itemsize = layer.dtype.itemsize
+    n = layer.chunk_shape[0] * layer.chunk_shape[1]
+    for k in range(len(layer.filters) - 1, -1, -1):
+        if filter_mask & (1 << k):
+            continue
+        code = layer.filters[k][0]
+        if code == FILTER_DEFLATE:
+            if shuffled:
+                raise GranuleReadError(f"layer {layer.name}: deflate after shuffle is not "
+                                       "supported")
+            try:
+                data = _inflate(data)
+            except (_inflate_error, zlib.error) as exc:
+                raise GranuleReadError(f"corrupt chunk in {layer.name} ({exc})") from None
+        elif code == FILTER_SHUFFLE and itemsize > 1:
+            shuffled = True
+    if len(data) != n * itemsize:
+        raise GranuleReadError(f"corrupt chunk in {layer.name} (decoded {len(data)} bytes, "
+                               f"expected {n * itemsize})")
+    return data, shuffled
+
+
+def decode_into(raw: bytes, layer: LayerIndex, filter_mask: int, dest: np.ndarray,
+                rows: slice, cols: slice) -> None:
+    """Decode a chunk and write its ``[rows, cols]`` part straight into ``dest``.
+
+    Unshuffling writes each byte plane into the destination's bytes, so the chunk is
+    never materialised twice.
+    """
+    data, shuffled = _inflate_and_check(raw, layer, filter_mask)
+    ch, cw = layer.chunk_shape
+    if not shuffled:
+        dest[...] = np.frombuffer(data, dtype=layer.dtype).reshape(ch, cw)[rows, cols]
+        return
+    itemsize = layer.dtype.itemsize
+    planes = np.frombuffer(data, dtype=np.uint8).reshape(itemsize, ch, cw)
+    target = dest.view(np.uint8).reshape(dest.shape[0], dest.shape[1], itemsize)
+    for b in range(itemsize):
+        target[:, :, b] = planes[b, rows, cols]
+
+
 def decode_chunk(raw: bytes, layer: LayerIndex, filter_mask: int) -> np.ndarray:
     """Undo the chunk's filters (in reverse order) and return the full chunk array.
 
@@ -308,27 +353,9 @@ def decode_chunk(raw: bytes, layer: LayerIndex, filter_mask: int) -> np.ndarray:
     >>> decode_chunk(zlib.compress(shuffled), lay, 0).tolist()
     [[0, 1, 2], [3, 4, 5]]
     """
-    data: bytes | np.ndarray = raw
-    itemsize = layer.dtype.itemsize
-    n = layer.chunk_shape[0] * layer.chunk_shape[1]
-    for k in range(len(layer.filters) - 1, -1, -1):
-        if filter_mask & (1 << k):
-            continue
-        code = layer.filters[k][0]
-        if code == FILTER_DEFLATE:
-            try:
-                data = _inflate(data)
-            except (_inflate_error, zlib.error) as exc:
-                raise GranuleReadError(f"corrupt chunk in {layer.name} ({exc})") from None
-        elif code == FILTER_SHUFFLE and itemsize > 1:
-            buf = np.frombuffer(data, dtype=np.uint8)
-            if buf.size != n * itemsize:
-                raise GranuleReadError(f"corrupt chunk in {layer.name} (bad size {buf.size})")
-            data = buf.reshape(itemsize, n).T.copy()
-    arr = np.frombuffer(data, dtype=layer.dtype)
-    if arr.size != n:
-        raise GranuleReadError(f"corrupt chunk in {layer.name} (decoded {arr.size} of {n} values)")
-    return arr.reshape(layer.chunk_shape)
+    out = np.empty(layer.chunk_shape, dtype=layer.dtype)
+    decode_into(raw, layer, filter_mask, out, slice(None), slice(None))
+    return out
 
 
 def merge_ranges(ranges: Sequence[tuple[int, int]], max_gap: int = 0
@@ -370,6 +397,7 @@ def read_window(
     *,
     pool: ThreadPoolExecutor | None = None,
     max_gap: int = 0,
+    out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read ``layers`` over ``win``, fetching and decoding only the intersecting chunks.
 
@@ -387,6 +415,8 @@ def read_window(
         Decoder threads; zlib releases the GIL, so two cores decode twice as fast.
     max_gap : int
         Merge ranges separated by at most this many bytes into one request.
+    out : dict of str to ndarray, optional
+        Arrays of shape ``win.shape`` to fill (reused between bands to avoid allocations).
 
     Returns
     -------
@@ -409,21 +439,25 @@ def read_window(
     for name, var in deferred.items():
         index.resolve(name, piece(var.offset, var.size))
 
-    out = {}
+    arrays: dict[str, np.ndarray] = {}
     for name in layers:
         lay = index.layers[name]
-        out[name] = np.full(win.shape, lay.fill, dtype=lay.dtype)
+        buf = (out or {}).get(name)
+        if buf is None or buf.shape != win.shape or buf.dtype != lay.dtype:
+            buf = np.empty(win.shape, dtype=lay.dtype)
+        arrays[name] = buf
+        # Chunks never written read as the fill value.
+        for i, j in lay.chunk_positions(win):
+            if (i, j) not in lay.chunks:
+                rows, cols = _crop(win, lay, i, j)
+                buf[rows[1], cols[1]] = lay.fill
 
     def work(item: tuple[str, tuple[int, int], StoredChunk]) -> None:
         name, (i, j), stored = item
         lay = index.layers[name]
-        chunk = decode_chunk(piece(stored.offset, stored.size), lay, stored.filter_mask)
-        ch, cw = lay.chunk_shape
-        r0, c0 = i * ch, j * cw
-        rs0, rs1 = max(win.row0, r0), min(win.row1, r0 + ch)
-        cs0, cs1 = max(win.col0, c0), min(win.col1, c0 + cw)
-        out[name][rs0 - win.row0: rs1 - win.row0, cs0 - win.col0: cs1 - win.col0] = \
-            chunk[rs0 - r0: rs1 - r0, cs0 - c0: cs1 - c0]
+        (src_r, dst_r), (src_c, dst_c) = _crop(win, lay, i, j)
+        decode_into(piece(stored.offset, stored.size), lay, stored.filter_mask,
+                    arrays[name][dst_r, dst_c], src_r, src_c)
 
     if pool is None or len(plan) < 4:
         for item in plan:
@@ -431,7 +465,18 @@ def read_window(
     else:
         for _ in pool.map(work, plan):
             pass
-    return out
+    return arrays
+
+
+def _crop(win: Window, lay: LayerIndex, i: int, j: int
+          ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """(chunk rows, window rows), (chunk cols, window cols) where chunk (i, j) meets ``win``."""
+    ch, cw = lay.chunk_shape
+    r0, c0 = i * ch, j * cw
+    rs0, rs1 = max(win.row0, r0), min(win.row1, r0 + ch)
+    cs0, cs1 = max(win.col0, c0), min(win.col1, c0 + cw)
+    return ((slice(rs0 - r0, rs1 - r0), slice(rs0 - win.row0, rs1 - win.row0)),
+            (slice(cs0 - c0, cs1 - c0), slice(cs0 - win.col0, cs1 - win.col0)))
 
 
 def layer_info(index: GranuleIndex, name: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 QUANTILES = {"p02": 0.02, "median": 0.5, "p98": 0.98}
+_SLICE = 1 << 18
 
 
 def valid_pixels(arr: np.ndarray, fill: Any) -> np.ndarray:
@@ -68,7 +69,7 @@ def sortable_keys(values: np.ndarray) -> np.ndarray:
 
 def _raw_high_halves(values: np.ndarray) -> np.ndarray:
     """The high 16 bits (sign, exponent, 7 mantissa bits) of each float32, as uint16."""
-    return np.asarray(values, dtype="<f4").view("<u2")[1::2]
+    return np.ascontiguousarray(values, dtype="<f4").reshape(-1).view("<u2")[1::2]
 
 
 def _sorted_bin_of_raw() -> np.ndarray:
@@ -110,11 +111,15 @@ class StreamingStats:
         n = int(values.size)
         if n == 0:
             return
-        v = values.astype(np.float64)
-        mean_b = float(v.sum()) / n
-        v -= mean_b
-        m2_b = float(np.dot(v, v))
-        del v
+        # Exact float64 moments, in slices: small temporaries are reused by the allocator
+        # instead of faulting in fresh pages for a whole-band float64 copy.
+        flat = values.reshape(-1)
+        mean_b = float(np.add.reduce(flat, dtype=np.float64)) / n
+        m2_b = 0.0
+        for k in range(0, n, _SLICE):
+            v = flat[k: k + _SLICE].astype(np.float64)
+            v -= mean_b
+            m2_b += float(np.dot(v, v))
         delta = mean_b - self._mean
         total = self.count + n
         self._mean += delta * n / total
@@ -126,6 +131,14 @@ class StreamingStats:
         h = np.empty_like(raw)
         h[SORTED_BIN] = raw
         self._hist = h if self._hist is None else self._hist + h
+
+    def update_float(self, arr: np.ndarray) -> int:
+        """Add the finite values of a float array (NaN/inf skipped); return their count."""
+        flat = arr.reshape(-1)
+        finite = np.isfinite(flat)
+        values = flat if bool(finite.all()) else flat[finite]
+        self.update(values)
+        return int(values.size)
 
     def result(self, second_pass: Callable[[], Iterable[np.ndarray]]) -> dict[str, float | None]:
         """Finish: ``second_pass()`` must yield the same valid values again (any blocking)."""
@@ -147,6 +160,7 @@ class StreamingStats:
         for block in second_pass():
             if block.size == 0:
                 continue
+            block = block.reshape(-1)
             raw = _raw_high_halves(block)
             hit = lut[raw]
             sel, sel_bins = block[hit], SORTED_BIN[raw[hit]]
