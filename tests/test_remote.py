@@ -323,3 +323,54 @@ def test_open_granule_remote(server: Server, granule: Path,
     assert ds.attrs["Conventions"] == "CF-1.8"
     with pytest.raises(Exception, match="multiple of 256"):
         opera_disp.open_granule(str(granule), chunk=300)
+
+
+def test_maap_adapter_used_inside_maap_without_network(server: Server, granule: Path,
+                                                       moto_s3: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside MAAP, S3 credentials come from maap-py; MAAP() is built lazily, once."""
+    import sys
+    import types
+
+    from opera_disp import maapx
+
+    built, asked = [], []
+
+    class FakeAws:
+        def earthdata_s3_credentials(self, endpoint: str) -> dict[str, str]:
+            asked.append(endpoint)
+            return {"accessKeyId": "A", "secretAccessKey": "B", "sessionToken": "T",
+                    "expiration": "2099-01-01 00:00:00+00:00", "DAAC": "x"}
+
+    class FakeMAAP:
+        def __init__(self) -> None:
+            built.append(1)
+            self.aws = FakeAws()
+
+    fake = types.ModuleType("maap.maap")
+    fake.MAAP = FakeMAAP  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "maap.maap", fake)
+    maapx._maap.cache_clear()
+    env = {"MAAP_PGT": "pgt", "OPERA_DISP_S3_ENDPOINT": moto_s3}
+    access = Access("auto", client=_client(server), env=env)
+    src = access.open(_ref(server, granule))
+    _check_identical(src, granule, ["displacement"], Window(0, 20, 0, 20))
+    access.open(_ref(server, granule))
+    assert built == [1] and asked == [f"{server.url}/s3credentials"]
+    assert server.state.count("/s3credentials") == 0  # maap-py, not Earthdata Login
+    maapx._maap.cache_clear()
+    access.close()
+
+
+def test_earthaccess_login_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("earthaccess")
+    fake.__auth__ = types.SimpleNamespace(token={"access_token": "from-earthaccess"})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "earthaccess", fake)
+    auth = EarthdataAuth.discover({"HOME": "/nonexistent"})
+    assert auth.token == "from-earthaccess" and auth.source == "earthaccess"
+    env_auth = EarthdataAuth.discover({"EARTHDATA_USERNAME": "u",
+                                       "EARTHDATA_PASSWORD": "pw-secret-123"})
+    assert env_auth.username == "u" and "pw-secret-123" not in repr(env_auth)
