@@ -9,7 +9,7 @@ from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
 from .catalog import GranuleRef
-from .outputs import atomic_path
+from .outputs import atomic_path, draw_map
 
 # Distinct colours for frames (Tableau 10).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -82,22 +82,8 @@ def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], eps
     values = data[np.isfinite(data)]
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100,
                                  gridspec_kw={"width_ratios": [1.25, 1]})
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
-    if diverging:
-        lo, hi = -vmax, vmax
-    else:
-        lo, hi = (float(np.percentile(values, 2)), float(np.percentile(values, 98))) \
-            if values.size else (0.0, 1.0)
-    left, bottom, right, top = bounds
-    im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
-                   extent=(left, right, bottom, top))
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
-    ax.set_ylabel("northing [m]")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=8)
-    fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+    draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
+             diverging=diverging)
     if values.size:
         hx.hist(values, bins=bins, color="#4a7fb0", edgecolor="white", linewidth=0.4)
         med = float(np.median(values))

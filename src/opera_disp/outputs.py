@@ -279,6 +279,46 @@ def quicklook(cog: Path, png: Path, *, title: str, label: str, vmax: float | Non
                       label=label, vmax=vmax, cmap=cmap, diverging=diverging)
 
 
+def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[float, float]:
+    """Colour limits: ``±vmax`` (or ``±`` p98 of ``|value|``) if diverging, else p2-p98.
+
+    Examples
+    --------
+    >>> color_range(np.array([0.01, -0.2, np.nan]), 0.1, True)
+    (-0.1, 0.1)
+    """
+    finite = data[np.isfinite(data)]
+    if diverging:
+        if vmax is None:
+            vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 0.1
+            vmax = vmax or 0.1
+        return -vmax, vmax
+    lo, hi = (float(np.percentile(finite, 2)), float(np.percentile(finite, 98))) \
+        if finite.size else (0.0, 1.0)
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, float, float],
+             epsg: int | None, *, title: str, label: str, vmax: float | None, cmap: str,
+             diverging: bool) -> None:
+    """Draw ``data`` on ``ax`` in projected coordinates, NaN grey, with a colorbar."""
+    import matplotlib
+
+    lo, hi = color_range(data, vmax, diverging)
+    # Nodata and masked pixels in grey, apart from zero (white).
+    colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
+    left, bottom, right, top = bounds
+    im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
+                   extent=(left, right, bottom, top))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
+    ax.set_ylabel("northing [m]")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+
+
 def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
                png: Path, *, title: str, label: str, vmax: float | None = 0.1,
                cmap: str = "RdBu", diverging: bool = True) -> Path:
@@ -292,29 +332,9 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    finite = data[np.isfinite(data)]
-    if diverging:
-        if vmax is None:
-            vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 0.1
-            vmax = vmax or 0.1
-        lo, hi = -vmax, vmax
-    else:
-        lo, hi = (float(np.percentile(finite, 2)), float(np.percentile(finite, 98))) \
-            if finite.size else (0.0, 1.0)
-        hi = hi if hi > lo else lo + 1.0
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100, layout="constrained")
-    # Nodata and masked pixels in grey, apart from zero (white).
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
-    left, bottom, right, top = bounds
-    im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
-                   extent=(left, right, bottom, top))
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
-    ax.set_ylabel("northing [m]")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=8)
-    fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+    draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
+             diverging=diverging)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
     plt.close(fig)

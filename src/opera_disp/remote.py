@@ -786,12 +786,6 @@ class Access:
         self.pool.shutdown(wait=False)
 
 
-def source_factory(mode: str = "auto") -> tuple[Callable[[GranuleRef], ByteSource], Access]:
-    """A job's source factory and the :class:`Access` behind it (close it when done)."""
-    access = Access(mode)
-    return access.open, access
-
-
 __all__ = ["Access", "AuthError", "EarthdataAuth", "EulaError", "HttpClient", "HttpGranule",
            "RangeIgnored", "RemoteError", "S3Credentials", "S3Forbidden", "S3Granule",
-           "in_maap", "is_trusted", "redact", "source_factory", "trusted_hosts"]
+           "in_maap", "is_trusted", "redact", "trusted_hosts"]
