@@ -223,6 +223,9 @@ def moto_s3(granule: Path, archive: Path) -> Iterator[str]:
     moto.start()
     host, port = moto.get_host_and_port()
     url = f"http://{host}:{port}"
+    import requests
+
+    requests.post(f"{url}/moto-api/reset", timeout=10)  # moto's state is process-wide
     s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=url,
                       aws_access_key_id="x", aws_secret_access_key="y")
     s3.create_bucket(Bucket="asf-cumulus-prod-opera-products",
