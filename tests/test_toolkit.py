@@ -265,3 +265,20 @@ def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: P
                          (["--bbox", "10,10,11,11"], "does not intersect")):
         code, _, err = run(["plot", str(granule), "-o", str(png), *args], capsys)
         assert code == 2 and needle in one_line_error(err), args
+
+
+def test_layout_and_footprints_through_the_servers(server: Server, granule: Path,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    local = api.layout(str(granule))
+    remote = api.layout(f"{server.url}/data/{granule.name}", access="https")
+    assert remote["datasets"] == local["datasets"]
+    assert remote["total_bytes"] == local["total_bytes"]
+    assert remote["metadata_bytes"] == local["metadata_bytes"]
+    html = tmp_path / "cmr.html"
+    code, _, _ = run(["footprints", "--frame", "40292", "-o", str(html)], capsys)
+    assert code == 0
+    names = [i["umm"]["GranuleUR"] for i in server.state.cmr_items if "F40292" in
+             i["umm"]["GranuleUR"]]
+    text = html.read_text()
+    assert len(names) == 3 and all(n in text for n in names)

@@ -130,6 +130,8 @@ def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFac
                 "the area does not intersect this granule's frame"
             return Outcome(ref.name, "skipped", reason=reason)
         record = _subset(ref, spec, index, win, source, write_layers, pool)
+        # Where the bytes really came from (e.g. S3 rather than the catalog's HTTPS URL).
+        record["location"] = _public_location(str(getattr(source, "url", ref.location)))
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
         record["seconds"] = round(time.perf_counter() - t0, 3)
