@@ -332,7 +332,9 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100, layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    # Fixed margins: a layout engine would cost more than the whole drawing.
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.13, top=0.9)
     draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
              diverging=diverging)
     with atomic_path(png) as tmp:
