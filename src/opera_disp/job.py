@@ -160,7 +160,6 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
     stats = StreamingStats()
     writers: dict[str, CogWriter] = {}
     paths = {n: out_dir / f"{ref.name}_{n}.tif" for n in write_layers}
-    _import_plotting_in_background()
 
     with _ExitAll() as stack:
         for name in write_layers:
@@ -353,21 +352,6 @@ class _ExitAll:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
-
-
-def _import_plotting_in_background() -> None:
-    """Start importing matplotlib (~0.5 s) while pixels are read; the quicklook needs it."""
-    import sys
-    import threading
-
-    def load() -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot
-
-    if "matplotlib.pyplot" not in sys.modules:
-        threading.Thread(target=load, name="import-matplotlib", daemon=True).start()
 
 
 def software_versions() -> dict[str, str]:
