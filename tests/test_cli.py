@@ -9,20 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opera_disp.cli import main
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def _one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+from .helpers import one_line_error, run
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -49,7 +36,7 @@ def test_bad_input_one_line_exit_2(args: list[str], needle: str, archive: Path, 
     code, _, err = run(["subset", "--source", str(archive), "-o", str(tmp_path / "o"), *args],
                        capsys)
     assert code == 2
-    assert needle in _one_line_error(err)
+    assert needle in one_line_error(err)
 
 
 def test_aoi_not_polygon(tmp_path: Path, archive: Path, capsys: pytest.CaptureFixture[str]
@@ -57,19 +44,19 @@ def test_aoi_not_polygon(tmp_path: Path, archive: Path, capsys: pytest.CaptureFi
     aoi = tmp_path / "p.geojson"
     aoi.write_text(json.dumps({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}))
     code, _, err = run(["subset", "--source", str(archive), "--aoi", str(aoi)], capsys)
-    assert code == 2 and "holds a LineString" in _one_line_error(err)
+    assert code == 2 and "holds a LineString" in one_line_error(err)
 
 
 def test_not_a_disp_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "notes.nc"
     other.write_text("x")
     code, _, err = run(["subset", "--granules", str(other)], capsys)
-    assert code == 2 and "is not a DISP-S1 file" in _one_line_error(err)
+    assert code == 2 and "is not a DISP-S1 file" in one_line_error(err)
     fake = tmp_path / ("OPERA_L3_DISP-S1_IW_F40291_VV_20160705T005555Z_20160729T005559Z_v1.0_"
                        "20250724T212204Z.nc")
     fake.write_text("not hdf5")
     code, _, err = run(["subset", "--granules", str(fake)], capsys)
-    assert code == 2 and "not HDF5" in _one_line_error(err)
+    assert code == 2 and "not HDF5" in one_line_error(err)
 
 
 def test_output_is_a_file(tmp_path: Path, archive: Path, capsys: pytest.CaptureFixture[str]
@@ -77,12 +64,12 @@ def test_output_is_a_file(tmp_path: Path, archive: Path, capsys: pytest.CaptureF
     f = tmp_path / "file"
     f.write_text("x")
     code, _, err = run(["subset", "--source", str(archive), "-o", str(f)], capsys)
-    assert code == 2 and "is a file" in _one_line_error(err)
+    assert code == 2 and "is a file" in one_line_error(err)
 
 
 def test_no_granules_given(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["subset", "--start", "2020-01-01"], capsys)
-    assert code == 2 and "no granules" in _one_line_error(err)
+    assert code == 2 and "no granules" in one_line_error(err)
 
 
 def test_cmr_unreachable_is_one_line(capsys: pytest.CaptureFixture[str],
@@ -95,7 +82,7 @@ def test_cmr_unreachable_is_one_line(capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("OPERA_DISP_CMR_URL", f"http://127.0.0.1:{port}/search")
     monkeypatch.setattr("opera_disp.cmr.time.sleep", lambda s: None)
     code, _, err = run(["subset", "--bbox", "-104,24,-103,25"], capsys)
-    assert code == 1 and "is unreachable" in _one_line_error(err)
+    assert code == 1 and "is unreachable" in one_line_error(err)
 
 
 def test_no_match_exit_3(archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -122,7 +109,7 @@ def test_sample_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
                         "--frames", "F40291,40300"], capsys)
     assert code == 0 and len(list((tmp_path / "s").glob("*.nc"))) == 4
     code, _, err = run(["sample", str(tmp_path / "s"), "--shape", "big"], capsys)
-    assert code == 2 and "ROWSxCOLS" in _one_line_error(err)
+    assert code == 2 and "ROWSxCOLS" in one_line_error(err)
 
 
 def test_demo_via_console_script(tmp_path: Path) -> None:

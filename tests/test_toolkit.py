@@ -13,21 +13,9 @@ import h5py
 import pytest
 
 from opera_disp import api
-from opera_disp.cli import main
 
+from .helpers import one_line_error, run
 from .servers import TOKEN, Server, ServerState, umm_item
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -32,13 +32,13 @@ def _cmr_query(spec: JobSpec, names: tuple[str, ...] = ()) -> Any:
                     granule_names=names, limit=spec.limit)
 
 
-def _touches_area(ref: GranuleRef, spec: JobSpec) -> bool:
-    """Whether a catalog footprint meets the AOI (granules without a footprint are kept)."""
-    if spec.aoi is None or not ref.footprint:
+def _touches(ref: GranuleRef, area: Any) -> bool:
+    """Whether a catalog footprint meets ``area`` (granules without a footprint are kept)."""
+    if area is None or not ref.footprint:
         return True
     from shapely.geometry import Polygon
 
-    return any(Polygon(ring).intersects(spec.aoi) for ring in ref.footprint if len(ring) >= 3)
+    return any(Polygon(ring).intersects(area) for ring in ref.footprint if len(ring) >= 3)
 
 
 def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
@@ -79,7 +79,7 @@ def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
                        "or search CMR with --bbox, --aoi or --frame (and dates)")
     client = CmrClient(spec.cmr_url)
     found = client.search(_cmr_query(spec))
-    kept = [r for r in found if _touches_area(r, spec)]
+    kept = [r for r in found if _touches(r, spec.aoi)]
     notes.append(f"CMR {client.base_url}: {len(found)} granule(s) after secondary-date "
                  f"filtering and de-duplication, {len(kept)} touching the area")
     return kept, notes
@@ -200,14 +200,9 @@ def search(*, bbox: str | None = None, aoi: str | None = None, start: str | None
         from shapely.geometry import box
 
         area = spec.aoi if spec.aoi is not None else box(*spec.bbox)  # type: ignore[misc]
-        refs = [r for r in refs if not r.footprint or _touches(r, area)]
+        refs = [r for r in refs if _touches(r, area)]
     return refs
 
-
-def _touches(ref: GranuleRef, area: Any) -> bool:
-    from shapely.geometry import Polygon
-
-    return any(Polygon(ring).intersects(area) for ring in ref.footprint or () if len(ring) >= 3)
 
 
 def collection(cmr_url: str | None = None, short_name: str | None = None) -> dict[str, Any]:

@@ -67,16 +67,20 @@ def in_dates(p: DispProduct, start: datetime | None, end: datetime | None) -> bo
     return (start is None or p.secondary >= start) and (end is None or p.secondary <= end)
 
 
-def filter_refs(refs: list[GranuleRef], spec: JobSpec) -> list[GranuleRef]:
-    """Apply the frame and secondary-date filters, then keep one product per pair."""
-    kept = [r for r in refs if (spec.frame is None or r.product.frame == spec.frame)
-            and in_dates(r.product, spec.start, spec.end)]
+def select(refs: list[GranuleRef], *, frame: int | None = None,
+           start: datetime | None = None, end: datetime | None = None,
+           limit: int | None = None) -> list[GranuleRef]:
+    """Frame and secondary-date filters, one product per pair (newest), at most ``limit``."""
+    kept = [r for r in refs if (frame is None or r.product.frame == frame)
+            and in_dates(r.product, start, end)]
     by_product = {r.product: r for r in kept}
-    best = dedupe(list(by_product))
-    out = [by_product[p] for p in best]
-    if spec.limit is not None:
-        out = out[: spec.limit]
-    return out
+    out = [by_product[p] for p in dedupe(list(by_product))]
+    return out[:limit] if limit is not None else out
+
+
+def filter_refs(refs: list[GranuleRef], spec: JobSpec) -> list[GranuleRef]:
+    """:func:`select` with the job's filters."""
+    return select(refs, frame=spec.frame, start=spec.start, end=spec.end, limit=spec.limit)
 
 
 def scan_archive(folder: Path) -> list[GranuleRef]:

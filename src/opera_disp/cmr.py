@@ -29,8 +29,8 @@ from typing import Any
 import requests
 
 from . import __version__
-from .catalog import GranuleRef
-from .product import SHORT_NAME, DispProduct, NotADispName, dedupe
+from .catalog import GranuleRef, select
+from .product import SHORT_NAME, DispProduct, NotADispName
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,10 @@ class CmrClient:
                 refs.append(parse_umm_g(item))
             except (KeyError, ValueError, NotADispName) as exc:
                 log.debug("skipping a CMR item: %s", exc)
-        kept = [r for r in refs if (q.start is None or r.product.secondary >= q.start)
-                and (q.end is None or r.product.secondary <= q.end)
-                and (q.frame is None or r.product.frame == q.frame)]
-        by_product = {r.product: r for r in kept}
-        out = [by_product[p] for p in dedupe(list(by_product))]
+        out = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
         log.info("CMR: %d item(s), %d after secondary-date filter and de-duplication",
                  len(items), len(out))
-        return out[: q.limit] if q.limit else out
+        return out
 
     def collection(self, short_name: str = SHORT_NAME) -> dict[str, Any]:
         """The collection's concept id and summary (as the tutorial's first step)."""

@@ -99,10 +99,8 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
         if n in values and units.get(n, "").startswith("seconds since"):
             v = values[n]
             times[n] = decode_time(units[n], float(v[0] if isinstance(v, np.ndarray) else v))
-    bounds = [gt[0], gt[3] - height * 30.0, gt[0] + width * 30.0, gt[3]] if len(gt) == 6 \
-        else None
-    if bounds is not None and len(gt) == 6:
-        bounds = [gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3]]
+    bounds = [gt[0], gt[3] + height * gt[5], gt[0] + width * gt[1], gt[3]] \
+        if len(gt) == 6 else None
     lonlat = None
     if bounds and epsg:
         tr = Transformer.from_crs(epsg, 4326, always_xy=True)

@@ -7,6 +7,7 @@ or failed), so one bad granule never sinks the job. Whole frames are processed i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -155,13 +156,12 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
     out_dir = spec.output
     transform = grid.window_transform(win)
     slayer = stats_layer(spec.layers)
-    ref_t, sec_t = _iso(index.reference_time), _iso(index.secondary_time)
     counts = {"total": win.size, "outside_aoi": 0, "masked": 0, "nodata": 0, "valid": 0}
     stats = StreamingStats()
     writers: dict[str, CogWriter] = {}
     paths = {n: out_dir / f"{ref.name}_{n}.tif" for n in write_layers}
 
-    with _ExitAll() as stack:
+    with contextlib.ExitStack() as stack:
         for name in write_layers:
             lay = index.layers[name]
             info = layer_info(index, name)
@@ -169,8 +169,6 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
             tags = {
                 "GRANULE": ref.name,
                 "FRAME": str(ref.product.frame),
-                "REFERENCE_DATETIME": ref_t,
-                "SECONDARY_DATETIME": sec_t,
                 "LAYER": name,
                 "UNITS": str(info["units"]),
                 "MASK_APPLIED": "recommended_mask" if masked_here else "none",
@@ -180,7 +178,7 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
             nodata = float("nan") if lay.dtype.kind == "f" else int(LAYERS[name].fill)
             rspec = RasterSpec(win.shape[1], win.shape[0], str(lay.dtype), nodata, grid.epsg,
                                transform, resampling_for(str(lay.dtype)))
-            writers[name] = stack.enter(CogWriter(paths[name], rspec, tags=tags,
+            writers[name] = stack.enter_context(CogWriter(paths[name], rspec, tags=tags,
                                                   units=str(info["units"]),
                                                   description=str(info["long_name"])))
         read_layers = [*dict.fromkeys([*write_layers, MASK_LAYER])]
@@ -203,6 +201,7 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
                 _mask_band(arrays, band, spec, grid, write_layers, slayer, counts, stats,
                            writers, win, preview, step)
                 del arrays
+        # Remote granules learn their exact times with the first batch of chunks.
         ref_t, sec_t = _iso(index.reference_time), _iso(index.secondary_time)
         for w in writers.values():
             w.tags.update(REFERENCE_DATETIME=ref_t, SECONDARY_DATETIME=sec_t)
@@ -334,24 +333,6 @@ def _output_entry(path: Path, out_dir: Path, kind: str, layer: str) -> dict[str,
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
     }
-
-
-class _ExitAll:
-    """Enter several context managers and exit them all, in reverse, whatever happens."""
-
-    def __init__(self) -> None:
-        import contextlib
-
-        self._stack = contextlib.ExitStack()
-
-    def enter(self, cm: Any) -> Any:
-        return self._stack.enter_context(cm)
-
-    def __enter__(self) -> _ExitAll:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
 
 def software_versions() -> dict[str, str]:

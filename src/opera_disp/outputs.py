@@ -22,7 +22,6 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 
 # Creation options of the published COGs ("profiles as data", as rio-cogeo does).
 COG_PROFILE: dict[str, Any] = {
@@ -81,11 +80,8 @@ def write_json(path: Path, doc: Any) -> None:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -260,23 +256,6 @@ class CogWriter:
             for p in (self._base, self.scratch):
                 p.unlink(missing_ok=True)
                 Path(str(p) + ".aux.xml").unlink(missing_ok=True)
-
-
-def quicklook(cog: Path, png: Path, *, title: str, label: str, vmax: float | None = 0.1,
-              cmap: str = "RdBu", diverging: bool = True, max_pixels: int = 1200) -> Path:
-    """Render a raster (its overviews, for big COGs) as a PNG map with a colorbar.
-
-    See :func:`render_map` for the colour scaling.
-    """
-    with rasterio.open(cog) as src:
-        scale = max(1.0, max(src.width, src.height) / max_pixels)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        arr = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
-        b = src.bounds
-        epsg = src.crs.to_epsg() if src.crs else None
-    data = arr.astype("float64").filled(np.nan)
-    return render_map(data, (b.left, b.bottom, b.right, b.top), epsg, png, title=title,
-                      label=label, vmax=vmax, cmap=cmap, diverging=diverging)
 
 
 def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[float, float]:

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -445,7 +446,7 @@ class _HeadFile(io.RawIOBase):
         return len(data)
 
 
-class RangeGranule:
+class RangeGranule(ABC):
     """Shared logic of remote granules: cached front bytes for h5py, concurrent range reads.
 
     The first round trip must hold the metadata (all in the first 4 MiB page) and the front
@@ -481,9 +482,9 @@ class RangeGranule:
         self._lock = threading.Lock()
         self._started = False
 
-    # Subclasses fetch bytes: (data, total file size if known).
+    @abstractmethod
     def _fetch(self, start: int, length: int) -> tuple[bytes, int | None]:
-        raise NotImplementedError
+        """Bytes ``[start, start+length)`` and the file's total size if the store said."""
 
     def _start(self) -> None:
         """The first round trip: both cached regions at once."""

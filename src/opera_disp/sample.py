@@ -378,7 +378,7 @@ def write_granule(
 
         _write_corrections(f, xs, ys, geo.epsg, gt, sec, scene, seed, sec_i, (ref_row, ref_col),
                            w, h)
-        _write_identification(f, frame, ref, sec, geo, xs, ys, gt, nodata_count,
+        _write_identification(f, frame, ref, sec, geo, xs, ys, nodata_count,
                               tcoh_sum / max(tcoh_n, 1), dates, ref_i, sec_i)
         _write_metadata(f)
     os.replace(tmp, path)
@@ -436,7 +436,7 @@ def _fmt(d: datetime) -> str:
 
 
 def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: datetime,
-                          geo: FrameGeo, xs: np.ndarray, ys: np.ndarray, gt: list[float],
+                          geo: FrameGeo, xs: np.ndarray, ys: np.ndarray,
                           nodata_count: int, avg_tcoh: float, dates: list[datetime],
                           ref_i: int, sec_i: int) -> None:
     g = f.create_group("identification")._h5group
@@ -497,7 +497,6 @@ def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: date
     g["bounding_polygon"].attrs["units"] = "degrees"
     g["product_bounding_box"].attrs["units"] = "meters"
     g["radar_wavelength"].attrs["units"] = "meters"
-    del gt
 
 
 def _write_metadata(f: h5netcdf.File) -> None:
