@@ -223,7 +223,7 @@ def test_failed_publish_leaves_nothing(granule: Path, tmp_path: Path,
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs.rasterio.shutil, "copy", boom)
+    monkeypatch.setattr(outputs.TileStream, "finish", boom)
     r = api.subset(granules=str(granule), window="0:50,0:50", output=str(tmp_path),
                    progress=False)
     assert r.exit_code == EXIT_FAILED and "disk full" in r.summary["failed"][0]["reason"]

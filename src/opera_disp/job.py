@@ -180,7 +180,8 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
                                transform, resampling_for(str(lay.dtype)))
             writers[name] = stack.enter_context(CogWriter(paths[name], rspec, tags=tags,
                                                   units=str(info["units"]),
-                                                  description=str(info["long_name"])))
+                                                  description=str(info["long_name"]),
+                                                  keep_pixels=name == slayer))
         read_layers = [*dict.fromkeys([*write_layers, MASK_LAYER])]
         step = max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS))
         preview: list[np.ndarray] = []
@@ -205,12 +206,11 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
         ref_t, sec_t = _iso(index.reference_time), _iso(index.secondary_time)
         for w in writers.values():
             w.tags.update(REFERENCE_DATETIME=ref_t, SECONDARY_DATETIME=sec_t)
-            w.close_scratch()
         png = out_dir / f"{ref.name}_{slayer}.png"
         units = str(layer_info(index, slayer)["units"])
         fill = LAYERS[slayer].fill
-        # GDAL compresses in threads (GIL released) while this thread finishes the
-        # statistics from the scratch file and renders the quicklook.
+        # Overviews and layout run in threads (compression releases the GIL) while this
+        # thread finishes the statistics from the kept pixels and renders the quicklook.
         try:
             with ThreadPoolExecutor(len(writers), thread_name_prefix="publish") as publishers:
                 published = {n: publishers.submit(w.publish) for n, w in writers.items()}

@@ -1,9 +1,8 @@
 """Outputs: Cloud-Optimized GeoTIFFs, quicklook PNGs and JSON, always written atomically.
 
-A COG is built in two steps: pixels stream block by block into an uncompressed tiled
-scratch GeoTIFF, then GDAL's COG driver compresses it, adds overviews and lays it out;
-the result is validated with ``rio_cogeo`` and only then renamed into place. A failure at
-any step leaves no partial file behind.
+A COG is compressed while its rows stream in (:mod:`opera_disp.cog`, with the encoding
+profile ``COG_PROFILE`` as data), laid out at the end, validated with ``rio_cogeo`` and only
+then renamed into place. A failure at any step leaves no partial file behind.
 """
 
 from __future__ import annotations
@@ -19,25 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-# Creation options of the published COGs ("profiles as data", as rio-cogeo does).
-COG_PROFILE: dict[str, Any] = {
-    "driver": "COG",
-    "BLOCKSIZE": 512,
-    "COMPRESS": "DEFLATE",
-    "LEVEL": 6,
-    "PREDICTOR": "YES",  # floating-point predictor (3) for floats, horizontal (2) for integers
-    "OVERVIEWS": "AUTO",
-    "BIGTIFF": "IF_SAFER",
-    "NUM_THREADS": "ALL_CPUS",
-}
-# GDAL's block cache is kept small so memory stays bounded on whole frames.
-# (rasterio takes GDAL_CACHEMAX in bytes: a bare 128 would mean 128 bytes.)
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS"}
-
+from opera_disp.cog import COG_PROFILE, CogError, CogProfile, TileStream, gdal_tags
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -97,10 +81,6 @@ class RasterSpec:
     resampling: str = "nearest"
 
 
-_VRT_TYPES = {"float32": "Float32", "float64": "Float64", "uint8": "Byte", "uint16": "UInt16",
-              "int16": "Int16", "uint32": "UInt32", "int32": "Int32"}
-
-
 class _RawRaster:
     """A raw little-endian raster file written row band by row band with ``pwrite``."""
 
@@ -110,15 +90,10 @@ class _RawRaster:
         self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(self.fd, width * height * self.dtype.itemsize)
 
-    def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
+    def write(self, block: np.ndarray, row_off: int) -> None:
         assert self.fd is not None
-        item = self.dtype.itemsize
         data = np.ascontiguousarray(block, dtype=self.dtype)
-        if col_off == 0 and block.shape[1] == self.width:  # full rows: one write
-            os.pwrite(self.fd, data, row_off * self.width * item)
-            return
-        for i in range(block.shape[0]):
-            os.pwrite(self.fd, data[i], ((row_off + i) * self.width + col_off) * item)
+        os.pwrite(self.fd, data, row_off * self.width * self.dtype.itemsize)
 
     def read(self, row0: int, rows: int) -> np.ndarray:
         with open(self.path, "rb") as fh:
@@ -133,129 +108,103 @@ class _RawRaster:
 
 
 class CogWriter:
-    """Stream blocks into a raw scratch raster, then publish it as a validated COG.
+    """Stream rows into a COG that is compressed as they arrive; publish it validated.
 
-    The scratch is a plain raw array on disk described by a small GDAL VRT (georeferencing,
-    tags, nodata, units): writing a block is one ``pwrite``, and a second pass (exact
-    statistics) reads it back without any decoding. GDAL's COG driver reads such a raw
-    source faster than a GeoTIFF, then compresses it, adds overviews and lays it out.
+    Rows go to a :class:`~opera_disp.cog.TileStream`, which compresses each row of tiles
+    in worker threads while the next rows are still being read. With ``keep_pixels`` the
+    rows are also kept in a raw scratch file, so a second pass (exact statistics) can read
+    them back without decoding anything.
 
-    Use as a context manager: blocks are written with :meth:`write`; :meth:`publish` turns
-    the scratch into the final COG. Leaving the context without
-    publishing (an error) removes every temporary file.
+    Use as a context manager: full-width blocks of rows are written top to bottom with
+    :meth:`write`; :meth:`publish` lays out, validates and renames the COG into place.
+    Leaving the context without publishing (an error) removes every temporary file.
     """
 
     def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
                  units: str | None = None, description: str | None = None,
-                 profile: dict[str, Any] | None = None):
+                 profile: CogProfile = COG_PROFILE, keep_pixels: bool = False):
         self.path = path
         self.spec = spec
         self.tags = tags
         self.units = units
         self.description = description
-        self.profile = dict(COG_PROFILE if profile is None else profile)
-        self._base: Path | None = None
+        self.profile = profile
+        self.keep_pixels = keep_pixels
+        self._scratch: Path | None = None
+        self._stream: TileStream | None = None
         self._raster: _RawRaster | None = None
-        self._closed = False
+        self._rows = 0
 
     def __enter__(self) -> CogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".scratch",
                                     dir=self.path.parent)
         os.close(fd)
-        self._base = Path(name)
+        self._scratch = Path(name)
         s = self.spec
-        if s.dtype not in _VRT_TYPES:
-            raise OutputError(f"cannot write dtype {s.dtype} to a COG")
-        self._raster = _RawRaster(self._base.with_suffix(".raw"), s.width, s.height,
-                                  np.dtype(s.dtype))
+        try:
+            self._stream = TileStream(self._scratch, s.width, s.height, s.dtype, s.nodata,
+                                      resampling=s.resampling, profile=self.profile)
+        except CogError as exc:
+            self._scratch.unlink(missing_ok=True)
+            raise OutputError(str(exc)) from None
+        if self.keep_pixels:
+            self._raster = _RawRaster(self._scratch.with_suffix(".raw"), s.width, s.height,
+                                      np.dtype(s.dtype))
         return self
 
-    def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
-        """Write a block at ``(row_off, col_off)`` of the output."""
-        assert self._raster is not None, "use CogWriter as a context manager"
-        self._raster.write(block, row_off, col_off)
-
-    @property
-    def scratch(self) -> Path:
-        """The scratch raster (a VRT over the raw file; complete after :meth:`close_scratch`)."""
-        assert self._base is not None, "use CogWriter as a context manager"
-        return self._base.with_suffix(".vrt")
-
-    def close_scratch(self) -> None:
-        """Finish the pixels and write the VRT that describes them."""
-        if self._closed or self._raster is None:
-            return
-        self._raster.close()
-        self.scratch.write_text(self._vrt_xml(self._raster))
-        self._closed = True
-
-    def _vrt_xml(self, raster: _RawRaster) -> str:
-        from xml.etree import ElementTree as ET
-
-        s = self.spec
-        root = ET.Element("VRTDataset", rasterXSize=str(s.width), rasterYSize=str(s.height))
-        srs = ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2")
-        srs.text = CRS.from_epsg(s.crs_epsg).to_wkt()
-        t = s.transform
-        ET.SubElement(root, "GeoTransform").text = ", ".join(
-            repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
-        md = ET.SubElement(root, "Metadata")
-        for k, v in self.tags.items():
-            ET.SubElement(md, "MDI", key=k).text = str(v)
-        band = ET.SubElement(root, "VRTRasterBand", dataType=_VRT_TYPES[s.dtype], band="1",
-                             subClass="VRTRawRasterBand")
-        if self.description:
-            ET.SubElement(band, "Description").text = self.description
-        ET.SubElement(band, "NoDataValue").text = "nan" if isinstance(s.nodata, float) and \
-            np.isnan(s.nodata) else repr(s.nodata)
-        if self.units:
-            ET.SubElement(band, "UnitType").text = self.units
-            bmd = ET.SubElement(band, "Metadata")
-            ET.SubElement(bmd, "MDI", key="units").text = self.units
-        ET.SubElement(band, "SourceFilename", relativeToVRT="1").text = raster.path.name
-        item = raster.dtype.itemsize
-        ET.SubElement(band, "ImageOffset").text = "0"
-        ET.SubElement(band, "PixelOffset").text = str(item)
-        ET.SubElement(band, "LineOffset").text = str(item * raster.width)
-        ET.SubElement(band, "ByteOrder").text = "LSB"
-        return ET.tostring(root, encoding="unicode")
+    def write(self, block: np.ndarray, row_off: int) -> None:
+        """Write the next full-width block of rows, which starts at row ``row_off``."""
+        assert self._stream is not None, "use CogWriter as a context manager"
+        if row_off != self._rows:
+            raise OutputError(f"rows must come in order: got row {row_off}, "
+                              f"expected {self._rows}")
+        try:
+            self._stream.write(block)
+        except CogError as exc:
+            raise OutputError(f"{self.path.name}: {exc}") from None
+        if self._raster is not None:
+            self._raster.write(block, row_off)
+        self._rows += block.shape[0]
 
     def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
         """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
-        self.close_scratch()
-        assert self._raster is not None, "use CogWriter as a context manager"
+        assert self._raster is not None, "read_back needs CogWriter(..., keep_pixels=True)"
         full = self._raster
         for r0 in range(0, full.height, rows):
             yield full.read(r0, min(rows, full.height - r0))
 
     def publish(self) -> Path:
-        """Compress into a COG, validate it, and rename it into place.
+        """Encode the overviews, lay the COG out, validate it and rename it into place.
 
-        GDAL releases the GIL while it compresses, so other layers' publishing, statistics
-        and the quicklook can run in parallel threads.
+        Compression releases the GIL, so other layers' publishing, statistics and the
+        quicklook can run in parallel threads.
         """
         from rio_cogeo.cogeo import cog_validate
 
-        self.close_scratch()
-        opts = {k: v for k, v in self.profile.items() if k != "driver"}
-        opts["RESAMPLING"] = self.spec.resampling.upper()
-        opts["OVERVIEW_RESAMPLING"] = self.spec.resampling.upper()
-        with rasterio.Env(**GDAL_ENV), atomic_path(self.path) as tmp:
-            rasterio.shutil.copy(self.scratch, tmp, driver="COG", **opts)
+        assert self._stream is not None, "use CogWriter as a context manager"
+        s = self.spec
+        fields = gdal_tags(s.dtype, s.nodata, CRS.from_epsg(s.crs_epsg), s.transform,
+                           tags=self.tags, band_tags={"units": self.units} if self.units
+                           else None, units=self.units, description=self.description)
+        with atomic_path(self.path) as tmp:
+            try:
+                self._stream.finish(tmp, fields)
+            except CogError as exc:
+                raise OutputError(f"{self.path.name}: {exc}") from None
             valid, errors, _warnings = cog_validate(str(tmp), quiet=True)
             if not valid:
                 raise OutputError(f"{self.path.name} is not a valid COG: {'; '.join(errors)}")
         return self.path
 
     def __exit__(self, *exc: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
         if self._raster is not None:
             self._raster.close()
             self._raster.path.unlink(missing_ok=True)
-        if self._base is not None:
-            for p in (self._base, self.scratch):
-                p.unlink(missing_ok=True)
-                Path(str(p) + ".aux.xml").unlink(missing_ok=True)
+        if self._scratch is not None:
+            self._scratch.unlink(missing_ok=True)
 
 
 def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[float, float]:
