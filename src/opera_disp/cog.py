@@ -157,28 +157,60 @@ def downsample(a: np.ndarray, resampling: str, nodata: float | int) -> np.ndarra
     h, w = a.shape
     if h % 2 or w % 2:
         a = np.pad(a, ((0, h % 2), (0, w % 2)), constant_values=nodata)
-    total = np.zeros((a.shape[0] // 2, a.shape[1] // 2), dtype=np.float64)
-    count = np.zeros(total.shape, dtype=np.uint8)
-    for i in (0, 1):
-        for j in (0, 1):
-            q = a[i::2, j::2]
-            ok = ~np.isnan(q) if np.isnan(nodata) else (q != nodata) & ~np.isnan(q)
-            total += np.where(ok, q, 0)
-            count += ok
+    bad = np.isnan(a)
+    if not np.isnan(nodata):
+        bad |= a == nodata
+    z = np.where(bad, a.dtype.type(0), a)
+    ok = np.logical_not(bad, out=bad).view(np.uint8)
+    total = z[0::2, 0::2] + z[0::2, 1::2]
+    total += z[1::2, 0::2]
+    total += z[1::2, 1::2]
+    count = ok[0::2, 0::2] + ok[0::2, 1::2]
+    count += ok[1::2, 0::2]
+    count += ok[1::2, 1::2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (total / count).astype(a.dtype)
+        out = np.divide(total, count, out=total)  # 0 / 0 = NaN where nothing is valid
     if not np.isnan(nodata):
         out[count == 0] = nodata
     return out
+
+
+def predict(tile: np.ndarray, predictor: bool = True) -> np.ndarray:
+    """A tile's bytes as TIFF stores them before compression (little-endian samples).
+
+    The floating-point predictor (3) regroups each row's bytes most significant first
+    (big-endian byte planes) and differences them byte by byte along the row; the
+    horizontal predictor (2) differences integer samples along the row, wrapping around.
+
+    Examples
+    --------
+    >>> predict(np.array([[1, 3, 2]], dtype="uint8")).tolist()
+    [[1, 2, 255]]
+    >>> predict(np.array([[1.0, 1.0]], dtype=">f4")).tolist()  # planes 3F 3F 80 80 00 00 00 00
+    [[63, 0, 65, 0, 128, 0, 0, 0]]
+    """
+    le = tile.astype(tile.dtype.newbyteorder("<"), copy=False)
+    rows = le.shape[0]
+    if not predictor:
+        return np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1)
+    if le.dtype.kind == "f":
+        size = le.dtype.itemsize
+        planes = np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1, size)
+        planes = np.ascontiguousarray(planes[..., ::-1].transpose(0, 2, 1)).reshape(rows, -1)
+    else:
+        planes = np.ascontiguousarray(le)
+    out = np.empty_like(planes)
+    out[:, 0] = planes[:, 0]
+    np.subtract(planes[:, 1:], planes[:, :-1], out=out[:, 1:])  # integers wrap, as in TIFF
+    return out.view(np.uint8).reshape(rows, -1)
 
 
 def encode_tile_row(rows: np.ndarray, blocksize: int, *, predictor: bool = True,
                     level: int = 2) -> list[bytes]:
     """Compress one row of tiles: ``rows`` is ``(blocksize, n * blocksize)``, padded.
 
-    Applies the TIFF predictor (3 for floats: bytes of each row regrouped most significant
-    first, then differenced; 2 for integers: samples differenced) and DEFLATE (zlib
-    stream, TIFF compression 8).
+    Each tile gets the TIFF predictor (:func:`predict`) and DEFLATE (a zlib stream, TIFF
+    compression 8), one tile at a time so temporaries stay small.
 
     Examples
     --------
@@ -189,28 +221,9 @@ def encode_tile_row(rows: np.ndarray, blocksize: int, *, predictor: bool = True,
     (2, b'\\x01\\x01\\x01\\x01')
     """
     b = blocksize
-    n = rows.shape[1] // b
-    le = rows.astype(rows.dtype.newbyteorder("<"), copy=False)
-    tiles = le.reshape(b, n, b).transpose(1, 0, 2)  # (tile, row, column): a view
-    if not predictor:
-        data = np.ascontiguousarray(tiles).view(np.uint8).reshape(n, -1)
-    elif rows.dtype.kind == "f":
-        size = rows.dtype.itemsize
-        # Per tile row: all most-significant bytes first, then the next, ... (big-endian
-        # byte planes), then a byte-wise difference along the row.
-        planes = tiles.view(np.uint8).reshape(n, b, b, size)[..., ::-1].transpose(0, 1, 3, 2)
-        planes = np.ascontiguousarray(planes).reshape(n, b, b * size)
-        data = np.empty_like(planes)
-        data[..., 0] = planes[..., 0]
-        np.subtract(planes[..., 1:], planes[..., :-1], out=data[..., 1:])
-        data = data.reshape(n, -1)
-    else:
-        samples = np.ascontiguousarray(tiles)
-        diff = np.empty_like(samples)
-        diff[..., 0] = samples[..., 0]
-        np.subtract(samples[..., 1:], samples[..., :-1], out=diff[..., 1:])  # wraps, as TIFF
-        data = diff.view(np.uint8).reshape(n, -1)
-    return [isal_zlib.compress(memoryview(data[i]), level) for i in range(n)]
+    return [isal_zlib.compress(memoryview(predict(rows[:, i:i + b], predictor)).cast("B"),
+                               level)
+            for i in range(0, rows.shape[1], b)]
 
 
 def read_tags(blob: bytes, codes: Iterable[int]) -> list[Tag]:
@@ -257,35 +270,76 @@ def gdal_tags(dtype: str, nodata: float | int, crs: Any, transform: Any, *,
     return read_tags(blob, GEO_TAGS)
 
 
-@dataclass(frozen=True)
 class _Level:
-    width: int
-    height: int
-    sizes: list[int]  # compressed size of each tile, row-major
-    overview: bool
+    """One resolution of the pyramid: a buffer of one row of tiles and a scratch file."""
+
+    def __init__(self, width: int, height: int, blocksize: int, dtype: np.dtype,
+                 nodata: float | int, scratch: Path):
+        self.width, self.height, self.b = width, height, blocksize
+        self.dtype, self.nodata = dtype, nodata
+        self.cols = -(-width // blocksize)
+        self.scratch = scratch
+        self.file = open(scratch, "w+b")  # noqa: SIM115 - closed by TileStream.close
+        self.sizes: list[int] = []  # compressed size of each tile, row-major
+        self.rows_in = 0
+        self._buf: np.ndarray | None = None
+        self._filled = 0
+
+    def take(self, rows: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """Buffer full-width rows; return each completed (padded buffer, valid rows)."""
+        done: list[tuple[np.ndarray, int]] = []
+        k = 0
+        while k < rows.shape[0]:
+            if self._buf is None:
+                self._buf = np.empty((self.b, self.cols * self.b), self.dtype)
+                self._buf[:, self.width:] = self.nodata
+                self._filled = 0
+            n = min(self.b - self._filled, rows.shape[0] - k)
+            self._buf[self._filled:self._filled + n, :self.width] = rows[k:k + n]
+            self._filled += n
+            self.rows_in += n
+            k += n
+            if self._filled == self.b or self.rows_in == self.height:
+                done.append((self._buf, self._filled))
+                self._buf = None
+        return done
+
+    def append(self, tiles: list[bytes]) -> None:
+        """Store compressed tiles with GDAL's block leader (size) and trailer (last 4 bytes)."""
+        for t in tiles:
+            self.file.write(struct.pack("<I", len(t)) + t + t[-4:])
+            self.sizes.append(len(t))
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.scratch.unlink(missing_ok=True)
 
 
 class TileStream:
-    """Compress a raster's tiles as its rows arrive; lay them out as a COG at the end.
+    """Compress a raster's tiles, and its overviews', as its rows arrive; write a COG.
 
     Rows are written top to bottom with :meth:`write` (any number of full-width rows at a
-    time); each completed row of tiles is predicted and compressed in a worker thread and
-    appended to a scratch file (with GDAL's block leader and trailer), while its
-    half-resolution copy is kept in memory for the overviews. :meth:`finish` encodes the
-    overviews and writes the COG; :meth:`close` (or leaving the context) removes the scratch
-    file.
+    time). Each completed row of tiles is downsampled and compressed in a worker thread;
+    its half-resolution rows feed the next overview the same way, so the whole pyramid is
+    built in one streaming pass with a few rows of tiles in memory per level. Compressed
+    tiles go to one scratch file per level; :meth:`finish` writes the header and IFDs and
+    appends the levels' tiles, smallest overview first. :meth:`close` (or leaving the
+    context) removes the scratch files.
 
     Examples
     --------
     >>> import tempfile, rasterio
     >>> d = Path(tempfile.mkdtemp())
     >>> a = np.arange(600 * 700, dtype="float32").reshape(600, 700)
+    >>> tags = gdal_tags("float32", np.nan, "EPSG:32611", rasterio.Affine(30, 0, 5e5, 0, -30, 4e6),
+    ...                  tags={})
     >>> with TileStream(d / "s.scratch", 700, 600, "float32", np.nan) as ts:
     ...     ts.write(a[:100]); ts.write(a[100:])
-    ...     _ = ts.finish(d / "a.tif", [])
+    ...     _ = ts.finish(d / "a.tif", tags)
     >>> with rasterio.open(d / "a.tif") as src:
-    ...     bool((src.read(1) == a).all()), src.overviews(1)
-    (True, [2])
+    ...     bool((src.read(1) == a).all()), src.overviews(1), src.crs.to_epsg()
+    (True, [2], 32611)
     """
 
     def __init__(self, scratch: Path, width: int, height: int, dtype: str,
@@ -296,23 +350,26 @@ class TileStream:
             raise CogError(f"cannot write dtype {dtype} to a COG")
         if width <= 0 or height <= 0:
             raise CogError(f"raster size {width}x{height}: both sides must be positive")
+        if resampling not in ("nearest", "average") or (
+                resampling == "average" and self.dtype.kind != "f"):
+            raise CogError(f"resampling {resampling!r} for {dtype}: use 'average' for floats "
+                           "or 'nearest'")
         self.width, self.height, self.nodata = width, height, nodata
         self.resampling, self.profile = resampling, profile
         b = profile.blocksize
-        self._cols = -(-width // b)
-        self._ovr_shapes = overview_shapes(width, height, b)
-        self._half = (np.empty((self._ovr_shapes[0][1], self._ovr_shapes[0][0]), self.dtype)
-                      if self._ovr_shapes else None)
+        shapes = [(width, height), *overview_shapes(width, height, b)]
+        self._levels: list[_Level] = []
         self._workers = workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="cog")
-        self._pending: deque[Future[list[bytes]]] = deque()
-        self._scratch_path = scratch
-        self._scratch = open(scratch, "w+b")  # noqa: SIM115 - closed in close()
-        self._sizes: list[int] = []
-        self._buf: np.ndarray | None = None
-        self._buf_rows = 0
-        self._next_row = 0
-        self._tile_row = 0
+        self._pending: deque[tuple[int, Future[tuple[list[bytes], np.ndarray | None]]]] = \
+            deque()
+        try:
+            for k, (w, h) in enumerate(shapes):
+                path = scratch if k == 0 else scratch.with_name(f"{scratch.name}.{k}")
+                self._levels.append(_Level(w, h, b, self.dtype, nodata, path))
+        except OSError:
+            self.close()
+            raise
 
     def __enter__(self) -> TileStream:
         return self
@@ -320,93 +377,54 @@ class TileStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- full resolution, streamed ----------------------------------------------------
     def write(self, rows: np.ndarray) -> None:
         """Append the next full-width rows (top to bottom)."""
+        main = self._levels[0]
         if rows.ndim != 2 or rows.shape[1] != self.width:
             raise CogError(f"rows of shape {rows.shape}: expected (n, {self.width})")
-        if self._next_row + rows.shape[0] > self.height:
-            raise CogError(f"rows {self._next_row}-{self._next_row + rows.shape[0]} run past "
+        if main.rows_in + rows.shape[0] > self.height:
+            raise CogError(f"rows {main.rows_in}-{main.rows_in + rows.shape[0]} run past "
                            f"the raster's {self.height} rows")
-        b = self.profile.blocksize
-        done = 0
-        while done < rows.shape[0]:
-            if self._buf is None:
-                self._buf = np.empty((b, self._cols * b), self.dtype)
-                self._buf[:, self.width:] = self.nodata
-                self._buf_rows = 0
-            take = min(b - self._buf_rows, rows.shape[0] - done)
-            self._buf[self._buf_rows:self._buf_rows + take, :self.width] = \
-                rows[done:done + take]
-            self._buf_rows += take
-            done += take
-            self._next_row += take
-            if self._buf_rows == b or self._next_row == self.height:
-                self._submit()
-
-    def _submit(self) -> None:
-        assert self._buf is not None
-        buf, n, j = self._buf, self._buf_rows, self._tile_row
-        self._buf, self._tile_row = None, j + 1
-        self._pending.append(self._pool.submit(self._encode_band, buf, n, j))
+        self._feed(0, rows)
         # A bounded number of rows of tiles in flight keeps memory flat.
-        while self._pending and (len(self._pending) > self._workers + 1
-                                 or self._pending[0].done()):
-            self._drain_one()
+        self._drain(self._workers + 1)
 
-    def _encode_band(self, buf: np.ndarray, n: int, j: int) -> list[bytes]:
-        b = self.profile.blocksize
-        if self._half is not None:
-            half = downsample(buf[:n, :self.width], self.resampling, self.nodata)
-            self._half[j * b // 2:j * b // 2 + half.shape[0]] = half
+    def _feed(self, k: int, rows: np.ndarray) -> None:
+        for buf, n in self._levels[k].take(rows):
+            self._pending.append((k, self._pool.submit(self._encode, k, buf, n)))
+
+    def _encode(self, k: int, buf: np.ndarray, n: int) -> tuple[list[bytes], np.ndarray | None]:
+        lv = self._levels[k]
+        half = None
+        if k + 1 < len(self._levels):
+            half = downsample(buf[:n, :lv.width], self.resampling, self.nodata)
         buf[n:] = self.nodata
-        return encode_tile_row(buf, b, predictor=self.profile.predictor,
-                               level=self.profile.level)
+        return encode_tile_row(buf, lv.b, predictor=self.profile.predictor,
+                               level=self.profile.level), half
 
-    def _drain_one(self) -> None:
-        for tile in self._pending.popleft().result():
-            self._scratch.write(struct.pack("<I", len(tile)) + tile + tile[-4:])
-            self._sizes.append(len(tile))
-
-    # -- overviews and layout ---------------------------------------------------------
-    def _encode_level(self, a: np.ndarray) -> list[bytes]:
-        b = self.profile.blocksize
-        h, w = a.shape
-        cols = -(-w // b)
-
-        def one(r0: int) -> list[bytes]:
-            buf = np.full((b, cols * b), self.nodata, self.dtype)
-            buf[:min(b, h - r0), :w] = a[r0:r0 + b]
-            return encode_tile_row(buf, b, predictor=self.profile.predictor,
-                                   level=self.profile.level)
-
-        return [t for row in self._pool.map(one, range(0, h, b)) for t in row]
+    def _drain(self, limit: int) -> None:
+        """Collect results in submission order (so every level gets its rows in order)."""
+        while self._pending and (len(self._pending) > limit or self._pending[0][1].done()):
+            k, fut = self._pending.popleft()
+            tiles, half = fut.result()
+            self._levels[k].append(tiles)
+            if half is not None:
+                self._feed(k + 1, half)
 
     def finish(self, path: Path, tags: Sequence[Tag]) -> Path:
-        """Encode the overviews and write the complete COG to ``path``.
+        """Complete the pyramid and write the COG to ``path``.
 
         ``tags`` are the GeoTIFF/GDAL fields of the full-resolution image (see
         :func:`gdal_tags`); overviews repeat only the nodata field, as GDAL does.
         """
-        if self._next_row != self.height:
-            raise CogError(f"only {self._next_row} of {self.height} rows were written")
-        while self._pending:
-            self._drain_one()
-        levels = [_Level(self.width, self.height, self._sizes, False)]
-        blobs: list[list[bytes]] = []
-        a = self._half
-        for k, (w, h) in enumerate(self._ovr_shapes):
-            assert a is not None and a.shape == (h, w)
-            blobs.append(self._encode_level(a))
-            levels.append(_Level(w, h, [len(t) for t in blobs[-1]], True))
-            a = downsample(a, self.resampling, self.nodata) \
-                if k + 1 < len(self._ovr_shapes) else None
-        self._half = None
+        if self._levels[0].rows_in != self.height:
+            raise CogError(f"only {self._levels[0].rows_in} of {self.height} rows were written")
+        self._drain(0)
+        assert all(lv.rows_in == lv.height for lv in self._levels)
         big = self.profile.bigtiff
         if big is None:
-            big = not _fits_classic(self._layout(levels, tags, big=False)[2])
-        ifds, data_start, _end = self._layout(levels, tags, big=big)
-        self._scratch.flush()
+            big = not _fits_classic(self._layout(tags, big=False)[2])
+        ifds, data_start, _end = self._layout(tags, big=big)
         with open(path, "wb") as out:
             first_ifd = (16 if big else 8) + len(GHOST_HEADER)
             out.write(b"II+\0" + struct.pack("<HHQ", 8, 0, first_ifd) if big
@@ -415,66 +433,60 @@ class TileStream:
             for ifd in ifds:
                 out.write(ifd)
             assert out.tell() == data_start
-            for tiles in reversed(blobs):  # smallest overview first
-                for t in tiles:
-                    out.write(struct.pack("<I", len(t)) + t + t[-4:])
-            out.flush()
-            _copy_into(self._scratch, out)
+            for lv in reversed(self._levels):  # smallest overview first, full resolution last
+                lv.file.flush()
+                out.flush()
+                _copy_into(lv.file, out)
         return path
 
-    def _layout(self, levels: list[_Level], tags: Sequence[Tag],
-                big: bool) -> tuple[list[bytes], int, int]:
+    def _layout(self, tags: Sequence[Tag], big: bool) -> tuple[list[bytes], int, int]:
         """Pack every IFD; return them, where tile data starts, and the file's end."""
         start = (16 if big else 8) + len(GHOST_HEADER)
         geo = sorted(tags, key=lambda t: t.code)
-        nodata = [t for t in geo if t.code == GDAL_NODATA]
+        extra = [geo, *[[t for t in geo if t.code == GDAL_NODATA]] * (len(self._levels) - 1)]
         # Sizes first (offsets do not change them), then the real offsets.
-        dummy = [self._ifd_tags(lv, [0] * len(lv.sizes), geo if not lv.overview else nodata,
-                                big) for lv in levels]
-        sizes = [_ifd_size(t, big) for t in dummy]
-        at = [start + sum(sizes[:i]) for i in range(len(levels))]
-        data_start = start + sum(sizes)
-        pos = data_start
-        offsets: list[list[int]] = [[] for _ in levels]
-        for i in [*range(len(levels) - 1, 0, -1), 0]:  # smallest overview first, main last
-            for size in levels[i].sizes:
-                offsets[i].append(pos + 4)
+        sizes = [_ifd_size(self._ifd_tags(k, [0] * len(lv.sizes), extra[k], big), big)
+                 for k, lv in enumerate(self._levels)]
+        at = [start + sum(sizes[:k]) for k in range(len(self._levels))]
+        data_start = pos = start + sum(sizes)
+        offsets: list[list[int]] = [[] for _ in self._levels]
+        for k in range(len(self._levels) - 1, -1, -1):
+            for size in self._levels[k].sizes:
+                offsets[k].append(pos + 4)  # after the 4-byte leader
                 pos += size + 8
         packed = []
-        for i, lv in enumerate(levels):
-            fields = self._ifd_tags(lv, offsets[i], geo if not lv.overview else nodata, big)
-            nxt = at[i + 1] if i + 1 < len(levels) else 0
-            packed.append(_pack_ifd(fields, at[i], nxt, big))
+        for k in range(len(self._levels)):
+            fields = self._ifd_tags(k, offsets[k], extra[k], big)
+            nxt = at[k + 1] if k + 1 < len(self._levels) else 0
+            packed.append(_pack_ifd(fields, at[k], nxt, big))
         return packed, data_start, pos
 
-    def _ifd_tags(self, lv: _Level, offsets: list[int], extra: Sequence[Tag],
+    def _ifd_tags(self, k: int, offsets: list[int], extra: Sequence[Tag],
                   big: bool) -> list[Tag]:
-        b = self.profile.blocksize
+        lv = self._levels[k]
         off_type = LONG8 if big else LONG
         fields = [
             Tag.of(256, LONG, [lv.width]), Tag.of(257, LONG, [lv.height]),
             Tag.of(258, SHORT, [self.dtype.itemsize * 8]), Tag.of(259, SHORT, [8]),
             Tag.of(262, SHORT, [1]), Tag.of(277, SHORT, [1]), Tag.of(284, SHORT, [1]),
-            Tag.of(322, SHORT, [b]), Tag.of(323, SHORT, [b]),
+            Tag.of(322, SHORT, [lv.b]), Tag.of(323, SHORT, [lv.b]),
             Tag.of(324, off_type, offsets), Tag.of(325, off_type, lv.sizes),
             Tag.of(339, SHORT, [_SAMPLE_FORMAT[self.dtype.kind]]),
         ]
-        if lv.overview:
-            fields.append(Tag.of(254, LONG, [1]))  # reduced-resolution image
+        if k > 0:
+            fields.append(Tag.of(254, LONG, [1]))  # a reduced-resolution image
         if self.profile.predictor:
             fields.append(Tag.of(317, SHORT, [3 if self.dtype.kind == "f" else 2]))
         return sorted([*fields, *extra], key=lambda t: t.code)
 
     def close(self) -> None:
-        """Stop the workers and remove the scratch file (idempotent)."""
-        for f in self._pending:
+        """Stop the workers and remove the scratch files (idempotent)."""
+        for _, f in self._pending:
             f.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
-        if not self._scratch.closed:
-            self._scratch.close()
-        self._scratch_path.unlink(missing_ok=True)
-        self._half = None
+        for lv in self._levels:
+            lv.close()
 
 
 def _fits_classic(end: int) -> bool:
