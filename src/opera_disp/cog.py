@@ -120,7 +120,9 @@ class Tag:
 def overview_shapes(width: int, height: int, blocksize: int) -> list[tuple[int, int]]:
     """Overview sizes ``(width, height)``: halve until both sides fit in one tile.
 
-    This is GDAL's ``OVERVIEWS=AUTO`` rule for COGs.
+    The levels are those of GDAL's COG driver (``OVERVIEWS=AUTO``); odd sides round up, as
+    ``gdaladdoverviews`` does, so the last 2x2 block averages the pixels that exist rather
+    than dropping a row or column (GDAL's COG driver rounds down: sizes may differ by one).
 
     Examples
     --------
