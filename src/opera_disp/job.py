@@ -209,25 +209,27 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
         png = out_dir / f"{ref.name}_{slayer}.png"
         units = str(layer_info(index, slayer)["units"])
         fill = LAYERS[slayer].fill
-        # Overviews and layout run in threads (compression releases the GIL) while this
-        # thread finishes the statistics from the kept pixels and renders the quicklook.
+        # Each COG is finished (overview remainders, layout, validation) and hashed in its
+        # own thread and the quicklook is drawn in another, while this thread makes the
+        # statistics' second pass; compression, hashing and numpy release the GIL.
         try:
-            with ThreadPoolExecutor(len(writers), thread_name_prefix="publish") as publishers:
-                published = {n: publishers.submit(w.publish) for n, w in writers.items()}
+            with ThreadPoolExecutor(len(writers) + 1, thread_name_prefix="finish") as side:
+                published = {n: side.submit(_publish, w, out_dir, n) for n, w in writers.items()}
+                look = side.submit(_quicklook, np.concatenate(preview), grid.window_bounds(win),
+                                   grid.epsg, png, slayer, units, index, ref, spec)
                 # Float blocks go in whole: NaN never falls in a selected bin.
                 statistics = stats.result(
                     lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
                              for b in writers[slayer].read_back()))
-                _quicklook(np.concatenate(preview), grid.window_bounds(win), grid.epsg, png,
-                           slayer, units, index, ref, spec)
-                paths_done = {n: f.result() for n, f in published.items()}
+                look.result()
+                entries = {n: f.result() for n, f in published.items()}
         except BaseException:
             # A failed granule leaves no outputs at all, not even its finished files.
             for path in [*paths.values(), png]:
                 path.unlink(missing_ok=True)
             raise
         counts["valid"] = int(statistics["count"] or 0)
-        outputs = [_output_entry(paths_done[n], out_dir, "cog", n) for n in write_layers]
+        outputs = [entries[n] for n in write_layers]
     outputs.append(_output_entry(png, out_dir, "quicklook", slayer))
 
     bounds = grid.window_bounds(win)
@@ -323,6 +325,10 @@ def _finite(v: Any) -> Any:
 def _public_location(location: str) -> str:
     """A location safe to publish: URLs lose their query string (presigned signatures)."""
     return location.split("?", 1)[0]
+
+
+def _publish(writer: CogWriter, out_dir: Path, layer: str) -> dict[str, Any]:
+    return _output_entry(writer.publish(), out_dir, "cog", layer)
 
 
 def _output_entry(path: Path, out_dir: Path, kind: str, layer: str) -> dict[str, Any]:

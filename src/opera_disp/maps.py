@@ -74,14 +74,11 @@ def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], eps
                 path: Path, *, title: str, label: str, vmax: float = 0.1,
                 cmap: str = "RdBu", bins: int = 50, diverging: bool = True) -> Path:
     """The tutorial's two figures in one PNG: the map and the histogram of valid values."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: thread-safe, nothing to close
 
     values = data[np.isfinite(data)]
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100,
-                                 gridspec_kw={"width_ratios": [1.25, 1]})
+    fig = Figure(figsize=(13, 5.5), dpi=100)
+    ax, hx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
              diverging=diverging)
     if values.size:
@@ -97,5 +94,4 @@ def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], eps
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

@@ -255,19 +255,18 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     Diverging maps are centred on zero: ``±vmax``, or ``±`` the 98th percentile of
     ``|value|`` when ``vmax`` is None. Sequential maps span the 2nd-98th percentiles.
     """
-    import matplotlib
+    # The object-oriented API, not pyplot: no global state, so granules processed in
+    # parallel threads can each draw their own figure.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    fig = Figure(figsize=(7.5, 6.5), dpi=100)
+    ax = fig.subplots()
     # Fixed margins: a layout engine would cost more than the whole drawing.
     fig.subplots_adjust(left=0.14, right=0.98, bottom=0.13, top=0.9)
     draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
              diverging=diverging)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
-    plt.close(fig)
     return png
 
 

@@ -103,7 +103,9 @@ class StreamingStats:
         for k in range(0, n, _SLICE):
             v = flat[k: k + _SLICE].astype(np.float64)
             v -= mean_b
-            m2_b += float(np.dot(v, v))
+            # einsum, not np.dot: BLAS would wake its own threads, which then spin and take
+            # the cores from the compression threads.
+            m2_b += float(np.einsum("i,i->", v, v))
         delta = mean_b - self._mean
         total = self.count + n
         self._mean += delta * n / total
