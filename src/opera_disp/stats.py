@@ -88,24 +88,39 @@ class StreamingStats:
     _m2: float = 0.0
     minimum: float = math.inf
     maximum: float = -math.inf
-    _hist: np.ndarray | None = None
+    _raw: np.ndarray | None = None  # counts per raw high half (unsorted bins)
 
+    # Everything works in slices of _SLICE values: the temporaries (float64 copies, the
+    # int64 indices np.bincount casts to) stay small and are reused by the allocator,
+    # instead of faulting in fresh pages for whole-band copies.
     def update(self, values: np.ndarray) -> None:
         """Add a block of valid (finite) values."""
+        flat = values.reshape(-1)
+        for k in range(0, flat.size, _SLICE):
+            self._add(flat[k:k + _SLICE])
+
+    def update_float(self, arr: np.ndarray) -> int:
+        """Add the finite values of a float array (NaN/inf skipped); return their count."""
+        flat = arr.reshape(-1)
+        n = 0
+        for k in range(0, flat.size, _SLICE):
+            part = flat[k:k + _SLICE]
+            finite = np.isfinite(part)
+            values = part if bool(finite.all()) else part[finite]
+            self._add(values)
+            n += values.size
+        return n
+
+    def _add(self, values: np.ndarray) -> None:
         n = int(values.size)
         if n == 0:
             return
-        # Exact float64 moments, in slices: small temporaries are reused by the allocator
-        # instead of faulting in fresh pages for a whole-band float64 copy.
-        flat = values.reshape(-1)
-        mean_b = float(np.add.reduce(flat, dtype=np.float64)) / n
-        m2_b = 0.0
-        for k in range(0, n, _SLICE):
-            v = flat[k: k + _SLICE].astype(np.float64)
-            v -= mean_b
-            # einsum, not np.dot: BLAS would wake its own threads, which then spin and take
-            # the cores from the compression threads.
-            m2_b += float(np.einsum("i,i->", v, v))
+        v = values.astype(np.float64)
+        mean_b = float(np.add.reduce(v)) / n
+        v -= mean_b
+        # einsum, not np.dot: BLAS would wake its own threads, which then spin and take
+        # the cores from the compression threads.
+        m2_b = float(np.einsum("i,i->", v, v))
         delta = mean_b - self._mean
         total = self.count + n
         self._mean += delta * n / total
@@ -114,24 +129,19 @@ class StreamingStats:
         self.minimum = min(self.minimum, float(values.min()))
         self.maximum = max(self.maximum, float(values.max()))
         raw = np.bincount(_raw_high_halves(values), minlength=65536)
-        h = np.empty_like(raw)
-        h[SORTED_BIN] = raw
-        self._hist = h if self._hist is None else self._hist + h
-
-    def update_float(self, arr: np.ndarray) -> int:
-        """Add the finite values of a float array (NaN/inf skipped); return their count."""
-        flat = arr.reshape(-1)
-        finite = np.isfinite(flat)
-        values = flat if bool(finite.all()) else flat[finite]
-        self.update(values)
-        return int(values.size)
+        if self._raw is None:
+            self._raw = raw
+        else:
+            self._raw += raw
 
     def result(self, second_pass: Callable[[], Iterable[np.ndarray]]) -> dict[str, float | None]:
         """Finish: ``second_pass()`` must yield the same valid values again (any blocking)."""
-        if self.count == 0 or self._hist is None:
+        if self.count == 0 or self._raw is None:
             return {"count": 0, "min": None, "max": None, "mean": None, "std": None,
                     **{k: None for k in QUANTILES}}
-        cum = np.cumsum(self._hist)
+        hist = np.empty_like(self._raw)
+        hist[SORTED_BIN] = self._raw
+        cum = np.cumsum(hist)
         wanted: dict[str, tuple[int, int, float]] = {}
         for key, q in QUANTILES.items():
             pos = q * (self.count - 1)
