@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,6 +273,45 @@ def gdal_tags(dtype: str, nodata: float | int, crs: Any, transform: Any, *,
     return read_tags(blob, GEO_TAGS)
 
 
+class EncoderPool:
+    """Worker threads shared by any number of :class:`TileStream` s, with a bound on the
+    rows of tiles in flight across all of them, so memory stays flat however many layers
+    (and granules) are written at once.
+
+    Examples
+    --------
+    >>> with EncoderPool(workers=2, in_flight=3) as pool:
+    ...     pool.submit(sum, [1, 2]).result()
+    3
+    """
+
+    def __init__(self, workers: int | None = None, in_flight: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cog")
+        self._slots = threading.BoundedSemaphore(in_flight or self.workers + 2)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` in a worker; block while too many tasks are in flight."""
+        self._slots.acquire()
+        try:
+            fut = self._pool.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _: self._slots.release())
+        return fut
+
+    def shutdown(self) -> None:
+        """Finish running tasks, drop queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> EncoderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
 class _Level:
     """One resolution of the pyramid: a buffer of one row of tiles and a scratch file."""
 
@@ -346,7 +386,8 @@ class TileStream:
 
     def __init__(self, scratch: Path, width: int, height: int, dtype: str,
                  nodata: float | int, *, resampling: str = "nearest",
-                 profile: CogProfile = COG_PROFILE, workers: int | None = None):
+                 profile: CogProfile = COG_PROFILE, pool: EncoderPool | None = None,
+                 workers: int | None = None):
         self.dtype = np.dtype(dtype)
         if self.dtype.kind not in _SAMPLE_FORMAT or self.dtype.itemsize > 8:
             raise CogError(f"cannot write dtype {dtype} to a COG")
@@ -361,8 +402,9 @@ class TileStream:
         b = profile.blocksize
         shapes = [(width, height), *overview_shapes(width, height, b)]
         self._levels: list[_Level] = []
-        self._workers = workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="cog")
+        # Workers shared with other streams, or this stream's own.
+        self._own_pool = pool is None
+        self._pool = EncoderPool(workers) if pool is None else pool
         self._pending: deque[tuple[int, Future[tuple[list[bytes], np.ndarray | None]]]] = \
             deque()
         try:
@@ -388,8 +430,8 @@ class TileStream:
             raise CogError(f"rows {main.rows_in}-{main.rows_in + rows.shape[0]} run past "
                            f"the raster's {self.height} rows")
         self._feed(0, rows)
-        # A bounded number of rows of tiles in flight keeps memory flat.
-        self._drain(self._workers + 1)
+        # Few finished rows of tiles wait here: their results are written out promptly.
+        self._drain(self._pool.workers + 1)
 
     def _feed(self, k: int, rows: np.ndarray) -> None:
         for buf, n in self._levels[k].take(rows):
@@ -482,10 +524,11 @@ class TileStream:
         return sorted([*fields, *extra], key=lambda t: t.code)
 
     def close(self) -> None:
-        """Stop the workers and remove the scratch files (idempotent)."""
+        """Drop unfinished work and remove the scratch files (idempotent)."""
         for _, f in self._pending:
             f.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._own_pool:
+            self._pool.shutdown()
         self._pending.clear()
         for lv in self._levels:
             lv.close()

@@ -24,6 +24,7 @@ import numpy as np
 from . import __version__
 from .access import ByteSource, GranuleReadError, LocalFile
 from .catalog import GranuleRef
+from .cog import EncoderPool
 from .geometry import OutsideFrame, Window
 from .inputs import JobSpec
 from .outputs import (
@@ -113,7 +114,8 @@ def _iso(d: datetime) -> str:
 
 
 def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFactory,
-                    pool: ThreadPoolExecutor | None) -> Outcome:
+                    pool: ThreadPoolExecutor | None,
+                    encoders: EncoderPool | None = None) -> Outcome:
     """Subset one granule; every failure becomes an :class:`Outcome`, never an exception."""
     t0 = time.perf_counter()
     source: ByteSource | None = None
@@ -130,7 +132,7 @@ def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFac
             reason = str(exc) if spec.window is not None else \
                 "the area does not intersect this granule's frame"
             return Outcome(ref.name, "skipped", reason=reason)
-        record = _subset(ref, spec, index, win, source, write_layers, pool)
+        record = _subset(ref, spec, index, win, source, write_layers, pool, encoders)
         # Where the bytes really came from (e.g. S3 rather than the catalog's HTTPS URL).
         record["location"] = _public_location(str(getattr(source, "url", ref.location)))
         record["bytes_read"] = source.stats.bytes
@@ -151,7 +153,7 @@ def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFac
 
 def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
             source: ByteSource, write_layers: list[str],
-            pool: ThreadPoolExecutor | None) -> dict[str, Any]:
+            pool: ThreadPoolExecutor | None, encoders: EncoderPool | None) -> dict[str, Any]:
     grid = index.grid
     out_dir = spec.output
     transform = grid.window_transform(win)
@@ -181,7 +183,8 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
             writers[name] = stack.enter_context(CogWriter(paths[name], rspec, tags=tags,
                                                   units=str(info["units"]),
                                                   description=str(info["long_name"]),
-                                                  keep_pixels=name == slayer))
+                                                  keep_pixels=name == slayer,
+                                                  pool=encoders))
         read_layers = [*dict.fromkeys([*write_layers, MASK_LAYER])]
         step = max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS))
         preview: list[np.ndarray] = []
@@ -392,11 +395,14 @@ def run_job(
     if refs:
         log.info("processing %d granule(s) with %d worker(s) -> %s", len(refs), spec.workers,
                  spec.output)
+        # Decoding and compression threads are shared by all granules and layers; the
+        # encoders bound how many rows of tiles wait in memory.
         with ThreadPoolExecutor(max(2, min(4, spec.workers * 2)),
                                 thread_name_prefix="decode") as pool, \
+                EncoderPool() as encoders, \
                 ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
             futures = {granules.submit(process_granule, r, spec, source_factory=source_factory,
-                                       pool=pool): r for r in refs}
+                                       pool=pool, encoders=encoders): r for r in refs}
             bar = tqdm(total=len(refs), unit="granule", desc="subset", disable=progress is False
                        if progress is not None else None)
             for fut in as_completed(futures):

@@ -21,7 +21,14 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from opera_disp.cog import COG_PROFILE, CogError, CogProfile, TileStream, gdal_tags
+from opera_disp.cog import (
+    COG_PROFILE,
+    CogError,
+    CogProfile,
+    EncoderPool,
+    TileStream,
+    gdal_tags,
+)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -111,7 +118,8 @@ class CogWriter:
     """Stream rows into a COG that is compressed as they arrive; publish it validated.
 
     Rows go to a :class:`~opera_disp.cog.TileStream`, which compresses each row of tiles
-    in worker threads while the next rows are still being read. With ``keep_pixels`` the
+    in worker threads (``pool``, shared between writers, or its own) while the next rows
+    are still being read. With ``keep_pixels`` the
     rows are also kept in a raw scratch file, so a second pass (exact statistics) can read
     them back without decoding anything.
 
@@ -122,7 +130,8 @@ class CogWriter:
 
     def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
                  units: str | None = None, description: str | None = None,
-                 profile: CogProfile = COG_PROFILE, keep_pixels: bool = False):
+                 profile: CogProfile = COG_PROFILE, keep_pixels: bool = False,
+                 pool: EncoderPool | None = None):
         self.path = path
         self.spec = spec
         self.tags = tags
@@ -130,6 +139,7 @@ class CogWriter:
         self.description = description
         self.profile = profile
         self.keep_pixels = keep_pixels
+        self.pool = pool
         self._scratch: Path | None = None
         self._stream: TileStream | None = None
         self._raster: _RawRaster | None = None
@@ -144,7 +154,8 @@ class CogWriter:
         s = self.spec
         try:
             self._stream = TileStream(self._scratch, s.width, s.height, s.dtype, s.nodata,
-                                      resampling=s.resampling, profile=self.profile)
+                                      resampling=s.resampling, profile=self.profile,
+                                      pool=self.pool)
         except CogError as exc:
             self._scratch.unlink(missing_ok=True)
             raise OutputError(str(exc)) from None
