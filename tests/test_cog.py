@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from opera_disp import cog
-from opera_disp.cog import CogError, CogProfile, TileStream, gdal_tags
+from opera_disp.cog import CogError, CogProfile, EncoderPool, TileStream, gdal_tags
 from opera_disp.outputs import CogWriter, OutputError, RasterSpec
 
 TRANSFORM = Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)
@@ -203,3 +204,39 @@ def test_cog_writer_publishes_atomically_and_wants_rows_in_order(tmp_path: Path)
     with rasterio.open(tmp_path / "a.tif") as src:
         assert src.read(1).tobytes() == a.tobytes()
         assert src.tags()["LAYER"] == "displacement" and src.tags(1)["units"] == "m"
+
+
+def test_encoder_pool_bounds_the_work_in_flight() -> None:
+    gate = threading.Event()
+    with EncoderPool(workers=1, in_flight=2) as pool:
+        first = [pool.submit(gate.wait, 5), pool.submit(gate.wait, 5)]
+        third: list[object] = []
+        t = threading.Thread(target=lambda: third.append(pool.submit(lambda: "done")))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and not third, "a third task waits for a free slot"
+        gate.set()
+        t.join(5)
+        assert third[0].result(5) == "done"  # type: ignore[attr-defined]
+        assert all(f.result(5) for f in first)
+
+
+def test_streams_sharing_one_pool_write_the_same_files(tmp_path: Path) -> None:
+    a = _raster((1100, 1300), "float32", np.nan, seed=5)
+    m = (_raster((1100, 1300), "uint8", 0, seed=6) % 3).astype("uint8")
+    alone = [_write(tmp_path / "a1.tif", a, np.nan, resampling="average"),
+             _write(tmp_path / "m1.tif", m, 0)]
+    tags = {k: gdal_tags(str(x.dtype), nd, "EPSG:32611", TRANSFORM, tags={"FRAME": "40291"},
+                         units="m", description="displacement")
+            for k, x, nd in (("a", a, np.nan), ("m", m, 0))}
+    with EncoderPool(workers=2, in_flight=2) as pool, \
+            TileStream(tmp_path / "a.s", 1300, 1100, "float32", np.nan, resampling="average",
+                       pool=pool) as sa, \
+            TileStream(tmp_path / "m.s", 1300, 1100, "uint8", 0, pool=pool) as sm:
+        for r in range(0, 1100, 333):  # interleaved, as the job writes its layers
+            sa.write(a[r:r + 333])
+            sm.write(m[r:r + 333])
+        sa.finish(tmp_path / "a2.tif", tags["a"])
+        sm.finish(tmp_path / "m2.tif", tags["m"])
+    assert (tmp_path / "a2.tif").read_bytes() == alone[0].read_bytes()
+    assert (tmp_path / "m2.tif").read_bytes() == alone[1].read_bytes()
