@@ -2,9 +2,10 @@
 
 GDAL's COG driver needs the complete raster before it compresses its first tile, so a
 whole-frame job would read for a while and then compress for longer. :class:`TileStream`
-instead compresses each row of tiles as soon as its pixels are written (in worker threads;
-ISA-L's DEFLATE and numpy release the GIL), keeps a half-resolution copy for the overviews,
-and at the end lays the file out as GDAL's COG driver does:
+instead compresses each row of tiles as soon as its pixels are written (in worker threads,
+:class:`EncoderPool`; ISA-L's DEFLATE and numpy release the GIL) and feeds its
+half-resolution rows to the next overview, which streams the same way. At the end it lays
+the file out as GDAL's COG driver does:
 
 * the TIFF header and GDAL's "ghost" structural metadata
   (``LAYOUT=IFDS_BEFORE_DATA``, row-major blocks, each block with a 4-byte size leader and

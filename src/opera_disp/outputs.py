@@ -119,9 +119,8 @@ class CogWriter:
 
     Rows go to a :class:`~opera_disp.cog.TileStream`, which compresses each row of tiles
     in worker threads (``pool``, shared between writers, or its own) while the next rows
-    are still being read. With ``keep_pixels`` the
-    rows are also kept in a raw scratch file, so a second pass (exact statistics) can read
-    them back without decoding anything.
+    are still being read. With ``keep_pixels`` the rows are also kept in a raw scratch
+    file, so a second pass (exact statistics) can read them back without decoding anything.
 
     Use as a context manager: full-width blocks of rows are written top to bottom with
     :meth:`write`; :meth:`publish` lays out, validates and renames the COG into place.
