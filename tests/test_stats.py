@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opera_disp.stats import StreamingStats, apply_keep, sortable_keys, valid_pixels
+from opera_disp.stats import StreamingStats, sortable_keys, valid_pixels
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -40,7 +40,6 @@ def test_sortable_keys_preserve_order() -> None:
 def test_masking_helpers() -> None:
     a = np.array([1, 255, 3], dtype=np.uint8)
     assert valid_pixels(a, 255).tolist() == [True, False, True]
-    assert apply_keep(a, np.array([True, True, False]), 255).tolist() == [1, 255, 255]
     f = np.array([np.nan, 1.0], dtype=np.float32)
     assert valid_pixels(f, np.nan).tolist() == [False, True]
 

@@ -125,6 +125,17 @@ class LocalFile:
                 self._fd = None
 
 
+def public_url(location: str) -> str:
+    """A location safe to log or publish: URLs lose their query string (presigned signatures).
+
+    Examples
+    --------
+    >>> public_url("https://h/g.nc?X-Amz-Signature=abc"), public_url("/data/g.nc")
+    ('https://h/g.nc', '/data/g.nc')
+    """
+    return location.split("?", 1)[0]
+
+
 def looks_like_hdf5(path: str | Path) -> bool:
     """Whether a local file starts with the HDF5 signature (user block 0, as DISP-S1 files)."""
     try:

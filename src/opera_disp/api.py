@@ -41,6 +41,17 @@ def _touches(ref: GranuleRef, area: Any) -> bool:
     return any(Polygon(ring).intersects(area) for ring in ref.footprint if len(ring) >= 3)
 
 
+def _find_in_cmr(names: tuple[str, ...], cmr_url: str | None) -> dict[str, GranuleRef]:
+    """Look granules up by name; a name CMR does not know is bad input."""
+    from .cmr import CmrClient, CmrQuery
+
+    found = {r.name: r for r in CmrClient(cmr_url).search(CmrQuery(granule_names=names))}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise BadInput(f"granule {missing[0]!r} is not a file and CMR does not know it")
+    return found
+
+
 def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
     """The granules a job covers, and notes about how they were found.
 
@@ -55,13 +66,7 @@ def resolve_granules(spec: JobSpec) -> tuple[list[GranuleRef], list[str]]:
         refs = resolve_explicit(spec.granules, spec.source)
         unresolved = tuple(r.name for r in refs if not r.location)
         if unresolved:
-            from .cmr import CmrQuery
-
-            found = {r.name: r for r in CmrClient(spec.cmr_url).search(
-                CmrQuery(granule_names=unresolved))}
-            missing = [n for n in unresolved if n not in found]
-            if missing:
-                raise BadInput(f"granule {missing[0]!r} is not a file and CMR does not know it")
+            found = _find_in_cmr(unresolved, spec.cmr_url)
             refs = [found.get(r.name, r) if not r.location else r for r in refs]
             notes.append(f"{len(unresolved)} granule name(s) resolved through CMR")
         kept = filter_refs(refs, spec)
@@ -204,7 +209,6 @@ def search(*, bbox: str | None = None, aoi: str | None = None, start: str | None
     return refs
 
 
-
 def collection(cmr_url: str | None = None, short_name: str | None = None) -> dict[str, Any]:
     """The DISP-S1 collection's concept id and summary from CMR (the tutorial's step 1)."""
     from .cmr import CmrClient
@@ -240,13 +244,8 @@ def granule_source(granule: str, *, access: str = "auto", cmr_url: str | None = 
         except NotADispName:
             raise BadInput(f"granule {granule!r} is neither an existing file, a URL, nor a "
                            "DISP-S1 granule name") from None
-        from .cmr import CmrClient, CmrQuery
-
         stem = granule.removesuffix(".nc")
-        found = CmrClient(cmr_url).search(CmrQuery(granule_names=(stem,)))
-        if not found:
-            raise BadInput(f"granule {granule!r} is not a file and CMR does not know it")
-        return Access(access).open(found[0])
+        return Access(access).open(_find_in_cmr((stem,), cmr_url)[stem])
     raise BadInput(f"granule path {granule!r} does not exist")
 
 
@@ -291,17 +290,20 @@ def plot(granule: str, output: str, *, layer: str = "displacement", window: str 
     import numpy as np
 
     from .geometry import OutsideFrame, Window, parse_bbox
-    from .job import bands
+    from .job import band_sample, bands
     from .maps import plot_window
-    from .product import LAYERS, MASK_LAYER, DispProduct, mask_keep
+    from .outputs import map_text
+    from .product import LAYERS, MASK_LAYER, DispProduct, mask_keep, parse_layers
     from .reader import open_index, read_window
     from .stats import valid_pixels
 
-    if layer not in LAYERS:
-        raise BadInput(f"unknown layer {layer!r}; allowed: " + ", ".join(LAYERS))
     if window and bbox:
         raise BadInput("--window and --bbox were both given; choose one")
     try:
+        names = parse_layers(layer)
+        if len(names) != 1:
+            raise ValueError(f"layer {layer!r}: plot one layer at a time")
+        layer = names[0]
         win_v = Window.parse(window) if window else None
         bbox_v = parse_bbox(bbox) if bbox else None
     except ValueError as exc:
@@ -331,18 +333,14 @@ def plot(granule: str, output: str, *, layer: str = "displacement", window: str 
             if len(layers) == 2:
                 ok &= mask_keep(arrays[MASK_LAYER])
             arr[~ok] = np.nan
-            first = (-(band.row0 - win.row0)) % step
-            parts.append(arr[first::step, ::step])
+            parts.append(band_sample(arr, band, win, step))
         data = np.concatenate(parts)
-        units = LAYERS[layer].units
-        is_disp = units == "meters"
-        title = (f"{LAYERS[layer].long_name} from {index.reference_time:%Y-%m-%d} to "
-                 f"{index.secondary_time:%Y-%m-%d}\nF{product.frame:05d}, window {win}"
-                 + (" (recommended_mask applied)" if len(layers) == 2 else ""))
-        label = "Line-of-sight displacement [m]" if layer == "displacement" else \
-            f"{layer} [{units}]"
+        title, label, diverging = map_text(
+            layer, LAYERS[layer].units, index.reference_time, index.secondary_time,
+            product.frame, f", window {win}"
+            + (" (recommended_mask applied)" if len(layers) == 2 else ""))
         plot_window(data, grid.window_bounds(win), grid.epsg, out, title=title, label=label,
-                    vmax=vmax, cmap="RdBu" if is_disp else "viridis", diverging=is_disp)
+                    vmax=vmax, diverging=diverging)
         valid = data[np.isfinite(data)]
         return {"output": str(out), "window": str(win), "step": step,
                 "valid_pixels": int(valid.size), "shown_pixels": int(data.size),

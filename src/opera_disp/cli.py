@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as _cx  # type: ignore[no-redef]
 
 from . import __version__
-from .inputs import BadInput
+from .inputs import BadInput, parse_count
 from .logs import setup_logging
 
 app = typer.Typer(
@@ -121,15 +121,13 @@ def sample_cmd(
 ) -> int:
     """Write synthetic, spec-faithful DISP-S1 v1.0 granules (the embedded sample archive)."""
     from . import sample
+    from .product import parse_frame
 
     setup_logging()
     try:
-        frame_list = tuple(int(f.strip().upper().removeprefix("F")) for f in frames.split(","))
-    except ValueError:
-        raise BadInput(f"frames {frames!r} is not a list of frame numbers; e.g. 40291,40292") \
-            from None
-    if any(not 0 < f < 100000 for f in frame_list):
-        raise BadInput(f"frames {frames!r} has a number outside 1..99999")
+        frame_list = tuple(parse_frame(f) for f in frames.split(","))
+    except ValueError as exc:
+        raise BadInput(f"frames {frames!r}: {exc}") from None
     try:
         n = int(dates)
         rows, cols = (int(v) for v in shape.lower().split("x"))
@@ -270,12 +268,7 @@ def download(
     from . import api
 
     setup_logging()
-    try:
-        n = int(workers)
-    except ValueError:
-        raise BadInput(f"workers {workers!r} is not an integer; expected 1..32") from None
-    if not 1 <= n <= 32:
-        raise BadInput(f"workers {n} is outside 1..32")
+    n = parse_count("workers", workers, 1, 32)
     refs = _search(bbox, aoi, start, end, frame, limit, None, cmr_url, granules)
     if not refs:
         print("opera-disp: no granule matched the inputs", file=sys.stderr)

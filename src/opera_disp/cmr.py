@@ -31,6 +31,7 @@ import requests
 from . import __version__
 from .catalog import GranuleRef, select
 from .product import SHORT_NAME, DispProduct, NotADispName
+from .remote import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class CmrClient:
                 if attempt == self.retries:
                     raise CmrError(f"CMR at {self.base_url} answered HTTP {resp.status_code} "
                                    f"after {self.retries + 1} tries", resp.status_code)
-                self.sleep(_retry_after(resp, self.backoff * 2**attempt))
+                self.sleep(retry_after(resp, self.backoff * 2**attempt, cap=60.0))
                 continue
             if resp.status_code >= 400:
                 raise CmrError(f"CMR rejected the search (HTTP {resp.status_code}): "
@@ -201,14 +202,6 @@ class CmrClient:
             "s3_credentials": (umm.get("DirectDistributionInformation") or {}).get(
                 "S3CredentialsAPIEndpoint"),
         }
-
-
-def _retry_after(resp: requests.Response, default: float) -> float:
-    value = resp.headers.get("Retry-After")
-    try:
-        return min(60.0, max(0.0, float(value))) if value is not None else default
-    except ValueError:
-        return default
 
 
 def _cmr_errors(resp: requests.Response) -> str:

@@ -468,7 +468,7 @@ class TileStream:
         assert all(lv.rows_in == lv.height for lv in self._levels)
         big = self.profile.bigtiff
         if big is None:
-            big = not _fits_classic(self._layout(tags, big=False)[2])
+            big = self._layout(tags, big=False)[2] >= 2**32  # classic TIFF offsets are 32-bit
         ifds, data_start, _end = self._layout(tags, big=big)
         with open(path, "wb") as out:
             first_ifd = (16 if big else 8) + len(GHOST_HEADER)
@@ -533,10 +533,6 @@ class TileStream:
         self._pending.clear()
         for lv in self._levels:
             lv.close()
-
-
-def _fits_classic(end: int) -> bool:
-    return end < 2**32
 
 
 def _ifd_size(fields: Sequence[Tag], big: bool) -> int:

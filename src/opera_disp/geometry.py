@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-from shapely.geometry import MultiPolygon, Polygon, box, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 
@@ -280,8 +280,3 @@ def load_aoi(path: str | Path) -> BaseGeometry:
     if aoi.is_empty or aoi.area == 0:
         raise ValueError(f"AOI file {str(path)!r} holds an empty polygon")
     return aoi
-
-
-def bbox_geometry(bbox: tuple[float, float, float, float]) -> Polygon:
-    """Polygon of a lon/lat bbox."""
-    return box(*bbox)

@@ -28,7 +28,7 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from .geometry import Window, load_aoi, parse_bbox
-from .product import parse_layers
+from .product import parse_frame, parse_layers
 
 MASK_CHOICES = ("recommended", "none")
 ACCESS_CHOICES = ("auto", "https", "s3", "local")
@@ -181,6 +181,29 @@ def _aoi_from(value: str) -> tuple[BaseGeometry, str]:
         raise BadInput(str(exc)) from None
 
 
+def parse_count(name: str, value: str | int, low: int, high: int | None = None) -> int:
+    """An integer option within ``low..high``; anything else is :class:`BadInput`.
+
+    Examples
+    --------
+    >>> parse_count("workers", "4", 1, 64)
+    4
+    >>> parse_count("limit", "0", 1)
+    Traceback (most recent call last):
+    ...
+    opera_disp.inputs.BadInput: limit 0 is not allowed; expected >= 1
+    """
+    allowed = f"{low}..{high}" if high is not None else f">= {low}"
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise BadInput(f"{name} {value!r} is not an integer; expected {allowed}") from None
+    if n < low or (high is not None and n > high):
+        raise BadInput(f"{name} {n} is outside {allowed}" if high is not None
+                       else f"{name} {n} is not allowed; expected {allowed}")
+    return n
+
+
 def build_spec(
     *,
     granules: str | list[str] | None = None,
@@ -236,16 +259,8 @@ def build_spec(
     if start_v and end_v and start_v > end_v:
         raise BadInput(f"start {start} is after end {end}")
 
-    frame_v: int | None = None
-    if given(frame):
-        try:
-            frame_v = int(str(frame).strip().upper().removeprefix("F"))
-        except ValueError:
-            raise BadInput(f"frame {frame!r} is not a frame number; expected e.g. 40291") from None
-        if not 0 < frame_v < 100000:
-            raise BadInput(f"frame {frame!r} is out of range; expected 1..99999")
-
     try:
+        frame_v = parse_frame(frame) if given(frame) else None  # type: ignore[arg-type]
         layers_v = parse_layers(layers if given(layers) else "displacement")
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -266,21 +281,8 @@ def build_spec(
     if not 0 <= tol <= 100:
         raise BadInput(f"tolerated failure percentage {tol:g} is outside 0..100")
 
-    try:
-        workers_v = int(workers) if given(workers) else 2
-    except ValueError:
-        raise BadInput(f"workers {workers!r} is not an integer; expected 1..64") from None
-    if not 1 <= workers_v <= 64:
-        raise BadInput(f"workers {workers_v} is outside 1..64")
-
-    limit_v: int | None = None
-    if given(limit):
-        try:
-            limit_v = int(str(limit))
-        except ValueError:
-            raise BadInput(f"limit {limit!r} is not an integer; expected >= 1") from None
-        if limit_v < 1:
-            raise BadInput(f"limit {limit_v} is not allowed; expected >= 1")
+    workers_v = parse_count("workers", workers, 1, 64) if given(workers) else 2
+    limit_v = parse_count("limit", limit, 1) if given(limit) else None
 
     access_v = str(access).strip().lower() if given(access) else "auto"
     if access_v not in ACCESS_CHOICES:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .access import ByteSource, GranuleReadError, LocalFile
+from .access import ByteSource, GranuleReadError, LocalFile, public_url
 from .catalog import GranuleRef
 from .cog import EncoderPool
 from .geometry import OutsideFrame, Window
@@ -31,6 +31,7 @@ from .outputs import (
     CogWriter,
     OutputError,
     RasterSpec,
+    map_text,
     render_map,
     resampling_for,
     sha256_file,
@@ -89,6 +90,19 @@ def bands(win: Window, rows: int = BAND_ROWS) -> Iterator[Window]:
         r = nxt
 
 
+def band_sample(arr: np.ndarray, band: Window, win: Window, step: int) -> np.ndarray:
+    """Every ``step``-th row and column of a band, on the window's grid (bands join up).
+
+    Examples
+    --------
+    >>> a = np.arange(10).reshape(10, 1)
+    >>> band_sample(a[3:], Window(3, 10, 0, 1), Window(0, 10, 0, 1), 4).ravel().tolist()
+    [4, 8]
+    """
+    first = (-(band.row0 - win.row0)) % step
+    return arr[first::step, ::step]
+
+
 def stats_layer(layers: tuple[str, ...]) -> str:
     """The layer summarised and previewed: displacement if written, else the first float."""
     if "displacement" in layers:
@@ -132,9 +146,10 @@ def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFac
             reason = str(exc) if spec.window is not None else \
                 "the area does not intersect this granule's frame"
             return Outcome(ref.name, "skipped", reason=reason)
-        record = _subset(ref, spec, index, win, source, write_layers, pool, encoders)
+        record = _subset(ref, spec, index, win, source, write_layers, read_layers, pool,
+                         encoders)
         # Where the bytes really came from (e.g. S3 rather than the catalog's HTTPS URL).
-        record["location"] = _public_location(str(getattr(source, "url", ref.location)))
+        record["location"] = public_url(str(getattr(source, "url", ref.location)))
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
         record["seconds"] = round(time.perf_counter() - t0, 3)
@@ -152,7 +167,7 @@ def process_granule(ref: GranuleRef, spec: JobSpec, *, source_factory: SourceFac
 
 
 def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
-            source: ByteSource, write_layers: list[str],
+            source: ByteSource, write_layers: list[str], read_layers: list[str],
             pool: ThreadPoolExecutor | None, encoders: EncoderPool | None) -> dict[str, Any]:
     grid = index.grid
     out_dir = spec.output
@@ -185,7 +200,6 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
                                                   description=str(info["long_name"]),
                                                   keep_pixels=name == slayer,
                                                   pool=encoders))
-        read_layers = [*dict.fromkeys([*write_layers, MASK_LAYER])]
         step = max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS))
         preview: list[np.ndarray] = []
         band_list = list(bands(win))
@@ -239,7 +253,7 @@ def _subset(ref: GranuleRef, spec: JobSpec, index: GranuleIndex, win: Window,
     return {
         "name": ref.name,
         "status": "ok",
-        "location": _public_location(ref.location),
+        "location": public_url(ref.location),
         "frame": ref.product.frame,
         "version": ref.product.version,
         "reference_datetime": ref_t,
@@ -298,36 +312,27 @@ def _mask_band(arrays: dict[str, np.ndarray], band: Window, spec: JobSpec, grid:
         stats.update(arr[ok])
         n_valid = int(np.count_nonzero(ok))
     counts["nodata"] += kept - n_valid
-    first = (-(band.row0 - win.row0)) % step  # rows on the global decimation grid
-    sub = arr[first::step, ::step].astype(np.float64)
+    sample = band_sample(arr, band, win, step)
+    sub = sample.astype(np.float64)
     if arr.dtype.kind != "f":
-        sub[~valid_pixels(arr[first::step, ::step], fill)] = np.nan
+        sub[~valid_pixels(sample, fill)] = np.nan
     preview.append(sub)
 
 
 def _quicklook(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,
                png: Path, layer: str, units: str, index: GranuleIndex, ref: GranuleRef,
                spec: JobSpec) -> None:
-    title = (f"{LAYERS[layer].long_name} from {index.reference_time:%Y-%m-%d} to "
-             f"{index.secondary_time:%Y-%m-%d}\nF{ref.product.frame:05d}"
-             + (" (recommended_mask applied)" if spec.mask_applied else " (unmasked)"))
-    is_disp = units == "meters"
-    render_map(data, bounds, epsg, png, title=title,
-               label=("Line-of-sight displacement [m]" if layer == "displacement"
-                      else f"{layer} [{units}]"),
-               vmax=0.1 if is_disp else None, cmap="RdBu" if is_disp else "viridis",
-               diverging=is_disp)
+    title, label, diverging = map_text(
+        layer, units, index.reference_time, index.secondary_time, ref.product.frame,
+        " (recommended_mask applied)" if spec.mask_applied else " (unmasked)")
+    render_map(data, bounds, epsg, png, title=title, label=label,
+               vmax=0.1 if diverging else None, diverging=diverging)
 
 
 def _finite(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def _public_location(location: str) -> str:
-    """A location safe to publish: URLs lose their query string (presigned signatures)."""
-    return location.split("?", 1)[0]
 
 
 def _publish(writer: CogWriter, out_dir: Path, layer: str) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def footprint_map(refs: list[GranuleRef], path: Path, *, aoi: BaseGeometry | Non
 
 def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,
                 path: Path, *, title: str, label: str, vmax: float = 0.1,
-                cmap: str = "RdBu", bins: int = 50, diverging: bool = True) -> Path:
+                cmap: str | None = None, bins: int = 50, diverging: bool = True) -> Path:
     """The tutorial's two figures in one PNG: the map and the histogram of valid values."""
     from matplotlib.figure import Figure  # no pyplot: thread-safe, nothing to close
 

@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from opera_disp.cog import (
     TileStream,
     gdal_tags,
 )
+from opera_disp.product import LAYERS
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -236,14 +238,37 @@ def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[
     return lo, (hi if hi > lo else lo + 1.0)
 
 
+def map_text(layer: str, units: str, reference: datetime, secondary: datetime, frame: int,
+             note: str = "") -> tuple[str, str, bool]:
+    """Title, colorbar label, and whether a map of ``layer`` diverges around zero (metres).
+
+    Examples
+    --------
+    >>> t = map_text("displacement", "meters", datetime(2016, 7, 5), datetime(2016, 10, 9),
+    ...              40291, " (recommended_mask applied)")
+    >>> print(t[0]); t[1:]
+    Line-of-sight displacement from 2016-07-05 to 2016-10-09
+    F40291 (recommended_mask applied)
+    ('Line-of-sight displacement [m]', True)
+    """
+    title = (f"{LAYERS[layer].long_name} from {reference:%Y-%m-%d} to {secondary:%Y-%m-%d}\n"
+             f"F{frame:05d}{note}")
+    label = "Line-of-sight displacement [m]" if layer == "displacement" else f"{layer} [{units}]"
+    return title, label, units == "meters"
+
+
 def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, float, float],
-             epsg: int | None, *, title: str, label: str, vmax: float | None, cmap: str,
-             diverging: bool) -> None:
-    """Draw ``data`` on ``ax`` in projected coordinates, NaN grey, with a colorbar."""
+             epsg: int | None, *, title: str, label: str, vmax: float | None,
+             diverging: bool, cmap: str | None = None) -> None:
+    """Draw ``data`` on ``ax`` in projected coordinates, NaN grey, with a colorbar.
+
+    The colormap defaults to ``RdBu`` for diverging maps and ``viridis`` otherwise.
+    """
     import matplotlib
 
     lo, hi = color_range(data, vmax, diverging)
     # Nodata and masked pixels in grey, apart from zero (white).
+    cmap = cmap or ("RdBu" if diverging else "viridis")
     colors = matplotlib.colormaps[cmap].with_extremes(bad="0.82")
     left, bottom, right, top = bounds
     im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
@@ -259,7 +284,7 @@ def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, fl
 
 def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
                png: Path, *, title: str, label: str, vmax: float | None = 0.1,
-               cmap: str = "RdBu", diverging: bool = True) -> Path:
+               cmap: str | None = None, diverging: bool = True) -> Path:
     """Write a PNG map of ``data`` (NaN = nodata, shown grey) with a colorbar.
 
     Diverging maps are centred on zero: ``±vmax``, or ``±`` the 98th percentile of

@@ -117,6 +117,23 @@ def parse_layers(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
+def parse_frame(text: str | int) -> int:
+    """Parse a frame number, with or without its ``F`` prefix.
+
+    Examples
+    --------
+    >>> parse_frame("F40291"), parse_frame(" 40291 ")
+    (40291, 40291)
+    """
+    try:
+        frame = int(str(text).strip().upper().removeprefix("F"))
+    except ValueError:
+        raise ValueError(f"frame {text!r} is not a frame number; expected e.g. 40291") from None
+    if not 0 < frame < 100000:
+        raise ValueError(f"frame {text!r} is out of range; expected 1..99999")
+    return frame
+
+
 @dataclass(frozen=True, order=True)
 class DispProduct:
     """A DISP-S1 granule identified by its file name.

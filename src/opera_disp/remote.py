@@ -38,7 +38,7 @@ import h5py
 import requests
 from requests.adapters import HTTPAdapter
 
-from .access import ByteSource, GranuleReadError, IOStats, LocalFile
+from .access import ByteSource, GranuleReadError, IOStats, LocalFile, public_url
 from .catalog import GranuleRef
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,6 @@ def redact(text: str) -> str:
     """
     text = re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]*", r"\1?…", text)
     return re.sub(r"(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", r"\1 <redacted>", text)
-
-
-def public_url(url: str) -> str:
-    """A URL without its query string (safe to log)."""
-    return url.split("?", 1)[0]
 
 
 @dataclass(frozen=True, repr=False)
@@ -190,6 +185,15 @@ def _signed_lifetime(url: str, resp: requests.Response) -> float:
         except ValueError:
             pass
     return 600.0
+
+
+def retry_after(resp: requests.Response, default: float, cap: float) -> float:
+    """Seconds to wait before retrying: the server's ``Retry-After`` (capped) or ``default``."""
+    value = resp.headers.get("Retry-After")
+    try:
+        return min(cap, max(0.0, float(value))) if value is not None else default
+    except ValueError:
+        return default
 
 
 def _error_detail(resp: requests.Response) -> dict[str, Any]:
@@ -327,9 +331,7 @@ class HttpClient:
             if code == 429 or code >= 500:
                 if attempt == self.retries:
                     raise RemoteError(f"{public_url(url)}: HTTP {code} after {attempt + 1} tries")
-                ra = resp.headers.get("Retry-After")
-                delay = float(ra) if ra and ra.isdigit() else self.backoff * 2**attempt
-                self.sleep(min(delay, 30.0))
+                self.sleep(retry_after(resp, self.backoff * 2**attempt, cap=30.0))
                 continue
             detail = _error_detail(resp)
             if code == 403 and "EULA" in str(detail.get("error_description", "")):

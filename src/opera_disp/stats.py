@@ -8,8 +8,9 @@ Examples
 --------
 >>> a = np.array([[1.0, 2.0], [np.nan, 4.0]], dtype="float32")
 >>> s = StreamingStats()
->>> s.update(valid_values(a, np.nan))
->>> s.result(lambda: [valid_values(a, np.nan)])["median"]
+>>> s.update_float(a)
+3
+>>> s.result(lambda: [a])["median"]
 2.0
 """
 
@@ -40,24 +41,6 @@ def valid_pixels(arr: np.ndarray, fill: Any) -> np.ndarray:
             ok &= arr != fill
         return ok
     return arr != fill
-
-
-def valid_values(arr: np.ndarray, fill: Any) -> np.ndarray:
-    """1-D array of the valid values of ``arr``."""
-    return arr[valid_pixels(arr, fill)]
-
-
-def apply_keep(arr: np.ndarray, keep: np.ndarray, fill: Any) -> np.ndarray:
-    """Copy of ``arr`` with ``fill`` wherever ``keep`` is False.
-
-    Examples
-    --------
-    >>> apply_keep(np.array([1.5, 2.5], "float32"), np.array([True, False]), np.nan).tolist()
-    [1.5, nan]
-    """
-    out = np.array(arr, copy=True)
-    out[~keep] = fill
-    return out
 
 
 def sortable_keys(values: np.ndarray) -> np.ndarray:
