@@ -40,13 +40,13 @@ t0 = time.perf_counter()
 if mode == "job":
     from opera_disp import api
     r = api.subset(granules=granule, layers="displacement", output=str(out), progress=False,
-                   workers="1")
+                   workers=1)
     assert r.exit_code == 0, r.message
 else:
     # GDAL's own conversion: its default configuration (block cache 5% of RAM), the same
     # creation options as the job's COGs.
     import rasterio, rasterio.shutil
-    from opera_disp.cog import COG_PROFILE
+    from opera_disp.tiff.profile import COG_PROFILE
     opts = {**COG_PROFILE.gdal_options(), "NUM_THREADS": "ALL_CPUS"}
     if mode == "gdal-l1":
         opts["LEVEL"] = 1
@@ -62,16 +62,16 @@ print(json.dumps({"wall": wall, "peak_mb": hwm / 1024}))
 
 def granule_path(workdir: Path) -> Path:
     """The cached full-size granule (generated on first use)."""
-    from opera_disp import sample
+    from opera_disp import synthetic
 
     workdir.mkdir(parents=True, exist_ok=True)
     found = sorted(workdir.glob("OPERA_L3_DISP-S1_*.nc"))
     if found:
         return found[0]
-    print(f"generating a full-size granule {sample.FULL_SHAPE} in {workdir} (once) ...",
+    print(f"generating a full-size granule {synthetic.scene.FULL_SHAPE} in {workdir} (once) ...",
           flush=True)
     t0 = time.perf_counter()
-    path = sample.write_granule(workdir, shape=sample.FULL_SHAPE, n_dates=20, index=20, seed=7)
+    path = synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE, n_dates=20, index=20, seed=7)
     print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return path

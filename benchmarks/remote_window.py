@@ -24,16 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # for tests.servers (the local range server)
+sys.path.insert(0, str(HERE.parent))  # for tests.fakes.servers (the local range server)
 
-from tests.servers import Server, ServerState  # noqa: E402
+from tests.fakes.servers import Server, ServerState  # noqa: E402
 
-from opera_disp import sample  # noqa: E402
-from opera_disp.access import LocalFile  # noqa: E402
+from opera_disp import synthetic  # noqa: E402
 from opera_disp.geometry import Window  # noqa: E402
+from opera_disp.hdf5.index import open_index  # noqa: E402
+from opera_disp.hdf5.read import merge_ranges, plan_reads, read_window  # noqa: E402
+from opera_disp.io.auth import EarthdataAuth  # noqa: E402
+from opera_disp.io.http import HttpClient, HttpGranule  # noqa: E402
+from opera_disp.io.local import LocalFile  # noqa: E402
 from opera_disp.product import DispProduct  # noqa: E402
-from opera_disp.reader import merge_ranges, open_index, plan_reads, read_window  # noqa: E402
-from opera_disp.remote import EarthdataAuth, HttpClient, HttpGranule  # noqa: E402
+from opera_disp.types import HeadMode  # noqa: E402
 
 LAYERS = ["displacement", "recommended_mask"]
 WIN = Window(3584, 4096, 4608, 5120)  # 512 x 512 in the middle of the frame
@@ -52,7 +55,7 @@ def archive(n: int, workdir: Path) -> list[Path]:
     full = sorted(workdir.glob("OPERA_L3_DISP-S1_*.nc"))
     if not full:
         print(f"generating a full-size granule in {workdir} (once) ...", flush=True)
-        full = [sample.write_granule(workdir, shape=sample.FULL_SHAPE, n_dates=20, index=20,
+        full = [synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE, n_dates=20, index=20,
                                      seed=7)]
     src = full[0]
     base = DispProduct.from_name(src.name)
@@ -83,7 +86,7 @@ def ours(base: str, paths: list[Path], head: str) -> tuple[float, list[dict[str,
     fetch = ThreadPoolExecutor(32)
 
     def one(path: Path) -> dict[str, float]:
-        g = HttpGranule(f"{base}/plain/{path.name}", client, fetch, head_mode=head)
+        g = HttpGranule(f"{base}/plain/{path.name}", client, fetch, head_mode=HeadMode(head))
         idx = open_index(g, LAYERS, DispProduct.from_name(path.name))
         arrays = read_window(g, idx, LAYERS, WIN)
         assert arrays["displacement"].shape == (512, 512)

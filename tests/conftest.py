@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from opera_disp import sample
+from opera_disp import synthetic
 
 # Keep generated data out of the user's cache during tests.
 os.environ.setdefault("OPERA_DISP_CACHE", str(Path(__file__).parent / ".." / ".opera-disp-cache"))
@@ -19,7 +19,7 @@ SHAPE = (600, 700)  # not a multiple of 256: edge chunks are exercised everywher
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two frames x 3 dates of small granules."""
     folder = tmp_path_factory.mktemp("archive")
-    sample.write_archive(folder, frames=(40291, 40292), n_dates=3, shape=SHAPE, seed=1)
+    synthetic.write_archive(folder, frames=(40291, 40292), n_dates=3, shape=SHAPE, seed=1)
     return folder
 
 
@@ -33,4 +33,4 @@ def granule(archive: Path) -> Path:
 def big_granule(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A granule taller and wider than one 512-row band and several COG tiles."""
     folder = tmp_path_factory.mktemp("big")
-    return sample.write_granule(folder, shape=(1300, 1100), n_dates=20, index=18, seed=3)
+    return synthetic.write_granule(folder, shape=(1300, 1100), n_dates=20, index=18, seed=3)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from opera_disp.retry import RetryPolicy
+
 from .helpers import one_line_error, run
 
 
@@ -80,9 +82,9 @@ def test_cmr_unreachable_is_one_line(capsys: pytest.CaptureFixture[str],
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("OPERA_DISP_CMR_URL", f"http://127.0.0.1:{port}/search")
-    monkeypatch.setattr("opera_disp.cmr.time.sleep", lambda s: None)
+    monkeypatch.setattr("opera_disp.catalog.cmr.CMR_RETRIES", RetryPolicy(backoff=0))
     code, _, err = run(["subset", "--bbox", "-104,24,-103,25"], capsys)
-    assert code == 1 and "is unreachable" in one_line_error(err)
+    assert code == 4 and "is unreachable" in one_line_error(err)
 
 
 def test_no_match_exit_3(archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

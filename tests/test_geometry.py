@@ -8,7 +8,8 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import box
 
-from opera_disp.geometry import Grid, OutsideFrame, Window, load_aoi, parse_bbox
+from opera_disp.errors import OutsideFrame
+from opera_disp.geometry import Grid, Window, load_aoi, parse_bbox
 
 GRID = Grid(epsg=32613, x0=600000.0, y0=2730000.0, res=30.0, width=1000, height=800)
 

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opera_disp.product import LAYERS, DispProduct, NotADispName, dedupe, parse_layers
+from opera_disp.errors import NotADispName
+from opera_disp.product import LAYERS, DispProduct, dedupe, parse_layers
 
 NAME = "OPERA_L3_DISP-S1_IW_F40286_VV_20160701T005555Z_20160818T005558Z_v1.0_20250724T212204Z"
 

@@ -14,8 +14,8 @@ import pytest
 
 from opera_disp import api
 
+from .fakes.servers import TOKEN, Server, ServerState, umm_item
 from .helpers import one_line_error, run
-from .servers import TOKEN, Server, ServerState, umm_item
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -162,7 +162,7 @@ def test_download_checksum_mismatch_and_eula(server: Server, tmp_path: Path,
                            "--no-progress"], capsys)
     assert code == 1 and "md5" in stdout and "differs" in stdout
     assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob("*.part"))
-    refs = api.search(frame="40291", limit="1")
+    refs = api.search(frame=40291, limit=1)
     server.state.eula = True  # the user has not approved ASF's EULA
     res = api.download(refs, str(tmp_path / "e"), access="https", progress=False)
     assert res[0].status == "failed" and "accept its EULA" in (res[0].reason or "")
@@ -245,7 +245,7 @@ def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: P
     res = api.plot(f"{server.url}/data/{granule.name}", str(tmp_path / "r.png"),
                    layer="temporal_coherence", bbox="-103.9,24.45,-103.8,24.55",
                    access="https")
-    assert png_size(tmp_path / "r.png") == (1300, 550) and res["valid_pixels"] > 0
+    assert png_size(tmp_path / "r.png") == (1300, 550) and res.valid_pixels > 0
     for args, needle in ((["--window", "0:5000,0:10"], "outside the frame"),
                          (["--vmax", "abc"], "vmax 'abc' is not a number"),
                          (["--vmax", "-1"], "not allowed"),

@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 import shapely
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from .errors import BadInput, OutsideFrame
+from .types import BBox
 
-class OutsideFrame(ValueError):
-    """The requested area does not intersect the frame grid."""
+#: Outline of a granule: lon/lat rings (as CMR's GPolygons and the files' bounding polygon).
+Rings = tuple[tuple[tuple[float, float], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -48,20 +50,20 @@ class Window:
 
     @classmethod
     def parse(cls, text: str) -> Window:
-        """Parse ``ROW0:ROW1,COL0:COL1``; raises ValueError with a one-line reason."""
+        """Parse ``ROW0:ROW1,COL0:COL1``; raises :class:`BadInput` with a one-line reason."""
         try:
             rows, cols = text.split(",")
             r0, r1 = (int(v) for v in rows.split(":"))
             c0, c1 = (int(v) for v in cols.split(":"))
         except ValueError:
-            raise ValueError(
+            raise BadInput(
                 f"window {text!r} is malformed; expected ROW0:ROW1,COL0:COL1 in pixels, "
                 "e.g. 230:250,8390:8410"
             ) from None
         if r0 < 0 or c0 < 0:
-            raise ValueError(f"window {text!r} has a negative start; rows and columns start at 0")
+            raise BadInput(f"window {text!r} has a negative start; rows and columns start at 0")
         if r0 >= r1 or c0 >= c1:
-            raise ValueError(f"window {text!r} is empty or inverted; "
+            raise BadInput(f"window {text!r} is empty or inverted; "
                              "need ROW0 < ROW1 and COL0 < COL1")
         return cls(r0, r1, c0, c1)
 
@@ -117,19 +119,9 @@ class Grid:
         )
 
     @property
-    def transform(self) -> Affine:
-        """Affine transform of the whole grid."""
-        return Affine(self.res, 0.0, self.x0, 0.0, -self.res, self.y0)
-
-    @property
     def full(self) -> Window:
         """The window covering the whole grid."""
         return Window(0, self.height, 0, self.width)
-
-    @property
-    def crs(self) -> CRS:
-        """The grid CRS."""
-        return CRS.from_epsg(self.epsg)
 
     def window_transform(self, win: Window) -> Affine:
         """Affine transform of a window."""
@@ -186,6 +178,26 @@ class Grid:
         projected = project_geometry(geom, self.epsg)
         return self.window_for_projected_bounds(projected.bounds)
 
+    def resolve_window(self, *, window: Window | None = None, bbox: BBox | None = None,
+                       aoi: BaseGeometry | None = None) -> Window:
+        """The window for a pixel window, a lon/lat bbox or an AOI (whole grid if none).
+
+        Raises :class:`~opera_disp.errors.OutsideFrame` when it misses the grid.
+
+        Examples
+        --------
+        >>> g = Grid(epsg=32611, x0=0.0, y0=300.0, res=30.0, width=10, height=10)
+        >>> g.resolve_window(), g.resolve_window(window=Window(0, 2, 0, 3))
+        (Window(row0=0, row1=10, col0=0, col1=10), Window(row0=0, row1=2, col0=0, col1=3))
+        """
+        if window is not None:
+            return self.check_window(window)
+        if bbox is not None:
+            return self.window_for_lonlat_bbox(bbox)
+        if aoi is not None:
+            return self.window_for_geometry(aoi)
+        return self.full
+
     def geometry_mask(self, geom: BaseGeometry, win: Window) -> np.ndarray:
         """Boolean array over ``win``: True for pixels whose centre is inside ``geom`` (lon/lat)."""
         from rasterio.features import geometry_mask
@@ -203,52 +215,97 @@ def project_geometry(geom: BaseGeometry, epsg: int, max_segment_deg: float = 0.0
                              interleaved=False)
 
 
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
+def footprint_polygon(rings: Rings) -> BaseGeometry | None:
+    """A lon/lat (Multi)Polygon from footprint rings; None if no ring has 3 points.
+
+    Examples
+    --------
+    >>> footprint_polygon((((0, 0), (1, 0), (1, 1), (0, 0)),)).area
+    0.5
+    >>> footprint_polygon(()) is None
+    True
+    """
+    polys = [Polygon(ring) for ring in rings if len(ring) >= 3]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def parse_bbox(text: str) -> BBox:
     """Parse and check ``W,S,E,N`` in degrees.
 
     Examples
     --------
     >>> parse_bbox("-118.5, 34.0, -118.2, 34.3")
     (-118.5, 34.0, -118.2, 34.3)
-    >>> parse_bbox("-118,35,-117,34")
+    >>> parse_bbox("-118,35,-117,34")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: bbox '-118,35,-117,34' is inverted: south 35.0 >= north 34.0; expected W,S,E,N
+    opera_disp.errors.BadInput: bbox '-118,35,-117,34' is inverted: south 35.0 >= north 34.0; ...
     """
     try:
         vals = tuple(float(v) for v in text.split(","))
     except ValueError:
         vals = ()
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"bbox {text!r} is malformed; expected W,S,E,N in degrees, "
+        raise BadInput(f"bbox {text!r} is malformed; expected W,S,E,N in degrees, "
                          "e.g. -104.57,23.92,-101.86,25.96")
     w, s, e, n = vals
     for lat in (s, n):
         if not -90 <= lat <= 90:
-            raise ValueError(f"bbox {text!r} has latitude {lat} outside -90..90")
+            raise BadInput(f"bbox {text!r} has latitude {lat} outside -90..90")
     for lon in (w, e):
         if not -180 <= lon <= 180:
-            raise ValueError(f"bbox {text!r} has longitude {lon} outside -180..180")
+            raise BadInput(f"bbox {text!r} has longitude {lon} outside -180..180")
     if s >= n:
-        raise ValueError(f"bbox {text!r} is inverted: south {s} >= north {n}; expected W,S,E,N")
+        raise BadInput(f"bbox {text!r} is inverted: south {s} >= north {n}; expected W,S,E,N")
     if w >= e:
-        raise ValueError(f"bbox {text!r} is inverted: west {w} >= east {e}; expected W,S,E,N")
+        raise BadInput(f"bbox {text!r} is inverted: west {w} >= east {e}; expected W,S,E,N")
     return (w, s, e, n)
 
 
 def load_aoi(path: str | Path) -> BaseGeometry:
-    """Read a GeoJSON (Polygon/MultiPolygon geometry, Feature or FeatureCollection) in lon/lat.
+    """Read a GeoJSON file (Polygon/MultiPolygon geometry, Feature or FeatureCollection).
 
-    Raises ValueError with a one-line reason for a missing file, bad JSON or non-polygons.
+    Raises :class:`BadInput` with a one-line reason for a missing file, bad JSON or
+    non-polygons.
     """
     p = Path(path)
+    label = f"AOI file {str(path)!r}"
     if not p.is_file():
-        raise ValueError(f"AOI file {str(path)!r} does not exist; expected a GeoJSON polygon")
+        raise BadInput(f"{label} does not exist; expected a GeoJSON polygon")
     try:
         doc: Any = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"AOI file {str(path)!r} is not valid GeoJSON ({exc.__class__.__name__})")\
-            from None
+        raise BadInput(f"{label} is not valid GeoJSON ({exc.__class__.__name__})") from None
+    return aoi_from_geojson(doc, label)
+
+
+def parse_aoi(value: str | Path) -> tuple[BaseGeometry, str]:
+    """An AOI from a GeoJSON file path or inline GeoJSON text; returns it and its label.
+
+    Inline text (a DPS input cannot carry a file) starts with ``{``.
+
+    Examples
+    --------
+    >>> geom, label = parse_aoi('{"type": "Polygon", "coordinates": '
+    ...                         '[[[0, 0], [1, 0], [1, 1], [0, 0]]]}')
+    >>> geom.bounds, label
+    ((0.0, 0.0, 1.0, 1.0), '(inline GeoJSON)')
+    """
+    text = str(value).strip()
+    if not text.startswith("{"):
+        return load_aoi(text), text
+    label = "(inline GeoJSON)"
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadInput("AOI text is not valid GeoJSON") from None
+    return aoi_from_geojson(doc, "AOI " + label), label
+
+
+def aoi_from_geojson(doc: Any, label: str = "AOI") -> BaseGeometry:
+    """A lon/lat (Multi)Polygon from a parsed GeoJSON geometry, Feature or FeatureCollection."""
     geoms: list[Any] = []
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
         geoms = [f.get("geometry") for f in doc.get("features") or []]
@@ -260,7 +317,7 @@ def load_aoi(path: str | Path) -> BaseGeometry:
     for g in geoms:
         try:
             geom = shape(g)
-        except Exception:
+        except Exception:  # shapely raises several types for malformed geometries
             geom = None
         if isinstance(geom, Polygon):
             polys.append(geom)
@@ -268,15 +325,14 @@ def load_aoi(path: str | Path) -> BaseGeometry:
             polys.extend(geom.geoms)
         else:
             kind = g.get("type") if isinstance(g, dict) else type(g).__name__
-            raise ValueError(f"AOI file {str(path)!r} holds a {kind}; expected Polygon or "
-                             "MultiPolygon geometries")
+            raise BadInput(f"{label} holds a {kind}; expected Polygon or MultiPolygon "
+                           "geometries")
     if not polys:
-        raise ValueError(f"AOI file {str(path)!r} holds no polygon; expected Polygon or "
-                         "MultiPolygon geometries")
-    aoi = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+        raise BadInput(f"{label} holds no polygon; expected Polygon or MultiPolygon geometries")
+    aoi: BaseGeometry = polys[0] if len(polys) == 1 else MultiPolygon(polys)
     w, s, e, n = aoi.bounds
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-        raise ValueError(f"AOI file {str(path)!r} has coordinates outside lon/lat degrees")
+        raise BadInput(f"{label} has coordinates outside lon/lat degrees")
     if aoi.is_empty or aoi.area == 0:
-        raise ValueError(f"AOI file {str(path)!r} holds an empty polygon")
+        raise BadInput(f"{label} holds an empty polygon")
     return aoi

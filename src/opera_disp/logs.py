@@ -10,6 +10,22 @@ FORMAT = "%(asctime)s.%(msecs)03dZ [%(levelname)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
+class _Console(logging.Formatter):
+    """One line per record on the terminal: tracebacks go to the log file (or --verbose)."""
+
+    def __init__(self, verbose: bool):
+        super().__init__(FORMAT, DATEFMT)
+        self.converter = time.gmtime
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose or not record.exc_info:
+            return super().format(record)
+        quiet = logging.makeLogRecord(record.__dict__)
+        quiet.exc_info = quiet.exc_text = None
+        return super().format(quiet)
+
+
 def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> None:
     """Configure the ``opera_disp`` logger (idempotent).
 
@@ -27,12 +43,15 @@ def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> 
         if getattr(h, "_opera_disp", False):
             logger.removeHandler(h)
             h.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    console = logging.StreamHandler()
+    console.setFormatter(_Console(verbose))
+    handlers: list[logging.Handler] = [console]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(formatter)
+        handlers.append(file_handler)
     for h in handlers:
-        h.setFormatter(formatter)
-        h._opera_disp = True  # type: ignore[attr-defined]
+        setattr(h, "_opera_disp", True)  # noqa: B010 - marks our own handlers
         logger.addHandler(h)
     logger.propagate = False

@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .errors import BadInput, NotADispName
+
 SHORT_NAME = "OPERA_L3_DISP-S1_V1"
 CHUNK = 256
 PAGE_SIZE = 4 * 1024 * 1024
@@ -34,10 +36,6 @@ _NAME_RE = re.compile(
     r"(?P<gen>\d{8}T\d{6})Z(?:\.nc)?$"
 )
 _STAMP = "%Y%m%dT%H%M%S"
-
-
-class NotADispName(ValueError):
-    """A name that is not an OPERA L3 DISP-S1 granule name."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,6 @@ _LAYER_LIST = (
           "Timeseries inversion residuals"),
 )
 LAYERS: dict[str, Layer] = {layer.name: layer for layer in _LAYER_LIST}
-CORRECTION_LAYERS = ("ionospheric_delay", "solid_earth_tide", "perpendicular_baseline")
 
 
 def parse_layers(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -105,15 +102,15 @@ def parse_layers(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     >>> parse_layers("bogus")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown layer 'bogus'; allowed: displacement, short_wavelength_displacement, ...
+    opera_disp.errors.BadInput: unknown layer 'bogus'; allowed: displacement, ...
     """
     items = text.split(",") if isinstance(text, str) else list(text)
     names = tuple(dict.fromkeys(n.strip() for n in items if n.strip()))
     if not names:
-        raise ValueError("no layer given; allowed: " + ", ".join(LAYERS))
+        raise BadInput("no layer given; allowed: " + ", ".join(LAYERS))
     for name in names:
         if name not in LAYERS:
-            raise ValueError(f"unknown layer {name!r}; allowed: " + ", ".join(LAYERS))
+            raise BadInput(f"unknown layer {name!r}; allowed: " + ", ".join(LAYERS))
     return names
 
 
@@ -128,9 +125,9 @@ def parse_frame(text: str | int) -> int:
     try:
         frame = int(str(text).strip().upper().removeprefix("F"))
     except ValueError:
-        raise ValueError(f"frame {text!r} is not a frame number; expected e.g. 40291") from None
+        raise BadInput(f"frame {text!r} is not a frame number; expected e.g. 40291") from None
     if not 0 < frame < 100000:
-        raise ValueError(f"frame {text!r} is out of range; expected 1..99999")
+        raise BadInput(f"frame {text!r} is out of range; expected 1..99999")
     return frame
 
 

@@ -1,0 +1,1 @@
+"""Catalog: which granules a job covers (explicit references, a local archive, or CMR)."""

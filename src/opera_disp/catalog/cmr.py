@@ -1,0 +1,256 @@
+"""Catalog: NASA CMR granule and collection search for OPERA L3 DISP-S1.
+
+Searches ``granules.umm_json`` with ``page_size`` up to 2000 and ``CMR-Search-After``
+paging (stopping on a short page, since CMR sends the header even on the last page),
+re-applies the temporal filter on the **secondary** date (CMR matches the whole
+reference -> secondary span), and keeps one product per pair. 429 and 5xx answers are
+retried with backoff honouring ``Retry-After``; a 400 surfaces CMR's own error text.
+
+Examples
+--------
+>>> params = granule_params(CmrQuery(bbox=(-104.6, 23.9, -101.9, 26.0), frame=40291))
+>>> ("bounding_box", "-104.6,23.9,-101.9,26") in params
+True
+>>> ("attribute[]", "int,FRAME_NUMBER,40291") in params
+True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from .. import __version__
+from ..errors import CmrError, CmrRejected, NotADispName
+from ..product import SHORT_NAME, DispProduct
+from ..retry import RetryPolicy, send_with_retries
+from ..types import BBox
+from .refs import GranuleRef
+from .select import select
+
+log = logging.getLogger(__name__)
+
+CMR_PRODUCTION = "https://cmr.earthdata.nasa.gov/search"
+CMR_UAT = "https://cmr.uat.earthdata.nasa.gov/search"
+MAX_PAGE_SIZE = 2000
+CLIENT_ID = f"opera-disp-{__version__}"
+CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0)
+
+
+
+
+def cmr_base_url(explicit: str | None = None) -> str:
+    """The CMR search endpoint: ``explicit``, ``$OPERA_DISP_CMR_URL``, or production.
+
+    Examples
+    --------
+    >>> cmr_base_url("https://cmr.uat.earthdata.nasa.gov/search/")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    """
+    url = explicit or os.environ.get("OPERA_DISP_CMR_URL") or CMR_PRODUCTION
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class CmrQuery:
+    """A DISP-S1 granule search.
+
+    ``start``/``end`` filter the secondary date (re-applied locally); ``bbox`` is
+    ``(W, S, E, N)``; ``collection`` is a short name or a concept id (``C…``).
+    """
+
+    collection: str = SHORT_NAME
+    bbox: BBox | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    frame: int | None = None
+    granule_names: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+def _cmr_time(d: datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def granule_params(q: CmrQuery, page_size: int = MAX_PAGE_SIZE) -> list[tuple[str, str]]:
+    """Query parameters for ``granules.umm_json``."""
+    params: list[tuple[str, str]] = []
+    if q.collection.startswith("C") and "-" in q.collection:
+        params.append(("collection_concept_id", q.collection))
+    else:
+        params.append(("short_name", q.collection))
+    if q.bbox is not None:
+        params.append(("bounding_box", ",".join(f"{v:g}" for v in q.bbox)))
+    if q.start or q.end:
+        # CMR matches any overlap of [reference, secondary]; an open start keeps every
+        # product whose secondary date may still fall in range.
+        params.append(("temporal", f"{_cmr_time(q.start) if q.start else ''},"
+                                   f"{_cmr_time(q.end) if q.end else ''}"))
+    if q.frame is not None:
+        params.append(("attribute[]", f"int,FRAME_NUMBER,{q.frame}"))
+    for name in q.granule_names:
+        params.append(("granule_ur[]", name))
+    # With a limit, pages stay small: most searches end on the first page.
+    size = min(page_size, max(100, 2 * q.limit) if q.limit else page_size, MAX_PAGE_SIZE)
+    params.append(("page_size", str(max(1, size))))
+    # The secondary date is each product's end date: sorting by it makes the first
+    # ``limit`` survivors of the secondary-date filter final as soon as they are seen
+    # (up to 15 products share a reference, i.e. a start date).
+    params.append(("sort_key[]", "end_date"))
+    return params
+
+
+class CmrClient:
+    """A small CMR search client with retries; the session is injectable for tests."""
+
+    def __init__(self, base_url: str | None = None, *, session: requests.Session | None = None,
+                 policy: RetryPolicy | None = None, timeout: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.base_url = cmr_base_url(base_url)
+        self.session = session or requests.Session()
+        self.policy = policy or CMR_RETRIES
+        self.timeout = timeout
+        self.sleep = sleep
+        self.requests = 0
+
+    def _get(self, path: str, params: list[tuple[str, str]],
+             headers: dict[str, str] | None = None) -> requests.Response:
+        url = f"{self.base_url}/{path}"
+        hdrs = {"Client-Id": CLIENT_ID, **(headers or {})}
+
+        def send() -> requests.Response:
+            self.requests += 1
+            return self.session.get(url, params=params, headers=hdrs, timeout=self.timeout)
+
+        def give_up(why: str, status: int | None) -> Exception:
+            if status is None:
+                return CmrError(f"CMR at {self.base_url} is unreachable ({why})")
+            return CmrError(f"CMR at {self.base_url} answered {why}", status)
+
+        resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
+        if resp.status_code == 400:
+            raise CmrRejected(f"CMR rejected the search (HTTP 400): {_cmr_errors(resp)}")
+        if resp.status_code >= 400:
+            raise CmrError(f"CMR refused the search (HTTP {resp.status_code}): "
+                           f"{_cmr_errors(resp)}", resp.status_code)
+        return resp
+
+    def search(self, q: CmrQuery, page_size: int = MAX_PAGE_SIZE) -> list[GranuleRef]:
+        """All matching granules (at most ``q.limit``), secondary-date filtered, de-duplicated.
+
+        Pages until the hits run out or, with a limit, until ``limit`` granules survive
+        the filters and the page has moved past the last of them (so a reprocessed
+        duplicate of a kept pair cannot be on the next page).
+        """
+        params = granule_params(q, page_size)
+        size = int(dict(params)["page_size"])
+        refs: list[GranuleRef] = []
+        n_items = 0
+        search_after: str | None = None
+        while True:
+            headers = {"CMR-Search-After": search_after} if search_after else None
+            resp = self._get("granules.umm_json", params, headers)
+            page = resp.json().get("items") or []
+            n_items += len(page)
+            for item in page:
+                try:
+                    refs.append(parse_umm_g(item))
+                except (KeyError, ValueError, NotADispName) as exc:
+                    log.debug("skipping a CMR item: %s", exc)
+            search_after = resp.headers.get("CMR-Search-After")
+            hits = int(resp.headers.get("CMR-Hits", "0") or 0)
+            if len(page) < size or not search_after or n_items >= hits:
+                break
+            if q.limit is not None and refs:
+                kept = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
+                if len(kept) == q.limit and \
+                        max(r.product.secondary for r in refs) > kept[-1].product.secondary:
+                    break
+        out = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
+        log.info("CMR: %d item(s), %d after secondary-date filter and de-duplication",
+                 n_items, len(out))
+        return out
+
+    def collection(self, short_name: str = SHORT_NAME) -> dict[str, Any]:
+        """The collection's concept id and summary (as the tutorial's first step)."""
+        resp = self._get("collections.umm_json", [("short_name", short_name)])
+        items = resp.json().get("items") or []
+        if not items:
+            raise CmrError(f"CMR has no collection with short name {short_name!r}")
+        item = items[0]
+        umm, meta = item.get("umm", {}), item.get("meta", {})
+        count = None
+        try:
+            g = self._get("granules.umm_json", [("collection_concept_id", meta["concept-id"]),
+                                                 ("page_size", "0")])
+            count = int(g.headers.get("CMR-Hits", "0"))
+        except (CmrError, KeyError, ValueError):
+            pass
+        return {
+            "concept_id": meta.get("concept-id"),
+            "short_name": umm.get("ShortName", short_name),
+            "version": umm.get("Version"),
+            "title": umm.get("EntryTitle"),
+            "provider": meta.get("provider-id"),
+            "granule_count": count,
+            "s3_credentials": (umm.get("DirectDistributionInformation") or {}).get(
+                "S3CredentialsAPIEndpoint"),
+        }
+
+
+def _cmr_errors(resp: requests.Response) -> str:
+    try:
+        errors = resp.json().get("errors")
+        if errors:
+            return "; ".join(str(e) for e in errors)
+    except (json.JSONDecodeError, ValueError, AttributeError):
+        pass
+    return " ".join(resp.text.split())[:300] or resp.reason
+
+
+def parse_umm_g(item: dict[str, Any]) -> GranuleRef:
+    """A :class:`GranuleRef` from one ``granules.umm_json`` item.
+
+    Data links are chosen by ``Type`` and the ``.nc`` suffix, never by position.
+    """
+    umm = item["umm"]
+    name = umm["GranuleUR"]
+    product = DispProduct.from_name(name)
+    https, s3, creds = [], [], None
+    for link in umm.get("RelatedUrls") or []:
+        url, kind = link.get("URL", ""), link.get("Type", "")
+        if kind == "GET DATA" and url.endswith(".nc"):
+            https.append(url)
+        elif kind == "GET DATA VIA DIRECT ACCESS" and url.endswith(".nc"):
+            s3.append(url)
+        elif kind == "VIEW RELATED INFORMATION" and url.rstrip("/").endswith("s3credentials"):
+            creds = url
+    if not https and not s3:
+        raise ValueError(f"{name} has no data URL")
+    size, checksum = None, None
+    for info in (umm.get("DataGranule") or {}).get("ArchiveAndDistributionInformation") or []:
+        if info.get("Name", "").endswith(".nc") or len(
+                umm["DataGranule"]["ArchiveAndDistributionInformation"]) == 1:
+            size = int(info["SizeInBytes"]) if "SizeInBytes" in info else None
+            ck = info.get("Checksum") or {}
+            if ck.get("Value") and ck.get("Algorithm"):
+                checksum = (str(ck["Algorithm"]).lower().replace("-", ""), str(ck["Value"]))
+            break
+    rings = []
+    geometry = ((umm.get("SpatialExtent") or {}).get("HorizontalSpatialDomain") or {}).get(
+        "Geometry") or {}
+    for poly in geometry.get("GPolygons") or []:
+        pts = poly.get("Boundary", {}).get("Points") or []
+        rings.append(tuple((float(p["Longitude"]), float(p["Latitude"])) for p in pts))
+    locations = https + s3
+    return GranuleRef(product=product, location=locations[0], alternates=tuple(locations[1:]),
+                      size=size, checksum=checksum, footprint=tuple(rings) or None,
+                      s3_credentials_url=creds)

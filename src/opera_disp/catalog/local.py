@@ -1,0 +1,111 @@
+"""Local granules: an archive folder, explicit paths and names, and footprints read from files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import BadInput, NotADispName
+from ..geometry import Rings
+from ..product import DispProduct
+from .refs import REMOTE_SCHEMES, GranuleRef
+
+log = logging.getLogger(__name__)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def looks_like_hdf5(path: str | Path) -> bool:
+    """Whether a local file starts with the HDF5 signature (user block 0, as DISP-S1 files)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def scan_archive(folder: Path) -> list[GranuleRef]:
+    """Every DISP-S1 ``.nc`` file under ``folder`` (symlinks followed, as in DPS ``input/``)."""
+    refs = []
+    for path in sorted(folder.rglob("*.nc")):
+        try:
+            product = DispProduct.from_name(path.name)
+        except NotADispName:
+            log.debug("skipping %s: not a DISP-S1 name", path)
+            continue
+        if path.is_file():
+            refs.append(GranuleRef(product, str(path), size=path.stat().st_size))
+    return refs
+
+
+def resolve_explicit(items: tuple[str, ...], source: Path | None) -> list[GranuleRef]:
+    """Turn ``--granules`` / ``--granule-list`` items into references.
+
+    Local paths must exist and be DISP-S1 files; bare names are looked up in ``source``.
+    Names that need a catalog search are returned by :func:`unresolved_names`.
+    """
+    refs = []
+    archive = {r.product.name: r for r in scan_archive(source)} if source else {}
+    for item in items:
+        scheme = urlparse(item).scheme
+        if scheme in REMOTE_SCHEMES:
+            try:
+                refs.append(GranuleRef(DispProduct.from_name(item), item))
+            except NotADispName as exc:
+                raise BadInput(f"granule URL {item!r} does not name a DISP-S1 file ({exc})") \
+                    from None
+            continue
+        if scheme and len(scheme) > 1:
+            raise BadInput(f"granule {item!r} has an unsupported scheme {scheme!r}; "
+                           "allowed: local paths, http://, https://, s3://")
+        path = Path(item)
+        bare = path.name == item and not path.exists()
+        if bare:
+            try:
+                product = DispProduct.from_name(item)
+            except NotADispName:
+                raise BadInput(f"granule {item!r} is neither an existing file nor a DISP-S1 "
+                               "granule name") from None
+            if product.name in archive:
+                refs.append(archive[product.name])
+                continue
+            refs.append(GranuleRef(product, ""))  # to be resolved by a catalog search
+            continue
+        if not path.exists():
+            raise BadInput(f"granule path {item!r} does not exist")
+        if not path.is_file():
+            raise BadInput(f"granule path {item!r} is not a file")
+        try:
+            product = DispProduct.from_name(path.name)
+        except NotADispName:
+            raise BadInput(f"granule path {item!r} is not a DISP-S1 file (its name does not "
+                           "follow OPERA_L3_DISP-S1_IW_F<frame>_..._v<X.Y>_<gen>Z.nc)") from None
+        if not looks_like_hdf5(path):
+            raise BadInput(f"granule path {item!r} is not a DISP-S1 file (not HDF5/netCDF-4)")
+        refs.append(GranuleRef(product, str(path), size=path.stat().st_size))
+    return refs
+
+def local_footprint(path: str | Path) -> Rings | None:
+    """Outline rings (lon, lat) from a local granule's ``/identification/bounding_polygon``."""
+    import h5py
+    from shapely import wkt as shapely_wkt
+    from shapely.geometry import MultiPolygon, Polygon
+
+    try:
+        with h5py.File(path, "r") as f:
+            text = f["identification/bounding_polygon"][()]
+    except (OSError, KeyError):
+        return None
+    geom = shapely_wkt.loads(text.decode() if isinstance(text, bytes) else str(text))
+    polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords) for p in polys
+                 if isinstance(p, Polygon))
+
+
+def with_footprint(ref: GranuleRef) -> GranuleRef:
+    """``ref`` with its footprint filled in from the file when it is local and lacks one."""
+    if ref.footprint or ref.is_remote or not ref.location:
+        return ref
+    return replace(ref, footprint=local_footprint(ref.location))
+

@@ -1,0 +1,88 @@
+"""Resolve a :class:`~opera_disp.catalog.select.Selection` into granules: explicit
+references, a local archive, or a CMR search, with the same filters on every route."""
+
+from __future__ import annotations
+
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import BadInput
+from ..geometry import footprint_polygon
+from .cmr import CmrClient, CmrQuery
+from .local import resolve_explicit, scan_archive, with_footprint
+from .refs import GranuleRef
+from .select import Selection, apply
+
+
+def touches(ref: GranuleRef, area: BaseGeometry | None) -> bool:
+    """Whether a granule's footprint meets a lon/lat area (no area or footprint: kept)."""
+    if area is None or not ref.footprint:
+        return True
+    outline = footprint_polygon(ref.footprint)
+    return outline is None or bool(outline.intersects(area))
+
+
+def find_in_cmr(names: tuple[str, ...], cmr_url: str | None) -> dict[str, GranuleRef]:
+    """Look granules up in CMR by name; a name CMR does not know is bad input."""
+    found = {r.name: r for r in CmrClient(cmr_url).search(CmrQuery(granule_names=names))}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise BadInput(f"granule {missing[0]!r} is not a file and CMR does not know it")
+    return found
+
+
+def cmr_query(sel: Selection) -> CmrQuery:
+    """The CMR search for a selection (the AOI's bounds stand in for a bbox)."""
+    bbox = sel.bbox or (sel.aoi.bounds if sel.aoi is not None else None)
+    return CmrQuery(bbox=bbox, start=sel.start, end=sel.end, frame=sel.frame, limit=sel.limit)
+
+
+def resolve_granules(sel: Selection) -> tuple[list[GranuleRef], list[str]]:
+    """The granules a selection covers, and notes on how they were found.
+
+    Explicit granules win (bare names are looked up in ``source`` or CMR); otherwise the
+    local archive is searched, its granules kept where their footprint meets the area;
+    otherwise CMR is searched with the area, dates and frame.
+
+    Raises
+    ------
+    BadInput
+        If nothing says where to look, or a named granule does not exist.
+    """
+    notes: list[str] = []
+    if sel.granules:
+        refs = resolve_explicit(sel.granules, sel.source)
+        unresolved = tuple(r.name for r in refs if not r.location)
+        if unresolved:
+            found = find_in_cmr(unresolved, sel.cmr_url)
+            refs = [found.get(r.name, r) if not r.location else r for r in refs]
+            notes.append(f"{len(unresolved)} granule name(s) resolved through CMR")
+        kept = apply(refs, sel)
+        if len(kept) < len(refs):
+            notes.append(f"{len(refs) - len(kept)} of {len(refs)} given granule(s) dropped by "
+                         "the frame/date filters or as older duplicates")
+        return kept, notes
+    if sel.source is not None:
+        found_local = scan_archive(sel.source)
+        kept = apply(found_local, sel)
+        notes.append(f"local archive {sel.source}: {len(found_local)} granule(s), "
+                     f"{len(kept)} matched")
+        return kept, notes
+    if sel.bbox is None and sel.aoi is None and sel.frame is None:
+        raise BadInput("no granules to process: give --granules, --granule-list or --source, "
+                       "or search CMR with --bbox, --aoi or --frame (and dates)")
+    client = CmrClient(sel.cmr_url)
+    found_cmr = client.search(cmr_query(sel))
+    kept = [r for r in found_cmr if touches(r, sel.aoi)]
+    notes.append(f"CMR {client.base_url}: {len(found_cmr)} granule(s) after secondary-date "
+                 f"filtering and de-duplication, {len(kept)} touching the area")
+    return kept, notes
+
+
+def search(sel: Selection) -> list[GranuleRef]:
+    """Granules for a search, footprints filled in; an archive search is also trimmed to
+    granules whose footprint meets the area (as CMR's spatial search does)."""
+    refs, _notes = resolve_granules(sel)
+    refs = [with_footprint(r) for r in refs]
+    if sel.source is not None and not sel.granules:
+        refs = [r for r in refs if touches(r, sel.area)]
+    return refs

@@ -1,0 +1,1 @@
+"""The subset job: per-granule pipeline, bands, statistics, the summary, the exit policy."""

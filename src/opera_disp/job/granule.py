@@ -1,0 +1,336 @@
+"""One granule of the subset job: window -> masked bands -> COGs, quicklook, statistics.
+
+Each granule returns its outcome as a value (done, skipped or failed), so one bad granule
+never sinks the job. Only opera-disp's own errors (bad files, failing services, outputs
+that cannot be written) and operating-system errors are a granule's failure; anything
+else is a bug, which the outcome marks as such so the job fails whatever the tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..catalog.refs import GranuleRef
+from ..errors import OperaDispError, OutsideFrame, ServiceError, one_line
+from ..files import sha256_file
+from ..geometry import Grid, Window
+from ..hdf5.index import GranuleIndex, layer_info, open_index
+from ..io.auth import public_url
+from ..io.local import LocalFile
+from ..io.source import ByteSource
+from ..product import LAYERS, MASK_LAYER
+from ..render.maps import map_text, render_map
+from ..spec import JobSpec
+from ..tiff.pool import EncoderPool
+from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
+from ..types import GranuleStatus, OutputKind
+from .bands import band_sample, keep_pixels, read_bands
+from .stats import StreamingStats, valid_pixels
+from .summary import GranuleRecord, OutputRecord, Pixels, Statistics
+
+log = logging.getLogger(__name__)
+QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
+
+SourceFactory = Callable[[GranuleRef], ByteSource]
+
+
+def local_source(ref: GranuleRef) -> ByteSource:
+    """The default source factory: local granules."""
+    return LocalFile(ref.location)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """What every granule of a job shares: how to open sources, and the thread pools."""
+
+    source_factory: SourceFactory = local_source
+    decoders: ThreadPoolExecutor | None = None
+    encoders: EncoderPool | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one granule.
+
+    ``service`` marks a failure caused by a service (CMR, Earthdata Login, ASF, S3) and
+    ``bug`` an unexpected exception: the job's exit code depends on both.
+    """
+
+    name: str
+    status: GranuleStatus
+    record: GranuleRecord | None = None
+    reason: str | None = None
+    service: bool = False
+    bug: bool = False
+
+
+@dataclass(frozen=True)
+class GranulePlan:
+    """Everything the pipeline of one granule needs, fixed before its first band is read."""
+
+    ref: GranuleRef
+    spec: JobSpec
+    index: GranuleIndex
+    window: Window
+    write_layers: tuple[str, ...]
+    read_layers: tuple[str, ...]
+    summary_layer: str
+
+    @property
+    def grid(self) -> Grid:
+        """The frame grid."""
+        return self.index.grid
+
+    def path(self, layer: str, suffix: str = ".tif") -> Path:
+        """Where this granule's file for ``layer`` goes."""
+        return self.spec.output / f"{self.ref.name}_{layer}{suffix}"
+
+
+@dataclass
+class Tally:
+    """What the bands add up to: pixel counts, streaming statistics, the quicklook sample."""
+
+    step: int
+    counts: Pixels = field(default_factory=lambda: Pixels(total=0, outside_aoi=0, masked=0,
+                                                          nodata=0, valid=0))
+    stats: StreamingStats = field(default_factory=StreamingStats)
+    preview: list[np.ndarray] = field(default_factory=list)
+
+
+def stats_layer(layers: tuple[str, ...]) -> str:
+    """The layer summarised and previewed: displacement if written, else the first float.
+
+    Examples
+    --------
+    >>> stats_layer(("recommended_mask", "temporal_coherence"))
+    'temporal_coherence'
+    """
+    if "displacement" in layers:
+        return "displacement"
+    floats = [n for n in layers if LAYERS[n].is_float]
+    return floats[0] if floats else layers[0]
+
+
+def layers_to_read(spec: JobSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The layers written (the mask too when it is not applied) and the layers read."""
+    write = list(spec.layers)
+    if not spec.mask_applied and MASK_LAYER not in write:
+        write.append(MASK_LAYER)
+    return tuple(write), tuple(dict.fromkeys([*write, MASK_LAYER]))
+
+
+def iso(d: datetime) -> str:
+    """UTC ISO time with a ``Z``."""
+    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome:
+    """Subset one granule; every failure becomes an :class:`Outcome`, never an exception."""
+    t0 = time.perf_counter()
+    source: ByteSource | None = None
+    try:
+        source = workers.source_factory(ref)
+        write_layers, read_layers = layers_to_read(spec)
+        index = open_index(source, read_layers, ref.product)
+        try:
+            win = index.grid.resolve_window(window=spec.window, bbox=spec.bbox, aoi=spec.aoi)
+        except OutsideFrame as exc:
+            reason = str(exc) if spec.window is not None else \
+                "the area does not intersect this granule's frame"
+            return Outcome(ref.name, GranuleStatus.SKIPPED, reason=reason)
+        plan = GranulePlan(ref, spec, index, win, write_layers, read_layers,
+                           stats_layer(spec.layers))
+        record = _subset(plan, source, workers)
+        # Where the bytes really came from (e.g. S3 rather than the catalog's HTTPS URL).
+        record["location"] = public_url(str(getattr(source, "url", ref.location)))
+        record["bytes_read"] = source.stats.bytes
+        record["requests"] = source.stats.requests
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        return Outcome(ref.name, GranuleStatus.OK, record)
+    except (OperaDispError, OSError) as exc:  # errors as values: the others still finish
+        reason = one_line(exc)
+        log.warning("granule %s failed: %s", ref.name, reason)
+        log.debug("traceback for %s", ref.name, exc_info=True)
+        return Outcome(ref.name, GranuleStatus.FAILED, reason=reason,
+                       service=isinstance(exc, ServiceError))
+    except Exception as exc:  # a bug: fails the job whatever the tolerance
+        reason = f"internal error: {exc.__class__.__name__}: {one_line(exc)}"
+        log.error("granule %s: %s", ref.name, reason, exc_info=True)
+        return Outcome(ref.name, GranuleStatus.FAILED, reason=reason, bug=True)
+    finally:
+        if source is not None:
+            source.close()
+
+
+def _writer(plan: GranulePlan, name: str, encoders: EncoderPool | None) -> RasterWriter:
+    lay = plan.index.layers[name]
+    info = layer_info(plan.index, name)
+    spec = plan.spec
+    masked_here = spec.mask_applied and name != MASK_LAYER
+    tags = {
+        "GRANULE": plan.ref.name,
+        "FRAME": str(plan.ref.product.frame),
+        "LAYER": name,
+        "UNITS": str(info["units"]),
+        "MASK_APPLIED": "recommended_mask" if masked_here else "none",
+        "AOI_APPLIED": "yes" if spec.aoi is not None else "no",
+        "SOFTWARE": f"opera-disp {__version__}",
+    }
+    nodata: float | int = float("nan") if lay.dtype.kind == "f" else int(LAYERS[name].fill)
+    win = plan.window
+    raster = RasterSpec(win.shape[1], win.shape[0], str(lay.dtype), nodata, plan.grid.epsg,
+                        plan.grid.window_transform(win), resampling_for(str(lay.dtype)))
+    return open_writer(spec.cog_writer, plan.path(name), raster, tags=tags,
+                       units=str(info["units"]), description=str(info["long_name"]),
+                       keep_pixels=name == plan.summary_layer, pool=encoders)
+
+
+def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleRecord:
+    """Read, mask and write every band; then finish the COGs, quicklook and statistics."""
+    win, grid, slayer = plan.window, plan.grid, plan.summary_layer
+    out_dir = plan.spec.output
+    tally = Tally(step=max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS)))
+    tally.counts["total"] = win.size
+    paths = [plan.path(n) for n in plan.write_layers]
+    png = plan.path(slayer, ".png")
+    with contextlib.ExitStack() as stack:
+        writers = {n: stack.enter_context(_writer(plan, n, workers.encoders))
+                   for n in plan.write_layers}
+        for band, arrays in read_bands(source, plan.index, plan.read_layers, win,
+                                       pool=workers.decoders):
+            _mask_band(plan, band, arrays, writers, tally)
+        # Remote granules learn their exact times with the first batch of chunks.
+        ref_t, sec_t = iso(plan.index.reference_time), iso(plan.index.secondary_time)
+        for w in writers.values():
+            w.tags.update(REFERENCE_DATETIME=ref_t, SECONDARY_DATETIME=sec_t)
+        units = str(layer_info(plan.index, slayer)["units"])
+        fill = LAYERS[slayer].fill
+        # Each COG is finished (overview remainders, layout, validation) and hashed in its
+        # own thread and the quicklook is drawn in another, while this thread makes the
+        # statistics' second pass; compression, hashing and numpy release the GIL.
+        try:
+            with ThreadPoolExecutor(len(writers) + 1, thread_name_prefix="finish") as side:
+                published = {n: side.submit(_publish, w, out_dir, n) for n, w in writers.items()}
+                look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png, units)
+                # Float blocks go in whole: NaN never falls in a selected bin.
+                statistics = tally.stats.result(
+                    lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
+                             for b in writers[slayer].read_back()))
+                look.result()
+                entries = {n: f.result() for n, f in published.items()}
+        except BaseException:
+            # A failed granule leaves no outputs at all, not even its finished files.
+            for path in [*paths, png]:
+                path.unlink(missing_ok=True)
+            raise
+    tally.counts["valid"] = int(statistics["count"] or 0)
+    outputs = [entries[n] for n in plan.write_layers]
+    outputs.append(_output_entry(png, out_dir, OutputKind.QUICKLOOK, slayer))
+    bounds = grid.window_bounds(win)
+    return GranuleRecord(
+        name=plan.ref.name,
+        status=GranuleStatus.OK,
+        location=public_url(plan.ref.location),
+        frame=plan.ref.product.frame,
+        version=plan.ref.product.version,
+        reference_datetime=ref_t,
+        secondary_datetime=sec_t,
+        window={
+            "rows": [win.row0, win.row1],
+            "cols": [win.col0, win.col1],
+            "shape": list(win.shape),
+            "crs": f"EPSG:{grid.epsg}",
+            "projected_bounds": list(bounds),
+            "lonlat_bounds": [round(v, 7) for v in grid.window_lonlat_bounds(win)],
+            "frame_shape": [grid.height, grid.width],
+        },
+        mask_applied=plan.spec.mask_applied,
+        pixels=tally.counts,
+        statistics=Statistics(
+            layer=slayer, units=units, count=int(statistics["count"] or 0),
+            min=_finite(statistics["min"]), max=_finite(statistics["max"]),
+            mean=_finite(statistics["mean"]), std=_finite(statistics["std"]),
+            p02=_finite(statistics["p02"]), median=_finite(statistics["median"]),
+            p98=_finite(statistics["p98"])),
+        outputs=outputs,
+        bytes_read=0,
+        requests=0,
+        seconds=0.0,
+    )
+
+
+def _mask_band(plan: GranulePlan, band: Window, arrays: dict[str, np.ndarray],
+               writers: dict[str, RasterWriter], tally: Tally) -> None:
+    """Mask one band in place, write it to every layer's writer, and update the tally."""
+    spec, counts = plan.spec, tally.counts
+    keep, inside, outside, masked = keep_pixels(arrays, band, grid=plan.grid,
+                                                apply_mask=spec.mask_applied, aoi=spec.aoi)
+    counts["outside_aoi"] += outside
+    counts["masked"] += masked
+    drop = np.logical_not(keep, out=keep)  # the buffers are ours: mask in place
+    any_drop = bool(drop.any())
+    # The mask layer is never masked by itself (only the AOI trims it): do it first, while
+    # ``drop`` still holds what the other layers need.
+    for name in sorted(plan.write_layers, key=lambda n: n != MASK_LAYER):
+        arr = arrays[name]
+        if name == MASK_LAYER:
+            if inside is not None:
+                arr[~inside] = LAYERS[name].fill
+        elif any_drop:
+            arr[drop] = LAYERS[name].fill
+        writers[name].write(arr, band.row0 - plan.window.row0)
+    slayer = plan.summary_layer
+    arr = arrays[slayer]
+    fill = LAYERS[slayer].fill
+    kept = band.size - int(np.count_nonzero(drop)) if slayer != MASK_LAYER else band.size
+    if arr.dtype.kind == "f":
+        n_valid = tally.stats.update_float(arr)  # NaN-aware, no copy of the values
+    else:
+        ok = valid_pixels(arr, fill)
+        tally.stats.update(arr[ok])
+        n_valid = int(np.count_nonzero(ok))
+    counts["nodata"] += kept - n_valid
+    sample = band_sample(arr, band, plan.window, tally.step)
+    sub = sample.astype(np.float64)
+    if arr.dtype.kind != "f":
+        sub[~valid_pixels(sample, fill)] = np.nan
+    tally.preview.append(sub)
+
+
+def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str) -> None:
+    layer = plan.summary_layer
+    title, label, diverging = map_text(
+        layer, units, plan.index.reference_time, plan.index.secondary_time,
+        plan.ref.product.frame,
+        " (recommended_mask applied)" if plan.spec.mask_applied else " (unmasked)")
+    render_map(data, plan.grid.window_bounds(plan.window), plan.grid.epsg, png, title=title,
+               label=label, vmax=0.1 if diverging else None, diverging=diverging)
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def _publish(writer: RasterWriter, out_dir: Path, layer: str) -> OutputRecord:
+    return _output_entry(writer.publish(), out_dir, OutputKind.COG, layer)
+
+
+def _output_entry(path: Path, out_dir: Path, kind: OutputKind, layer: str) -> OutputRecord:
+    return OutputRecord(
+        path=str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path),
+        kind=kind,
+        layer=layer,
+        bytes=path.stat().st_size,
+        sha256=sha256_file(path),
+    )

@@ -1,0 +1,162 @@
+"""The subset job: granules processed concurrently, one summary, one exit code.
+
+Decoding and compression threads are shared by all granules and layers; every granule
+returns its outcome as a value, and :func:`verdict` turns the outcomes into the job's
+status and exit code (the table in :mod:`opera_disp.errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..catalog.refs import GranuleRef
+from ..errors import ExitCode
+from ..files import write_json
+from ..spec import JobSpec
+from ..tiff.pool import EncoderPool
+from ..types import GranuleStatus, JobStatus
+from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
+from .summary import SUMMARY_SCHEMA, Problem, Summary, describe_inputs, software_versions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The job's summary document, exit code and one-line message."""
+
+    summary: Summary
+    exit_code: ExitCode
+    message: str
+
+
+def verdict(spec: JobSpec, matched: int, outcomes: list[Outcome]
+            ) -> tuple[ExitCode, JobStatus, str]:
+    """The job's exit code, status and message from its granules' outcomes.
+
+    * nothing matched: 3;
+    * the area misses every matched granule's frame: 2;
+    * a bug in any granule: 1, whatever the tolerance;
+    * more failures than tolerated: 4 if every failure came from a service (CMR,
+      Earthdata Login, ASF, S3), else 1;
+    * otherwise 0: ``success``, or ``partial`` with tolerated failures.
+    """
+    ok = [o for o in outcomes if o.status is GranuleStatus.OK]
+    failed = [o for o in outcomes if o.status is GranuleStatus.FAILED]
+    if not matched:
+        return ExitCode.NO_MATCH, JobStatus.NO_MATCH, "no granule matched the inputs"
+    if not ok and not failed:
+        what = "window" if spec.window is not None else "bbox" if spec.bbox else "AOI"
+        return (ExitCode.BAD_INPUT, JobStatus.BAD_INPUT,
+                f"the {what} misses the frame of every matched granule")
+    bugs = [o for o in failed if o.bug]
+    if bugs:
+        return (ExitCode.FAILED, JobStatus.FAILED,
+                f"{bugs[0].name}: {bugs[0].reason} (a bug; the traceback is in the log)")
+    considered = len(ok) + len(failed)
+    allowed = spec.tolerated_failure_percentage * considered / 100.0
+    if len(failed) > allowed:
+        what = (f"{len(failed)} of {considered} granule(s) failed (tolerated: "
+                f"{spec.tolerated_failure_percentage:g}%)")
+        if all(o.service for o in failed):
+            return (ExitCode.SERVICE, JobStatus.SERVICE_ERROR,
+                    f"{what}: a service failed: {failed[0].reason}")
+        return ExitCode.FAILED, JobStatus.FAILED, what
+    status = JobStatus.SUCCESS if not failed else JobStatus.PARTIAL
+    return ExitCode.OK, status, f"{len(ok)} granule(s) written to {spec.output}"
+
+
+def run_job(
+    spec: JobSpec,
+    refs: list[GranuleRef],
+    *,
+    source_factory: SourceFactory = local_source,
+    progress: bool | None = None,
+    notes: list[str] | None = None,
+) -> JobResult:
+    """Process ``refs`` concurrently and write ``summary.json``; decide the exit code.
+
+    Parameters
+    ----------
+    spec
+        Checked inputs.
+    refs
+        Granules matched by the catalog.
+    source_factory
+        Opens a :class:`~opera_disp.io.source.ByteSource` for a granule (injected for
+        tests).
+    progress
+        Show a progress bar (None: only on a terminal).
+    notes
+        Remarks from earlier stages, copied into the summary.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    started = datetime.now(UTC)
+    spec.output.mkdir(parents=True, exist_ok=True)
+    outcomes: list[Outcome] = []
+    if refs:
+        log.info("processing %d granule(s) with %d worker(s) -> %s", len(refs), spec.workers,
+                 spec.output)
+        # Decoding and compression threads are shared by all granules and layers; the
+        # encoders bound how many rows of tiles wait in memory.
+        with ThreadPoolExecutor(max(2, min(4, spec.workers * 2)),
+                                thread_name_prefix="decode") as decoders, \
+                EncoderPool() as encoders, \
+                ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
+            shared = Workers(source_factory, decoders, encoders)
+            futures = [granules.submit(process_granule, r, spec, shared) for r in refs]
+            bar = tqdm(total=len(refs), unit="granule", desc="subset",
+                       disable=(progress is False) if progress is not None else None)
+            for fut in as_completed(futures):
+                outcome = fut.result()
+                outcomes.append(outcome)
+                bar.update(1)
+                if outcome.record is not None:
+                    log.info("done %s: %d valid pixels", outcome.name,
+                             outcome.record["pixels"]["valid"])
+                elif outcome.status is GranuleStatus.SKIPPED:
+                    log.info("skipped %s: %s", outcome.name, outcome.reason)
+            bar.close()
+    order = {r.name: i for i, r in enumerate(refs)}
+    outcomes.sort(key=lambda o: order.get(o.name, 0))
+    code, status, message = verdict(spec, len(refs), outcomes)
+    records = [o.record for o in outcomes if o.record is not None]
+
+    def problems(kind: GranuleStatus) -> list[Problem]:
+        return [Problem(name=o.name, reason=o.reason or "") for o in outcomes
+                if o.status is kind]
+
+    all_outputs = [out for r in records for out in r["outputs"]]
+    summary = Summary(
+        schema=SUMMARY_SCHEMA,
+        status=status,
+        message=message,
+        exit_code=code.value,  # type: ignore[typeddict-item]
+        started=iso(started),
+        finished=iso(datetime.now(UTC)),
+        software=software_versions(),
+        inputs=describe_inputs(spec),
+        notes=list(notes or []),
+        granules=records,
+        skipped=problems(GranuleStatus.SKIPPED),
+        failed=problems(GranuleStatus.FAILED),
+        totals={
+            "matched": len(refs),
+            "succeeded": len(records),
+            "skipped": sum(o.status is GranuleStatus.SKIPPED for o in outcomes),
+            "failed": sum(o.status is GranuleStatus.FAILED for o in outcomes),
+            "outputs": len(all_outputs),
+            "output_bytes": sum(o["bytes"] for o in all_outputs),
+            "bytes_read": sum(r["bytes_read"] for r in records),
+            "seconds": round(time.perf_counter() - t0, 3),
+        },
+    )
+    write_json(spec.output / "summary.json", summary)
+    return JobResult(summary, code, message)
+

@@ -1,0 +1,337 @@
+"""``summary.json``: a defined document, built from typed models, with a JSON Schema.
+
+The models are ``TypedDict`` s (the job builds plain JSON-ready dicts, and mypy checks
+every key); each field's docstring is its description. :func:`summary_schema` derives
+the JSON Schema from them (with pydantic), ``opera-disp schema summary`` prints it, the
+test suite validates every summary it produces against it, and the README's tables are
+generated from it (:func:`schema_tables`).
+
+Examples
+--------
+>>> schema = summary_schema()
+>>> schema["properties"]["schema"]["const"], "granules" in schema["required"]
+('opera-disp/summary/1', True)
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
+from .. import __version__
+from ..spec import JobSpec
+from ..types import AccessMode, CogWriterKind, GranuleStatus, JobStatus, MaskMode, OutputKind
+
+SUMMARY_SCHEMA = "opera-disp/summary/1"
+_CONFIG = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+
+@with_config(_CONFIG)
+class Inputs(TypedDict):
+    """The inputs as the job understood them."""
+
+    granules: list[str]
+    """Explicit granules: names, paths or URLs."""
+    source: str | None
+    """Local archive folder searched."""
+    bbox: list[float] | None
+    """Area as ``[W, S, E, N]`` in degrees."""
+    aoi: str | None
+    """The AOI's file, or ``(inline GeoJSON)``."""
+    aoi_bounds: list[float] | None
+    """The AOI's lon/lat bounds ``[W, S, E, N]``."""
+    window: str | None
+    """Pixel window ``R0:R1,C0:C1``."""
+    start: str | None
+    """First secondary date (UTC ISO)."""
+    end: str | None
+    """Last secondary date (UTC ISO, inclusive)."""
+    frame: int | None
+    """Frame number."""
+    layers: list[str]
+    """Layers written."""
+    mask: MaskMode
+    """Whether ``recommended_mask`` is applied."""
+    output: str
+    """Output folder."""
+    tolerated_failure_percentage: float
+    """Failed granules tolerated, %."""
+    workers: int
+    """Granules processed concurrently."""
+    limit: int | None
+    """At most this many granules."""
+    access: AccessMode
+    """How remote granules were read."""
+    cog_writer: CogWriterKind
+    """Which encoder wrote the COGs."""
+
+
+@with_config(_CONFIG)
+class WindowRecord(TypedDict):
+    """Where a granule's window lies."""
+
+    rows: list[int]
+    """``[r0, r1]`` (half-open) of the frame grid."""
+    cols: list[int]
+    """``[c0, c1]`` (half-open) of the frame grid."""
+    shape: list[int]
+    """``[rows, cols]`` of the window."""
+    crs: str
+    """The frame's UTM CRS, ``EPSG:326NN``."""
+    projected_bounds: list[float]
+    """``[minx, miny, maxx, maxy]`` in metres."""
+    lonlat_bounds: list[float]
+    """``[W, S, E, N]`` in degrees."""
+    frame_shape: list[int]
+    """``[rows, cols]`` of the whole frame."""
+
+
+@with_config(_CONFIG)
+class Pixels(TypedDict):
+    """Pixel accounting over the window: ``total = outside_aoi + masked + nodata + valid``."""
+
+    total: int
+    """Pixels in the window."""
+    outside_aoi: int
+    """Outside the AOI (their centre)."""
+    masked: int
+    """Removed by ``recommended_mask``."""
+    nodata: int
+    """Fill values in the data itself."""
+    valid: int
+    """Valid pixels of the summarised layer."""
+
+
+@with_config(_CONFIG)
+class Statistics(TypedDict):
+    """Exact statistics of the summarised layer's valid pixels (NumPy's definitions)."""
+
+    layer: str
+    """The layer summarised: displacement if written, else the first float layer."""
+    units: str
+    """Its units."""
+    count: int
+    """Valid pixels."""
+    min: float | None
+    """Minimum (null without valid pixels, as every statistic)."""
+    max: float | None
+    """Maximum."""
+    mean: float | None
+    """Mean."""
+    std: float | None
+    """Population standard deviation."""
+    p02: float | None
+    """2nd percentile (linear interpolation)."""
+    median: float | None
+    """Median."""
+    p98: float | None
+    """98th percentile."""
+
+
+@with_config(_CONFIG)
+class OutputRecord(TypedDict):
+    """One file written for a granule."""
+
+    path: str
+    """Relative to the output folder."""
+    kind: OutputKind
+    """``cog`` or ``quicklook``."""
+    layer: str
+    """The layer it shows."""
+    bytes: int
+    """Size in bytes."""
+    sha256: str
+    """Hex SHA-256 of the file."""
+
+
+@with_config(_CONFIG)
+class GranuleRecord(TypedDict):
+    """One granule the job wrote outputs for."""
+
+    name: str
+    """Granule name (no extension)."""
+    status: Literal[GranuleStatus.OK]
+    """Always ``ok``."""
+    location: str
+    """Where it was read (URLs without query strings)."""
+    frame: int
+    """Frame number."""
+    version: str
+    """Product version."""
+    reference_datetime: str
+    """From the file's ``reference_time`` (UTC ISO)."""
+    secondary_datetime: str
+    """From the file's ``time`` (UTC ISO)."""
+    window: WindowRecord
+    """Where the window lies."""
+    mask_applied: bool
+    """Whether ``recommended_mask`` was applied."""
+    pixels: Pixels
+    """Pixel accounting."""
+    statistics: Statistics
+    """Of the masked displacement (or the previewed layer)."""
+    outputs: list[OutputRecord]
+    """Files written: the COGs, then the quicklook."""
+    bytes_read: int
+    """Bytes read for this granule."""
+    requests: int
+    """Read requests for this granule."""
+    seconds: float
+    """Time spent on this granule."""
+
+
+@with_config(_CONFIG)
+class Problem(TypedDict):
+    """A granule skipped or failed, and why (one line)."""
+
+    name: str
+    """Granule name."""
+    reason: str
+    """One line."""
+
+
+@with_config(_CONFIG)
+class Totals(TypedDict):
+    """Counts over the whole job."""
+
+    matched: int
+    """Granules the selection matched."""
+    succeeded: int
+    """Granules written."""
+    skipped: int
+    """Granules whose frame the area misses."""
+    failed: int
+    """Granules that failed."""
+    outputs: int
+    """Files written."""
+    output_bytes: int
+    """Bytes written."""
+    bytes_read: int
+    """Bytes read."""
+    seconds: float
+    """Wall time of the job."""
+
+
+@with_config(_CONFIG)
+class Summary(TypedDict):
+    """``summary.json``: one per job, in the output folder."""
+
+    schema: Literal["opera-disp/summary/1"]
+    """This document's schema id."""
+    status: JobStatus
+    """Outcome of the job."""
+    message: str
+    """One-line outcome."""
+    exit_code: Literal[0, 1, 2, 3, 4]
+    """The process exit code."""
+    started: str
+    """UTC ISO time."""
+    finished: str
+    """UTC ISO time."""
+    software: dict[str, str]
+    """Versions of opera_disp, python, numpy, h5py, hdf5, rasterio, gdal, pyproj, proj."""
+    inputs: Inputs
+    """The inputs as understood."""
+    notes: list[str]
+    """Remarks (e.g. how many archive granules matched)."""
+    granules: list[GranuleRecord]
+    """Per processed granule."""
+    skipped: list[Problem]
+    """Granules whose frame the area misses."""
+    failed: list[Problem]
+    """Granules that failed, one line each."""
+    totals: Totals
+    """Counts over the whole job."""
+
+
+@functools.cache
+def summary_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``summary.json``."""
+    schema = TypeAdapter(Summary).json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = SUMMARY_SCHEMA
+    return schema
+
+
+def _type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        target = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+        return _type_text(target, defs) if "enum" in target else "object, below"
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "anyOf" in prop:
+        return " or ".join(_type_text(p, defs) for p in prop["anyOf"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"array of {_type_text(prop.get('items', {}), defs)}"
+    if kind == "object":
+        return "object"
+    return str(kind)
+
+
+def schema_tables() -> str:
+    """The README's summary tables, in Markdown, generated from the schema."""
+    schema = summary_schema()
+    defs = schema.get("$defs", {})
+    parts = []
+    objects = [(f"`{k}`", v) for k, v in sorted(defs.items()) if "properties" in v]
+    for title, node in [("`summary.json`", schema), *objects]:
+        about = node.get("description", "").replace("``", "`")
+        parts.append(f"{title}: {about}\n\n| key | type | content |\n| --- | --- | --- |")
+        for key, prop in node.get("properties", {}).items():
+            ref = prop.get("$ref") or (prop.get("items") or {}).get("$ref")
+            name = ref.rsplit("/", 1)[-1] if ref else None
+            target = f" (`{name}`)" if name and "enum" not in defs.get(name, {}) else ""
+            desc = prop.get("description", "").replace("\n", " ").replace("``", "`")
+            parts.append(f"| `{key}` | {_type_text(prop, defs)}{target} | {desc} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def describe_inputs(spec: JobSpec) -> Inputs:
+    """A job's inputs as understood (the summary's ``inputs``)."""
+    return Inputs(
+        granules=list(spec.granules),
+        source=str(spec.source) if spec.source else None,
+        bbox=list(spec.bbox) if spec.bbox else None,
+        aoi=spec.aoi_label,
+        aoi_bounds=list(spec.aoi.bounds) if spec.aoi is not None else None,
+        window=str(spec.window) if spec.window else None,
+        start=spec.start.isoformat() if spec.start else None,
+        end=spec.end.isoformat() if spec.end else None,
+        frame=spec.frame,
+        layers=list(spec.layers),
+        mask=spec.mask,
+        output=str(spec.output),
+        tolerated_failure_percentage=spec.tolerated_failure_percentage,
+        workers=spec.workers,
+        limit=spec.limit,
+        access=spec.access,
+        cog_writer=spec.cog_writer,
+    )
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that shaped the outputs."""
+    import h5py
+    import pyproj
+    import rasterio
+
+    return {
+        "opera_disp": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "pyproj": pyproj.__version__,
+        "proj": pyproj.proj_version_str,
+    }

@@ -1,0 +1,1 @@
+"""Pictures and listings: static maps, the footprint map, search-result tables."""

@@ -1,0 +1,312 @@
+"""The typed job spec: what a subset job does, checked once, before anything is read.
+
+:func:`make_spec` takes typed values (and, for convenience in notebooks, the text forms
+the command line takes: ``"W,S,E,N"``, ``"R0:R1,C0:C1"``, ISO dates, a GeoJSON path or
+inline GeoJSON) and returns a frozen :class:`JobSpec`, or raises
+:class:`~opera_disp.errors.BadInput` with one line that names the bad value and what is
+allowed. Limits live here, once (:data:`WORKERS`, :data:`LIMIT`, :data:`TOLERANCE`); the
+command line reads them from here.
+
+MAAP DPS hands every input over as a string, ``''`` meaning "not given": that convention
+is handled by ``run.sh`` alone, which passes only the inputs given, as options.
+
+Examples
+--------
+>>> spec = make_spec(bbox="-104.2,24.4,-103.6,24.9", start="2016-07-01", end="2016-08-01",
+...                  source=".", output="out")
+>>> spec.bbox, spec.start.isoformat(), spec.end.isoformat()
+((-104.2, 24.4, -103.6, 24.9), '2016-07-01T00:00:00+00:00', '2016-08-01T23:59:59.999999+00:00')
+>>> make_spec(start="2016-09-01", end="2016-08-01", source=".")
+Traceback (most recent call last):
+...
+opera_disp.errors.BadInput: start 2016-09-01 is after end 2016-08-01
+>>> make_spec(workers=0, source=".")
+Traceback (most recent call last):
+...
+opera_disp.errors.BadInput: workers 0 is outside 1..64
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from shapely.geometry.base import BaseGeometry
+
+from .catalog.select import Selection
+from .errors import BadInput
+from .geometry import Window, parse_aoi, parse_bbox
+from .product import parse_frame, parse_layers
+from .types import AccessMode, BBox, CogWriterKind, MaskMode
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An allowed integer range (``high`` None: no upper bound).
+
+    Examples
+    --------
+    >>> IntRange(1, 64).check("workers", 4), str(IntRange(1, None))
+    (4, '>= 1')
+    """
+
+    low: int
+    high: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}" if self.high is not None else f">= {self.low}"
+
+    def check(self, name: str, value: int) -> int:
+        """``value`` if allowed, else :class:`BadInput` naming it."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{name} {value!r} is not an integer; expected {self}")
+        if value < self.low or (self.high is not None and value > self.high):
+            raise BadInput(f"{name} {value} is outside {self}" if self.high is not None
+                           else f"{name} {value} is not allowed; expected {self}")
+        return value
+
+
+#: Granules processed concurrently by a job.
+WORKERS = IntRange(1, 64)
+#: Parallel whole-granule downloads.
+DOWNLOAD_WORKERS = IntRange(1, 32)
+#: At most this many granules.
+LIMIT = IntRange(1, None)
+#: Failed granules tolerated, in percent.
+TOLERANCE = (0.0, 100.0)
+DEFAULT_WORKERS = 2
+
+E = TypeVar("E", bound=StrEnum)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A fully checked subset job.
+
+    Attributes
+    ----------
+    granules
+        Explicit granules: names, local paths or URLs (``--granules`` and the list file).
+    source
+        Local archive folder to search (DPS's ``input/`` is one).
+    bbox
+        Lon/lat bounding box ``(W, S, E, N)``.
+    aoi, aoi_label
+        Lon/lat polygon(s), pixels outside become nodata; and where it came from.
+    window
+        Pixel window of the frame grid.
+    start, end
+        Secondary-date range (inclusive, UTC).
+    frame
+        Frame number filter.
+    layers
+        Root layers to write.
+    mask
+        Apply ``recommended_mask``, or write it as its own COG.
+    output
+        Output folder.
+    tolerated_failure_percentage
+        Failed granules allowed before the job fails (percent of processed granules).
+    workers
+        Granules processed concurrently.
+    limit
+        At most this many granules.
+    access
+        How remote granules are read.
+    cmr_url
+        CMR search endpoint (None: ``$OPERA_DISP_CMR_URL`` or production).
+    cog_writer
+        The COG encoder: opera-disp's streaming encoder, or GDAL's COG driver.
+    """
+
+    granules: tuple[str, ...] = ()
+    source: Path | None = None
+    bbox: BBox | None = None
+    aoi: BaseGeometry | None = None
+    aoi_label: str | None = None
+    window: Window | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    frame: int | None = None
+    layers: tuple[str, ...] = ("displacement",)
+    mask: MaskMode = MaskMode.RECOMMENDED
+    output: Path = Path("output")
+    tolerated_failure_percentage: float = 0.0
+    workers: int = DEFAULT_WORKERS
+    limit: int | None = None
+    access: AccessMode = AccessMode.AUTO
+    cmr_url: str | None = None
+    cog_writer: CogWriterKind = CogWriterKind.STREAMING
+
+    @property
+    def mask_applied(self) -> bool:
+        """Whether ``recommended_mask`` is applied to the layers."""
+        return self.mask is MaskMode.RECOMMENDED
+
+    @property
+    def selection(self) -> Selection:
+        """Which granules the job covers, as the catalog takes it."""
+        return Selection(granules=self.granules, source=self.source, bbox=self.bbox,
+                         aoi=self.aoi, start=self.start, end=self.end, frame=self.frame,
+                         limit=self.limit, cmr_url=self.cmr_url)
+
+
+def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
+    """An ISO date or datetime as UTC; a date-only ``end`` means the end of that day.
+
+    Examples
+    --------
+    >>> parse_when("2016-07-25", end=True).isoformat()
+    '2016-07-25T23:59:59.999999+00:00'
+    >>> parse_when("2016-07-25T12:00:00Z").isoformat()
+    '2016-07-25T12:00:00+00:00'
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        return datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
+    else:
+        s = value.strip()
+        try:
+            if len(s) == 10:
+                return parse_when(date.fromisoformat(s), end=end)
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"date {value!r} is not an ISO date; expected YYYY-MM-DD or "
+                           "YYYY-MM-DDTHH:MM:SSZ") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def read_granule_list(path: str | Path) -> list[str]:
+    """Granule names, paths or URLs from a text file (one per line or comma-separated).
+
+    Blank lines and ``#`` comments are ignored.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"granule list {str(path)!r} does not exist; expected a text file of "
+                       "granule names, paths or URLs")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise BadInput(f"granule list {str(path)!r} is not a readable text file") from None
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        out.extend(item.strip() for item in line.split(",") if item.strip())
+    return out
+
+
+def _items(value: str | Sequence[str]) -> list[str]:
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def make_spec(
+    *,
+    granules: str | Sequence[str] = (),
+    granule_list: str | Path | None = None,
+    source: str | Path | None = None,
+    bbox: BBox | str | None = None,
+    aoi: BaseGeometry | str | Path | None = None,
+    window: Window | str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    frame: int | str | None = None,
+    layers: str | Sequence[str] = ("displacement",),
+    mask: MaskMode | str = MaskMode.RECOMMENDED,
+    output: str | Path = "output",
+    tolerated_failure_percentage: float = 0.0,
+    workers: int = DEFAULT_WORKERS,
+    limit: int | None = None,
+    access: AccessMode | str = AccessMode.AUTO,
+    cmr_url: str | None = None,
+    cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
+) -> JobSpec:
+    """Check a subset job's inputs and build its :class:`JobSpec`.
+
+    Raises
+    ------
+    BadInput
+        With one line naming the bad value and what is allowed.
+    """
+    refs = _items(granules)
+    if granule_list is not None:
+        refs.extend(read_granule_list(granule_list))
+
+    src: Path | None = None
+    if source is not None:
+        src = Path(source)
+        if not src.is_dir():
+            raise BadInput(f"source {str(source)!r} is not a folder; expected a folder of "
+                           "DISP-S1 .nc granules")
+
+    where = [n for n, v in (("--bbox", bbox), ("--aoi", aoi), ("--window", window))
+             if v is not None]
+    if len(where) > 1:
+        raise BadInput(f"{' and '.join(where)} were both given; choose one of --bbox, --aoi, "
+                       "--window")
+    bbox_v = parse_bbox(bbox) if isinstance(bbox, str) else \
+        (parse_bbox(",".join(map(str, bbox))) if bbox is not None else None)
+    window_v = Window.parse(window) if isinstance(window, str) else window
+    aoi_v, aoi_label = (aoi, "(geometry)") if isinstance(aoi, BaseGeometry) else \
+        parse_aoi(aoi) if aoi is not None else (None, None)
+
+    start_v = parse_when(start) if start is not None else None
+    end_v = parse_when(end, end=True) if end is not None else None
+    if start_v and end_v and start_v > end_v:
+        raise BadInput(f"start {start} is after end {end}")
+
+    frame_v = parse_frame(frame) if frame is not None else None
+    layers_v = parse_layers(layers)
+
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {str(out)!r} is a file; expected a folder (created if missing)")
+
+    low, high = TOLERANCE
+    if isinstance(tolerated_failure_percentage, bool) or not isinstance(
+            tolerated_failure_percentage, int | float) or \
+            not low <= tolerated_failure_percentage <= high:
+        raise BadInput(f"tolerated failure percentage {tolerated_failure_percentage!r} is "
+                       f"outside {low:g}..{high:g}")
+
+    return JobSpec(
+        granules=tuple(dict.fromkeys(refs)),
+        source=src,
+        bbox=bbox_v,
+        aoi=aoi_v,
+        aoi_label=aoi_label,
+        window=window_v,
+        start=start_v,
+        end=end_v,
+        frame=frame_v,
+        layers=layers_v,
+        mask=choice(MaskMode, mask, "mask"),
+        output=out,
+        tolerated_failure_percentage=float(tolerated_failure_percentage),
+        workers=WORKERS.check("workers", workers),
+        limit=LIMIT.check("limit", limit) if limit is not None else None,
+        access=choice(AccessMode, access, "access"),
+        cmr_url=cmr_url or None,
+        cog_writer=choice(CogWriterKind, cog_writer, "cog writer"),
+    )
+
+
+def choice(kind: type[E], value: E | str, name: str) -> E:
+    """An enum member from itself or its text; anything else is :class:`BadInput`.
+
+    Examples
+    --------
+    >>> choice(MaskMode, "none", "mask")
+    <MaskMode.NONE: 'none'>
+    """
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        raise BadInput(f"{name} {value!r} is not allowed; choose one of "
+                       f"{', '.join(m.value for m in kind)}") from None

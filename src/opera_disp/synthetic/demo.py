@@ -1,0 +1,62 @@
+"""The demo's sample archive: generated once into a cache, with a bbox over its deforming area."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pyproj import Transformer
+
+from .scene import DEFAULT_FRAME, Scene, frame_geo
+from .writer import write_archive
+
+log = logging.getLogger(__name__)
+
+
+DEMO_PARAMS = {"frames": (DEFAULT_FRAME,), "n_dates": 8, "shape": (1024, 1280), "seed": 0}
+
+
+def default_cache_dir() -> Path:
+    """Where generated data is cached: ``$OPERA_DISP_CACHE`` or ``~/.cache/opera-disp``."""
+    env = os.environ.get("OPERA_DISP_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "opera-disp"
+
+
+def demo_bbox(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280),
+              seed: int = 0) -> tuple[float, float, float, float]:
+    """A lon/lat bbox (W, S, E, N) around the subsidence bowl of a synthetic frame."""
+    geo = frame_geo(frame)
+    scene = Scene(shape, seed + frame)
+    cu, cv = scene.bowl
+    h, w = shape
+    half_u, half_v = 0.22, 0.22
+    x_min = geo.x0 + 30.0 * w * (cu - half_u)
+    x_max = geo.x0 + 30.0 * w * (cu + half_u)
+    y_max = geo.y0 - 30.0 * h * (cv - half_v)
+    y_min = geo.y0 - 30.0 * h * (cv + half_v)
+    tr = Transformer.from_crs(geo.epsg, 4326, always_xy=True)
+    west, south, east, north = tr.transform_bounds(x_min, y_min, x_max, y_max)
+    return (round(west, 4), round(south, 4), round(east, 4), round(north, 4))
+
+
+def demo_archive(cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """Create (once) and return the demo's sample archive folder.
+
+    A ``complete`` marker written last makes an interrupted generation start over.
+    """
+    p = DEMO_PARAMS
+    folder = (cache_dir or default_cache_dir()) / (
+        f"demo-F{p['frames'][0]:05d}-{p['n_dates']}x{p['shape'][0]}x{p['shape'][1]}-s{p['seed']}")
+    marker = folder / "complete"
+    if marker.is_file():
+        return folder
+    log.info("creating the demo sample archive in %s (once)", folder)
+    write_archive(folder, frames=p["frames"], n_dates=p["n_dates"], shape=p["shape"],
+                  seed=p["seed"], progress=progress)
+    marker.write_text("ok\n")
+    return folder
+

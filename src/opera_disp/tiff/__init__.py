@@ -1,0 +1,1 @@
+"""The COG encoder: TIFF bytes and tags, the streaming pyramid, its thread pool, writers."""

@@ -1,0 +1,292 @@
+"""COG writers: rows in, a validated Cloud-Optimized GeoTIFF published atomically.
+
+:class:`CogWriter` streams rows into the encoder of :mod:`opera_disp.tiff.pyramid`;
+the file is laid out at the end, validated with ``rio_cogeo`` and only then renamed into
+place. A failure at any step leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+from ..errors import CogError, OutputError
+from ..files import atomic_path
+from ..types import CogWriterKind
+from .georef import gdal_tags
+from .pool import EncoderPool
+from .profile import COG_PROFILE, CogProfile
+from .pyramid import TileStream
+
+
+@dataclass(frozen=True)
+class RasterSpec:
+    """Georeferencing and type of one output raster."""
+
+    width: int
+    height: int
+    dtype: str
+    nodata: float | int
+    crs_epsg: int
+    transform: Affine
+    resampling: str = "nearest"
+
+
+class _RawRaster:
+    """A raw little-endian raster file written row band by row band with ``pwrite``."""
+
+    def __init__(self, path: Path, width: int, height: int, dtype: np.dtype):
+        self.path, self.width, self.height = path, width, height
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(self.fd, width * height * self.dtype.itemsize)
+
+    def write(self, block: np.ndarray, row_off: int) -> None:
+        assert self.fd is not None
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        os.pwrite(self.fd, data, row_off * self.width * self.dtype.itemsize)
+
+    def read(self, row0: int, rows: int) -> np.ndarray:
+        with open(self.path, "rb") as fh:
+            fh.seek(row0 * self.width * self.dtype.itemsize)
+            return np.fromfile(fh, dtype=self.dtype, count=rows * self.width).reshape(
+                rows, self.width)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class RasterWriter(ABC):
+    """Rows in, a validated COG out: what both encoders share.
+
+    Use as a context manager: full-width blocks of rows are written top to bottom with
+    :meth:`write`; :meth:`publish` finishes the COG, validates it with rio-cogeo and
+    renames it into place. With ``keep_pixels`` the rows are also kept in a raw scratch
+    file, so a second pass (exact statistics) can read them back without decoding
+    anything. Leaving the context without publishing (an error) removes every temporary
+    file.
+    """
+
+    def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
+                 units: str | None = None, description: str | None = None,
+                 profile: CogProfile = COG_PROFILE, keep_pixels: bool = False,
+                 pool: EncoderPool | None = None):
+        self.path = path
+        self.spec = spec
+        self.tags = tags
+        self.units = units
+        self.description = description
+        self.profile = profile
+        self.keep_pixels = keep_pixels
+        self.pool = pool
+        self._scratch: Path | None = None
+        self._raster: _RawRaster | None = None
+        self._rows = 0
+
+    def __enter__(self) -> RasterWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".scratch",
+                                    dir=self.path.parent)
+        os.close(fd)
+        self._scratch = Path(name)
+        s = self.spec
+        try:
+            self._open(self._scratch)
+        except CogError as exc:
+            self._scratch.unlink(missing_ok=True)
+            raise OutputError(f"{self.path.name}: {exc}") from None
+        if self.keep_pixels:
+            self._raster = _RawRaster(self._scratch.with_suffix(".raw"), s.width, s.height,
+                                      np.dtype(s.dtype))
+        return self
+
+    def write(self, block: np.ndarray, row_off: int) -> None:
+        """Write the next full-width block of rows, which starts at row ``row_off``."""
+        assert self._scratch is not None, "use the writer as a context manager"
+        if row_off != self._rows:
+            raise OutputError(f"rows must come in order: got row {row_off}, "
+                              f"expected {self._rows}")
+        try:
+            self._write(block, row_off)
+        except CogError as exc:
+            raise OutputError(f"{self.path.name}: {exc}") from None
+        if self._raster is not None:
+            self._raster.write(block, row_off)
+        self._rows += block.shape[0]
+
+    def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
+        """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
+        assert self._raster is not None, "read_back needs keep_pixels=True"
+        full = self._raster
+        for r0 in range(0, full.height, rows):
+            yield full.read(r0, min(rows, full.height - r0))
+
+    def publish(self) -> Path:
+        """Finish the COG, validate it and rename it into place.
+
+        Compression releases the GIL, so other layers' publishing, statistics and the
+        quicklook can run in parallel threads.
+        """
+        from rio_cogeo.cogeo import cog_validate
+
+        assert self._scratch is not None, "use the writer as a context manager"
+        with atomic_path(self.path) as tmp:
+            try:
+                self._finish(tmp)
+            except CogError as exc:
+                raise OutputError(f"{self.path.name}: {exc}") from None
+            valid, errors, _warnings = cog_validate(str(tmp), quiet=True)
+            if not valid:
+                raise OutputError(f"{self.path.name} is not a valid COG: {'; '.join(errors)}")
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+        if self._raster is not None:
+            self._raster.close()
+            self._raster.path.unlink(missing_ok=True)
+        if self._scratch is not None:
+            self._scratch.unlink(missing_ok=True)
+
+    @property
+    def band_tags(self) -> dict[str, str] | None:
+        """Band metadata: the units, when known."""
+        return {"units": self.units} if self.units else None
+
+    @abstractmethod
+    def _open(self, scratch: Path) -> None:
+        """Prepare to receive rows (``scratch`` is this writer's own temporary file)."""
+
+    @abstractmethod
+    def _write(self, block: np.ndarray, row_off: int) -> None:
+        """Take the next rows."""
+
+    @abstractmethod
+    def _finish(self, tmp: Path) -> None:
+        """Write the complete COG to ``tmp``."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release everything (idempotent)."""
+
+
+class CogWriter(RasterWriter):
+    """opera-disp's streaming encoder: tiles are compressed while rows still arrive.
+
+    Rows go to a :class:`~opera_disp.tiff.pyramid.TileStream`, which compresses each row
+    of tiles in worker threads (``pool``, shared between writers, or its own) while the
+    next rows are still being read; :meth:`publish` lays the file out.
+    """
+
+    _stream: TileStream | None = None
+
+    def _open(self, scratch: Path) -> None:
+        s = self.spec
+        self._stream = TileStream(scratch, s.width, s.height, s.dtype, s.nodata,
+                                  resampling=s.resampling, profile=self.profile,
+                                  pool=self.pool)
+
+    def _write(self, block: np.ndarray, row_off: int) -> None:
+        assert self._stream is not None
+        self._stream.write(block)
+
+    def _finish(self, tmp: Path) -> None:
+        assert self._stream is not None
+        s = self.spec
+        fields = gdal_tags(s.dtype, s.nodata, CRS.from_epsg(s.crs_epsg), s.transform,
+                           tags=self.tags, band_tags=self.band_tags, units=self.units,
+                           description=self.description)
+        self._stream.finish(tmp, fields)
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+class GdalCogWriter(RasterWriter):
+    """GDAL's COG driver, through rasterio, from a scratch GeoTIFF (``--cog-writer gdal``).
+
+    The way out for a user who hits a bug of the streaming encoder: the same profile
+    (tiles, DEFLATE at GDAL's own level, predictor, overviews), the same georeferencing,
+    metadata and nodata, and the same validation and atomic rename. Slower: GDAL
+    compresses only once every row has been written.
+    """
+
+    _ds: Any = None
+
+    def _open(self, scratch: Path) -> None:
+        import rasterio
+
+        s, b = self.spec, self.profile.blocksize
+        try:
+            self._ds = rasterio.open(
+                scratch, "w", driver="GTiff", width=s.width, height=s.height, count=1,
+                dtype=s.dtype, crs=CRS.from_epsg(s.crs_epsg), transform=s.transform,
+                nodata=s.nodata, tiled=True, blockxsize=b, blockysize=b, BIGTIFF="IF_SAFER")
+        except rasterio.errors.RasterioError as exc:
+            raise CogError(f"GDAL cannot create its scratch GeoTIFF ({exc})") from None
+
+    def _write(self, block: np.ndarray, row_off: int) -> None:
+        from rasterio.windows import Window as RioWindow
+
+        assert self._ds is not None
+        self._ds.write(block, 1, window=RioWindow(0, row_off, self.spec.width, block.shape[0]))
+
+    def _finish(self, tmp: Path) -> None:
+        import rasterio
+        import rasterio.shutil
+
+        assert self._ds is not None and self._scratch is not None
+        ds = self._ds
+        ds.update_tags(**self.tags)
+        if self.band_tags:
+            ds.update_tags(1, **self.band_tags)
+        if self.units:
+            ds.set_band_unit(1, self.units)
+        if self.description:
+            ds.set_band_description(1, self.description)
+        ds.close()
+        self._ds = None
+        try:
+            rasterio.shutil.copy(self._scratch, tmp, driver="COG",
+                                 RESAMPLING=self.spec.resampling.upper(),
+                                 **self.profile.gdal_options())
+        except rasterio.errors.RasterioError as exc:
+            raise CogError(f"GDAL's COG driver failed ({exc})") from None
+
+    def _close(self) -> None:
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+
+#: The COG encoders, by ``--cog-writer`` choice.
+WRITERS: dict[CogWriterKind, type[RasterWriter]] = {
+    CogWriterKind.STREAMING: CogWriter,
+    CogWriterKind.GDAL: GdalCogWriter,
+}
+
+
+def open_writer(kind: CogWriterKind, path: Path, spec: RasterSpec, *, tags: dict[str, str],
+                units: str | None = None, description: str | None = None,
+                keep_pixels: bool = False, pool: EncoderPool | None = None) -> RasterWriter:
+    """A writer of the chosen kind (enter it as a context manager)."""
+    return WRITERS[kind](path, spec, tags=tags, units=units, description=description,
+                         keep_pixels=keep_pixels, pool=pool)
+
+
+def resampling_for(dtype: str) -> str:
+    """Overview resampling: average for continuous floats, nearest for classes and masks."""
+    return "average" if np.dtype(dtype).kind == "f" else "nearest"
+

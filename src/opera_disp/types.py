@@ -1,0 +1,92 @@
+"""Choices as data: the enums and literal types used from the command line down.
+
+Each enum's values are exactly what the command line, the DPS inputs and ``summary.json``
+spell, so ``MaskMode("none")`` parses an option and ``str(MaskMode.NONE)`` prints it.
+
+Examples
+--------
+>>> MaskMode("recommended") is MaskMode.RECOMMENDED, str(AccessMode.S3)
+(True, 's3')
+>>> [m.value for m in CogWriterKind]
+['streaming', 'gdal']
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+#: The 11 root layers of a DISP-S1 granule.
+LayerName = Literal[
+    "displacement", "short_wavelength_displacement", "recommended_mask",
+    "connected_component_labels", "temporal_coherence", "estimated_phase_quality",
+    "persistent_scatterer_mask", "shp_counts", "water_mask", "phase_similarity",
+    "timeseries_inversion_residuals",
+]
+
+#: A lon/lat bounding box ``(west, south, east, north)`` in degrees.
+BBox = tuple[float, float, float, float]
+
+
+class AccessMode(StrEnum):
+    """How remote granules are read (``--access``)."""
+
+    AUTO = "auto"
+    HTTPS = "https"
+    S3 = "s3"
+    LOCAL = "local"
+
+
+class MaskMode(StrEnum):
+    """What ``recommended_mask`` does (``--mask``)."""
+
+    RECOMMENDED = "recommended"
+    NONE = "none"
+
+
+class CogWriterKind(StrEnum):
+    """Which encoder writes the COGs (``--cog-writer``)."""
+
+    STREAMING = "streaming"
+    GDAL = "gdal"
+
+
+class HeadMode(StrEnum):
+    """The first read of a remote granule (``OPERA_DISP_HEAD``)."""
+
+    PAGE = "page"
+    LEAN = "lean"
+
+
+class JobStatus(StrEnum):
+    """Outcome of a job (``summary.json`` ``status``)."""
+
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SERVICE_ERROR = "service_error"
+    BAD_INPUT = "bad_input"
+    NO_MATCH = "no_match"
+
+
+class GranuleStatus(StrEnum):
+    """Outcome of one granule."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class OutputKind(StrEnum):
+    """Kinds of files a job writes per granule."""
+
+    COG = "cog"
+    QUICKLOOK = "quicklook"
+
+
+class SearchFormat(StrEnum):
+    """File formats of search results (``search --format``)."""
+
+    CSV = "csv"
+    JSON = "json"
+    GEOJSON = "geojson"

@@ -1,0 +1,126 @@
+"""CMR search against a local CMR responder and recorded responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from opera_disp.catalog.cmr import CmrClient, CmrQuery, cmr_base_url, granule_params, parse_umm_g
+from opera_disp.errors import CmrRejected
+
+from ..fakes.servers import Server, ServerState, umm_item
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BASE = "OPERA_L3_DISP-S1_IW_F40291_VV_20160705T005555Z_{sec}Z_v{ver}_{gen}Z.nc"
+
+
+def _name(sec: str, ver: str = "1.0", gen: str = "20250724T212204Z") -> str:
+    return BASE.format(sec=sec, ver=ver, gen=gen.removesuffix("Z"))
+
+
+@pytest.fixture
+def cmr() -> Iterator[Server]:
+    srv = Server(ServerState()).start()
+    yield srv
+    srv.shutdown()
+
+
+def _client(srv: Server) -> CmrClient:
+    return CmrClient(f"{srv.url}/search", sleep=lambda s: None)
+
+
+def test_paging_stops_on_short_page_despite_header(cmr: Server) -> None:
+    secs = [f"201607{d:02d}T005555" for d in range(10, 30, 4)]  # 5 granules
+    cmr.state.cmr_items = [umm_item(_name(s), cmr.url) for s in secs]
+    refs = _client(cmr).search(CmrQuery(), page_size=2)
+    assert len(refs) == 5
+    # pages of 2, 2, 1: the last (short) page carries CMR-Search-After but ends the search.
+    assert cmr.state.count("/search/granules.umm_json") == 3
+    afters = [r["headers"].get("CMR-Search-After") for r in cmr.state.log]
+    assert afters[0] is None and afters[1] and afters[2]
+
+
+def test_paging_full_last_page_stops_on_hits(cmr: Server) -> None:
+    secs = [f"201607{d:02d}T005555" for d in range(10, 26, 4)]  # 4 granules
+    cmr.state.cmr_items = [umm_item(_name(s), cmr.url) for s in secs]
+    assert len(_client(cmr).search(CmrQuery(), page_size=2)) == 4
+    assert cmr.state.count("/search/granules.umm_json") == 2  # no extra empty request
+
+
+def test_secondary_date_filter_and_dedup(cmr: Server) -> None:
+    cmr.state.cmr_items = [umm_item(n, cmr.url) for n in (
+        _name("20160717T005557"),
+        _name("20160729T005559"),
+        _name("20160729T005559", gen="20260101T000000Z"),  # newer generation
+        _name("20160810T005556", ver="1.1", gen="20240101T000000Z"),
+        _name("20160810T005556"),  # older version
+        _name("20170322T005556"),  # CMR matches the span, but the secondary is out of range
+    )]
+    q = CmrQuery(start=datetime(2016, 7, 20, tzinfo=UTC), end=datetime(2016, 12, 31, tzinfo=UTC))
+    refs = _client(cmr).search(q)
+    assert [(r.product.secondary.day, r.product.version, r.product.generation.year)
+            for r in refs] == [(29, "1.0", 2026), (10, "1.1", 2024)]
+    params = dict(granule_params(q))
+    assert params["temporal"] == "2016-07-20T00:00:00Z,2016-12-31T00:00:00Z"
+
+
+def test_cmr_400_surfaces_cmr_text(cmr: Server) -> None:
+    cmr.state.cmr_error = (400, {"errors": ["The bounding rectangle north value [1] was less "
+                                            "than the south value [2]"]})
+    with pytest.raises(CmrRejected, match="north value") as exc:
+        _client(cmr).search(CmrQuery())
+    assert exc.value.status == 400
+
+
+def test_cmr_429_and_503_are_retried(cmr: Server) -> None:
+    cmr.state.cmr_items = [umm_item(_name("20160717T005557"), cmr.url)]
+    cmr.state.cmr_throttle = 2
+    cmr.state.fail_next = 1
+    assert len(_client(cmr).search(CmrQuery())) == 1
+    assert cmr.state.count("/search/granules.umm_json") == 4
+
+
+def test_collection_lookup(cmr: Server) -> None:
+    cmr.state.collections = [{"meta": {"concept-id": "C3294057315-ASF", "provider-id": "ASF"},
+                              "umm": {"ShortName": "OPERA_L3_DISP-S1_V1", "Version": "1",
+                                      "EntryTitle": "OPERA DISP-S1 V1"}}]
+    cmr.state.cmr_items = [umm_item(_name("20160717T005557"), cmr.url)]
+    info = _client(cmr).collection()
+    assert info["concept_id"] == "C3294057315-ASF" and info["granule_count"] == 1
+
+
+def test_endpoint_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPERA_DISP_CMR_URL", raising=False)
+    assert cmr_base_url() == "https://cmr.earthdata.nasa.gov/search"
+    monkeypatch.setenv("OPERA_DISP_CMR_URL", "https://cmr.uat.earthdata.nasa.gov/search/")
+    assert cmr_base_url() == "https://cmr.uat.earthdata.nasa.gov/search"
+    assert cmr_base_url("http://x/search") == "http://x/search"
+    params = granule_params(CmrQuery(collection="C3294057315-ASF", frame=7))
+    assert ("collection_concept_id", "C3294057315-ASF") in params
+    assert ("attribute[]", "int,FRAME_NUMBER,7") in params
+
+
+def test_parse_reconstructed_disp_record() -> None:
+    page = json.loads((FIXTURES / "umm_json_page_opera_l3_disp_s1_v1_RECONSTRUCTED.json")
+                      .read_text())
+    ref = parse_umm_g(page["items"][0])
+    assert ref.product.frame == 46287
+    assert ref.location.startswith("https://cumulus.asf.earthdatacloud.nasa.gov/OPERA/")
+    assert ref.location.endswith(".nc") and ref.alternates[0].startswith("s3://asf-cumulus")
+    assert ref.alternates[0].endswith(".nc")  # not the .zarr.json.gz sidecar
+    assert ref.s3_credentials_url == "https://cumulus.asf.earthdatacloud.nasa.gov/s3credentials"
+    assert ref.size == 364811000 and ref.checksum == ("md5", "0" * 32)
+    assert ref.footprint and len(ref.footprint[0]) == 5
+
+
+def test_real_cslc_page_is_not_mistaken_for_disp() -> None:
+    rec = json.loads((FIXTURES / "cmr_opera_cslc_s1_page_umm_json.json").read_text())
+    items = rec["response_body"]["items"]
+    assert items
+    for item in items:
+        with pytest.raises(ValueError):
+            parse_umm_g(item)

@@ -1,0 +1,375 @@
+"""Remote reads against real local servers: auth flows, redirects, retries, S3, request counts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from opera_disp.catalog.refs import GranuleRef
+from opera_disp.errors import AuthError, EulaError, RangeIgnored, Unreachable
+from opera_disp.geometry import Window
+from opera_disp.hdf5.index import open_index
+from opera_disp.hdf5.read import merge_ranges, plan_reads, read_window
+from opera_disp.io.access import Access
+from opera_disp.io.auth import EarthdataAuth, redact
+from opera_disp.io.http import HttpClient, HttpGranule
+from opera_disp.io.local import LocalFile
+from opera_disp.io.s3 import S3Credentials
+from opera_disp.product import LAYERS, DispProduct
+from opera_disp.retry import RetryPolicy
+
+from ..fakes.servers import PASSWORD, TOKEN, USER, Server, ServerState
+
+
+@pytest.fixture
+def server(granule: Path, archive: Path) -> Iterator[Server]:
+    state = ServerState(files={p.name: p for p in archive.glob("*.nc")})
+    srv = Server(state).start()
+    yield srv
+    srv.shutdown()
+
+
+def _client(server: Server, auth: EarthdataAuth | None = None, **kw: object) -> HttpClient:
+    return HttpClient(auth if auth is not None else EarthdataAuth(token=TOKEN, source="test"),
+                      trusted=(server.hostport,), sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+
+
+def _granule(server: Server, granule: Path, route: str, client: HttpClient) -> HttpGranule:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return HttpGranule(f"{server.url}/{route}/{granule.name}", client, ThreadPoolExecutor(8))
+
+
+def _check_identical(src: object, granule: Path, layers: list[str], win: Window) -> None:
+    idx = open_index(src, layers, DispProduct.from_name(granule.name))  # type: ignore[arg-type]
+    got = read_window(src, idx, layers, win)  # type: ignore[arg-type]
+    with h5py.File(granule) as f:
+        for name in layers:
+            assert got[name].tobytes() == f[name][win.slices()].tobytes(), name
+        assert np.array_equal(idx.coords["x"], f["x"][:])
+
+
+@pytest.mark.parametrize("mode", ["page", "lean"])
+def test_plain_http_bit_identical_and_two_round_trips(server: Server, granule: Path,
+                                                      mode: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPERA_DISP_HEAD", mode)
+    g = _granule(server, granule, "plain", _client(server))
+    win = Window(200, 460, 100, 400)
+    _check_identical(g, granule, list(LAYERS), win)
+    # One round trip for the metadata, one concurrent batch for the chunks.
+    assert g.stats.batches == 2
+    idx = open_index(LocalFile(granule), list(LAYERS), DispProduct.from_name(granule.name))
+    plan = plan_reads(idx, list(LAYERS), win)
+    merged = merge_ranges([(c.offset, c.size) for _, _, c in plan])
+    floor = 4 * 2**20 + sum(c.size for _, _, c in plan)
+    if mode == "page":
+        assert g.stats.requests <= 1 + len(merged)
+        assert g.stats.bytes <= 1.25 * floor
+    else:
+        assert g.stats.requests <= 2 + len(merged)
+        assert g.stats.bytes < floor  # below the floor: no whole metadata page
+
+
+def test_token_flow_presigned_cache_and_no_auth_to_presigned(server: Server,
+                                                             granule: Path) -> None:
+    client = _client(server)
+    g = _granule(server, granule, "data", client)
+    _check_identical(g, granule, ["displacement", "recommended_mask"], Window(0, 300, 0, 300))
+    log = server.state.log
+    assert all("Authorization" not in r["headers"] for r in log if r["path"].startswith("/signed"))
+    assert all(r["headers"].get("Authorization") == f"Bearer {TOKEN}" for r in log
+               if r["path"].startswith("/data"))
+    # The presigned URL is cached: only the first request went through /data.
+    assert server.state.count("/data/") == 1
+    assert server.state.count("/signed/") >= 2
+
+
+def test_basic_login_flow_once(server: Server, granule: Path, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine urs.earthdata.nasa.gov login {USER} password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    auth = EarthdataAuth.discover({"NETRC": str(netrc)})
+    assert auth.username == USER and "s3cret" not in repr(auth)
+    client = _client(server, auth)
+    g = _granule(server, granule, "data", client)
+    _check_identical(g, granule, ["displacement"], Window(0, 64, 0, 64))
+    assert server.state.count("/urs/oauth/authorize") == 1
+    assert server.state.count("/login") == 1
+    # Basic credentials went to the login endpoint only.
+    for r in server.state.log:
+        if r["headers"].get("Authorization", "").startswith("Basic"):
+            assert r["path"] == "/urs/oauth/authorize"
+
+
+def test_wrong_password_and_missing_credentials(server: Server, granule: Path) -> None:
+    bad = EarthdataAuth(username=USER, password="nope", source="env")
+    with pytest.raises(AuthError, match="refused the credentials"):
+        _granule(server, granule, "data", _client(server, bad)).open_h5()
+    with pytest.raises(AuthError, match="needs Earthdata Login"):
+        _granule(server, granule, "data", _client(server, EarthdataAuth())).open_h5()
+    expired = EarthdataAuth(token="expired", source="EARTHDATA_TOKEN")
+    with pytest.raises(AuthError, match="not accepted"):
+        _granule(server, granule, "data", _client(server, expired)).open_h5()
+
+
+def test_eula_is_a_clear_message(server: Server, granule: Path) -> None:
+    server.state.eula = True
+    with pytest.raises(EulaError, match="accept its EULA") as exc:
+        _granule(server, granule, "data", _client(server)).open_h5()
+    assert "approve_app" in str(exc.value)
+
+
+def test_credentials_only_to_trusted_hosts(server: Server, granule: Path) -> None:
+    untrusting = HttpClient(EarthdataAuth(token=TOKEN), trusted=("urs.earthdata.nasa.gov",),
+                            sleep=lambda s: None)
+    g = _granule(server, granule, "plain", untrusting)
+    _check_identical(g, granule, ["displacement"], Window(0, 10, 0, 10))
+    with pytest.raises(AuthError):
+        _granule(server, granule, "data", untrusting).open_h5()
+    assert all("Authorization" not in r["headers"] for r in server.state.log)
+
+
+def test_trusted_hosts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opera_disp.io.auth import is_trusted, trusted_hosts
+
+    t = trusted_hosts({"OPERA_DISP_TRUSTED_HOSTS": "mirror.example.org, 127.0.0.1:8443"})
+    assert is_trusted("https://mirror.example.org/x", t)
+    assert is_trusted("https://127.0.0.1:8443/x", t)
+    assert not is_trusted("https://127.0.0.1:8444/x", t)
+    assert is_trusted("https://cumulus.asf.earthdatacloud.nasa.gov/x", t)
+    assert not is_trusted("https://asf.alaska.edu.evil.example/x", t)
+
+
+def test_retries_on_503_and_resets(server: Server, granule: Path) -> None:
+    server.state.fail_next = 3
+    server.state.reset_next = 2
+    g = _granule(server, granule, "plain", _client(server))
+    _check_identical(g, granule, ["displacement", "shp_counts"], Window(0, 300, 0, 300))
+    assert server.state.fail_next == 0 and server.state.reset_next == 0
+
+
+def test_gives_up_after_retries(server: Server, granule: Path) -> None:
+    server.state.fail_next = 100
+    with pytest.raises(Unreachable, match="HTTP 503 after 3 tries"):
+        _granule(server, granule, "plain",
+                 _client(server, policy=RetryPolicy(retries=2))).open_h5()
+
+
+def test_server_ignoring_range_is_detected(server: Server, granule: Path) -> None:
+    server.state.ignore_range = True
+    with pytest.raises(RangeIgnored, match="ignored the Range"):
+        _granule(server, granule, "plain", _client(server)).open_h5()
+
+
+def test_s3_credentials_refresh() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    calls = []
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+
+    def fetch() -> dict[str, str]:
+        calls.append(1)
+        exp = now[0] + timedelta(hours=1)
+        return {"accessKeyId": "A", "secretAccessKey": "B", "sessionToken": f"T{len(calls)}",
+                "expiration": exp.strftime("%Y-%m-%d %H:%M:%S+00:00")}
+
+    creds = S3Credentials(fetch, now=lambda: now[0])
+    assert creds.get()["sessionToken"] == "T1"
+    now[0] += timedelta(minutes=50)
+    assert creds.get()["sessionToken"] == "T1" and len(calls) == 1
+    now[0] += timedelta(minutes=6)  # within 5 minutes of expiry: refreshed
+    assert creds.get()["sessionToken"] == "T2"
+
+
+def _ref(server: Server, granule: Path) -> GranuleRef:
+    stem = granule.name[:-3]
+    return GranuleRef(DispProduct.from_name(granule.name), f"{server.url}/data/{granule.name}",
+                      alternates=(f"s3://asf-cumulus-prod-opera-products/OPERA_L3_DISP-S1_V1/"
+                                  f"{stem}/{granule.name}",),
+                      s3_credentials_url=f"{server.url}/s3credentials")
+
+
+def test_s3_403_falls_back_to_https(server: Server, granule: Path) -> None:
+    env = {"OPERA_DISP_S3_ENDPOINT": server.url}
+    access = Access("auto", client=_client(server), env=env)
+    src = access.open(_ref(server, granule))
+    assert isinstance(src, HttpGranule)
+    assert server.state.count("/asf-cumulus-prod-opera-products") >= 1
+    assert server.state.count("/s3credentials") == 1
+    _check_identical(src, granule, ["displacement"], Window(0, 50, 0, 50))
+    # Later granules go straight to HTTPS.
+    before = server.state.count("/asf-cumulus-prod-opera-products")
+    assert isinstance(access.open(_ref(server, granule)), HttpGranule)
+    assert server.state.count("/asf-cumulus-prod-opera-products") == before
+    access.close()
+
+
+@pytest.fixture
+def moto_s3(granule: Path, archive: Path) -> Iterator[str]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    url = f"http://{host}:{port}"
+    import requests
+
+    requests.post(f"{url}/moto-api/reset", timeout=10)  # moto's state is process-wide
+    s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=url,
+                      aws_access_key_id="x", aws_secret_access_key="y")
+    s3.create_bucket(Bucket="asf-cumulus-prod-opera-products",
+                     CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    for p in archive.glob("*.nc"):
+        s3.upload_file(str(p), "asf-cumulus-prod-opera-products",
+                       f"OPERA_L3_DISP-S1_V1/{p.name[:-3]}/{p.name}")
+    yield url
+    moto.stop()
+
+
+def test_s3_direct_read_with_endpoint_credentials(server: Server, granule: Path,
+                                                  moto_s3: str) -> None:
+    server.state.creds_lifetime = 200  # inside the refresh margin: fetched on every use
+    access = Access("s3", client=_client(server), env={"OPERA_DISP_S3_ENDPOINT": moto_s3})
+    src = access.open(_ref(server, granule))
+    _check_identical(src, granule, ["displacement", "connected_component_labels"],
+                     Window(10, 300, 20, 333))
+    assert src.stats.batches == 2
+    assert server.state.count("/s3credentials") >= 2  # refreshed before expiry
+    access.close()
+
+
+def test_redaction() -> None:
+    msg = redact(f"https://x/signed/a.nc?X-Amz-Signature=abc&token={TOKEN} Bearer {TOKEN}")
+    assert TOKEN not in msg and "abc" not in msg
+
+
+def test_remote_job_end_to_end_secrets_never_leak(server: Server, archive: Path,
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from opera_disp import api
+    from opera_disp.logs import setup_logging
+
+    from ..fakes.servers import umm_item
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    monkeypatch.setenv("OPERA_DISP_TRUSTED_HOSTS", server.hostport)
+    monkeypatch.setenv("OPERA_DISP_CMR_URL", f"{server.url}/search")
+    server.state.cmr_items = [umm_item(p.name, server.url)
+                              for p in sorted(archive.glob("*F40291*.nc"))]
+    log = tmp_path / "job.log"
+    setup_logging(verbose=True, log_file=log)
+    r = api.subset(bbox="-103.95,24.42,-103.8,24.55", start="2016-07-20",
+                   output=str(tmp_path / "o"),
+                   access="https", progress=False)
+    assert r.exit_code == 0, r.message
+    assert r.summary["totals"]["succeeded"] == 2  # secondary dates after 2016-07-20
+    g = r.summary["granules"][0]
+    assert g["location"].startswith(f"{server.url}/data/")
+    assert all(gr["requests"] >= 2 for gr in r.summary["granules"])
+    # Same pixels as a local run of the same granule.
+    local = api.subset(granules=str(archive / (g["name"] + ".nc")),
+                       bbox="-103.95,24.42,-103.8,24.55", output=str(tmp_path / "l"),
+                       progress=False)
+    a = (tmp_path / "o" / f"{g['name']}_displacement.tif").read_bytes()
+    b = (tmp_path / "l" / f"{g['name']}_displacement.tif").read_bytes()
+    import rasterio
+
+    with rasterio.open(tmp_path / "o" / f"{g['name']}_displacement.tif") as ra, \
+            rasterio.open(tmp_path / "l" / f"{g['name']}_displacement.tif") as rb:
+        assert ra.read(1).tobytes() == rb.read(1).tobytes()
+        assert ra.tags()["SECONDARY_DATETIME"] == rb.tags()["SECONDARY_DATETIME"]
+    assert len(a) > 0 and len(b) > 0 and local.exit_code == 0
+    for text in ((tmp_path / "o" / "summary.json").read_text(), log.read_text()):
+        assert TOKEN not in text and "X-Amz-Signature" not in text
+    setup_logging()
+    json.loads((tmp_path / "o" / "summary.json").read_text())
+
+
+def test_open_granule_local_uses_page_buffer(granule: Path) -> None:
+    import opera_disp
+    from opera_disp.hdf5.dataset import H5_OPEN_KWDS
+
+    ds = opera_disp.open_granule(str(granule))
+    assert ds["displacement"].chunks is not None
+    assert all(c % 256 == 0 for c in ds["displacement"].chunks[0][:-1])
+    with h5py.File(granule) as f:
+        expect = f["displacement"][100:140, 200:260]
+    got = ds["displacement"].isel(y=slice(100, 140), x=slice(200, 260)).values
+    assert got.tobytes() == expect.tobytes()
+    with h5py.File(granule, "r", **H5_OPEN_KWDS) as f:
+        f["displacement"][0:10, 0:10]
+        assert f.id.get_page_buffering_stats()  # raises unless the page buffer is on
+
+
+def test_open_granule_remote(server: Server, granule: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import opera_disp
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    monkeypatch.setenv("OPERA_DISP_TRUSTED_HOSTS", server.hostport)
+    ds = opera_disp.open_granule(f"{server.url}/data/{granule.name}", access="https")
+    got = ds["temporal_coherence"].isel(y=slice(300, 340), x=slice(10, 90)).values
+    with h5py.File(granule) as f:
+        expect = f["temporal_coherence"][300:340, 10:90]
+    np.testing.assert_array_equal(got, expect)
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    with pytest.raises(Exception, match="multiple of 256"):
+        opera_disp.open_granule(str(granule), chunk=300)
+
+
+def test_maap_adapter_used_inside_maap_without_network(server: Server, granule: Path,
+                                                       moto_s3: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside MAAP, S3 credentials come from maap-py; MAAP() is built lazily, once."""
+    import sys
+    import types
+
+    from opera_disp.io import maap as maapx
+
+    built, asked = [], []
+
+    class FakeAws:
+        def earthdata_s3_credentials(self, endpoint: str) -> dict[str, str]:
+            asked.append(endpoint)
+            return {"accessKeyId": "A", "secretAccessKey": "B", "sessionToken": "T",
+                    "expiration": "2099-01-01 00:00:00+00:00", "DAAC": "x"}
+
+    class FakeMAAP:
+        def __init__(self) -> None:
+            built.append(1)
+            self.aws = FakeAws()
+
+    fake = types.ModuleType("maap.maap")
+    fake.MAAP = FakeMAAP  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "maap.maap", fake)
+    maapx._maap.cache_clear()
+    env = {"MAAP_PGT": "pgt", "OPERA_DISP_S3_ENDPOINT": moto_s3}
+    access = Access("auto", client=_client(server), env=env)
+    src = access.open(_ref(server, granule))
+    _check_identical(src, granule, ["displacement"], Window(0, 20, 0, 20))
+    access.open(_ref(server, granule))
+    assert built == [1] and asked == [f"{server.url}/s3credentials"]
+    assert server.state.count("/s3credentials") == 0  # maap-py, not Earthdata Login
+    maapx._maap.cache_clear()
+    access.close()
+
+
+def test_earthaccess_login_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("earthaccess")
+    fake.__auth__ = types.SimpleNamespace(token={"access_token": "from-earthaccess"})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "earthaccess", fake)
+    auth = EarthdataAuth.discover({"HOME": "/nonexistent"})
+    assert auth.token == "from-earthaccess" and auth.source == "earthaccess"
+    env_auth = EarthdataAuth.discover({"EARTHDATA_USERNAME": "u",
+                                       "EARTHDATA_PASSWORD": "pw-secret-123"})
+    assert env_auth.username == "u" and "pw-secret-123" not in repr(env_auth)

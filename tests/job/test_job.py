@@ -1,0 +1,234 @@
+"""The subset job end to end on sample granules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from opera_disp import api
+from opera_disp.errors import ExitCode
+from opera_disp.geometry import Grid
+from opera_disp.product import LAYERS
+from opera_disp.tiff import writer as tiff_writer
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MATCH = (ExitCode.OK, ExitCode.FAILED,
+                                                     ExitCode.BAD_INPUT, ExitCode.NO_MATCH)
+
+
+def _expected(granule: Path, layer: str, rows: slice, cols: slice, masked: bool = True
+              ) -> np.ndarray:
+    with h5py.File(granule) as f:
+        data = f[layer][rows, cols]
+        mask = f["recommended_mask"][rows, cols]
+    if masked:
+        data = data.copy()
+        data[mask != 1] = LAYERS[layer].fill
+    return data
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_window_job_values_georef_and_cog(granule: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    layers = "displacement,temporal_coherence,connected_component_labels,shp_counts"
+    r = api.subset(granules=str(granule), window="100:420,50:690", layers=layers,
+                   output=str(out), progress=False)
+    assert r.exit_code == EXIT_OK, r.message
+    g = r.summary["granules"][0]
+    name = granule.name[:-3]
+    with h5py.File(granule) as f:
+        grid = Grid.from_coords(f["x"][:], f["y"][:], 32613)
+    for layer in layers.split(","):
+        path = out / f"{name}_{layer}.tif"
+        assert cog_validate(str(path), quiet=True)[0], layer
+        with rasterio.open(path) as src:
+            got = src.read(1)
+            assert _same(got, _expected(granule, layer, slice(100, 420), slice(50, 690))), layer
+            assert src.crs.to_epsg() == 32613
+            t = src.transform
+            assert (t.a, t.e, t.c, t.f) == (30.0, -30.0, grid.x0 + 50 * 30, grid.y0 - 100 * 30)
+            assert src.dtypes[0] == LAYERS[layer].dtype
+            if LAYERS[layer].is_float:
+                assert np.isnan(src.nodata)
+            else:
+                assert src.nodata == LAYERS[layer].fill
+            assert src.profile["blockxsize"] == 512 and src.compression.value == "DEFLATE"
+            assert src.overviews(1), "COG has overviews"
+            tags = src.tags()
+            assert tags["FRAME"] == "40291" and tags["LAYER"] == layer
+            assert tags["MASK_APPLIED"] == "recommended_mask"
+            assert tags["REFERENCE_DATETIME"] == g["reference_datetime"]
+            assert tags["SECONDARY_DATETIME"] == g["secondary_datetime"]
+            assert tags["UNITS"] == LAYERS[layer].units
+    # The tiff predictor is the floating-point one for floats.
+    with rasterio.open(out / f"{name}_displacement.tif") as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"
+    # Summary: window, counts and statistics agree with an independent computation.
+    assert g["window"]["rows"] == [100, 420] and g["window"]["cols"] == [50, 690]
+    assert g["window"]["projected_bounds"] == [grid.x0 + 1500, grid.y0 - 420 * 30,
+                                               grid.x0 + 690 * 30, grid.y0 - 3000]
+    w, s, e, n = g["window"]["lonlat_bounds"]
+    assert -105 < w < e < -103 and 24 < s < n < 25
+    disp = _expected(granule, "displacement", slice(100, 420), slice(50, 690))
+    with h5py.File(granule) as f:
+        mask = f["recommended_mask"][100:420, 50:690]
+    valid = disp[np.isfinite(disp)].astype(np.float64)
+    assert g["pixels"]["valid"] == valid.size
+    assert g["pixels"]["masked"] == int(np.count_nonzero(mask != 1))
+    assert g["pixels"]["total"] == 320 * 640
+    st = g["statistics"]
+    assert st["min"] == valid.min() and st["max"] == valid.max()
+    assert st["median"] == pytest.approx(np.median(valid), abs=1e-12)
+    assert st["p02"] == pytest.approx(np.percentile(valid, 2), abs=1e-12)
+    assert st["p98"] == pytest.approx(np.percentile(valid, 98), abs=1e-12)
+    assert st["mean"] == pytest.approx(valid.mean()) and st["std"] == pytest.approx(valid.std())
+    # Outputs listed with true sizes and checksums; the quicklook is a real PNG.
+    for o in g["outputs"]:
+        p = out / o["path"]
+        assert p.stat().st_size == o["bytes"]
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == o["sha256"]
+    png = out / f"{name}_displacement.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert g["bytes_read"] > 0 and g["seconds"] > 0
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["status"] == "success" and doc["totals"]["succeeded"] == 1
+    assert doc["software"]["gdal"] and doc["inputs"]["window"] == "100:420,50:690"
+    assert not list(out.glob(".*")), "no temporary files left behind"
+
+
+def test_whole_frame_in_bands_equals_h5py(big_granule: Path, tmp_path: Path) -> None:
+    r = api.subset(granules=str(big_granule), output=str(tmp_path), progress=False,
+                   layers="displacement,water_mask")
+    assert r.exit_code == 0
+    name = big_granule.name[:-3]
+    with rasterio.open(tmp_path / f"{name}_displacement.tif") as src:
+        assert src.shape == (1300, 1100)
+        assert _same(src.read(1), _expected(big_granule, "displacement", slice(None), slice(None)))
+        assert len(src.overviews(1)) >= 1
+    with rasterio.open(tmp_path / f"{name}_water_mask.tif") as src:
+        assert _same(src.read(1), _expected(big_granule, "water_mask", slice(None), slice(None)))
+
+
+def test_mask_none_writes_mask_cog_and_leaves_layers_unmasked(granule: Path,
+                                                              tmp_path: Path) -> None:
+    r = api.subset(granules=str(granule), window="0:300,0:300", mask="none",
+                   output=str(tmp_path), progress=False)
+    assert r.exit_code == 0
+    name = granule.name[:-3]
+    with rasterio.open(tmp_path / f"{name}_displacement.tif") as src:
+        assert _same(src.read(1), _expected(granule, "displacement", slice(0, 300),
+                                            slice(0, 300), masked=False))
+        assert src.tags()["MASK_APPLIED"] == "none"
+    with rasterio.open(tmp_path / f"{name}_recommended_mask.tif") as src:
+        assert _same(src.read(1), _expected(granule, "recommended_mask", slice(0, 300),
+                                            slice(0, 300), masked=False))
+    assert r.summary["granules"][0]["mask_applied"] is False
+
+
+def test_aoi_pixels_outside_polygon_are_nodata(granule: Path, tmp_path: Path) -> None:
+    with h5py.File(granule) as f:
+        grid = Grid.from_coords(f["x"][:], f["y"][:], 32613)
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(32613, 4326, always_xy=True)
+    cx, cy = grid.x0 + 350 * 30, grid.y0 - 300 * 30
+    ring = [tr.transform(cx + 4000 * np.cos(a), cy + 4000 * np.sin(a))
+            for a in np.linspace(0, 2 * np.pi, 40)]
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[list(p) for p in ring]]}))
+    r = api.subset(granules=str(granule), aoi=str(aoi), output=str(tmp_path / "o"),
+                   progress=False)
+    assert r.exit_code == 0
+    g = r.summary["granules"][0]
+    assert g["pixels"]["outside_aoi"] > 0
+    rows, cols = g["window"]["rows"], g["window"]["cols"]
+    assert rows[1] - rows[0] == pytest.approx(8000 / 30, abs=3)
+    with rasterio.open(tmp_path / "o" / f"{granule.name[:-3]}_displacement.tif") as src:
+        data = src.read(1)
+    assert np.isnan(data[0, 0]) and np.isnan(data[-1, -1])  # corners are outside the circle
+    expect = _expected(granule, "displacement", slice(*rows), slice(*cols))
+    inside = np.isfinite(data)
+    assert _same(data[inside], expect[inside])
+
+
+def test_archive_search_dates_frame_and_partial_miss(archive: Path, tmp_path: Path) -> None:
+    # The demo-style bbox hits frame 40291 only: 40292 granules are skipped with a note.
+    from opera_disp import synthetic
+
+    bbox = ",".join(str(v) for v in synthetic.demo_bbox(shape=(600, 700), seed=1))
+    r = api.subset(source=str(archive), bbox=bbox, output=str(tmp_path), progress=False)
+    assert r.exit_code == 0
+    t = r.summary["totals"]
+    assert t["succeeded"] == 3 and t["skipped"] == 3
+    assert all("does not intersect" in s["reason"] for s in r.summary["skipped"])
+    r2 = api.subset(source=str(archive), frame="40292", start="2016-07-10", end="2016-07-29",
+                    window="0:10,0:10", output=str(tmp_path / "b"), progress=False)
+    names = [g["name"] for g in r2.summary["granules"]]
+    assert len(names) == 2 and all("F40292" in n for n in names)
+
+
+def test_area_missing_every_frame_is_bad_input(archive: Path, tmp_path: Path) -> None:
+    r = api.subset(source=str(archive), bbox="10,10,11,11", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == EXIT_BAD_INPUT and "misses the frame" in r.message
+    r = api.subset(source=str(archive), window="0:10,0:5000", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == EXIT_BAD_INPUT
+
+
+def test_no_match_exit_3(archive: Path, tmp_path: Path) -> None:
+    r = api.subset(source=str(archive), start="2030-01-01", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == EXIT_NO_MATCH
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "no_match"
+
+
+def _corrupt_copy(granule: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = folder / granule.name.replace("20250724T212204Z", "20250801T000000Z")
+    shutil.copy(granule, bad)
+    with h5py.File(granule) as f:
+        info = f["displacement"].id.get_chunk_info(0)
+    with open(bad, "r+b") as fh:  # scribble over the first displacement chunk
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * 64)
+    return bad
+
+
+def test_corrupt_granule_fails_alone(archive: Path, tmp_path: Path) -> None:
+    granules = sorted(archive.glob("*F40291*.nc"))
+    bad = _corrupt_copy(granules[0], tmp_path / "bad")
+    items = ",".join(str(p) for p in [*granules[1:], bad])
+    out = tmp_path / "out"
+    r = api.subset(granules=items, window="0:300,0:300", output=str(out), progress=False)
+    assert r.exit_code == EXIT_FAILED
+    s = r.summary
+    assert s["totals"]["succeeded"] == 2 and s["totals"]["failed"] == 1
+    assert "corrupt chunk" in s["failed"][0]["reason"]
+    assert not list(out.glob(f"{bad.name[:-3]}*")), "no output for the failed granule"
+    assert not list(out.glob(".*")), "no temporary files left behind"
+    r = api.subset(granules=items, window="0:300,0:300", output=str(out), progress=False,
+                   tolerated_failure_percentage=50)
+    assert r.exit_code == EXIT_OK and r.summary["status"] == "partial"
+
+
+def test_failed_publish_leaves_nothing(granule: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*a: object, **k: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tiff_writer.TileStream, "finish", boom)
+    r = api.subset(granules=str(granule), window="0:50,0:50", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == EXIT_FAILED and "disk full" in r.summary["failed"][0]["reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
