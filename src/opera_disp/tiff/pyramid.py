@@ -255,7 +255,9 @@ class TileStream:
         assert all(lv.rows_in == lv.height for lv in self._levels)
         big = self.profile.bigtiff
         if big is None:
-            big = self._layout(tags, big=False)[2] >= 2**32  # classic TIFF offsets are 32-bit
+            big = self.needs_bigtiff(tags)
+        elif not big and self.needs_bigtiff(tags):
+            raise CogError("the COG needs 64-bit offsets (over 4 GiB): use BigTIFF")
         ifds, data_start, _end = self._layout(tags, big=big)
         with open(path, "wb") as out:
             first_ifd = (16 if big else 8) + len(GHOST_HEADER)
@@ -271,16 +273,34 @@ class TileStream:
                 _copy_into(lv.file, out)
         return path
 
-    def _layout(self, tags: Sequence[Tag], big: bool) -> tuple[list[bytes], int, int]:
-        """Pack every IFD; return them, where tile data starts, and the file's end."""
+    def needs_bigtiff(self, tags: Sequence[Tag]) -> bool:
+        """Whether the classic layout would put anything past 4 GiB (32-bit offsets).
+
+        Measured from sizes alone: nothing is packed, so nothing can overflow.
+        """
+        return self._extent(tags, big=False)[2] > 2**32 - 1
+
+    def _extent(self, tags: Sequence[Tag], big: bool
+                ) -> tuple[list[list[Tag]], list[int], int]:
+        """Each level's extra tags; where each IFD goes, then where tile data starts; the end.
+
+        IFD sizes do not depend on the offsets they hold, so they are measured with zeros.
+        """
         start = (16 if big else 8) + len(GHOST_HEADER)
         geo = sorted(tags, key=lambda t: t.code)
         extra = [geo, *[[t for t in geo if t.code == GDAL_NODATA]] * (len(self._levels) - 1)]
-        # Sizes first (offsets do not change them), then the real offsets.
         sizes = [ifd_size(self._ifd_tags(k, [0] * len(lv.sizes), extra[k], big), big)
                  for k, lv in enumerate(self._levels)]
         at = [start + sum(sizes[:k]) for k in range(len(self._levels))]
-        data_start = pos = start + sum(sizes)
+        data_start = start + sum(sizes)
+        end = data_start + sum(size + 8 for lv in self._levels for size in lv.sizes)
+        return extra, [*at, data_start], end
+
+    def _layout(self, tags: Sequence[Tag], big: bool) -> tuple[list[bytes], int, int]:
+        """Pack every IFD; return them, where tile data starts, and the file's end."""
+        extra, places, _end = self._extent(tags, big)
+        at, data_start = places[:-1], places[-1]
+        pos = data_start
         offsets: list[list[int]] = [[] for _ in self._levels]
         for k in range(len(self._levels) - 1, -1, -1):
             for size in self._levels[k].sizes:
