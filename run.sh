@@ -9,11 +9,12 @@
 #
 # Inputs DPS downloaded sit in ./input (symlinks); outputs go to ./output; the log goes to
 # ./opera-disp.log (kept by DPS triage when the job fails) and is copied into ./output on
-# success. Exit codes: 0 ok, 1 too many granules failed, 2 bad input, 3 nothing matched.
+# success. Exit codes: 0 ok, 1 too many granules failed (or a bug), 2 bad input, 3 nothing
+# matched, 4 a service unreachable or refusing authentication, 130 interrupted.
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer)
 n=${#names[@]}
 
 usage() {

@@ -71,7 +71,8 @@ def granule_path(workdir: Path) -> Path:
     print(f"generating a full-size granule {synthetic.scene.FULL_SHAPE} in {workdir} (once) ...",
           flush=True)
     t0 = time.perf_counter()
-    path = synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE, n_dates=20, index=20, seed=7)
+    path = synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE, n_dates=20,
+                                   index=20, seed=7)
     print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return path

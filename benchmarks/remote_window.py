@@ -55,8 +55,8 @@ def archive(n: int, workdir: Path) -> list[Path]:
     full = sorted(workdir.glob("OPERA_L3_DISP-S1_*.nc"))
     if not full:
         print(f"generating a full-size granule in {workdir} (once) ...", flush=True)
-        full = [synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE, n_dates=20, index=20,
-                                     seed=7)]
+        full = [synthetic.write_granule(workdir, shape=synthetic.scene.FULL_SHAPE,
+                                        n_dates=20, index=20, seed=7)]
     src = full[0]
     base = DispProduct.from_name(src.name)
     folder = workdir / "remote-links"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opera_disp import synthetic
+from opera_disp.job import run as job_run
+
+from .helpers import validate_summary
 
 # Keep generated data out of the user's cache during tests.
 os.environ.setdefault("OPERA_DISP_CACHE", str(Path(__file__).parent / ".." / ".opera-disp-cache"))
@@ -34,3 +40,24 @@ def big_granule(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A granule taller and wider than one 512-row band and several COG tiles."""
     folder = tmp_path_factory.mktemp("big")
     return synthetic.write_granule(folder, shape=(1300, 1100), n_dates=20, index=18, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+    """Every ``summary.json`` a test's job writes is validated against the JSON Schema first.
+
+    The job writes its summary with ``write_json`` (imported by name into
+    :mod:`opera_disp.job.run`); the wrapper validates the document as it will be written
+    (JSON round trip) and then writes it. Yields the summaries validated.
+    """
+    write = job_run.write_json
+    seen: list[Path] = []
+
+    def validating_write(path: Path, doc: Any) -> None:
+        if Path(path).name == "summary.json":
+            validate_summary(json.loads(json.dumps(doc, allow_nan=False)))
+            seen.append(Path(path))
+        write(path, doc)
+
+    monkeypatch.setattr(job_run, "write_json", validating_write)
+    yield seen

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
+from jsonschema import Draft202012Validator
 
 from opera_disp.cli import main
+from opera_disp.job.summary import summary_schema
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -19,3 +24,16 @@ def one_line_error(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+@functools.cache
+def summary_validator() -> Draft202012Validator:
+    """A validator for ``summary.json`` (the schema itself checked once)."""
+    schema = summary_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate_summary(doc: Any) -> None:
+    """Raise :class:`jsonschema.ValidationError` unless ``doc`` is a valid ``summary.json``."""
+    summary_validator().validate(doc)

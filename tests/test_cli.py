@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from opera_disp import api
+from opera_disp.job import granule as job_granule
 from opera_disp.retry import RetryPolicy
 
-from .helpers import one_line_error, run
+from .fakes.servers import Server, ServerState
+from .helpers import one_line_error, run, validate_summary
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -121,6 +126,7 @@ def test_demo_via_console_script(tmp_path: Path) -> None:
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "out" / "summary.json").read_text())
+    validate_summary(doc)  # written by another process: the autouse fixture cannot see it
     assert doc["status"] == "success" and doc["totals"]["succeeded"] == 8
     assert len(list((tmp_path / "out").glob("*_displacement.tif"))) == 8
     assert len(list((tmp_path / "out").glob("*_displacement.png"))) == 8
@@ -131,3 +137,80 @@ def test_demo_via_console_script(tmp_path: Path) -> None:
     p2 = subprocess.run([str(exe), "subset", "--demo", "-o", str(tmp_path / "out2")],
                         capture_output=True, text=True, env=env, timeout=300)
     assert p2.returncode == 0 and "creating the demo sample archive" not in p2.stderr
+
+
+@pytest.fixture
+def close_log_file() -> Iterator[None]:
+    """Detach the log file handler ``--log-file`` attached to the ``opera_disp`` logger."""
+    yield
+    logger = logging.getLogger("opera_disp")
+    for h in list(logger.handlers):
+        if isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+            h.close()
+
+
+def test_bug_in_a_granule_exit_1_traceback_only_in_log_file(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, close_log_file: None) -> None:
+    granules = sorted(archive.glob("*F40292*.nc"))
+    buggy = granules[0].name[:-3]
+    stats_layer = job_granule.stats_layer
+    calls: list[int] = []
+
+    def broken(layers: tuple[str, ...]) -> str:
+        calls.append(1)
+        if len(calls) == 1:  # the first granule to get there only
+            raise TypeError("unhashable type: 'list'")
+        return stats_layer(layers)
+
+    monkeypatch.setattr(job_granule, "stats_layer", broken)
+    log = tmp_path / "logs" / "job.log"
+    items = ",".join(map(str, granules[:2]))  # one worker: granules[0] goes first
+    code, out, err = run(["subset", "--granules", items, "--window", "0:64,0:64",
+                          "--tolerated-failure-percentage", "100", "--workers", "1",
+                          "--log-file", str(log), "--no-progress", "-o", str(tmp_path / "o")],
+                         capsys)
+    assert code == 1, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert f"{buggy}: internal error: TypeError" in err and "a bug" in err
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text
+    assert "TypeError: unhashable type: 'list'" in text
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert doc["status"] == "failed" and [f["name"] for f in doc["failed"]] == [buggy]
+    assert [g["name"] for g in doc["granules"]] == [granules[1].name[:-3]]
+
+
+@pytest.fixture
+def refusing_server(archive: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """The fake ASF server, with an Earthdata token it does not accept."""
+    srv = Server(ServerState(files={p.name: p for p in archive.glob("*.nc")})).start()
+    monkeypatch.setenv("EARTHDATA_TOKEN", "expired-token")
+    monkeypatch.setenv("OPERA_DISP_TRUSTED_HOSTS", srv.hostport)
+    yield srv
+    srv.shutdown()
+
+
+def test_inspect_auth_refused_exit_4(refusing_server: Server, granule: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"{refusing_server.url}/data/{granule.name}"
+    code, out, err = run(["inspect", url, "--access", "https"], capsys)
+    assert code == 4 and out == ""
+    line = one_line_error(err)
+    assert "not accepted" in line and "expired-token" not in err
+    assert refusing_server.state.count("/data/") >= 1  # the server did refuse
+
+
+def test_unexpected_exception_is_internal_error_exit_1(
+        granule: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(api, "inspect", boom)
+    code, out, err = run(["inspect", str(granule)], capsys)
+    assert code == 1 and out == ""
+    line = one_line_error(err)
+    assert "internal error" in line and "RuntimeError: something nobody expected" in line
+    assert "Traceback" not in err

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pyproj import Transformer
-from shapely.geometry import box
+from shapely.geometry import Polygon, box
 
 from opera_disp.errors import OutsideFrame
 from opera_disp.geometry import Grid, Window, load_aoi, parse_bbox
@@ -77,6 +77,22 @@ def test_geometry_mask_marks_inside_pixel_centres() -> None:
     inside = GRID.geometry_mask(geom, win)
     assert inside.shape == win.shape
     assert 0.9 < inside.mean() <= 1.0
+    # Exactly: an L-shaped polygon whose projected corners lie on pixel edges (so no pixel
+    # centre is near its boundary), over a window with a margin of outside pixels.
+    def lonlat(row: int, col: int) -> tuple[float, float]:
+        return tr.transform(GRID.x0 + col * GRID.res, GRID.y0 - row * GRID.res)
+
+    corners = [(100, 100), (100, 220), (140, 220), (140, 300), (200, 300), (200, 100)]
+    ell = Polygon([lonlat(r, c) for r, c in corners])
+    win = Window(90, 210, 90, 310)
+    inside = GRID.geometry_mask(ell, win)
+    rows = np.arange(win.row0, win.row1)[:, None]
+    cols = np.arange(win.col0, win.col1)[None, :]
+    expect = ((rows >= 100) & (rows < 200) & (cols >= 100) & (cols < 300)
+              & ~((rows < 140) & (cols >= 220)))  # the notch is outside
+    assert inside.dtype == bool and inside.shape == (120, 220)
+    assert np.array_equal(inside, expect)
+    assert inside.sum() == 100 * 200 - 40 * 80 and (~inside).sum() == 120 * 220 - 16800
 
 
 def _write(path: Path, doc: object) -> Path:

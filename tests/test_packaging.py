@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -9,8 +10,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
+
+from .helpers import validate_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "opera-disp")
@@ -118,6 +120,7 @@ def test_run_sh_end_to_end_with_input_symlinks(archive: Path, tmp_path: Path) ->
     assert p.returncode == 0, p.stderr
     out = tmp_path / "output"
     assert (out / "summary.json").is_file() and (out / "opera-disp.log").is_file()
+    validate_summary(json.loads((out / "summary.json").read_text()))  # another process's
     assert len(list(out.glob("*.tif"))) == 6
     assert "Z [INFO]" in (tmp_path / "opera-disp.log").read_text()
 
@@ -143,9 +146,59 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_cmd in ci.splitlines()
 
 
-@pytest.mark.skipif(not (ROOT / ".venv" / ".build-stamp").is_file(),
-                    reason="needs the .venv made by build.sh")
-def test_build_sh_second_run_is_a_fast_noop() -> None:
-    p = subprocess.run(["bash", str(ROOT / "build.sh")], capture_output=True, text=True,
-                       timeout=120, env={**os.environ, "OPERA_DISP_BUILD": "venv"})
-    assert p.returncode == 0 and "up to date" in p.stdout
+STUB_PYTHON = """#!/usr/bin/env bash
+# A stand-in for python: records its arguments; "-m venv DIR" makes DIR/bin/python (this
+# stub), and "pip install -e" makes the console script, as the real ones would.
+echo "$0 $*" >>"$OPERA_DISP_TEST_CALLS"
+if [[ "${1:-} ${2:-}" == "-m venv" ]]; then
+  mkdir -p "$3/bin" && cp "$0" "$3/bin/python"
+elif [[ " $* " == *" install "*" -e "* ]]; then
+  printf '#!/bin/sh\\n' >"$(dirname "$0")/opera-disp" && chmod +x "$(dirname "$0")/opera-disp"
+fi
+"""
+
+
+def test_build_sh_second_run_is_a_fast_noop(tmp_path: Path) -> None:
+    # build.sh runs in a copy of the repository's build files with a stub python, so the
+    # test never touches the real .venv.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("build.sh", "pyproject.toml", "environment.yml"):
+        (repo / name).write_bytes((ROOT / name).read_bytes())
+    stub = tmp_path / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.touch()
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "OPERA_DISP_BUILD": "venv", "PYTHON": str(stub),
+           "OPERA_DISP_TEST_CALLS": str(calls)}
+
+    def build() -> tuple[str, list[str]]:
+        before = calls.read_text().splitlines()
+        p = subprocess.run(["bash", str(repo / "build.sh")], capture_output=True, text=True,
+                           timeout=120, env=env, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return p.stdout, calls.read_text().splitlines()[len(before):]
+
+    venv = repo / ".venv"
+    install = f"{venv}/bin/python -m pip install --quiet -e {repo}[test]"
+    out, made = build()  # the first run creates the venv and installs
+    assert "ready" in out and f"{stub} -m venv {venv}" in made and install in made
+    assert all(str(ROOT) not in c for c in made)
+    stamp = (venv / ".build-stamp").read_text()
+    assert stamp.startswith("venv:")
+    out, made = build()  # unchanged dependency files: nothing is installed
+    assert "up to date" in out and made == []
+    with open(repo / "pyproject.toml", "a") as fh:  # a dependency file changes
+        fh.write("\n# changed\n")
+    out, made = build()
+    assert "ready" in out and "up to date" not in out
+    assert install in made and not any(" -m venv " in c for c in made)  # venv reused
+    assert (venv / ".build-stamp").read_text() != stamp
+    out, made = build()
+    assert "up to date" in out and made == []
+    (venv / "bin" / "opera-disp").unlink()  # a broken install is repaired
+    out, made = build()
+    assert install in made and (venv / "bin" / "opera-disp").is_file()

@@ -16,14 +16,17 @@ from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-try:  # recent typer vendors click; older releases depend on it
+if TYPE_CHECKING:  # mypy checks against the typer of the test environment (recent)
     from typer._click import exceptions as _cx
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as _cx
+else:
+    try:  # recent typer vendors click; older releases depend on it
+        from typer._click import exceptions as _cx
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import exceptions as _cx
 
 from . import __version__
 from .errors import BadInput, ExitCode, OperaDispError
@@ -444,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         if exc.__class__.__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             print(exc.ctx.get_help(), file=sys.stderr)
             return int(ExitCode.BAD_INPUT)
-        _error(exc.format_message())
+        # Typer wraps our parsers' messages as "Value error, <message>": keep ours.
+        _error(exc.format_message().replace("Value error, ", ""))
         return int(ExitCode.BAD_INPUT)
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)

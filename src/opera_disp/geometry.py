@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import shapely
 from affine import Affine
+from numpy.typing import NDArray
 from pyproj import Transformer
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
@@ -140,8 +142,8 @@ class Grid:
     def window_lonlat_bounds(self, win: Window) -> tuple[float, float, float, float]:
         """Lon/lat bounds ``(W, S, E, N)`` of a window, edges densified."""
         tr = Transformer.from_crs(self.epsg, 4326, always_xy=True)
-        return tuple(float(v) for v in tr.transform_bounds(*self.window_bounds(win),
-                                                            densify_pts=21))  # type: ignore[return-value]
+        west, south, east, north = tr.transform_bounds(*self.window_bounds(win), densify_pts=21)
+        return float(west), float(south), float(east), float(north)
 
     def check_window(self, win: Window) -> Window:
         """Return ``win`` if it lies inside the grid; raise :class:`OutsideFrame` otherwise."""
@@ -198,21 +200,26 @@ class Grid:
             return self.window_for_geometry(aoi)
         return self.full
 
-    def geometry_mask(self, geom: BaseGeometry, win: Window) -> np.ndarray:
+    def geometry_mask(self, geom: BaseGeometry, win: Window) -> NDArray[np.bool_]:
         """Boolean array over ``win``: True for pixels whose centre is inside ``geom`` (lon/lat)."""
         from rasterio.features import geometry_mask
 
         projected = project_geometry(geom, self.epsg)
-        return ~geometry_mask([projected], out_shape=win.shape,
-                              transform=self.window_transform(win), all_touched=False)
+        inside: NDArray[np.bool_] = ~geometry_mask(
+            [projected], out_shape=win.shape, transform=self.window_transform(win),
+            all_touched=False)
+        return inside
 
 
 def project_geometry(geom: BaseGeometry, epsg: int, max_segment_deg: float = 0.01) -> BaseGeometry:
     """Project a lon/lat geometry to ``epsg``, densifying edges so they curve correctly."""
     tr = Transformer.from_crs(4326, epsg, always_xy=True)
     dense = geom.segmentize(max_segment_deg)
-    return shapely.transform(dense, lambda x, y: tr.transform(x, y),
-                             interleaved=False)
+    # types-shapely knows only the interleaved form (one (N, 2) array in and out); with
+    # interleaved=False shapely passes x and y apart and takes an (x, y) pair back.
+    project = cast(Callable[[NDArray[np.float64]], NDArray[np.float64]],
+                   lambda x, y: tr.transform(x, y))
+    return shapely.transform(dense, project, interleaved=False)
 
 
 def footprint_polygon(rings: Rings) -> BaseGeometry | None:

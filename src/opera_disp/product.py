@@ -16,12 +16,14 @@ Examples
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import BadInput, NotADispName
 
@@ -92,7 +94,7 @@ _LAYER_LIST = (
 LAYERS: dict[str, Layer] = {layer.name: layer for layer in _LAYER_LIST}
 
 
-def parse_layers(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def parse_layers(text: str | Sequence[str]) -> tuple[str, ...]:
     """Parse a comma-separated layer list, checking every name.
 
     Examples
@@ -230,7 +232,7 @@ def dedupe(products: list[DispProduct]) -> list[DispProduct]:
     return sorted(best.values(), key=lambda p: (p.frame, p.secondary, p.reference))
 
 
-def mask_keep(mask: np.ndarray) -> np.ndarray:
+def mask_keep(mask: np.ndarray) -> NDArray[np.bool_]:
     """Pixels to keep under ``recommended_mask``: exactly those equal to 1.
 
     0 is a bad pixel and 255 is nodata; both are dropped.
@@ -240,4 +242,5 @@ def mask_keep(mask: np.ndarray) -> np.ndarray:
     >>> mask_keep(np.array([0, 1, 255], dtype="uint8")).tolist()
     [False, True, False]
     """
-    return mask == 1
+    keep: NDArray[np.bool_] = mask == 1  # numpy types an array's == as Any
+    return keep

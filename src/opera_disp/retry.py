@@ -43,7 +43,7 @@ class RetryPolicy:
 
     def wait(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait after failed try ``attempt`` (0-based)."""
-        default = self.backoff * 2**attempt
+        default: float = self.backoff * 2**attempt  # int ** int is Any to mypy
         if retry_after is None:
             return default
         try:

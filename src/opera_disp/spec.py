@@ -194,7 +194,7 @@ def read_granule_list(path: str | Path) -> list[str]:
         text = p.read_text()
     except (OSError, UnicodeDecodeError):
         raise BadInput(f"granule list {str(path)!r} is not a readable text file") from None
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         out.extend(item.strip() for item in line.split(",") if item.strip())

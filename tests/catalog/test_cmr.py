@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,3 +124,74 @@ def test_real_cslc_page_is_not_mistaken_for_disp() -> None:
     for item in items:
         with pytest.raises(ValueError):
             parse_umm_g(item)
+
+
+# -- --limit: pages sorted by the secondary (end) date, until the limit is final -------------
+def _pair(ref: datetime, sec: datetime, ver: str = "1.0", gen: str = "20250724T212204") -> str:
+    return (f"OPERA_L3_DISP-S1_IW_F40291_VV_{ref:%Y%m%dT%H%M%S}Z_{sec:%Y%m%dT%H%M%S}Z_"
+            f"v{ver}_{gen}Z.nc")
+
+
+def _two_ministacks(srv: Server) -> None:
+    """Two ministacks of 15 products each, as DISP-S1 makes them: one reference date each.
+
+    CMR orders products sharing a start date as it likes: here newest secondary first,
+    which is what fills a page sorted by start date with the wrong products.
+    """
+    ref1 = datetime(2016, 7, 5, 0, 55, 55)
+    first = [ref1 + timedelta(days=12 * (k + 1)) for k in range(15)]  # 2016-07-17 .. 2017-01-01
+    ref2 = first[-1]
+    second = [ref2 + timedelta(days=12 * (k + 1)) for k in range(15)]
+    names = [_pair(ref1, s) for s in first] + [_pair(ref2, s) for s in second]
+    srv.state.cmr_items = [umm_item(n, srv.url) for n in reversed(names)]
+
+
+@pytest.mark.parametrize("end", [None, datetime(2016, 11, 20, tzinfo=UTC)])
+def test_limit_returns_the_earliest_matching_secondaries(cmr: Server,
+                                                         end: datetime | None) -> None:
+    # Nine products of the first ministack end before the start (CMR leaves them out); six
+    # span it. With an end date, four of those six end after it, yet CMR returns them (their
+    # span overlaps the range) and they share the earliest start date; the second
+    # ministack starts after that end date and is left out.
+    _two_ministacks(cmr)
+    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), end=end, limit=2)
+    refs = _client(cmr).search(q, page_size=4)
+    assert [f"{r.product.secondary:%Y-%m-%d}" for r in refs] == ["2016-11-02", "2016-11-14"]
+    assert all(r.product.reference.year == 2016 for r in refs)
+    assert cmr.state.count("/search/granules.umm_json") == 1, "the first page settles it"
+    # Without a limit every match comes back (the limit only cuts the list).
+    everything = _client(cmr).search(CmrQuery(start=q.start, end=end), page_size=4)
+    assert everything[:2] == refs and len(everything) == (2 if end else 21)
+
+
+def test_reprocessed_pair_on_the_next_page_is_deduplicated(cmr: Server) -> None:
+    ref = datetime(2016, 7, 5, 0, 55, 55)
+    sec = [ref + timedelta(days=d) for d in (120, 132, 144, 156)]  # 11-02 .. 12-08
+    names = [_pair(ref, s) for s in sec] + [_pair(ref, sec[1], ver="1.1", gen="20260101T000000")]
+    cmr.state.cmr_items = [umm_item(n, cmr.url) for n in names]  # the reprocessing comes last
+    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), limit=2)
+    refs = _client(cmr).search(q, page_size=2)
+    assert [(f"{r.product.secondary:%m-%d}", r.product.version) for r in refs] == [
+        ("11-02", "1.0"), ("11-14", "1.1")]
+    # Page 1 ends on the second survivor: page 2 (its reprocessing and a later one) is read.
+    assert cmr.state.count("/search/granules.umm_json") == 2
+
+
+def test_paging_stops_once_the_limit_is_final(cmr: Server) -> None:
+    ref = datetime(2016, 7, 5, 0, 55, 55)
+    cmr.state.cmr_items = [umm_item(_pair(ref, ref + timedelta(days=12 * (k + 1))), cmr.url)
+                           for k in range(20)]
+    refs = _client(cmr).search(CmrQuery(limit=3), page_size=2)
+    assert [r.product.secondary.day for r in refs] == [17, 29, 10]
+    assert cmr.state.count("/search/granules.umm_json") == 2, "4 items: the 4th is past the 3rd"
+    cmr.state.reset_log()
+    # Fewer matches than the limit: pages until the hits run out.
+    q = CmrQuery(start=datetime(2017, 2, 1, tzinfo=UTC), limit=5)  # 02-06, 02-18, 03-02
+    assert len(_client(cmr).search(q, page_size=2)) == 3
+    assert cmr.state.count("/search/granules.umm_json") == 2
+
+
+def test_granule_params_sort_by_the_secondary_date() -> None:
+    for q in (CmrQuery(), CmrQuery(limit=2), CmrQuery(start=datetime(2017, 1, 1, tzinfo=UTC))):
+        sort = [v for k, v in granule_params(q) if k == "sort_key[]"]
+        assert sort == ["end_date"]

@@ -10,7 +10,11 @@ The range server behaves like ASF's Thin Egress App in front of S3:
 * ``/s3credentials``: the same auth, then temporary keys as JSON.
 * ``/s3/...``: answers 403 AccessDenied XML (S3 seen from outside us-west-2).
 * ``/search/granules.umm_json`` and ``/search/collections.umm_json``: a CMR responder with
-  ``CMR-Hits`` and ``CMR-Search-After`` headers (also on the last page, as CMR does).
+  ``CMR-Hits`` and ``CMR-Search-After`` headers (also on the last page, as CMR does). It
+  honours ``page_size``, ``temporal`` (CMR's rule: a granule matches when its
+  [begin, end] span overlaps the range) and ``sort_key[]`` (``start_date``/``end_date``,
+  ``-`` for descending; ties keep the order of ``cmr_items``, as CMR's order among ties is
+  its own business).
 
 Faults: ``fail_next`` 503s, ``reset_next`` dropped connections, ``latency`` per request,
 ``eula`` (403 EULA body). Every request is recorded.
@@ -220,6 +224,18 @@ class Handler(BaseHTTPRequestHandler):
         if frames:
             items = [i for i in items if any(f"_F{int(f):05d}_" in i["umm"]["GranuleUR"]
                                              for f in frames)]
+        if "temporal" in q:
+            lo, _, hi = q["temporal"][0].partition(",")
+            items = [i for i in items if (not hi or _span(i)[0] <= _cmr_date(hi))
+                     and (not lo or _span(i)[1] >= _cmr_date(lo))]
+        for key in reversed(q.get("sort_key[]", [])):  # the first key sorts last
+            field_ = {"start_date": 0, "end_date": 1}.get(key.lstrip("-+"))
+            if field_ is None:
+                self._json(400, {"errors": [f"The sort key [{key}] is not a valid field for "
+                                            "sorting granules."]})
+                return
+            items = sorted(items, key=lambda i, k=field_: _span(i)[k],
+                           reverse=key.startswith("-"))
         size = int(q.get("page_size", ["10"])[0])
         if size == 0:
             self._json(200, {"hits": len(items), "items": []}, {"CMR-Hits": str(len(items))})
@@ -259,19 +275,34 @@ class Server(ThreadingHTTPServer):
         return self
 
 
+def _cmr_date(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _span(item: dict[str, Any]) -> tuple[datetime, datetime]:
+    """A UMM-G item's temporal extent (begin, end)."""
+    rng = item["umm"]["TemporalExtent"]["RangeDateTime"]
+    return _cmr_date(rng["BeginningDateTime"]), _cmr_date(rng["EndingDateTime"])
+
+
 def umm_item(name: str, base: str, *, frame_poly: list[tuple[float, float]] | None = None,
              size: int | None = None, md5: str | None = None) -> dict[str, Any]:
     """A UMM-G item for a granule served by the test server (ASF's layout)."""
     ring = frame_poly or [(-104.0, 24.3), (-103.5, 24.3), (-103.5, 24.7), (-104.0, 24.7),
                           (-104.0, 24.3)]
     stem = name.removesuffix(".nc")
+    # As ASF does: the product's span is reference -> secondary date.
+    dates = re.search(r"_(\d{8}T\d{6})Z_(\d{8}T\d{6})Z_v", stem)
+    begin, end = (f"{datetime.strptime(d, '%Y%m%dT%H%M%S'):%Y-%m-%dT%H:%M:%SZ}"
+                  for d in dates.groups()) if dates else ("2016-07-05T00:55:55Z",
+                                                          "2016-08-01T00:00:00Z")
     return {
         "meta": {"concept-id": f"G{abs(hash(stem)) % 10**9}-ASF", "native-id": stem,
                  "collection-concept-id": "C3294057315-ASF", "provider-id": "ASF"},
         "umm": {
             "GranuleUR": stem,
-            "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": "2016-07-05T00:55:55Z",
-                                                 "EndingDateTime": "2016-08-01T00:00:00Z"}},
+            "TemporalExtent": {"RangeDateTime": {"BeginningDateTime": begin,
+                                                 "EndingDateTime": end}},
             "SpatialExtent": {"HorizontalSpatialDomain": {"Geometry": {"GPolygons": [
                 {"Boundary": {"Points": [{"Longitude": lo, "Latitude": la}
                                          for lo, la in ring]}}]}}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,11 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from opera_disp import api
-from opera_disp.errors import ExitCode
+from opera_disp.catalog.refs import GranuleRef
+from opera_disp.errors import AuthError, BadInput, ExitCode, Unreachable
 from opera_disp.geometry import Grid
+from opera_disp.io.source import ByteSource
+from opera_disp.job import granule as job_granule
 from opera_disp.product import LAYERS
 from opera_disp.tiff import writer as tiff_writer
 
@@ -232,3 +236,176 @@ def test_failed_publish_leaves_nothing(granule: Path, tmp_path: Path,
                    progress=False)
     assert r.exit_code == EXIT_FAILED and "disk full" in r.summary["failed"][0]["reason"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_bug_in_one_granule_fails_the_job_whatever_the_tolerance(
+        archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    granules = sorted(archive.glob("*F40291*.nc"))
+    buggy = granules[1].name[:-3]
+    mask_band = job_granule._mask_band
+
+    def broken(plan: job_granule.GranulePlan, *args: object) -> None:
+        if plan.ref.name == buggy:
+            raise KeyError("no such band")
+        mask_band(plan, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(job_granule, "_mask_band", broken)
+    out = tmp_path / "out"
+    r = api.subset(granules=",".join(map(str, granules)), window="0:64,0:64", output=str(out),
+                   progress=False, tolerated_failure_percentage=100)
+    assert r.exit_code == EXIT_FAILED
+    s = r.summary
+    assert s["status"] == "failed" and s["exit_code"] == 1
+    assert buggy in s["message"] and "a bug" in s["message"]
+    assert s["failed"] == [{"name": buggy,
+                            "reason": "internal error: KeyError: 'no such band'"}]
+    # The other granules still finished and are in the summary, with their outputs.
+    done = [g["name"] for g in s["granules"]]
+    assert done == [g.name[:-3] for g in granules if g.name[:-3] != buggy]
+    assert s["totals"]["succeeded"] == 2 and s["totals"]["failed"] == 1
+    for g in s["granules"]:
+        assert all((out / o["path"]).is_file() for o in g["outputs"])
+    assert not list(out.glob(f"{buggy}*")), "no output for the granule with the bug"
+
+
+def _failing_sources(failures: dict[str, Exception]) -> job_granule.SourceFactory:
+    def open_source(ref: GranuleRef) -> ByteSource:
+        if ref.name in failures:
+            raise failures[ref.name]
+        return job_granule.local_source(ref)
+
+    return open_source
+
+
+def test_service_failures_exit_4_mixed_failures_exit_1(archive: Path, tmp_path: Path) -> None:
+    granules = sorted(archive.glob("*F40291*.nc"))
+    names = [g.name[:-3] for g in granules]
+    items = ",".join(map(str, granules))
+    refused = AuthError("Earthdata Login refused the credentials")
+    factory = _failing_sources({names[0]: refused,
+                                names[1]: Unreachable("https://x.example/a.nc is unreachable"),
+                                names[2]: refused})
+    r = api.subset(granules=items, window="0:32,0:32", output=str(tmp_path / "a"),
+                   progress=False, source_factory=factory)
+    assert r.exit_code == ExitCode.SERVICE
+    assert r.summary["status"] == "service_error" and r.summary["exit_code"] == 4
+    assert "refused the credentials" in r.message
+    assert [f["name"] for f in r.summary["failed"]] == names
+    # One service failure within the tolerance: still a success (partial).
+    r = api.subset(granules=items, window="0:32,0:32", output=str(tmp_path / "b"),
+                   progress=False, source_factory=_failing_sources({names[0]: refused}),
+                   tolerated_failure_percentage=50)
+    assert r.exit_code == EXIT_OK and r.summary["status"] == "partial"
+    # A service failure and a corrupt granule: not every failure is a service's, exit 1.
+    bad = _corrupt_copy(granules[0], tmp_path / "bad")
+    r = api.subset(granules=",".join(map(str, [*granules[1:], bad])), window="0:300,0:300",
+                   output=str(tmp_path / "c"), progress=False,
+                   source_factory=_failing_sources({names[1]: refused}))
+    assert r.exit_code == EXIT_FAILED and r.summary["status"] == "failed"
+    reasons = {f["name"]: f["reason"] for f in r.summary["failed"]}
+    assert "refused the credentials" in reasons[names[1]]
+    assert "corrupt chunk" in reasons[bad.name[:-3]]
+    assert r.summary["totals"]["succeeded"] == 1
+
+
+def test_demo_runs_on_the_demo_archive(archive: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real demo archive takes ~15 s to make: the session archive stands in for it.
+    from opera_disp import synthetic
+
+    bbox = synthetic.demo_bbox(shape=(600, 700), seed=1)  # over frame 40291's bowl
+    made: list[dict[str, object]] = []
+    real_archive, real_bbox = synthetic.demo_archive, synthetic.demo_bbox
+
+    def demo_archive(*args: object, **kwargs: object) -> Path:
+        # Called as the real one must be (a wrong argument is the real one's TypeError).
+        made.append(dict(inspect.signature(real_archive).bind(*args, **kwargs).arguments))
+        return archive
+
+    def demo_bbox(*args: object, **kwargs: object) -> tuple[float, float, float, float]:
+        inspect.signature(real_bbox).bind(*args, **kwargs)
+        return bbox
+
+    monkeypatch.setattr(synthetic, "demo_archive", demo_archive)
+    monkeypatch.setattr(synthetic, "demo_bbox", demo_bbox)
+    r = api.subset(demo=True, output=tmp_path / "out", progress=False)
+    assert r.exit_code == EXIT_OK, r.message
+    assert made == [{"progress": False}]
+    s = r.summary
+    assert s["inputs"]["source"] == str(archive) and s["inputs"]["bbox"] == list(bbox)
+    assert s["totals"]["succeeded"] == 3 and s["totals"]["skipped"] == 3
+    assert all("F40291" in g["name"] for g in s["granules"])
+    assert len(list((tmp_path / "out").glob("*_displacement.tif"))) == 3
+    # An explicit area wins over the demo bbox.
+    r = api.subset(demo=True, window="0:16,0:16", output=tmp_path / "w", progress=False)
+    assert r.exit_code == EXIT_OK and r.summary["inputs"]["bbox"] is None
+    assert r.summary["totals"]["succeeded"] == 6
+    # The demo brings its own granules.
+    for extra in ({"source": archive}, {"granules": str(sorted(archive.glob("*.nc"))[0])}):
+        with pytest.raises(BadInput, match="--demo runs on the embedded sample archive"):
+            api.subset(demo=True, output=tmp_path / "x", progress=False,
+                       **extra)  # type: ignore[arg-type]
+
+
+def test_gdal_cog_writer_end_to_end_equals_the_streaming_writer(
+        granule: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layers = "displacement,temporal_coherence,connected_component_labels,shp_counts"
+    kw = {"granules": str(granule), "window": "100:420,50:690", "layers": layers,
+          "progress": False}
+    ref = api.subset(output=str(tmp_path / "streaming"), **kw)  # type: ignore[arg-type]
+    assert ref.exit_code == EXIT_OK, ref.message
+    assert ref.summary["inputs"]["cog_writer"] == "streaming"
+    finished: list[str] = []
+    finish = tiff_writer.GdalCogWriter._finish
+
+    def spy(self: tiff_writer.GdalCogWriter, tmp: Path) -> None:
+        finished.append(self.path.name)
+        finish(self, tmp)
+
+    monkeypatch.setattr(tiff_writer.GdalCogWriter, "_finish", spy)
+    r = api.subset(output=str(tmp_path / "gdal"), cog_writer="gdal",
+                   **kw)  # type: ignore[arg-type]
+    assert r.exit_code == EXIT_OK, r.message
+    assert r.summary["inputs"]["cog_writer"] == "gdal"
+    name = granule.name[:-3]
+    assert sorted(finished) == sorted(f"{name}_{layer}.tif" for layer in layers.split(","))
+    for layer in layers.split(","):
+        ours, gdal = (tmp_path / d / f"{name}_{layer}.tif" for d in ("streaming", "gdal"))
+        assert cog_validate(str(gdal), quiet=True)[1] == [], layer
+        with rasterio.open(ours) as o, rasterio.open(gdal) as g:
+            assert _same(g.read(1), o.read(1)), layer
+            assert _same(g.read(1), _expected(granule, layer, slice(100, 420), slice(50, 690)))
+            assert g.crs == o.crs and g.transform == o.transform
+            assert g.nodata == o.nodata or (np.isnan(g.nodata) and np.isnan(o.nodata))
+            assert g.tags() == o.tags() and g.tags(1) == o.tags(1)
+            assert g.units == o.units and g.descriptions == o.descriptions
+    # Everything but the COG bytes agrees: statistics, pixel counts, quicklook.
+    g_ref, g_gdal = ref.summary["granules"][0], r.summary["granules"][0]
+    assert g_gdal["statistics"] == g_ref["statistics"]
+    assert g_gdal["pixels"] == g_ref["pixels"]
+    assert not list((tmp_path / "gdal").glob(".*")), "no temporary files left behind"
+
+
+def test_cli_rejects_an_unknown_cog_writer(granule: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from ..helpers import one_line_error, run
+
+    code, _, err = run(["subset", "--granules", str(granule), "-o", str(tmp_path / "o"),
+                        "--cog-writer", "bogus"], capsys)
+    assert code == 2
+    line = one_line_error(err)
+    assert "'bogus'" in line and "streaming, gdal" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cog_writer", ["streaming", "gdal"])
+def test_window_one_tile_wide_is_published(granule: Path, tmp_path: Path,
+                                           cog_writer: str) -> None:
+    # 512 columns x 600 rows: rio-cogeo would call it "not tiled" (GDAL's checker does not).
+    r = api.subset(granules=str(granule), window="0:600,100:612", layers="displacement",
+                   output=str(tmp_path), progress=False, cog_writer=cog_writer)
+    assert r.exit_code == EXIT_OK, r.message
+    with rasterio.open(tmp_path / f"{granule.name[:-3]}_displacement.tif") as src:
+        assert src.shape == (600, 512) and src.block_shapes == [(512, 512)]
+        assert _same(src.read(1), _expected(granule, "displacement", slice(0, 600),
+                                            slice(100, 612)))

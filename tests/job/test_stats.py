@@ -35,6 +35,23 @@ def test_sortable_keys_preserve_order() -> None:
     v = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], dtype=np.float32)
     k = sortable_keys(v)
     assert np.all(np.diff(k.astype(np.int64)) >= 0)
+    assert k.dtype == np.uint32 and k.shape == v.shape
+    # Strictly increasing keys for strictly increasing values (-0.0 == 0.0 set aside) ...
+    distinct = np.array([-np.inf, -3.4e38, -3.5, -1.0, -1e-30, -1e-45, 0.0, 1e-45, 1e-30,
+                         1.0, 2.0, 3.4e38, np.inf], dtype=np.float32)
+    kd = sortable_keys(distinct).astype(np.int64)
+    assert np.all(np.diff(kd) > 0)
+    zeros = sortable_keys(np.array([-0.0, 0.0], dtype=np.float32)).astype(np.int64)
+    assert kd[5] < zeros[0] <= zeros[1] < kd[7]  # both zeros between -1e-45 and 1e-45
+    # ... and equal keys for equal values.
+    assert np.array_equal(sortable_keys(np.repeat(distinct, 3)), np.repeat(kd, 3))
+    # Any float32 bit patterns: keys order exactly as the values do.
+    rng = np.random.default_rng(0)
+    r = rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    r = r[~np.isnan(r) & (r != 0)]
+    r = np.sort(np.concatenate([r, r[:500]]))  # with ties
+    kr = sortable_keys(r).astype(np.int64)
+    assert np.array_equal(np.sign(np.diff(kr)), np.sign(np.diff(r.astype(np.float64))))
 
 
 def test_masking_helpers() -> None:

@@ -17,11 +17,19 @@ from rio_cogeo.cogeo import cog_validate
 from opera_disp.errors import CogError, OutputError
 from opera_disp.tiff import format as tiff_format
 from opera_disp.tiff import pyramid
+from opera_disp.tiff.format import Tag
 from opera_disp.tiff.georef import gdal_tags
 from opera_disp.tiff.pool import EncoderPool
 from opera_disp.tiff.profile import CogProfile
 from opera_disp.tiff.pyramid import TileStream
-from opera_disp.tiff.writer import CogWriter, RasterSpec
+from opera_disp.tiff.writer import (
+    WRITERS,
+    CogWriter,
+    GdalCogWriter,
+    RasterSpec,
+    open_writer,
+)
+from opera_disp.types import CogWriterKind
 
 TRANSFORM = Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_000_000.0)
 
@@ -245,3 +253,188 @@ def test_streams_sharing_one_pool_write_the_same_files(tmp_path: Path) -> None:
         sm.finish(tmp_path / "m2.tif", tags["m"])
     assert (tmp_path / "a2.tif").read_bytes() == alone[0].read_bytes()
     assert (tmp_path / "m2.tif").read_bytes() == alone[1].read_bytes()
+
+
+# -- --cog-writer gdal: GDAL's COG driver as the way out of an encoder bug --------------------
+GRANULE_TAGS = {"GRANULE": "OPERA_L3_DISP-S1_IW_F40291_VV_20160705T005555Z_20160729T005559Z_"
+                           "v1.0_20250724T212204Z", "FRAME": "40291", "LAYER": "displacement"}
+
+
+def _publish(kind: CogWriterKind, path: Path, a: np.ndarray, nodata: float | int, *,
+             resampling: str, step: int = 333, keep_pixels: bool = False) -> Path:
+    spec = RasterSpec(a.shape[1], a.shape[0], str(a.dtype), nodata, 32611, TRANSFORM,
+                      resampling)
+    with open_writer(kind, path, spec, tags=GRANULE_TAGS, units="meters",
+                     description="Line-of-sight displacement", keep_pixels=keep_pixels) as w:
+        for r in range(0, a.shape[0], step):
+            w.write(a[r:r + step], r)
+        w.publish()
+    return path
+
+
+def test_writer_kinds_map_to_their_encoders() -> None:
+    assert WRITERS[CogWriterKind.STREAMING] is CogWriter
+    assert WRITERS[CogWriterKind.GDAL] is GdalCogWriter
+    assert [k.value for k in CogWriterKind] == ["streaming", "gdal"]
+
+
+@pytest.mark.parametrize(("dtype", "nodata", "resampling"), [
+    ("float32", np.nan, "average"), ("uint8", 255, "nearest"), ("int16", 0, "nearest"),
+])
+def test_gdal_writer_matches_the_streaming_writer(tmp_path: Path, dtype: str,
+                                                  nodata: float | int,
+                                                  resampling: str) -> None:
+    a = _raster((1300, 1100), dtype, nodata, seed=7)
+    ours = _publish(CogWriterKind.STREAMING, tmp_path / "ours" / "a.tif", a, nodata,
+                    resampling=resampling)
+    gdal = _publish(CogWriterKind.GDAL, tmp_path / "gdal" / "a.tif", a, nodata,
+                    resampling=resampling)
+    assert ours.read_bytes() != gdal.read_bytes(), "two different encoders"
+    for path in (ours, gdal):
+        valid, errors, _warns = cog_validate(str(path), quiet=True)
+        assert valid and errors == [], (path, errors)
+        assert sorted(p.name for p in path.parent.iterdir()) == ["a.tif"], "no debris"
+    with rasterio.open(ours) as o, rasterio.open(gdal) as g:
+        assert g.read(1).tobytes() == o.read(1).tobytes() == a.tobytes()
+        assert g.dtypes == o.dtypes == (dtype,)
+        assert g.crs == o.crs and g.crs.to_epsg() == 32611
+        assert g.transform == o.transform == TRANSFORM
+        if np.isnan(nodata):
+            assert np.isnan(g.nodata) and np.isnan(o.nodata)
+        else:
+            assert g.nodata == o.nodata == nodata
+        for key, value in GRANULE_TAGS.items():
+            assert g.tags()[key] == o.tags()[key] == value, key
+        assert g.tags(1)["units"] == o.tags(1)["units"] == "meters"
+        assert g.units == o.units == ("meters",)
+        assert g.descriptions == o.descriptions == ("Line-of-sight displacement",)
+        assert g.block_shapes == o.block_shapes == [(512, 512)]
+        assert g.compression == o.compression
+        assert o.overviews(1) == [2, 4]
+        assert g.overviews(1) and abs(len(g.overviews(1)) - len(o.overviews(1))) <= 1
+        assert (g.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == o.tags(ns="IMAGE_STRUCTURE")["LAYOUT"]
+                == "COG")
+
+
+def test_gdal_writer_keeps_pixels_for_a_second_pass(tmp_path: Path) -> None:
+    a = _raster((700, 600), "float32", np.nan, seed=2)
+    spec = RasterSpec(600, 700, "float32", float("nan"), 32611, TRANSFORM, "average")
+    with GdalCogWriter(tmp_path / "a.tif", spec, tags={"LAYER": "displacement"},
+                       keep_pixels=True) as w:
+        with pytest.raises(OutputError, match="got row 5, expected 0"):
+            w.write(a[:10], 5)
+        w.write(a[:300], 0)
+        w.write(a[300:], 300)
+        assert np.concatenate(list(w.read_back(256))).tobytes() == a.tobytes()
+        assert not (tmp_path / "a.tif").exists()
+        w.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+def _failing_copy(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    real = rasterio.shutil.copy
+
+    def copy(src: object, dst: object, **kw: object) -> None:
+        if how == "partial":  # GDAL wrote part of the COG, then failed
+            Path(str(dst)).write_bytes(b"II*\0" + b"\0" * 1000)
+            raise rasterio.errors.RasterioIOError("Write error: No space left on device")
+        # A genuine failure of GDAL's COG driver (raised as rasterio's CPLE_* errors).
+        real(src, Path(str(dst)).parent / "missing" / "a.tif", **kw)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(rasterio.shutil, "copy", copy)
+
+
+@pytest.mark.parametrize("how", ["partial", "gdal"])
+def test_gdal_writer_publishes_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          how: str) -> None:
+    a = _raster((700, 600), "float32", np.nan, seed=4)
+    out = tmp_path / "out"
+    _publish(CogWriterKind.GDAL, out / "old.tif", a, np.nan, resampling="average")
+    _failing_copy(monkeypatch, how)
+    with pytest.raises(OutputError) as exc:
+        _publish(CogWriterKind.GDAL, out / "a.tif", a, np.nan, resampling="average",
+                 keep_pixels=True)
+    message = str(exc.value)
+    assert message.startswith("a.tif: ") and "COG driver failed" in message
+    assert "\n" not in message, "one line"
+    assert sorted(p.name for p in out.iterdir()) == ["old.tif"], "no partial file, no debris"
+
+
+@pytest.mark.parametrize("width", [512, 1024, 1025])
+def test_levels_one_tile_wide_are_published(tmp_path: Path, width: int) -> None:
+    # rio-cogeo calls a level exactly 512 wide "not tiled" (GDAL's checker: only past 1024);
+    # 1025 columns: GDAL's COG driver rounds its overview down to 512 (one level), ours up.
+    a = _raster((1300, width), "float32", np.nan, seed=8)
+    paths = [_publish(kind, tmp_path / kind.value / "a.tif", a, np.nan, resampling="average")
+             for kind in CogWriterKind]
+    levels = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            assert src.read(1).tobytes() == a.tobytes()
+            levels.append(len(src.overviews(1)))
+        for level in range(levels[-1]):
+            with rasterio.open(path, OVERVIEW_LEVEL=level) as o:
+                assert o.block_shapes == [(512, 512)]
+        assert sorted(p.name for p in path.parent.iterdir()) == ["a.tif"]
+    assert abs(levels[0] - levels[1]) <= 1
+
+
+def _big_ifd_tag(ifd: bytes, at: int, code: int) -> list[int]:
+    """The LONG8 values of field ``code`` in a BigTIFF IFD packed at file offset ``at``."""
+    (n,) = struct.unpack_from("<Q", ifd, 0)
+    for i in range(n):
+        tag, type_, count, value = struct.unpack_from("<HHQQ", ifd, 8 + 20 * i)
+        if tag == code:
+            assert type_ == 16, "LONG8"
+            start = value - at
+            data = struct.pack("<Q", value) if count == 1 else ifd[start:start + 8 * count]
+            return list(struct.unpack(f"<{count}Q", data))
+    raise AssertionError(f"no field {code}")
+
+
+def _stream_past_4_gib(tmp_path: Path, profile: CogProfile
+                       ) -> tuple[TileStream, list[Tag], list[list[int]]]:
+    """A small stream whose tiles are then claimed to total about 5.6 GiB compressed.
+
+    Also returns the real compressed tile sizes.
+    """
+    a = _raster((1300, 1100), "float32", np.nan)
+    tags = gdal_tags("float32", np.nan, "EPSG:32611", TRANSFORM, tags={"FRAME": "40291"})
+    ts = TileStream(tmp_path / "s.scratch", 1100, 1300, "float32", np.nan,
+                    resampling="average", profile=profile)
+    ts.write(a)
+    ts._drain(0)  # every tile compressed and its size recorded
+    real = [list(lv.sizes) for lv in ts._levels]
+    assert [len(r) for r in real] == [9, 4, 1]
+    for lv in ts._levels:
+        lv.sizes = [400 << 20] * len(lv.sizes)  # 14 tiles x 400 MiB
+    return ts, tags, real
+
+
+def test_bigtiff_is_decided_from_sizes_past_4_gib(tmp_path: Path) -> None:
+    ts, tags, real = _stream_past_4_gib(tmp_path, CogProfile())
+    with ts:
+        # finish switches by itself (the tiles are fake: only the header is checked)
+        ts.finish(tmp_path / "big.tif", tags)
+        assert (tmp_path / "big.tif").read_bytes()[:4] == b"II+\0"
+        assert ts.needs_bigtiff(tags)
+        ifds, data_start, end = ts._layout(tags, big=True)
+        assert end == data_start + 14 * ((400 << 20) + 8) > 2**32
+        at = ts._extent(tags, big=True)[1][0]
+        offsets = _big_ifd_tag(ifds[0], at, 324)  # full resolution: its tiles come last
+        assert len(offsets) == 9 and offsets == sorted(offsets)
+        assert offsets[-1] == end - (400 << 20) - 4 > 2**32
+        assert _big_ifd_tag(ifds[0], at, 325) == [400 << 20] * 9
+        for lv, sizes in zip(ts._levels, real, strict=True):  # the real tiles: a few KiB
+            lv.sizes = sizes
+        assert not ts.needs_bigtiff(tags)
+
+
+def test_classic_tiff_forced_past_4_gib_is_a_clear_error(tmp_path: Path) -> None:
+    ts, tags, _ = _stream_past_4_gib(tmp_path, CogProfile(bigtiff=False))
+    with ts, pytest.raises(CogError) as exc:
+        ts.finish(tmp_path / "a.tif", tags)
+    assert "64-bit offsets" in str(exc.value) and "\n" not in str(exc.value)
+    assert not (tmp_path / "a.tif").exists()
+    assert list(tmp_path.iterdir()) == [], "scratch files removed"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -23,7 +24,10 @@ from ..errors import GranuleReadError
 
 try:  # ISA-L inflates ~2.5x faster than zlib, bit for bit the same output
     from isal.isal_zlib import decompress as _inflate
-    from isal.isal_zlib import error as _inflate_error
+    from isal.isal_zlib import error as _isal_error
+
+    # isal's stub declares ``error`` an Exception instance; it is the exception class.
+    _inflate_error = cast(type[Exception], _isal_error)
 except ImportError:  # pragma: no cover - isal is a declared dependency
     from zlib import decompress as _inflate
     from zlib import error as _inflate_error

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO, cast
 from urllib.parse import urlparse
 
 from ..catalog.refs import REMOTE_SCHEMES, GranuleRef
 from ..errors import BadInput
 from ..product import CHUNK, DispProduct
 from ..types import AccessMode
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 PAGE_BUFFER = 16 * 1024 * 1024
 # h5py settings for reading DISP-S1 through HDF5: the page buffer is a file-access
@@ -18,7 +21,7 @@ H5_OPEN_KWDS = {"page_buf_size": PAGE_BUFFER, "rdcc_nbytes": 4 * 1024 * 1024}
 
 
 def open_granule(url_or_path: str, *, access: AccessMode = AccessMode.AUTO,
-                 chunk: int = 1024, group: str | None = None) -> Any:
+                 chunk: int = 1024, group: str | None = None) -> xr.Dataset:
     """Open a granule as a lazily chunked ``xarray.Dataset``.
 
     Local files are opened with HDF5's page buffer enabled (``page_buf_size`` 16 MiB,
@@ -62,5 +65,8 @@ def open_granule(url_or_path: str, *, access: AccessMode = AccessMode.AUTO,
                                driver_kwds=H5_OPEN_KWDS)
     ref = GranuleRef(DispProduct.from_name(url_or_path), url_or_path)
     source = Access(access).open(ref)
-    return xr.open_dataset(source.file(), engine="h5netcdf", group=group, chunks=chunks,
+    # xarray's file protocol asks for a ``mode`` attribute that h5netcdf never reads and
+    # our io.RawIOBase files lack.
+    fileobj = cast(BinaryIO, source.file())
+    return xr.open_dataset(fileobj, engine="h5netcdf", group=group, chunks=chunks,
                            driver_kwds=H5_OPEN_KWDS)

@@ -70,8 +70,9 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
         mask_attrs = {k: decode_attr(v) for k, v in f["recommended_mask"].attrs.items()
                       if k.endswith("threshold") or k.startswith("uses_")} \
             if "recommended_mask" in f else {}
-        raw = {n: raw_var(f[n]) for n in (*IDENTIFICATION, "time", "reference_time") if n in f}
-        raw = {n: v for n, v in raw.items() if v is not None}
+        found = {n: raw_var(f[n]) for n in (*IDENTIFICATION, "time", "reference_time")
+                 if n in f}
+        raw = {n: v for n, v in found.items() if v is not None}
     # One concurrent batch for the raw-data values (nearby ranges merged).
     piece = fetch_ranges(source, [(v.offset, v.size) for v in raw.values()],
                          max_gap=64 * 1024)
@@ -89,7 +90,9 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
     lonlat = None
     if bounds and epsg:
         tr = Transformer.from_crs(epsg, 4326, always_xy=True)
-        lonlat = [round(v, 6) for v in tr.transform_bounds(*bounds, densify_pts=21)]
+        west, south, east, north = bounds
+        lonlat = [round(v, 6) for v in tr.transform_bounds(west, south, east, north,
+                                                           densify_pts=21)]
     ident = {n.split("/")[-1]: values[n] for n in IDENTIFICATION if n in values}
     return {
         "name": source.name,
@@ -166,15 +169,18 @@ class _CountingFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    # ``inner`` is Any (ReadableFile's BinaryIO declares no readinto): say what it returns.
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self.inner.seek(offset, whence)
+        pos: int = self.inner.seek(offset, whence)
+        return pos
 
     def tell(self) -> int:
-        return self.inner.tell()
+        pos: int = self.inner.tell()
+        return pos
 
     def readinto(self, b: Any) -> int:
         pos = self.inner.tell()
-        n = self.inner.readinto(b)
+        n: int = self.inner.readinto(b)
         if n:
             self.intervals.append((pos, pos + n))
         return n

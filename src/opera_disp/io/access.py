@@ -95,6 +95,7 @@ class Access:
             self.mode is AccessMode.AUTO and not self._s3_denied
             and (self._s3_plausible() or not https)))
         if use_s3:
+            assert s3 is not None
             g = S3Granule(s3, self._credentials_for(ref), self.pool,
                           endpoint_url=self.env.get("OPERA_DISP_S3_ENDPOINT"))
             if self.mode is AccessMode.S3 or https is None:

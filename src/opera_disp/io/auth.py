@@ -79,7 +79,7 @@ class EarthdataAuth:
             if entry and entry[0] and entry[2]:
                 return cls(username=entry[0], password=entry[2], source=f"netrc ({path})")
         try:  # earthaccess, if the user logged in with it in this process
-            import earthaccess  # type: ignore[import-not-found]
+            import earthaccess
 
             auth = getattr(earthaccess, "__auth__", None)
             token = getattr(auth, "token", None) if auth is not None else None

@@ -50,7 +50,7 @@ def _verify(path: Path, ref: GranuleRef) -> str | None:
 
 
 def download_one(ref: GranuleRef, outdir: Path, source: ByteSource,
-                 progress: Callable[[int], None] | None = None) -> Downloaded:
+                 progress: Callable[[int], object] | None = None) -> Downloaded:
     """Download (or resume, or skip) one granule; errors become a ``failed`` outcome."""
     target = outdir / ref.product.filename
     part = target.with_name(target.name + ".part")

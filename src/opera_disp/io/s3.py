@@ -10,12 +10,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..errors import AuthError, RemoteError, S3Forbidden
 from ..types import HeadMode
 from .cache import RangeGranule
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,9 @@ class S3Granule(RangeGranule):
         self.endpoint_url = endpoint_url or os.environ.get("OPERA_DISP_S3_ENDPOINT")
         p = urlparse(url)
         self.bucket, self.key = p.netloc, p.path.lstrip("/")
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, S3Client] = {}
 
-    def _client(self) -> Any:
+    def _client(self) -> S3Client:
         import boto3
         from botocore.config import Config
 

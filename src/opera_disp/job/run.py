@@ -20,7 +20,14 @@ from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
 from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
-from .summary import SUMMARY_SCHEMA, Problem, Summary, describe_inputs, software_versions
+from .summary import (
+    SUMMARY_SCHEMA,
+    Problem,
+    Summary,
+    describe_inputs,
+    software_versions,
+    summary_exit_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def run_job(
         schema=SUMMARY_SCHEMA,
         status=status,
         message=message,
-        exit_code=code.value,  # type: ignore[typeddict-item]
+        exit_code=summary_exit_code(code),
         started=iso(started),
         finished=iso(datetime.now(UTC)),
         software=software_versions(),

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 QUANTILES = {"p02": 0.02, "median": 0.5, "p98": 0.98}
 _SLICE = 1 << 18
 
 
-def valid_pixels(arr: np.ndarray, fill: Any) -> np.ndarray:
+def valid_pixels(arr: np.ndarray, fill: Any) -> NDArray[np.bool_]:
     """Boolean array of pixels that hold data (finite and not the fill value).
 
     Examples
@@ -35,12 +36,14 @@ def valid_pixels(arr: np.ndarray, fill: Any) -> np.ndarray:
     >>> valid_pixels(np.array([0, 3, 255], dtype="uint8"), 255).tolist()
     [True, True, False]
     """
+    # numpy types ufuncs and comparisons on an array of unknown dtype as Any
     if arr.dtype.kind == "f":
-        ok = np.isfinite(arr)
+        ok: NDArray[np.bool_] = np.isfinite(arr)
         if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
             ok &= arr != fill
         return ok
-    return arr != fill
+    ok = arr != fill
+    return ok
 
 
 def sortable_keys(values: np.ndarray) -> np.ndarray:

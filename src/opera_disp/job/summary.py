@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import functools
 import platform
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from .. import __version__
+from ..errors import ExitCode
 from ..spec import JobSpec
 from ..types import AccessMode, CogWriterKind, GranuleStatus, JobStatus, MaskMode, OutputKind
 
-SUMMARY_SCHEMA = "opera-disp/summary/1"
+SUMMARY_SCHEMA: Final = "opera-disp/summary/1"
+#: A summary's ``exit_code``: how a job can end (interrupted, 130, leaves no summary).
+SummaryExitCode = Literal[0, 1, 2, 3, 4]
+_SUMMARY_EXIT_CODES: tuple[SummaryExitCode, ...] = get_args(SummaryExitCode)
 _CONFIG = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
 
@@ -227,7 +231,7 @@ class Summary(TypedDict):
     """Outcome of the job."""
     message: str
     """One-line outcome."""
-    exit_code: Literal[0, 1, 2, 3, 4]
+    exit_code: SummaryExitCode
     """The process exit code."""
     started: str
     """UTC ISO time."""
@@ -247,6 +251,24 @@ class Summary(TypedDict):
     """Granules that failed, one line each."""
     totals: Totals
     """Counts over the whole job."""
+
+
+def summary_exit_code(code: ExitCode) -> SummaryExitCode:
+    """``code`` as a summary's ``exit_code`` (a plain int the schema allows).
+
+    Examples
+    --------
+    >>> summary_exit_code(ExitCode.SERVICE)
+    4
+    >>> summary_exit_code(ExitCode.INTERRUPTED)
+    Traceback (most recent call last):
+    ...
+    ValueError: exit code 130 has no place in a summary
+    """
+    for value in _SUMMARY_EXIT_CODES:
+        if code == value:
+            return value
+    raise ValueError(f"exit code {int(code)} has no place in a summary")
 
 
 @functools.cache

@@ -59,10 +59,12 @@ def footprint_map(refs: list[GranuleRef], path: Path, *, aoi: BaseGeometry | Non
         e = max(s.bounds[2] for s in shapes)
         n = max(s.bounds[3] for s in shapes)
         fmap.fit_bounds([[s_, w], [n, e]])
-    else:
-        fmap.location, fmap.zoom_start = [0, 0], 2
+    else:  # the whole world; a Map has no zoom_start attribute to set (its zoom stays 1)
+        fmap.location = [0, 0]
     folium.LayerControl(collapsed=False).add_to(fmap)
-    fmap.get_root().html.add_child(folium.Element(
+    root = fmap.get_root()
+    assert isinstance(root, folium.Figure)  # a Map's root is the Figure it was put in
+    root.html.add_child(folium.Element(
         f"<div style='position:fixed;top:10px;left:60px;z-index:9999;background:white;"
         f"padding:4px 8px;font:14px sans-serif;border-radius:4px'>{title}: "
         f"{len(refs)} granule(s), {len(frames)} frame(s)</div>"))

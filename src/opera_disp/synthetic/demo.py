@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TypedDict
 
 from pyproj import Transformer
 
@@ -14,7 +15,17 @@ from .writer import write_archive
 log = logging.getLogger(__name__)
 
 
-DEMO_PARAMS = {"frames": (DEFAULT_FRAME,), "n_dates": 8, "shape": (1024, 1280), "seed": 0}
+class DemoParams(TypedDict):
+    """The demo archive's :func:`~opera_disp.synthetic.writer.write_archive` arguments."""
+
+    frames: tuple[int, ...]
+    n_dates: int
+    shape: tuple[int, int]
+    seed: int
+
+
+DEMO_PARAMS: DemoParams = {"frames": (DEFAULT_FRAME,), "n_dates": 8, "shape": (1024, 1280),
+                           "seed": 0}
 
 
 def default_cache_dir() -> Path:

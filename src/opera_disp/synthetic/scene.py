@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from numpy.typing import NDArray
 from pyproj import Transformer
 
 WAVELENGTH = 0.05546576
@@ -137,14 +138,16 @@ class Scene:
         bowl = np.exp(-(((u - cu) ** 2 + (v - cv) ** 2) / 0.12**2)).astype(np.float32)
         return {"water": water, "nodata": nodata, "low": low, "bowl": bowl, "u": u, "v": v}
 
-    def cumulative(self, t_years: float, st: dict[str, np.ndarray], date_index: int) -> np.ndarray:
+    def cumulative(self, t_years: float, st: dict[str, np.ndarray],
+                   date_index: int) -> NDArray[np.float32]:
         u, v = st["u"], st["v"]
         rate = -0.25 * st["bowl"] + 0.004 * (u - 0.5)  # m/yr: an aquifer-compaction bowl
         seasonal = 0.012 * np.sin(2 * np.pi * t_years) * (0.3 + v)
         a = self.atmo[date_index % 64]
         atmo = 0.004 * (np.sin(2 * np.pi * (a[0] * u + a[1] * v) + a[2]) + 0.5 * np.cos(
             2 * np.pi * (2 * a[3] * u - a[0] * v)))
-        return (rate * t_years + seasonal + atmo).astype(np.float32)
+        out: NDArray[np.float32] = (rate * t_years + seasonal + atmo).astype(np.float32)
+        return out
 
 
 def noise(seed: int, r0: int, shape: tuple[int, int], scale: float) -> np.ndarray:

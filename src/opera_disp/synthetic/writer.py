@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5netcdf
 import numpy as np
@@ -44,6 +45,9 @@ from .scene import (
     pairs,
     round_mantissa,
 )
+
+if TYPE_CHECKING:
+    import h5py
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ def _raster(grp: h5netcdf.Group, name: str, dtype: str, fill: float | int) -> h5
     )
 
 
-def _strings(h5grp, items: dict[str, object]) -> None:
+def _strings(h5grp: h5py.Group, items: dict[str, object]) -> None:
     for key, value in items.items():
         if isinstance(value, str):
             h5grp.create_dataset(key, data=np.bytes_(value))

@@ -85,7 +85,7 @@ def predict(tile: np.ndarray, predictor: bool = True) -> np.ndarray:
         return np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1)
     if le.dtype.kind == "f":
         size = le.dtype.itemsize
-        planes = np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1, size)
+        planes: np.ndarray = np.ascontiguousarray(le).view(np.uint8).reshape(rows, -1, size)
         planes = np.ascontiguousarray(planes[..., ::-1].transpose(0, 2, 1)).reshape(rows, -1)
     else:
         planes = np.ascontiguousarray(le)
@@ -111,8 +111,8 @@ def encode_tile_row(rows: np.ndarray, blocksize: int, *, predictor: bool = True,
     (2, b'\\x01\\x01\\x01\\x01')
     """
     b = blocksize
-    return [isal_zlib.compress(memoryview(predict(rows[:, i:i + b], predictor)).cast("B"),
-                               level)
+    # .data, not memoryview(array): numpy types the buffer protocol only on Python >= 3.12
+    return [isal_zlib.compress(predict(rows[:, i:i + b], predictor).data.cast("B"), level)
             for i in range(0, rows.shape[1], b)]
 
 

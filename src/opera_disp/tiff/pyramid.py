@@ -93,7 +93,7 @@ def downsample(a: np.ndarray, resampling: str, nodata: float | int) -> np.ndarra
     count += ok[1::2, 0::2]
     count += ok[1::2, 1::2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.divide(total, count, out=total)  # 0 / 0 = NaN where nothing is valid
+        out: np.ndarray = np.divide(total, count, out=total)  # 0 / 0 = NaN where nothing is valid
     if not np.isnan(nodata):
         out[count == 0] = nodata
     return out

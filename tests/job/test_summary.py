@@ -1,0 +1,117 @@
+"""``summary.json`` has a JSON Schema: the command prints it, it rejects broken documents,
+and the README's schema tables and exit-code table are generated from the code.
+
+Every summary the test suite's jobs write is validated too: see ``summaries_are_valid`` in
+``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from opera_disp import api
+from opera_disp.errors import EXIT_CODES
+from opera_disp.job.summary import schema_tables, summary_schema
+
+from ..helpers import run, validate_summary
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+START, END = "<!-- summary-schema:start -->", "<!-- summary-schema:end -->"
+
+
+def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["schema", "summary"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc == summary_schema()
+    jsonschema.Draft202012Validator.check_schema(doc)
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    code, out, _ = run(["schema", "summary", "--markdown"], capsys)
+    assert code == 0 and out == schema_tables() + "\n"
+
+
+def test_summaries_written_by_jobs_are_validated(granule: Path, tmp_path: Path,
+                                                 summaries_are_valid: list[Path]) -> None:
+    r = api.subset(granules=str(granule), window="0:20,0:20", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == 0
+    assert summaries_are_valid == [tmp_path / "summary.json"]
+
+
+def _wrong_status(d: dict[str, Any]) -> None:
+    d["status"] = "mostly_fine"
+
+
+def _extra_key(d: dict[str, Any]) -> None:
+    d["comment"] = "not in the schema"
+
+
+def _extra_granule_key(d: dict[str, Any]) -> None:
+    d["granules"][0]["colour"] = "blue"
+
+
+def _missing_totals(d: dict[str, Any]) -> None:
+    del d["totals"]
+
+
+def _bad_exit_code(d: dict[str, Any]) -> None:
+    d["exit_code"] = 7
+
+
+def _string_count(d: dict[str, Any]) -> None:
+    d["granules"][0]["statistics"]["count"] = "many"
+
+
+def _bad_output_kind(d: dict[str, Any]) -> None:
+    d["granules"][0]["outputs"][0]["kind"] = "jpeg"
+
+
+@pytest.mark.parametrize("breaks", [_wrong_status, _extra_key, _extra_granule_key,
+                                    _missing_totals, _bad_exit_code, _string_count,
+                                    _bad_output_kind])
+def test_broken_summary_fails_validation(granule: Path, tmp_path: Path,
+                                         breaks: Callable[[dict[str, Any]], None]) -> None:
+    api.subset(granules=str(granule), window="0:20,0:20", output=str(tmp_path),
+               progress=False)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    validate_summary(doc)  # the real one is valid
+    broken = copy.deepcopy(doc)
+    breaks(broken)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_summary(broken)
+
+
+def test_readme_schema_tables_are_generated() -> None:
+    text = README.read_text()
+    assert text.count(START) == 1 and text.count(END) == 1, "README lacks the schema markers"
+    inner = text.split(START, 1)[1].split(END, 1)[0]
+    assert inner.strip() == schema_tables().strip(), \
+        "README's summary.json tables differ: paste `opera-disp schema summary --markdown`"
+
+
+def _exit_code_table(text: str) -> list[tuple[int, str]]:
+    lines = text.splitlines()
+    heads = [i for i, ln in enumerate(lines)
+             if re.fullmatch(r"\|\s*code\s*\|\s*meaning\s*\|", ln.strip())]
+    assert len(heads) == 1, "README needs exactly one `| code | meaning |` table"
+    rows = []
+    for ln in lines[heads[0] + 2:]:
+        if not ln.strip().startswith("|"):
+            break
+        m = re.fullmatch(r"\|\s*(\d+)\s*\|\s*(.*?)\s*\|", ln.strip())
+        assert m, f"malformed exit-code row: {ln!r}"
+        rows.append((int(m.group(1)), m.group(2)))
+    return rows
+
+
+def test_readme_exit_code_table_matches_the_code() -> None:
+    rows = _exit_code_table(README.read_text())
+    assert rows == [(int(code), meaning) for code, meaning in EXIT_CODES.items()]
