@@ -28,6 +28,7 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from .catalog.refs import GranuleRef
+from .catalog.select import Selection
 from .errors import BadInput
 from .geometry import Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
@@ -36,13 +37,28 @@ from .job.granule import SourceFactory
 from .job.plot import PlotResult
 from .job.run import JobResult
 from .product import parse_layers
-from .spec import DEFAULT_WORKERS, DOWNLOAD_WORKERS, choice, make_spec
+from .spec import (
+    DEFAULT_DOWNLOAD_WORKERS,
+    DEFAULT_WORKERS,
+    DOWNLOAD_WORKERS,
+    VMAX,
+    JobSpec,
+    choice,
+    make_spec,
+)
 from .types import AccessMode, BBox, CogWriterKind, MaskMode
 
 log = logging.getLogger(__name__)
 
 __all__ = ["collection", "download", "footprints", "inspect", "layout", "open_granule",
            "plot", "search", "subset"]
+
+
+def selection(spec: JobSpec) -> Selection:
+    """Which granules a job covers, as the catalog takes it."""
+    return Selection(granules=spec.granules, source=spec.source, bbox=spec.bbox, aoi=spec.aoi,
+                     start=spec.start, end=spec.end, frame=spec.frame, limit=spec.limit,
+                     cmr_url=spec.cmr_url)
 
 
 def subset(
@@ -104,7 +120,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
-    refs, notes = resolve_granules(spec.selection)
+    refs, notes = resolve_granules(selection(spec))
     log.info("%d granule(s) matched", len(refs))
     opened = None
     if source_factory is None:
@@ -141,7 +157,7 @@ def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | N
 
     spec = make_spec(granules=granules, bbox=bbox, aoi=aoi, start=start, end=end, frame=frame,
                      limit=limit, source=source, cmr_url=cmr_url)
-    return catalog_search(spec.selection)
+    return catalog_search(selection(spec))
 
 
 def collection(cmr_url: str | None = None, short_name: str | None = None) -> dict[str, Any]:
@@ -186,8 +202,6 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
          vmax: float = 0.1, mask: bool = True, access: AccessMode | str = AccessMode.AUTO,
          cmr_url: str | None = None, max_pixels: int = 2048) -> PlotResult:
     """The tutorial's map + histogram of a (masked) layer over a window, in one PNG."""
-    import math
-
     from .io.access import open_source
     from .job.plot import plot_granule
 
@@ -198,8 +212,7 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
         raise BadInput(f"layer {layer!r}: plot one layer at a time")
     win_v = Window.parse(window) if isinstance(window, str) else window
     bbox_v = parse_bbox(bbox) if isinstance(bbox, str) else bbox
-    if not (vmax > 0 and math.isfinite(vmax)):
-        raise BadInput(f"vmax {vmax} is not allowed; expected a positive number of metres")
+    VMAX.check("vmax", vmax)
     out = Path(output)
     if out.is_dir():
         raise BadInput(f"output {str(output)!r} is a folder; expected a .png file path")
@@ -232,7 +245,8 @@ def footprints(refs: list[GranuleRef], output: str | Path, *,
 
 
 def download(refs: list[GranuleRef], outdir: str | Path, *,
-             access: AccessMode | str = AccessMode.AUTO, workers: int = 4,
+             access: AccessMode | str = AccessMode.AUTO,
+             workers: int = DEFAULT_DOWNLOAD_WORKERS,
              progress: bool | None = None) -> list[Downloaded]:
     """Download whole granules in parallel (resumable, verified, atomic)."""
     from .io.access import Access

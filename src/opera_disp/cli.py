@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
@@ -29,12 +32,26 @@ else:
         from click import exceptions as _cx
 
 from . import __version__
-from .errors import BadInput, ExitCode, OperaDispError
+from .errors import BadInput, ExitCode, OperaDispError, redact
 from .geometry import Window
-from .io.auth import redact
 from .logs import setup_logging
 from .product import LAYERS, parse_frame
-from .spec import DOWNLOAD_WORKERS, LIMIT, TOLERANCE, WORKERS, IntRange, choice, parse_when
+from .spec import (
+    DEFAULT_DOWNLOAD_WORKERS,
+    DEFAULT_WORKERS,
+    DOWNLOAD_WORKERS,
+    LIMIT,
+    SAMPLE_DATES,
+    SAMPLE_SIDE,
+    SEED,
+    TOLERANCE,
+    VMAX,
+    WORKERS,
+    FloatRange,
+    IntRange,
+    choice,
+    parse_when,
+)
 from .types import AccessMode, CogWriterKind, MaskMode, SearchFormat
 
 log = logging.getLogger("opera_disp.cli")
@@ -58,28 +75,11 @@ def _enum(kind: type[E], name: str) -> dict[str, Any]:
 
 
 def _int(rng: IntRange, name: str) -> dict[str, Any]:
-    def parse(value: str | int) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise BadInput(f"{name} {value!r} is not an integer; expected {rng}") from None
-        return rng.check(name, n)
-
-    return {"parser": parse, "metavar": "INTEGER"}
+    return {"parser": lambda v: rng.parse(name, v), "metavar": "INTEGER"}
 
 
-def _float(name: str, low: float, high: float | None, allowed: str) -> dict[str, Any]:
-    def parse(value: str | float) -> float:
-        try:
-            x = float(value)
-        except ValueError:
-            raise BadInput(f"{name} {value!r} is not a number; expected {allowed}") from None
-        if not (x >= low and (high is None or x <= high)) or x != x:
-            raise BadInput(f"{name} {x:g} is outside {allowed}" if high is not None else
-                           f"{name} {x:g} is not allowed; expected {allowed}")
-        return x
-
-    return {"parser": parse, "metavar": "FLOAT"}
+def _float(rng: FloatRange, name: str) -> dict[str, Any]:
+    return {"parser": lambda v: rng.parse(name, v), "metavar": "FLOAT"}
 
 
 def _when(value: str | date) -> date | datetime:
@@ -163,10 +163,9 @@ def subset(
         Path("output"),
     tolerated_failure_percentage: Annotated[float, Opt(
         help="Failed granules tolerated, %.",
-        **_float("tolerated failure percentage", *TOLERANCE,
-                 allowed=f"{TOLERANCE[0]:g}..{TOLERANCE[1]:g}"))] = 0.0,
+        **_float(TOLERANCE, "tolerated failure percentage"))] = 0.0,
     workers: Annotated[int, Opt(help=f"Granules processed concurrently ({WORKERS}).",
-                                **_int(WORKERS, "workers"))] = 2,
+                                **_int(WORKERS, "workers"))] = DEFAULT_WORKERS,
     limit: Limit = None,
     access: AccessOpt = AccessMode.AUTO,
     cmr_url: CmrUrl = None,
@@ -208,8 +207,9 @@ def _shape(text: str) -> tuple[int, int]:
     except ValueError:
         raise BadInput(f"shape {text!r} is malformed; expected ROWSxCOLS, e.g. 1024x1280") \
             from None
-    if not (2 <= rows <= 20000 and 2 <= cols <= 20000):
-        raise BadInput(f"shape {text!r} is outside 2x2..20000x20000")
+    lo, hi = SAMPLE_SIDE.low, SAMPLE_SIDE.high
+    if not (lo <= rows <= (hi or rows) and lo <= cols <= (hi or cols)):
+        raise BadInput(f"shape {text!r} is outside {lo}x{lo}..{hi}x{hi}")
     return rows, cols
 
 
@@ -223,11 +223,11 @@ def sample_cmd(
                                            metavar="OUTDIR")],
     frames: Annotated[str, Opt(help="Comma-separated frame numbers.",
                                metavar="FRAME[,FRAME...]")] = "40291",
-    dates: Annotated[int, Opt(help="Secondary dates per frame (1..1000).",
-                              **_int(IntRange(1, 1000), "dates"))] = 6,
+    dates: Annotated[int, Opt(help=f"Secondary dates per frame ({SAMPLE_DATES}).",
+                              **_int(SAMPLE_DATES, "dates"))] = 6,
     shape: Annotated[str, Opt(help="Frame grid (full size: 7915x9548).",
                               metavar="ROWSxCOLS")] = "1024x1280",
-    seed: Annotated[int, Opt(help="Random seed.", **_int(IntRange(0), "seed"))] = 0,
+    seed: Annotated[int, Opt(help="Random seed.", **_int(SEED, "seed"))] = 0,
 ) -> int:
     """Write synthetic, spec-faithful DISP-S1 v1.0 granules (the embedded sample archive)."""
     from . import synthetic
@@ -266,8 +266,10 @@ def _search(*, bbox: str | None, aoi: str | None, start: date | None, end: date 
             granules: str | None = None) -> list[Any]:
     from . import api
 
+    if granules:  # explicit granules are taken as given: no search filters apply
+        return api.search(granules=granules, source=source, cmr_url=cmr_url)
     return api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
-                      source=source, cmr_url=cmr_url, granules=granules or ())
+                      source=source, cmr_url=cmr_url)
 
 
 @app.command()
@@ -360,7 +362,8 @@ def download(
     frame: Frame = None, limit: Limit = None, cmr_url: CmrUrl = None,
     access: AccessOpt = AccessMode.AUTO,
     workers: Annotated[int, Opt(help=f"Parallel downloads ({DOWNLOAD_WORKERS}).",
-                                **_int(DOWNLOAD_WORKERS, "workers"))] = 4,
+                                **_int(DOWNLOAD_WORKERS, "workers"))] =
+        DEFAULT_DOWNLOAD_WORKERS,
     progress: Progress = None,
 ) -> int:
     """Download whole granules: parallel, resumable, checked against CMR's size/checksum."""
@@ -377,6 +380,8 @@ def download(
         print(f"{r.status:10s} {r.name}" + (f"  ({r.reason})" if r.reason else ""))
     failed = [r for r in results if r.status == "failed"]
     print(f"opera-disp: {len(results) - len(failed)} of {len(results)} granule(s) in {output}")
+    if failed and all(r.service for r in failed):
+        return int(ExitCode.SERVICE)
     return int(ExitCode.FAILED) if failed else 0
 
 
@@ -415,7 +420,7 @@ def plot(
     window: WindowOpt = None,
     bbox: BBoxOpt = None,
     vmax: Annotated[float, Opt(help="Colour range ±vmax in metres.",
-                               **_float("vmax", 0.0, None, "metres, e.g. 0.1"))] = 0.1,
+                               **_float(VMAX, "vmax"))] = 0.1,
     mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.")] = True,
     access: AccessOpt = AccessMode.AUTO,
     cmr_url: CmrUrl = None,
@@ -424,8 +429,6 @@ def plot(
     from . import api
 
     setup_logging()
-    if vmax <= 0:
-        raise BadInput(f"vmax {vmax:g} is not allowed; expected a positive number of metres")
     res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmax=vmax,
                    mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
@@ -436,8 +439,40 @@ def _error(message: str) -> None:
     print(f"opera-disp: error: {redact(' '.join(message.split()))}", file=sys.stderr)
 
 
+def _crash_report(exc: BaseException) -> Path:
+    """Write the traceback of a bug to a file of its own (and to the log files); its path."""
+    import tempfile
+    import traceback
+
+    text = redact("".join(traceback.format_exception(exc)))
+    fd, name = tempfile.mkstemp(prefix="opera-disp-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"opera-disp {__version__}\n{text}")
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "internal error\n%s",
+                            (text,), None)
+    for handler in logging.getLogger("opera_disp").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    return Path(name)
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a cancelled DPS job) ends like Ctrl-C: exit 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code (see :class:`ExitCode`)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, prog_name="opera-disp", standalone_mode=False)
     except OperaDispError as exc:
@@ -455,10 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("opera-disp: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except Exception as exc:  # a bug: the traceback goes to the log, one line here
-        log.error("internal error", exc_info=True)
+    except Exception as exc:  # a bug: one line here, the traceback in a file of its own
+        report = _crash_report(exc)
         _error(f"internal error: {exc.__class__.__name__}: {exc} (a bug; the traceback is in "
-               "the log, or rerun with --verbose)")
+               f"{report})")
         return int(ExitCode.FAILED)
     return int(rv) if isinstance(rv, int) else 0
 

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -139,22 +140,26 @@ class CogError(OutputError):
     """A raster could not be encoded as a COG (wrong rows, unsupported type, too large)."""
 
 
-class JobFailed(OperaDispError):
-    """More granules failed than tolerated (exit 1)."""
+def redact(text: str) -> str:
+    """Remove URL query strings and credential-looking tokens from a message.
 
-
-class Interrupted(OperaDispError):
-    """The job was interrupted (exit 130); finished outputs stay listed in the summary."""
-
-    exit_code = ExitCode.INTERRUPTED
+    Examples
+    --------
+    >>> redact("GET https://h/x.nc?X-Amz-Signature=abc failed; Bearer eyJhbGciOi.x.y")
+    'GET https://h/x.nc?… failed; Bearer <redacted>'
+    """
+    text = re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]*", r"\1?…", text)
+    return re.sub(r"(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", r"\1 <redacted>", text)
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line of text (whitespace folded; the class name if no message).
+    """An exception as one safe line: whitespace folded, secrets redacted, else its class.
 
     Examples
     --------
     >>> one_line(ValueError("a\\n  b")), one_line(KeyError())
     ('a b', 'KeyError')
+    >>> one_line(OSError("https://h/g.nc?X-Amz-Signature=s3cr3t refused"))
+    'https://h/g.nc?… refused'
     """
-    return " ".join(str(exc).split()) or exc.__class__.__name__
+    return redact(" ".join(str(exc).split())) or exc.__class__.__name__

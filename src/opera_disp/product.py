@@ -20,17 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import Final, cast
 from urllib.parse import urlparse
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import BadInput, NotADispName
+from .types import LayerName
 
 SHORT_NAME = "OPERA_L3_DISP-S1_V1"
 CHUNK = 256
 PAGE_SIZE = 4 * 1024 * 1024
-MASK_LAYER = "recommended_mask"
+MASK_LAYER: Final[LayerName] = "recommended_mask"
 
 _NAME_RE = re.compile(
     r"^OPERA_L3_DISP-S1_IW_F(?P<frame>\d{5})_(?P<pol>VV|HH)_"
@@ -94,7 +96,7 @@ _LAYER_LIST = (
 LAYERS: dict[str, Layer] = {layer.name: layer for layer in _LAYER_LIST}
 
 
-def parse_layers(text: str | Sequence[str]) -> tuple[str, ...]:
+def parse_layers(text: str | Sequence[str]) -> tuple[LayerName, ...]:
     """Parse a comma-separated layer list, checking every name.
 
     Examples
@@ -113,7 +115,7 @@ def parse_layers(text: str | Sequence[str]) -> tuple[str, ...]:
     for name in names:
         if name not in LAYERS:
             raise BadInput(f"unknown layer {name!r}; allowed: " + ", ".join(LAYERS))
-    return names
+    return cast(tuple[LayerName, ...], names)  # each name was just checked
 
 
 def parse_frame(text: str | int) -> int:

@@ -28,6 +28,7 @@ opera_disp.errors.BadInput: workers 0 is outside 1..64
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -37,11 +38,10 @@ from typing import TypeVar
 
 from shapely.geometry.base import BaseGeometry
 
-from .catalog.select import Selection
 from .errors import BadInput
 from .geometry import Window, parse_aoi, parse_bbox
 from .product import parse_frame, parse_layers
-from .types import AccessMode, BBox, CogWriterKind, MaskMode
+from .types import AccessMode, BBox, CogWriterKind, LayerName, MaskMode
 
 
 @dataclass(frozen=True)
@@ -69,16 +69,72 @@ class IntRange:
                            else f"{name} {value} is not allowed; expected {self}")
         return value
 
+    def parse(self, name: str, value: str | int) -> int:
+        """:meth:`check` for text too (a command-line value)."""
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise BadInput(f"{name} {value!r} is not an integer; expected {self}") from None
+        return self.check(name, value)
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """An allowed range of numbers (``high`` None: no upper bound; ``above``: low excluded).
+
+    Examples
+    --------
+    >>> FloatRange(0, 100).check("tolerance", 5), str(FloatRange(0, None, above=True))
+    (5.0, 'a number > 0')
+    """
+
+    low: float
+    high: float | None = None
+    above: bool = False
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            return f"{self.low:g}..{self.high:g}"
+        return f"a number {'>' if self.above else '>='} {self.low:g}"
+
+    def check(self, name: str, value: float) -> float:
+        """``value`` if allowed, else :class:`BadInput` naming it."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadInput(f"{name} {value!r} is not a number; expected {self}")
+        x = float(value)
+        low_ok = x > self.low if self.above else x >= self.low
+        if not (math.isfinite(x) and low_ok and (self.high is None or x <= self.high)):
+            raise BadInput(f"{name} {x:g} is outside {self}" if self.high is not None
+                           else f"{name} {x:g} is not allowed; expected {self}")
+        return x
+
+    def parse(self, name: str, value: str | float) -> float:
+        """:meth:`check` for text too (a command-line value)."""
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise BadInput(f"{name} {value!r} is not a number; expected {self}") from None
+        return self.check(name, value)
+
 
 #: Granules processed concurrently by a job.
 WORKERS = IntRange(1, 64)
+DEFAULT_WORKERS = 2
 #: Parallel whole-granule downloads.
 DOWNLOAD_WORKERS = IntRange(1, 32)
+DEFAULT_DOWNLOAD_WORKERS = 4
 #: At most this many granules.
 LIMIT = IntRange(1, None)
 #: Failed granules tolerated, in percent.
-TOLERANCE = (0.0, 100.0)
-DEFAULT_WORKERS = 2
+TOLERANCE = FloatRange(0.0, 100.0)
+#: Colour range of a plot, ±vmax metres.
+VMAX = FloatRange(0.0, None, above=True)
+#: Synthetic archives: dates per frame, grid side, seed.
+SAMPLE_DATES = IntRange(1, 1000)
+SAMPLE_SIDE = IntRange(2, 20000)
+SEED = IntRange(0, None)
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -132,7 +188,7 @@ class JobSpec:
     start: datetime | None = None
     end: datetime | None = None
     frame: int | None = None
-    layers: tuple[str, ...] = ("displacement",)
+    layers: tuple[LayerName, ...] = ("displacement",)
     mask: MaskMode = MaskMode.RECOMMENDED
     output: Path = Path("output")
     tolerated_failure_percentage: float = 0.0
@@ -146,13 +202,6 @@ class JobSpec:
     def mask_applied(self) -> bool:
         """Whether ``recommended_mask`` is applied to the layers."""
         return self.mask is MaskMode.RECOMMENDED
-
-    @property
-    def selection(self) -> Selection:
-        """Which granules the job covers, as the catalog takes it."""
-        return Selection(granules=self.granules, source=self.source, bbox=self.bbox,
-                         aoi=self.aoi, start=self.start, end=self.end, frame=self.frame,
-                         limit=self.limit, cmr_url=self.cmr_url)
 
 
 def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
@@ -234,6 +283,10 @@ def make_spec(
     BadInput
         With one line naming the bad value and what is allowed.
     """
+    for name, value in (("granule list", granule_list), ("source", source), ("aoi", aoi),
+                        ("output", output), ("CMR URL", cmr_url)):
+        if isinstance(value, str) and not value.strip():
+            raise BadInput(f"{name} is empty; give a value or leave the option out")
     refs = _items(granules)
     if granule_list is not None:
         refs.extend(read_granule_list(granule_list))
@@ -268,12 +321,6 @@ def make_spec(
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {str(out)!r} is a file; expected a folder (created if missing)")
 
-    low, high = TOLERANCE
-    if isinstance(tolerated_failure_percentage, bool) or not isinstance(
-            tolerated_failure_percentage, int | float) or \
-            not low <= tolerated_failure_percentage <= high:
-        raise BadInput(f"tolerated failure percentage {tolerated_failure_percentage!r} is "
-                       f"outside {low:g}..{high:g}")
 
     return JobSpec(
         granules=tuple(dict.fromkeys(refs)),
@@ -288,11 +335,12 @@ def make_spec(
         layers=layers_v,
         mask=choice(MaskMode, mask, "mask"),
         output=out,
-        tolerated_failure_percentage=float(tolerated_failure_percentage),
+        tolerated_failure_percentage=TOLERANCE.check("tolerated failure percentage",
+                                                     tolerated_failure_percentage),
         workers=WORKERS.check("workers", workers),
         limit=LIMIT.check("limit", limit) if limit is not None else None,
         access=choice(AccessMode, access, "access"),
-        cmr_url=cmr_url or None,
+        cmr_url=cmr_url,
         cog_writer=choice(CogWriterKind, cog_writer, "cog writer"),
     )
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from opera_disp.catalog.refs import GranuleRef
-from opera_disp.errors import AuthError, EulaError, RangeIgnored, Unreachable
+from opera_disp.errors import AuthError, EulaError, RangeIgnored, Unreachable, redact
 from opera_disp.geometry import Window
 from opera_disp.hdf5.index import open_index
 from opera_disp.hdf5.read import merge_ranges, plan_reads, read_window
 from opera_disp.io.access import Access
-from opera_disp.io.auth import EarthdataAuth, redact
+from opera_disp.io.auth import EarthdataAuth
 from opera_disp.io.http import HttpClient, HttpGranule
 from opera_disp.io.local import LocalFile
 from opera_disp.io.s3 import S3Credentials

@@ -29,7 +29,7 @@ from typing import Any
 import requests
 
 from .. import __version__
-from ..errors import CmrError, CmrRejected, NotADispName
+from ..errors import CmrError, CmrRejected, NoMatch, NotADispName
 from ..product import SHORT_NAME, DispProduct
 from ..retry import RetryPolicy, send_with_retries
 from ..types import BBox
@@ -43,8 +43,6 @@ CMR_UAT = "https://cmr.uat.earthdata.nasa.gov/search"
 MAX_PAGE_SIZE = 2000
 CLIENT_ID = f"opera-disp-{__version__}"
 CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0)
-
-
 
 
 def cmr_base_url(explicit: str | None = None) -> str:
@@ -146,9 +144,11 @@ class CmrClient:
     def search(self, q: CmrQuery, page_size: int = MAX_PAGE_SIZE) -> list[GranuleRef]:
         """All matching granules (at most ``q.limit``), secondary-date filtered, de-duplicated.
 
-        Pages until the hits run out or, with a limit, until ``limit`` granules survive
-        the filters and the page has moved past the last of them (so a reprocessed
-        duplicate of a kept pair cannot be on the next page).
+        Pages until the hits run out or, with a limit and a frame, until ``limit``
+        granules survive the filters and the page has moved past the last of them (so a
+        reprocessed duplicate of a kept pair cannot be on the next page). Without a frame
+        the limit keeps the lowest frames first (as every route does), which a page sorted
+        by date cannot settle early: those searches read every page.
         """
         params = granule_params(q, page_size)
         size = int(dict(params)["page_size"])
@@ -169,7 +169,7 @@ class CmrClient:
             hits = int(resp.headers.get("CMR-Hits", "0") or 0)
             if len(page) < size or not search_after or n_items >= hits:
                 break
-            if q.limit is not None and refs:
+            if q.limit is not None and q.frame is not None and refs:
                 kept = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
                 if len(kept) == q.limit and \
                         max(r.product.secondary for r in refs) > kept[-1].product.secondary:
@@ -184,7 +184,7 @@ class CmrClient:
         resp = self._get("collections.umm_json", [("short_name", short_name)])
         items = resp.json().get("items") or []
         if not items:
-            raise CmrError(f"CMR has no collection with short name {short_name!r}")
+            raise NoMatch(f"CMR has no collection with short name {short_name!r}")
         item = items[0]
         umm, meta = item.get("umm", {}), item.get("meta", {})
         count = None

@@ -43,7 +43,8 @@ def resolve_explicit(items: tuple[str, ...], source: Path | None) -> list[Granul
     """Turn ``--granules`` / ``--granule-list`` items into references.
 
     Local paths must exist and be DISP-S1 files; bare names are looked up in ``source``.
-    Names that need a catalog search are returned by :func:`unresolved_names`.
+    Names found nowhere come back with an empty ``location``, for a CMR lookup
+    (:func:`opera_disp.catalog.resolve.find_in_cmr`).
     """
     refs = []
     archive = {r.product.name: r for r in scan_archive(source)} if source else {}
@@ -85,6 +86,7 @@ def resolve_explicit(items: tuple[str, ...], source: Path | None) -> list[Granul
             raise BadInput(f"granule path {item!r} is not a DISP-S1 file (not HDF5/netCDF-4)")
         refs.append(GranuleRef(product, str(path), size=path.stat().st_size))
     return refs
+
 
 def local_footprint(path: str | Path) -> Rings | None:
     """Outline rings (lon, lat) from a local granule's ``/identification/bounding_polygon``."""

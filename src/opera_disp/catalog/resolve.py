@@ -18,7 +18,7 @@ def touches(ref: GranuleRef, area: BaseGeometry | None) -> bool:
     if area is None or not ref.footprint:
         return True
     outline = footprint_polygon(ref.footprint)
-    return outline is None or bool(outline.intersects(area))
+    return outline is not None and bool(outline.intersects(area))
 
 
 def find_in_cmr(names: tuple[str, ...], cmr_url: str | None) -> dict[str, GranuleRef]:

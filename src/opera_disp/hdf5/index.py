@@ -126,7 +126,11 @@ class GranuleIndex:
     def resolve(self, name: str, raw: bytes) -> None:
         """Store a deferred variable's bytes; check the grid when ``x``/``y`` arrive."""
         var = self.deferred.pop(name)
-        self.coords[name] = np.frombuffer(raw, dtype=var.dtype).reshape(var.shape)
+        try:
+            self.coords[name] = np.frombuffer(raw, dtype=var.dtype).reshape(var.shape)
+        except ValueError:  # fewer bytes than the header promised: a damaged file
+            raise GranuleReadError(f"{self.product.name}: variable {name!r} is truncated") \
+                from None
         if name in ("x", "y") and "x" in self.coords and "y" in self.coords:
             check_grid(self.grid, self.coords["x"], self.coords["y"], self.product.name)
 
@@ -150,8 +154,11 @@ def decode_time(units: str, value: float) -> datetime:
     """
     if not units.startswith("seconds since "):
         raise GranuleReadError(f"unexpected time units {units!r}")
-    epoch = datetime.fromisoformat(units.removeprefix("seconds since ").strip())
-    return (epoch + timedelta(seconds=value)).replace(tzinfo=UTC)
+    try:
+        epoch = datetime.fromisoformat(units.removeprefix("seconds since ").strip())
+        return (epoch + timedelta(seconds=value)).replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise GranuleReadError(f"time {value!r} {units!r} is not a valid time") from None
 
 
 def decode_attr(value: Any) -> Any:

@@ -3,7 +3,7 @@
 :func:`inspect_granule` is what ``xarray``'s repr shows and more (CRS, bounds, dates, orbit,
 software version, mask thresholds); :func:`layout` is what the tutorial gets from
 ``h5stat -S`` and ``h5dump -pH``, computed in-process, plus the read and dask chunking it
-implies. Both work on any :class:`~opera_disp.access.ByteSource` (local, HTTPS, S3).
+implies. Both work on any :class:`~opera_disp.io.source.ByteSource` (local, HTTPS, S3).
 """
 
 from __future__ import annotations

@@ -12,10 +12,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..catalog.refs import REMOTE_SCHEMES, GranuleRef
-from ..errors import AuthError, BadInput, NotADispName, RemoteError, S3Forbidden
+from ..errors import AuthError, BadInput, NotADispName, RemoteError, redact
 from ..product import DispProduct
 from ..types import AccessMode
-from .auth import redact
 from .http import HttpClient, HttpGranule
 from .local import LocalFile
 from .s3 import S3Credentials, S3Granule
@@ -103,7 +102,7 @@ class Access:
             try:
                 g.size  # noqa: B018 - the first read: does S3 let us in?
                 return g
-            except (S3Forbidden, AuthError) as exc:
+            except AuthError as exc:  # S3Forbidden, or s3credentials refused us
                 log.warning("S3 direct access refused (%s); using HTTPS from now on",
                             redact(str(exc)))
                 self._s3_denied = True
@@ -113,7 +112,6 @@ class Access:
     def close(self) -> None:
         """Stop the fetch threads."""
         self.pool.shutdown(wait=False)
-
 
 
 def open_source(granule: str, *, access: AccessMode = AccessMode.AUTO,

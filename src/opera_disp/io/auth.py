@@ -7,36 +7,22 @@ Security rules
 * The ``Authorization`` header is never sent to a presigned URL (S3 rejects it, and it
   would leak the token).
 * Tokens, passwords, keys and URL query strings never appear in messages or logs:
-  :func:`public_url` and :func:`redact` are the one place that strips them.
+  :func:`public_url` and :func:`opera_disp.errors.redact` are the one place that strips
+  them.
 """
 
 from __future__ import annotations
 
 import netrc
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 EDL_HOST = "urs.earthdata.nasa.gov"
-
-
 DEFAULT_TRUSTED = (EDL_HOST, ".earthdata.nasa.gov", ".earthdatacloud.nasa.gov",
                    ".asf.alaska.edu")
-
-
-def redact(text: str) -> str:
-    """Remove URL query strings and credential-looking tokens from a message.
-
-    Examples
-    --------
-    >>> redact("GET https://h/x.nc?X-Amz-Signature=abc failed; Bearer eyJhbGciOi.x.y")
-    'GET https://h/x.nc?… failed; Bearer <redacted>'
-    """
-    text = re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]*", r"\1?…", text)
-    return re.sub(r"(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", r"\1 <redacted>", text)
 
 
 @dataclass(frozen=True, repr=False)
@@ -129,8 +115,10 @@ def is_presigned(url: str) -> bool:
 
 
 def is_login(url: str) -> bool:
+    """Whether ``url`` is Earthdata Login's (where only Basic credentials may go)."""
     p = urlparse(url)
     return p.hostname == EDL_HOST or "/oauth/authorize" in p.path
+
 
 def public_url(location: str) -> str:
     """A location safe to log or publish: URLs lose their query string (presigned signatures).

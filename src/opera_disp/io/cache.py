@@ -24,11 +24,7 @@ from ..types import HeadMode
 from .source import IOStats
 
 HEAD_BYTES = 1 << 20
-
-
 RAW_HEAD_BYTES = 256 << 10
-
-
 PAGE_BYTES = 4 << 20
 
 

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..catalog.refs import GranuleRef
-from ..errors import OperaDispError
+from ..errors import OperaDispError, ServiceError, one_line
 from .source import ByteSource
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,19 @@ PIECE = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Downloaded:
-    """Outcome of one download."""
+    """Outcome of one download.
+
+    ``status`` is ``downloaded``, ``resumed``, ``skipped`` or ``failed``; ``service`` marks
+    a failure caused by a service (Earthdata Login, ASF, S3), which the command line
+    reports with exit code 4 when every failure is one.
+    """
 
     name: str
     path: Path | None
-    status: str  # "downloaded" | "resumed" | "skipped" | "failed"
+    status: Literal["downloaded", "resumed", "skipped", "failed"]
     bytes: int = 0
     reason: str | None = None
+    service: bool = False
 
 
 def _verify(path: Path, ref: GranuleRef) -> str | None:
@@ -62,7 +69,7 @@ def download_one(ref: GranuleRef, outdir: Path, source: ByteSource,
         if have > total:
             part.unlink()
             have = 0
-        status = "resumed" if have else "downloaded"
+        status: Literal["resumed", "downloaded"] = "resumed" if have else "downloaded"
         with open(part, "ab") as fh:
             while have < total:
                 n = min(PIECE, total - have)
@@ -80,7 +87,8 @@ def download_one(ref: GranuleRef, outdir: Path, source: ByteSource,
         os.replace(part, target)
         return Downloaded(ref.name, target, status, have)
     except (OperaDispError, OSError) as exc:
-        return Downloaded(ref.name, None, "failed", 0, " ".join(str(exc).split()))
+        return Downloaded(ref.name, None, "failed", 0, one_line(exc),
+                          service=isinstance(exc, ServiceError))
     finally:
         source.close()
 

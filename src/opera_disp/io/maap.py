@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ..errors import AuthError, Unreachable
+
 
 @functools.cache
 def _maap() -> Any:
@@ -22,6 +24,14 @@ def earthdata_s3_credentials(endpoint: str) -> dict[str, Any]:
 
     Returns TEA's keys: ``accessKeyId``, ``secretAccessKey``, ``sessionToken``, ``expiration``.
     """
-    creds = _maap().aws.earthdata_s3_credentials(endpoint)
+    try:
+        creds = _maap().aws.earthdata_s3_credentials(endpoint)
+    except Exception as exc:  # maap-py raises requests' HTTPError, JSON errors, KeyError ...
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        kind = AuthError if status in (401, 403) else Unreachable
+        raise kind(f"MAAP could not get temporary S3 credentials for {endpoint} "
+                   f"({exc.__class__.__name__}{f', HTTP {status}' if status else ''})") from None
+    if not isinstance(creds, dict):
+        raise Unreachable(f"MAAP answered no temporary S3 credentials for {endpoint}")
     return {k: creds[k] for k in ("accessKeyId", "secretAccessKey", "sessionToken",
                                   "expiration") if k in creds}

@@ -34,7 +34,7 @@ from ..render.maps import map_text, render_map
 from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
-from ..types import GranuleStatus, OutputKind
+from ..types import GranuleStatus, LayerName, OutputKind
 from .bands import band_sample, keep_pixels, read_bands
 from .stats import StreamingStats, valid_pixels
 from .summary import GranuleRecord, OutputRecord, Pixels, Statistics
@@ -122,7 +122,7 @@ def stats_layer(layers: tuple[str, ...]) -> str:
     return floats[0] if floats else layers[0]
 
 
-def layers_to_read(spec: JobSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def layers_to_read(spec: JobSpec) -> tuple[tuple[LayerName, ...], tuple[LayerName, ...]]:
     """The layers written (the mask too when it is not applied) and the layers read."""
     write = list(spec.layers)
     if not spec.mask_applied and MASK_LAYER not in write:

@@ -63,7 +63,8 @@ def verdict(spec: JobSpec, matched: int, outcomes: list[Outcome]
     bugs = [o for o in failed if o.bug]
     if bugs:
         return (ExitCode.FAILED, JobStatus.FAILED,
-                f"{bugs[0].name}: {bugs[0].reason} (a bug; the traceback is in the log)")
+                f"{bugs[0].name}: {bugs[0].reason} (a bug; the traceback is in the log, "
+                "or rerun with --verbose)")
     considered = len(ok) + len(failed)
     allowed = spec.tolerated_failure_percentage * considered / 100.0
     if len(failed) > allowed:

@@ -20,7 +20,6 @@ import platform
 from typing import Any, Final, Literal, get_args
 
 import numpy as np
-from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from .. import __version__
@@ -32,10 +31,8 @@ SUMMARY_SCHEMA: Final = "opera-disp/summary/1"
 #: A summary's ``exit_code``: how a job can end (interrupted, 130, leaves no summary).
 SummaryExitCode = Literal[0, 1, 2, 3, 4]
 _SUMMARY_EXIT_CODES: tuple[SummaryExitCode, ...] = get_args(SummaryExitCode)
-_CONFIG = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
 
-@with_config(_CONFIG)
 class Inputs(TypedDict):
     """The inputs as the job understood them."""
 
@@ -75,7 +72,6 @@ class Inputs(TypedDict):
     """Which encoder wrote the COGs."""
 
 
-@with_config(_CONFIG)
 class WindowRecord(TypedDict):
     """Where a granule's window lies."""
 
@@ -95,7 +91,6 @@ class WindowRecord(TypedDict):
     """``[rows, cols]`` of the whole frame."""
 
 
-@with_config(_CONFIG)
 class Pixels(TypedDict):
     """Pixel accounting over the window: ``total = outside_aoi + masked + nodata + valid``."""
 
@@ -111,7 +106,6 @@ class Pixels(TypedDict):
     """Valid pixels of the summarised layer."""
 
 
-@with_config(_CONFIG)
 class Statistics(TypedDict):
     """Exact statistics of the summarised layer's valid pixels (NumPy's definitions)."""
 
@@ -137,7 +131,6 @@ class Statistics(TypedDict):
     """98th percentile."""
 
 
-@with_config(_CONFIG)
 class OutputRecord(TypedDict):
     """One file written for a granule."""
 
@@ -153,7 +146,6 @@ class OutputRecord(TypedDict):
     """Hex SHA-256 of the file."""
 
 
-@with_config(_CONFIG)
 class GranuleRecord(TypedDict):
     """One granule the job wrote outputs for."""
 
@@ -189,7 +181,6 @@ class GranuleRecord(TypedDict):
     """Time spent on this granule."""
 
 
-@with_config(_CONFIG)
 class Problem(TypedDict):
     """A granule skipped or failed, and why (one line)."""
 
@@ -199,9 +190,8 @@ class Problem(TypedDict):
     """One line."""
 
 
-@with_config(_CONFIG)
 class Totals(TypedDict):
-    """Counts over the whole job."""
+    """Counts, bytes and time over the whole job."""
 
     matched: int
     """Granules the selection matched."""
@@ -221,7 +211,6 @@ class Totals(TypedDict):
     """Wall time of the job."""
 
 
-@with_config(_CONFIG)
 class Summary(TypedDict):
     """``summary.json``: one per job, in the output folder."""
 
@@ -271,9 +260,19 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
     raise ValueError(f"exit code {int(code)} has no place in a summary")
 
 
+# pydantic derives the schema, but only when asked: a job never imports it. Each field's
+# docstring becomes its description; no other key is allowed.
+for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
+               Totals, Summary):
+    setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
+            {"use_attribute_docstrings": True, "extra": "forbid"})
+
+
 @functools.cache
 def summary_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``summary.json``."""
+    from pydantic import TypeAdapter
+
     schema = TypeAdapter(Summary).json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SUMMARY_SCHEMA
@@ -304,7 +303,7 @@ def schema_tables() -> str:
     defs = schema.get("$defs", {})
     parts = []
     objects = [(f"`{k}`", v) for k, v in sorted(defs.items()) if "properties" in v]
-    for title, node in [("`summary.json`", schema), *objects]:
+    for title, node in [("Top level", schema), *objects]:
         about = node.get("description", "").replace("``", "`")
         parts.append(f"{title}: {about}\n\n| key | type | content |\n| --- | --- | --- |")
         for key, prop in node.get("properties", {}).items():

@@ -12,7 +12,6 @@ OPERA_L3_DISP-S1_IW_F40291_VV_20160705T005555Z_20160729T005559Z_v1.0_20250724T21
 2016-07-05 → 2016-07-29     2.0 MB
 """
 
-
 from __future__ import annotations
 
 import csv

@@ -101,6 +101,7 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
         fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
     return png
 
+
 def plot_window(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int,
                 path: Path, *, title: str, label: str, vmax: float = 0.1,
                 cmap: str | None = None, bins: int = 50, diverging: bool = True) -> Path:

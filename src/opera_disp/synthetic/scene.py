@@ -16,26 +16,12 @@ from numpy.typing import NDArray
 from pyproj import Transformer
 
 WAVELENGTH = 0.05546576
-
-
 REFERENCE_EVERY = 15
-
-
 REVISIT_DAYS = 12
-
-
 FULL_SHAPE = (7915, 9548)
-
-
 DEFAULT_FRAME = 40291
-
-
 _FIRST_DATE = datetime(2016, 7, 5, 0, 55, 55, 123456, tzinfo=UTC)
-
-
 TCOH_THRESHOLD = 0.6
-
-
 SIM_THRESHOLD = 0.4
 
 

@@ -53,11 +53,7 @@ log = logging.getLogger(__name__)
 
 
 _GEN = datetime(2025, 7, 24, 21, 22, 4, tzinfo=UTC)
-
-
 _EPOCH = datetime(2010, 1, 1, tzinfo=UTC)
-
-
 _DESCRIPTIONS = {
     "displacement": "Displacement along the radar Line-of-Sight (LOS) direction. Positive values "
     "indicate apparent motion towards the platform.",

@@ -7,6 +7,7 @@ place. A failure at any step leaves no partial file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -19,7 +20,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from ..errors import CogError, OutputError
+from ..errors import CogError, OutputError, one_line
 from ..files import atomic_path
 from ..types import CogWriterKind
 from .georef import gdal_tags
@@ -219,6 +220,22 @@ class CogWriter(RasterWriter):
             self._stream.close()
 
 
+@contextlib.contextmanager
+def _gdal(what: str) -> Iterator[None]:
+    """GDAL failures (disk full, driver errors) as :class:`CogError` naming the step.
+
+    rasterio raises its own errors and, from some calls, GDAL's ``CPLE_*`` errors, which
+    are not ``RasterioError`` s.
+    """
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except (RasterioError, CPLE_BaseError) as exc:
+        raise CogError(f"GDAL {what} failed ({one_line(exc)})") from None
+
+
 class GdalCogWriter(RasterWriter):
     """GDAL's COG driver, through rasterio, from a scratch GeoTIFF (``--cog-writer gdal``).
 
@@ -234,48 +251,45 @@ class GdalCogWriter(RasterWriter):
         import rasterio
 
         s, b = self.spec, self.profile.blocksize
-        try:
+        with _gdal("creating the scratch GeoTIFF"):
             self._ds = rasterio.open(
                 scratch, "w", driver="GTiff", width=s.width, height=s.height, count=1,
                 dtype=s.dtype, crs=CRS.from_epsg(s.crs_epsg), transform=s.transform,
                 nodata=s.nodata, tiled=True, blockxsize=b, blockysize=b, BIGTIFF="IF_SAFER")
-        except rasterio.errors.RasterioError as exc:
-            raise CogError(f"GDAL cannot create its scratch GeoTIFF ({exc})") from None
 
     def _write(self, block: np.ndarray, row_off: int) -> None:
         from rasterio.windows import Window as RioWindow
 
         assert self._ds is not None
-        self._ds.write(block, 1, window=RioWindow(0, row_off, self.spec.width, block.shape[0]))
+        with _gdal("writing the scratch GeoTIFF"):
+            self._ds.write(block, 1,
+                           window=RioWindow(0, row_off, self.spec.width, block.shape[0]))
 
     def _finish(self, tmp: Path) -> None:
-        import rasterio
         import rasterio.shutil
-        from rasterio._err import CPLE_BaseError
 
         assert self._ds is not None and self._scratch is not None
         ds = self._ds
-        ds.update_tags(**self.tags)
-        if self.band_tags:
-            ds.update_tags(1, **self.band_tags)
-        if self.units:
-            ds.set_band_unit(1, self.units)
-        if self.description:
-            ds.set_band_description(1, self.description)
-        ds.close()
-        self._ds = None
-        try:
+        with _gdal("writing the scratch GeoTIFF"):
+            ds.update_tags(**self.tags)
+            if self.band_tags:
+                ds.update_tags(1, **self.band_tags)
+            if self.units:
+                ds.set_band_unit(1, self.units)
+            if self.description:
+                ds.set_band_description(1, self.description)
+            self._ds = None
+            ds.close()
+        with _gdal("COG driver"):
             rasterio.shutil.copy(self._scratch, tmp, driver="COG",
                                  RESAMPLING=self.spec.resampling.upper(),
                                  **self.profile.gdal_options())
-        # rasterio.shutil.copy raises GDAL's own CPLE_* errors, which are no RasterioError.
-        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
-            raise CogError(f"GDAL's COG driver failed ({exc})") from None
 
     def _close(self) -> None:
         if self._ds is not None:
-            self._ds.close()
-            self._ds = None
+            ds, self._ds = self._ds, None
+            with contextlib.suppress(Exception):  # cleanup after an error: the error counts
+                ds.close()
 
 
 #: The COG encoders, by ``--cog-writer`` choice.
