@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +42,8 @@ from .helpers import one_line_error, run, validate_summary
     (["--granules", "/nonexistent/OPERA_L3_DISP-S1_IW_F40291_VV_20160705T005555Z_"
       "20160729T005559Z_v1.0_20250724T212204Z.nc"], "does not exist"),
     (["--nonsense"], "No such option"),
+    (["--aoi", ""], "aoi is empty"),
+    (["--cmr-url", " "], "CMR URL is empty"),
 ])
 def test_bad_input_one_line_exit_2(args: list[str], needle: str, archive: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,14 +210,138 @@ def test_inspect_auth_refused_exit_4(refusing_server: Server, granule: Path,
 
 
 def test_unexpected_exception_is_internal_error_exit_1(
-        granule: Path, capsys: pytest.CaptureFixture[str],
+        granule: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("something nobody expected")
 
     monkeypatch.setattr(api, "inspect", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the crash report goes there
     code, out, err = run(["inspect", str(granule)], capsys)
     assert code == 1 and out == ""
     line = one_line_error(err)
     assert "internal error" in line and "RuntimeError: something nobody expected" in line
     assert "Traceback" not in err
+
+
+# -- review mends: SIGTERM, crash reports, redacted failure reasons ---------------------------
+
+def test_sigterm_exits_130_and_restores_the_previous_handler(
+        granule: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[int] = []
+
+    def previous_handler(signum: int, frame: object) -> None:
+        received.append(signum)  # without main()'s own handler, the signal ends up here
+
+    def cancelled(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # DPS cancelling the job
+        time.sleep(2)
+
+    monkeypatch.setattr(api, "inspect", cancelled)
+    before = signal.signal(signal.SIGTERM, previous_handler)
+    try:
+        code, out, err = run(["inspect", str(granule)], capsys)
+        assert signal.getsignal(signal.SIGTERM) is previous_handler, "handler restored"
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert received == [], "main() took the signal, not the previous handler"
+    assert code == 130 and out == ""
+    assert err.strip() == "opera-disp: interrupted", (out, err)
+
+
+def _crash_report(line: str) -> Path:
+    m = re.search(r"the traceback is in (\S+opera-disp-crash-\S+\.log)\)", line)
+    assert m, line
+    return Path(m.group(1))
+
+
+def test_bug_writes_a_crash_report_and_one_line(
+        granule: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something nobody expected at "
+                           "https://h.example/g.nc?X-Amz-Signature=SECRET1")
+
+    monkeypatch.setattr(api, "inspect", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, out, err = run(["inspect", str(granule)], capsys)
+    assert code == 1 and out == ""
+    line = one_line_error(err)
+    assert err.strip().splitlines() == [line], "exactly one line on stderr"
+    assert "internal error: RuntimeError: something nobody expected" in line
+    report = _crash_report(line)
+    assert report.parent == tmp_path and report.is_file()
+    text = report.read_text()
+    assert text.startswith("opera-disp ")
+    assert "Traceback (most recent call last)" in text
+    assert "RuntimeError: something nobody expected at https://h.example/g.nc?" in text
+    assert "SECRET1" not in text + err
+
+
+def test_bug_outside_a_granule_goes_to_the_log_file_too(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, close_log_file: None) -> None:
+    from opera_disp.catalog import resolve
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero with Bearer eyJSECRET2.x.y")
+
+    monkeypatch.setattr(resolve, "resolve_granules", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    log = tmp_path / "logs" / "job.log"
+    code, out, err = run(["subset", "--source", str(archive), "--log-file", str(log),
+                          "-o", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert code == 1
+    assert "Traceback" not in err + out
+    report = _crash_report(one_line_error(err))
+    for text in (report.read_text(), log.read_text()):
+        assert "Traceback (most recent call last)" in text
+        assert "ZeroDivisionError: division by zero with Bearer <redacted>" in text
+        assert "SECRET2" not in text
+    assert "internal error" in log.read_text()
+
+
+def test_failure_reasons_are_redacted_in_summary_log_and_stderr(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, close_log_file: None) -> None:
+    from opera_disp.errors import AuthError
+    from opera_disp.io.access import Access
+
+    granules = sorted(archive.glob("*F40291*.nc"))[:2]
+    names = [g.name[:-3] for g in granules]
+    failures: dict[str, Exception] = {
+        names[0]: OSError("GET https://h.example/g.nc?X-Amz-Signature=SECRET3&X-Amz-Expires=1 "
+                          "failed: connection reset"),
+        names[1]: AuthError("token refused: Authorization: Bearer eyJSECRET4.a.b"),
+    }
+
+    def refusing_open(self: Access, ref: object) -> None:
+        raise failures[ref.name]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Access, "open", refusing_open)
+    log = tmp_path / "job.log"
+    out_dir = tmp_path / "o"
+    code, out, err = run(["subset", "--granules", ",".join(map(str, granules)),
+                          "--window", "0:32,0:32", "--log-file", str(log),
+                          "--no-progress", "-o", str(out_dir)], capsys)
+    assert code == 1, err
+    doc = json.loads((out_dir / "summary.json").read_text())
+    reasons = {f["name"]: f["reason"] for f in doc["failed"]}
+    assert reasons == {
+        names[0]: "GET https://h.example/g.nc?… failed: connection reset",
+        names[1]: "token refused: Authorization: Bearer <redacted>",
+    }
+    everything = json.dumps(doc) + log.read_text() + out + err
+    assert "SECRET3" not in everything and "SECRET4" not in everything
+    assert "https://h.example/g.nc?…" in log.read_text()
+
+
+def test_ctrl_c_exits_130_with_one_line(granule: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "inspect", interrupted)
+    code, out, err = run(["inspect", str(granule)], capsys)
+    assert code == 130 and out == "" and err.strip() == "opera-disp: interrupted"

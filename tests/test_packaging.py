@@ -61,6 +61,22 @@ def test_algorithm_config_fields() -> None:
         assert set(item) >= {"name", "description", "default"} and item["default"] == ""
 
 
+def test_algorithm_version_is_the_package_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert str(_config()["algorithm_version"]) == project["version"]
+
+
+def test_a_job_process_does_not_import_pydantic() -> None:
+    # pydantic only derives summary.json's schema, on demand: importing the job, the API
+    # and the command line must not pull it in (it costs a second of start-up).
+    code = ("import sys, opera_disp.job.run, opera_disp.job.summary, opera_disp.api, "
+            "opera_disp.cli; assert 'pydantic' not in sys.modules, 'pydantic imported'; "
+            "opera_disp.job.summary.summary_schema(); assert 'pydantic' in sys.modules")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
 def _run_sh(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full = {"PATH": os.environ["PATH"], "HOME": str(cwd), "OPERA_DISP_CLI": CLI, **env}
     return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, env=full,

@@ -1,9 +1,11 @@
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
 from opera_disp.errors import NotADispName
-from opera_disp.product import LAYERS, DispProduct, dedupe, parse_layers
+from opera_disp.product import LAYERS, MASK_LAYER, DispProduct, dedupe, parse_layers
+from opera_disp.types import LayerName
 
 NAME = "OPERA_L3_DISP-S1_IW_F40286_VV_20160701T005555Z_20160818T005558Z_v1.0_20250724T212204Z"
 
@@ -46,3 +48,14 @@ def test_layer_table_matches_format() -> None:
         "displacement", "temporal_coherence")
     with pytest.raises(ValueError, match="unknown layer 'nope'"):
         parse_layers("displacement,nope")
+
+
+def test_layer_name_type_lists_exactly_the_layers() -> None:
+    assert set(get_args(LayerName)) == set(LAYERS)
+    assert len(get_args(LayerName)) == len(LAYERS)
+    assert MASK_LAYER in get_args(LayerName)
+    # parse_layers gives back the checked names themselves (LayerName values), in order.
+    names = parse_layers(["recommended_mask", "shp_counts"])
+    assert names == ("recommended_mask", "shp_counts")
+    assert all(type(n) is str and n in get_args(LayerName) for n in names)
+    assert parse_layers(",".join(reversed(list(LAYERS)))) == tuple(reversed(list(LAYERS)))

@@ -168,6 +168,74 @@ def test_download_checksum_mismatch_and_eula(server: Server, tmp_path: Path,
     assert res[0].status == "failed" and "accept its EULA" in (res[0].reason or "")
 
 
+@pytest.mark.parametrize("refusal", ["eula", "401"])
+def test_download_refused_by_the_service_is_exit_4(server: Server, tmp_path: Path,
+                                                   refusal: str,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    if refusal == "eula":
+        server.state.eula = True  # the user has not approved ASF's EULA
+    else:
+        monkeypatch.setenv("EARTHDATA_TOKEN", "expired-token")  # Earthdata Login says no
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(tmp_path), "--access",
+                           "https", "--no-progress"], capsys)
+    assert code == 4, stdout
+    assert stdout.count("failed") == 3 and "0 of 3 granule(s)" in stdout
+    assert "expired-token" not in stdout
+    assert not list(tmp_path.glob("*.nc"))
+
+
+def test_download_size_mismatch_is_exit_1(server: Server, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    item = server.state.cmr_items[0]["umm"]
+    item["DataGranule"]["ArchiveAndDistributionInformation"][0]["SizeInBytes"] += 1
+    code, stdout, _ = run(["download", "--granules", item["GranuleUR"], "-o", str(tmp_path),
+                           "--access", "https", "--no-progress"], capsys)
+    assert code == 1 and "differs from the catalog's" in stdout
+    assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob("*.part"))
+
+
+def test_collection_not_found_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    srv = Server(ServerState()).start()  # a CMR with no collections at all
+    try:
+        code, out, err = run(["collection", "--short-name", "bogus", "--cmr-url",
+                              f"{srv.url}/search"], capsys)
+    finally:
+        srv.shutdown()
+    assert code == 3 and out == ""
+    assert "no collection with short name 'bogus'" in one_line_error(err)
+
+
+# -- explicit granules are taken as given -------------------------------------------
+
+def test_footprints_of_explicit_granules_ignore_search_filters(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    given = sorted(archive.glob("*F40291*.nc"))[:2]
+    html = tmp_path / "map.html"
+    for filters in (["--limit", "1"], ["--frame", "40292"],
+                    ["--start", "2030-01-01", "--bbox", "10,10,11,11"]):
+        code, out, err = run(["footprints", "--granules", ",".join(map(str, given)),
+                              "-o", str(html), *filters], capsys)
+        assert code == 0, (filters, err)
+        assert "2 footprint(s)" in out, filters
+        fc = json.loads(html.with_suffix(".geojson").read_text())
+        assert sorted(f["properties"]["name"] for f in fc["features"]) == \
+            [p.name[:-3] for p in given], filters
+
+
+def test_download_of_explicit_granules_ignores_search_filters(
+        server: Server, archive: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    names = [p.name[:-3] for p in sorted(archive.glob("*F40291*.nc"))[:2]]
+    for i, filters in enumerate((["--limit", "1"], ["--frame", "40292"])):
+        out = tmp_path / str(i)
+        code, stdout, err = run(["download", "--granules", ",".join(names), "-o", str(out),
+                                 "--access", "https", "--no-progress", *filters], capsys)
+        assert code == 0, (filters, err)
+        assert stdout.count("downloaded") == 2, filters
+        assert sorted(p.name[:-3] for p in out.glob("*.nc")) == names, filters
+
+
 def test_download_bad_workers(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["download", "--workers", "0", "--frame", "1"], capsys)
     assert code == 2 and "workers 0 is outside 1..32" in one_line_error(err)

@@ -90,6 +90,16 @@ def _when(value: str | date) -> date | datetime:
     return when.date() if len(value.strip()) == 10 else when
 
 
+def _path(name: str, metavar: str) -> dict[str, Any]:
+    """A path option; an empty value is bad input (``Path("")`` would mean ".")."""
+    def parse(value: str | Path) -> Path:
+        if isinstance(value, str) and not value.strip():
+            raise BadInput(f"{name} is empty; give a value or leave the option out")
+        return Path(value)
+
+    return {"parser": parse, "metavar": metavar}
+
+
 def _typed(parser: Callable[[str], Any], metavar: str) -> dict[str, Any]:
     return {"parser": lambda v: v if not isinstance(v, str) else parser(v), "metavar": metavar}
 
@@ -99,9 +109,9 @@ Opt = typer.Option
 Granules = Annotated[str | None, Opt(help="Comma-separated granule names, paths or URLs.",
                                      metavar="GRANULE[,GRANULE...]")]
 GranuleList = Annotated[Path | None, Opt(help="Text file of granule names, paths or URLs.",
-                                          metavar="FILE")]
+                                          **_path("granule list", "FILE"))]
 Source = Annotated[Path | None, Opt(help="Local archive folder of DISP-S1 .nc granules.",
-                                     metavar="DIR")]
+                                     **_path("source", "DIR"))]
 # Comma lists stay text here (typer would read a tuple type as several arguments); the
 # library parses them with the same one-line errors.
 BBoxOpt = Annotated[str | None, Opt(help="W,S,E,N in degrees.", metavar="W,S,E,N")]
@@ -159,7 +169,8 @@ def subset(
     mask: Annotated[MaskMode, Opt(help="recommended: apply recommended_mask; none: write it "
                                   "as its own COG.", **_enum(MaskMode, "mask"))] =
         MaskMode.RECOMMENDED,
-    output: Annotated[Path, Opt("--output", "-o", help="Output folder.", metavar="DIR")] = \
+    output: Annotated[Path, Opt("--output", "-o", help="Output folder.",
+                                **_path("output", "DIR"))] = \
         Path("output"),
     tolerated_failure_percentage: Annotated[float, Opt(
         help="Failed granules tolerated, %.",
@@ -176,7 +187,7 @@ def subset(
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
     log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
-                                         metavar="FILE")] = None,
+                                         **_path("log file", "FILE"))] = None,
     progress: Progress = None,
     verbose: Annotated[bool, Opt("--verbose", "-v", help="Debug logging.")] = False,
 ) -> int:
@@ -296,13 +307,13 @@ def search(
     bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
     frame: Frame = None, limit: Limit = None,
     source: Annotated[Path | None, Opt(help="Search a local archive folder instead of "
-                                       "CMR.", metavar="DIR")] = None,
+                                       "CMR.", **_path("source", "DIR"))] = None,
     cmr_url: CmrUrl = None,
     fmt: Annotated[SearchFormat | None, Opt("--format", help="Write CSV, JSON or GeoJSON "
                                             "(to --output, else printed).",
                                             **_enum(SearchFormat, "format"))] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="File to write.",
-                                       metavar="FILE")] = None,
+                                       **_path("output", "FILE"))] = None,
 ) -> int:
     """Search granules (CMR or a local archive); print a table or write CSV/JSON/GeoJSON."""
     from .files import atomic_path
@@ -333,7 +344,7 @@ def search(
 @app.command()
 def footprints(
     output: Annotated[Path, Opt("--output", "-o", help="HTML map to write (a .geojson is "
-                                "written beside it).", metavar="FILE")] =
+                                "written beside it).", **_path("output", "FILE"))] =
         Path("footprints.html"),
     granules: Granules = None,
     bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
@@ -356,7 +367,7 @@ def footprints(
 @app.command()
 def download(
     output: Annotated[Path, Opt("--output", "-o", help="Folder to download into.",
-                                metavar="DIR")] = Path("granules"),
+                                **_path("output", "DIR"))] = Path("granules"),
     granules: Granules = None,
     bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
     frame: Frame = None, limit: Limit = None, cmr_url: CmrUrl = None,
@@ -414,7 +425,8 @@ def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = Acc
 @app.command()
 def plot(
     granule: GranuleArg,
-    output: Annotated[Path, Opt("--output", "-o", help="PNG to write.", metavar="FILE")] = \
+    output: Annotated[Path, Opt("--output", "-o", help="PNG to write.",
+                                **_path("output", "FILE"))] = \
         Path("plot.png"),
     layer: Annotated[str, Opt(help="Layer to plot.", metavar="LAYER")] = "displacement",
     window: WindowOpt = None,
@@ -495,6 +507,8 @@ def _main(argv: list[str] | None) -> int:
         _error(f"internal error: {exc.__class__.__name__}: {exc} (a bug; the traceback is in "
                f"{report})")
         return int(ExitCode.FAILED)
+    if rv == ExitCode.INTERRUPTED:  # recent typer returns 130 for a KeyboardInterrupt itself
+        print("opera-disp: interrupted", file=sys.stderr)
     return int(rv) if isinstance(rv, int) else 0
 
 

@@ -127,8 +127,9 @@ def test_real_cslc_page_is_not_mistaken_for_disp() -> None:
 
 
 # -- --limit: pages sorted by the secondary (end) date, until the limit is final -------------
-def _pair(ref: datetime, sec: datetime, ver: str = "1.0", gen: str = "20250724T212204") -> str:
-    return (f"OPERA_L3_DISP-S1_IW_F40291_VV_{ref:%Y%m%dT%H%M%S}Z_{sec:%Y%m%dT%H%M%S}Z_"
+def _pair(ref: datetime, sec: datetime, ver: str = "1.0", gen: str = "20250724T212204",
+          frame: int = 40291) -> str:
+    return (f"OPERA_L3_DISP-S1_IW_F{frame:05d}_VV_{ref:%Y%m%dT%H%M%S}Z_{sec:%Y%m%dT%H%M%S}Z_"
             f"v{ver}_{gen}Z.nc")
 
 
@@ -154,13 +155,14 @@ def test_limit_returns_the_earliest_matching_secondaries(cmr: Server,
     # span overlaps the range) and they share the earliest start date; the second
     # ministack starts after that end date and is left out.
     _two_ministacks(cmr)
-    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), end=end, limit=2)
+    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), end=end, frame=40291, limit=2)
     refs = _client(cmr).search(q, page_size=4)
     assert [f"{r.product.secondary:%Y-%m-%d}" for r in refs] == ["2016-11-02", "2016-11-14"]
     assert all(r.product.reference.year == 2016 for r in refs)
     assert cmr.state.count("/search/granules.umm_json") == 1, "the first page settles it"
     # Without a limit every match comes back (the limit only cuts the list).
-    everything = _client(cmr).search(CmrQuery(start=q.start, end=end), page_size=4)
+    everything = _client(cmr).search(CmrQuery(start=q.start, end=end, frame=40291),
+                                     page_size=4)
     assert everything[:2] == refs and len(everything) == (2 if end else 21)
 
 
@@ -169,7 +171,7 @@ def test_reprocessed_pair_on_the_next_page_is_deduplicated(cmr: Server) -> None:
     sec = [ref + timedelta(days=d) for d in (120, 132, 144, 156)]  # 11-02 .. 12-08
     names = [_pair(ref, s) for s in sec] + [_pair(ref, sec[1], ver="1.1", gen="20260101T000000")]
     cmr.state.cmr_items = [umm_item(n, cmr.url) for n in names]  # the reprocessing comes last
-    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), limit=2)
+    q = CmrQuery(start=datetime(2016, 11, 1, tzinfo=UTC), frame=40291, limit=2)
     refs = _client(cmr).search(q, page_size=2)
     assert [(f"{r.product.secondary:%m-%d}", r.product.version) for r in refs] == [
         ("11-02", "1.0"), ("11-14", "1.1")]
@@ -181,14 +183,33 @@ def test_paging_stops_once_the_limit_is_final(cmr: Server) -> None:
     ref = datetime(2016, 7, 5, 0, 55, 55)
     cmr.state.cmr_items = [umm_item(_pair(ref, ref + timedelta(days=12 * (k + 1))), cmr.url)
                            for k in range(20)]
-    refs = _client(cmr).search(CmrQuery(limit=3), page_size=2)
+    refs = _client(cmr).search(CmrQuery(frame=40291, limit=3), page_size=2)
     assert [r.product.secondary.day for r in refs] == [17, 29, 10]
     assert cmr.state.count("/search/granules.umm_json") == 2, "4 items: the 4th is past the 3rd"
     cmr.state.reset_log()
     # Fewer matches than the limit: pages until the hits run out.
-    q = CmrQuery(start=datetime(2017, 2, 1, tzinfo=UTC), limit=5)  # 02-06, 02-18, 03-02
+    q = CmrQuery(start=datetime(2017, 2, 1, tzinfo=UTC), frame=40291,
+                 limit=5)  # 02-06, 02-18, 03-02
     assert len(_client(cmr).search(q, page_size=2)) == 3
     assert cmr.state.count("/search/granules.umm_json") == 2
+
+
+def test_limit_without_a_frame_reads_every_page_lowest_frame_first(cmr: Server) -> None:
+    # Frame 40292's products end first, so a page sorted by end date holds only them; the
+    # limit keeps the lowest frame first (as every route does), whose products come on
+    # later pages. An early stop would return 40292's two earliest instead.
+    ref = datetime(2016, 7, 5, 0, 55, 55)
+    early = [_pair(ref, ref + timedelta(days=12 * (k + 1)), frame=40292) for k in range(4)]
+    ref2 = ref + timedelta(days=240)
+    late = [_pair(ref2, ref2 + timedelta(days=12 * (k + 1)), frame=40291) for k in range(4)]
+    cmr.state.cmr_items = [umm_item(n, cmr.url) for n in early + late]
+    refs = _client(cmr).search(CmrQuery(limit=2), page_size=2)
+    pages = cmr.state.count("/search/granules.umm_json")
+    everything = _client(cmr).search(CmrQuery(), page_size=2)
+    assert [r.product.frame for r in everything] == [40291] * 4 + [40292] * 4
+    assert refs == everything[:2]
+    assert [f"{r.product.secondary:%Y-%m-%d}" for r in refs] == ["2017-03-14", "2017-03-26"]
+    assert pages == 4, "every page is read"
 
 
 def test_granule_params_sort_by_the_secondary_date() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from opera_disp.errors import GranuleReadError
 from opera_disp.geometry import Window
-from opera_disp.hdf5.index import index_layer, open_index
+from opera_disp.hdf5.index import decode_time, index_layer, open_index
 from opera_disp.hdf5.read import plan_reads, read_window
 from opera_disp.io.local import LocalFile
 from opera_disp.product import LAYERS, DispProduct
@@ -137,3 +137,52 @@ def test_deferred_coordinates_ride_with_the_first_batch(granule: Path) -> None:
                           DispProduct.from_name(granule.name))
         assert idx.secondary_time == full.secondary_time
         assert idx.grid == full.grid
+
+
+@pytest.mark.parametrize(("units", "value"), [
+    ("seconds since not-a-date", 0.0),
+    ("seconds since 2010-13-45 00:00:00", 0.0),
+    ("seconds since 2010-01-01 00:00:00", float("nan")),
+    ("seconds since 2010-01-01 00:00:00", 1e300),
+    ("seconds since 2010-01-01 00:00:00", 3e11),  # past the year 9999
+])
+def test_malformed_time_is_a_read_error(units: str, value: float) -> None:
+    with pytest.raises(GranuleReadError, match="is not a valid time"):
+        decode_time(units, value)
+
+
+def test_truncated_deferred_coordinates_are_a_read_error(granule: Path) -> None:
+    idx = open_index(LocalFile(granule), ["displacement"], DispProduct.from_name(granule.name),
+                     defer_coords=True)
+    x = idx.deferred["x"]
+    with pytest.raises(GranuleReadError, match=r"variable 'x' is truncated"):
+        idx.resolve("x", b"\0" * (x.size - 8))  # one value short
+    y = idx.deferred["y"]
+    with pytest.raises(GranuleReadError, match=r"variable 'y' is truncated"):
+        idx.resolve("y", b"\0" * (y.size - 3))  # not even whole values
+
+
+class _ShortReads(LocalFile):
+    """A remote-looking source whose server sends every range but its last ``cut`` bytes."""
+
+    remote = True
+
+    def __init__(self, path: Path, cut: int):
+        super().__init__(path)
+        self.cut = cut
+
+    def read_ranges(self, ranges):  # type: ignore[no-untyped-def]
+        return [b[: max(0, len(b) - self.cut)] for b in super().read_ranges(ranges)]
+
+
+def test_damaged_remote_granule_is_a_granule_failure_not_a_bug(granule: Path,
+                                                               tmp_path: Path) -> None:
+    from opera_disp import api
+
+    r = api.subset(granules=str(granule), window="0:16,0:16", output=tmp_path,
+                   progress=False, tolerated_failure_percentage=100,
+                   source_factory=lambda ref: _ShortReads(Path(ref.location), cut=8))
+    assert [f["name"] for f in r.summary["failed"]] == [granule.name[:-3]]
+    reason = r.summary["failed"][0]["reason"]
+    assert "internal error" not in reason and "is truncated" in reason, reason
+    assert r.exit_code == 0 and r.summary["status"] == "partial"

@@ -6,12 +6,14 @@ import struct
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_AppDefinedError
 from rio_cogeo.cogeo import cog_validate
 
 from opera_disp.errors import CogError, OutputError
@@ -359,6 +361,52 @@ def test_gdal_writer_publishes_atomically(tmp_path: Path, monkeypatch: pytest.Mo
     assert message.startswith("a.tif: ") and "COG driver failed" in message
     assert "\n" not in message, "one line"
     assert sorted(p.name for p in out.iterdir()) == ["old.tif"], "no partial file, no debris"
+
+
+class _FailingDataset:
+    """A rasterio dataset whose ``methods`` fail as GDAL does (everything else is real)."""
+
+    def __init__(self, ds: Any, methods: tuple[str, ...], error: Exception):
+        self._ds, self._methods, self._error = ds, methods, error
+
+    def __getattr__(self, name: str) -> object:
+        if name in self._methods:
+            def fail(*args: object, **kwargs: object) -> None:
+                if name == "close":
+                    self._ds.close()  # the file is closed, yet GDAL complains
+                raise self._error
+            return fail
+        return getattr(self._ds, name)
+
+
+@pytest.mark.parametrize(("methods", "error", "cause"), [
+    (("write",), rasterio.errors.RasterioIOError("Write error:\nNo space left on device"),
+     "Write error: No space left on device"),
+    (("write", "close"), rasterio.errors.RasterioIOError("No space left on device"),
+     "No space left on device"),  # the cleanup's error does not hide the first
+    (("update_tags",), CPLE_AppDefinedError(1, 1, "TIFFWriteDirectory: disk full"),
+     "TIFFWriteDirectory: disk full"),
+    (("set_band_unit",), rasterio.errors.RasterioIOError("read-only dataset"),
+     "read-only dataset"),
+    (("close",), CPLE_AppDefinedError(1, 1, "TIFFFlush: disk full"), "TIFFFlush: disk full"),
+])
+def test_gdal_writer_errors_while_writing_are_output_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, methods: tuple[str, ...],
+        error: Exception, cause: str) -> None:
+    real_open = rasterio.open
+
+    def failing_open(*args: object, **kwargs: object) -> _FailingDataset:
+        return _FailingDataset(real_open(*args, **kwargs), methods, error)
+
+    monkeypatch.setattr(rasterio, "open", failing_open)
+    a = _raster((700, 600), "float32", np.nan, seed=5)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError) as exc:
+        _publish(CogWriterKind.GDAL, out / "a.tif", a, np.nan, resampling="average",
+                 keep_pixels=True)
+    assert type(exc.value) is OutputError, "a granule failure, not a bug"
+    assert str(exc.value) == f"a.tif: GDAL writing the scratch GeoTIFF failed ({cause})"
+    assert list(out.iterdir()) == [], "no scratch file, no partial COG"
 
 
 @pytest.mark.parametrize("width", [512, 1024, 1025])

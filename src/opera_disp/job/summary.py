@@ -260,8 +260,9 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
     raise ValueError(f"exit code {int(code)} has no place in a summary")
 
 
-# pydantic derives the schema, but only when asked: a job never imports it. Each field's
-# docstring becomes its description; no other key is allowed.
+# pydantic derives the schema only when asked for it (importing this module, as every job
+# does, does not import pydantic). Each field's docstring becomes its description; no other
+# key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
                Totals, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily

@@ -1,0 +1,122 @@
+"""Job inputs: every bad value is one line of BadInput naming it, and nothing is guessed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opera_disp import api
+from opera_disp.errors import BadInput
+from opera_disp.spec import TOLERANCE, VMAX, FloatRange, IntRange, make_spec
+
+
+def _one_line(exc: pytest.ExceptionInfo[BadInput]) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("option", "name"), [
+    ("source", "source"), ("output", "output"), ("aoi", "aoi"),
+    ("granule_list", "granule list"), ("cmr_url", "CMR URL"),
+])
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_empty_values_are_bad_input(option: str, name: str, empty: str,
+                                    granule: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # "" must not quietly mean the current folder
+    kw: dict[str, Any] = {"granules": str(granule), "output": str(tmp_path / "o"),
+                          option: empty}
+    with pytest.raises(BadInput) as exc:
+        make_spec(**kw)
+    assert _one_line(exc) == f"{name} is empty; give a value or leave the option out"
+    with pytest.raises(BadInput, match=f"^{name} is empty"):
+        api.subset(progress=False, **kw)
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ("50", "tolerated failure percentage '50' is not a number; expected 0..100"),
+    (True, "tolerated failure percentage True is not a number; expected 0..100"),
+    (None, "tolerated failure percentage None is not a number; expected 0..100"),
+    (150, "tolerated failure percentage 150 is outside 0..100"),
+    (-0.5, "tolerated failure percentage -0.5 is outside 0..100"),
+    (float("nan"), "tolerated failure percentage nan is outside 0..100"),
+])
+def test_tolerance_must_be_a_number_in_range(granule: Path, tmp_path: Path, value: Any,
+                                             needle: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        make_spec(granules=str(granule), output=tmp_path, tolerated_failure_percentage=value)
+    assert _one_line(exc) == needle
+
+
+def test_tolerance_accepts_ints_and_floats(granule: Path, tmp_path: Path) -> None:
+    for value, want in ((0, 0.0), (50, 50.0), (12.5, 12.5), (100, 100.0)):
+        spec = make_spec(granules=str(granule), output=tmp_path,
+                         tolerated_failure_percentage=value)
+        assert spec.tolerated_failure_percentage == want
+        assert type(spec.tolerated_failure_percentage) is float
+
+
+@pytest.mark.parametrize(("vmax", "needle"), [
+    (0, "vmax 0 is not allowed; expected a number > 0"),
+    (-0.1, "vmax -0.1 is not allowed; expected a number > 0"),
+    (float("inf"), "vmax inf is not allowed; expected a number > 0"),
+    (float("nan"), "vmax nan is not allowed; expected a number > 0"),
+    ("0.1", "vmax '0.1' is not a number; expected a number > 0"),
+])
+def test_plot_vmax_is_checked_before_anything_is_read(tmp_path: Path, vmax: Any,
+                                                      needle: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        api.plot(str(tmp_path / "missing.nc"), tmp_path / "p.png", vmax=vmax)
+    assert _one_line(exc) == needle
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_int_range_parse_and_check() -> None:
+    workers = IntRange(1, 64)
+    assert workers.parse("workers", "8") == 8 == workers.check("workers", 8)
+    assert workers.parse("workers", 8) == 8
+    cases = [
+        (lambda: workers.parse("workers", "many"),
+         "workers 'many' is not an integer; expected 1..64"),
+        (lambda: workers.parse("workers", "2.5"),
+         "workers '2.5' is not an integer; expected 1..64"),
+        (lambda: workers.parse("workers", "0"), "workers 0 is outside 1..64"),
+        (lambda: workers.check("workers", 65), "workers 65 is outside 1..64"),
+        (lambda: workers.check("workers", True), "workers True is not an integer; expected 1..64"),
+        (lambda: workers.check("workers", 2.0), "workers 2.0 is not an integer; expected 1..64"),
+        (lambda: IntRange(1).check("limit", 0), "limit 0 is not allowed; expected >= 1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(BadInput) as exc:
+            call()
+        assert _one_line(exc) == message
+
+
+def test_float_range_parse_and_check() -> None:
+    assert str(TOLERANCE) == "0..100" and str(VMAX) == "a number > 0"
+    assert str(FloatRange(0)) == "a number >= 0"
+    assert TOLERANCE.parse("t", "12.5") == 12.5 and TOLERANCE.parse("t", 3) == 3.0
+    assert TOLERANCE.check("t", 0) == 0.0 and TOLERANCE.check("t", 100) == 100.0
+    assert FloatRange(0).check("x", 0) == 0.0  # low included unless `above`
+    assert VMAX.parse("vmax", "1e-3") == 0.001
+    cases = [
+        (lambda: TOLERANCE.parse("t", "lots"), "t 'lots' is not a number; expected 0..100"),
+        (lambda: TOLERANCE.parse("t", "101"), "t 101 is outside 0..100"),
+        (lambda: TOLERANCE.parse("t", "nan"), "t nan is outside 0..100"),
+        (lambda: TOLERANCE.check("t", -1), "t -1 is outside 0..100"),
+        (lambda: TOLERANCE.check("t", False), "t False is not a number; expected 0..100"),
+        (lambda: TOLERANCE.check("t", "5"), "t '5' is not a number; expected 0..100"),
+        (lambda: VMAX.parse("vmax", "0"), "vmax 0 is not allowed; expected a number > 0"),
+        (lambda: VMAX.parse("vmax", "-inf"), "vmax -inf is not allowed; expected a number > 0"),
+        (lambda: VMAX.check("vmax", float("inf")),
+         "vmax inf is not allowed; expected a number > 0"),
+        (lambda: FloatRange(0).check("x", -0.5), "x -0.5 is not allowed; expected a number >= 0"),
+    ]
+    for call, message in cases:
+        with pytest.raises(BadInput) as exc:
+            call()
+        assert _one_line(exc) == message
