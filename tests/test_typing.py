@@ -7,15 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
-                    reason="mypy is not installed (it comes with the test extras: "
-                           "pip install -e '.[test]')")
 def test_src_is_mypy_strict_clean() -> None:
+    # No skip: the test command must run mypy (it comes with the test extras).
+    assert importlib.util.find_spec("mypy") is not None, "pip install -e '.[test]'"
     # The same run as `mypy` in the repository root; the cache (.mypy_cache) makes reruns
     # take about a second, a cold run some 20 s.
     proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "pyproject.toml"],
