@@ -153,6 +153,38 @@ def test_download_verify_skip_and_resume(server: Server, archive: Path, tmp_path
     assert not part.exists()
 
 
+@pytest.mark.parametrize("catalog", ["no size, no checksum", "checksum only"])
+def test_download_truncated_file_is_resumed_not_skipped(server: Server, archive: Path,
+                                                        tmp_path: Path, catalog: str,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    for item, p in zip(server.state.cmr_items, sorted(archive.glob("*.nc")), strict=True):
+        item.update(umm_item(p.name, server.url, md5=hashlib.md5(p.read_bytes()).hexdigest()
+                             if catalog == "checksum only" else None))  # size unknown
+    out = tmp_path / "dl"
+    args = ["download", "--frame", "40292", "-o", str(out), "--access", "https",
+            "--no-progress"]
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and stdout.count("downloaded") == 3
+    target = sorted(out.glob("*.nc"))[0]
+    data = target.read_bytes()
+    assert len(data) > 2**20
+    target.write_bytes(data[:2**20])  # cut short, e.g. by a crash before the rename
+    server.state.reset_log()
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and stdout.count("skipped") == 2 and "resumed" in stdout, stdout
+    assert target.read_bytes() == data
+    ranges = [r["headers"].get("Range", "") for r in server.state.log
+              if r["path"].startswith("/signed/") and target.name in r["path"]]
+    assert f"bytes={2**20}-" in " ".join(ranges)
+    assert not target.with_name(target.name + ".part").exists()
+    # A corrupt file of the right size is fetched again and verified.
+    if catalog == "checksum only":
+        target.write_bytes(b"x" * len(data))
+        code, stdout, _ = run(args, capsys)
+        assert code == 0 and "downloaded" in stdout and target.read_bytes() == data
+
+
 def test_download_checksum_mismatch_and_eula(server: Server, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     server.state.cmr_items[0]["umm"]["DataGranule"]["ArchiveAndDistributionInformation"][0][

@@ -2,12 +2,17 @@
 
 Connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff,
 honouring the server's ``Retry-After`` (capped); anything else is the caller's to judge.
+A ``Retry-After`` can lengthen a wait, never shorten it below the backoff: ``Retry-After:
+0`` still waits the exponential backoff (a server that says "now" five times in a row
+must not get five tries within milliseconds).
 
 Examples
 --------
 >>> p = RetryPolicy(retries=3, backoff=0.5, retry_after_cap=10)
 >>> p.wait(0), p.wait(2), p.wait(0, "120"), p.wait(1, "soon")
 (0.5, 2.0, 10.0, 1.0)
+>>> p.wait(0, "0"), p.wait(2, "0"), p.wait(1, "3")
+(0.5, 2.0, 3.0)
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ class RetryPolicy:
     backoff
         Wait before the first retry, in seconds; doubles each time.
     retry_after_cap
-        Longest wait a server's ``Retry-After`` can ask for, in seconds.
+        Longest wait a server's ``Retry-After`` can ask for, in seconds. The backoff is
+        the floor of every wait: a shorter ``Retry-After`` (``0`` included) does not
+        shorten it.
     """
 
     retries: int = 4
@@ -42,14 +49,19 @@ class RetryPolicy:
     retry_after_cap: float = 30.0
 
     def wait(self, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to wait after failed try ``attempt`` (0-based)."""
+        """Seconds to wait after failed try ``attempt`` (0-based).
+
+        The exponential backoff ``backoff * 2**attempt``, or the server's ``Retry-After``
+        (in seconds, capped at ``retry_after_cap``) when that is longer.
+        """
         default: float = self.backoff * 2**attempt  # int ** int is Any to mypy
         if retry_after is None:
             return default
         try:
-            return min(float(self.retry_after_cap), max(0.0, float(retry_after)))
+            asked = min(float(self.retry_after_cap), max(0.0, float(retry_after)))
         except ValueError:
             return default
+        return max(default, asked)
 
 
 def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy, *,

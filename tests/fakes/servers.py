@@ -17,7 +17,8 @@ The range server behaves like ASF's Thin Egress App in front of S3:
   its own business).
 
 Faults: ``fail_next`` 503s, ``reset_next`` dropped connections, ``latency`` per request,
-``eula`` (403 EULA body). Every request is recorded.
+``eula`` (403 EULA body), ``bearer_only`` (``/data/`` answers 401 without the token instead
+of redirecting to Earthdata Login, as a token-only mirror does). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ServerState:
     latency: float = 0.0
     ignore_range: bool = False
     eula: bool = False
+    bearer_only: bool = False
     creds_lifetime: float = 3600.0
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,6 +165,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(403, {"error": "invalid_token", "status_code": 403,
                                  "error_description": "EULA Acceptance Failure",
                                  "resolution_url": f"{self._base()}/approve_app?client_id=X"})
+            elif not self._authed() and st.bearer_only:
+                self._send(401, b"Unauthorized", {"WWW-Authenticate": "Bearer"})
             elif not self._authed():
                 self._send(302, b"", {"Location": f"{self._base()}/urs/oauth/authorize?"
                                                   f"client_id=X&response_type=code&"

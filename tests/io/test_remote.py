@@ -373,3 +373,147 @@ def test_earthaccess_login_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     env_auth = EarthdataAuth.discover({"EARTHDATA_USERNAME": "u",
                                        "EARTHDATA_PASSWORD": "pw-secret-123"})
     assert env_auth.username == "u" and "pw-secret-123" not in repr(env_auth)
+
+
+# -- faults: fail fast and explain ------------------------------------------------------
+
+def test_401_from_an_untrusted_host_says_credentials_were_withheld(server: Server,
+                                                                    granule: Path) -> None:
+    server.state.bearer_only = True  # a token-only mirror: 401 without the token
+    untrusting = HttpClient(EarthdataAuth(token=TOKEN, source="EARTHDATA_TOKEN"),
+                            trusted=("urs.earthdata.nasa.gov",), sleep=lambda s: None)
+    with pytest.raises(AuthError) as exc:
+        _granule(server, granule, "data", untrusting).open_h5()
+    msg = str(exc.value)
+    assert "HTTP 401" in msg and f"withheld from {server.hostport}" in msg
+    assert "OPERA_DISP_TRUSTED_HOSTS" in msg and "check the Earthdata" not in msg
+    assert all("Authorization" not in r["headers"] for r in server.state.log)
+    # Trusted, the same host takes the token; a bad token there is the user's to check.
+    _check_identical(_granule(server, granule, "data", _client(server)), granule,
+                     ["displacement"], Window(0, 10, 0, 10))
+    bad = _client(server, EarthdataAuth(token="expired", source="EARTHDATA_TOKEN"))
+    with pytest.raises(AuthError, match="check the Earthdata credentials"):
+        _granule(server, granule, "data", bad).open_h5()
+    # Sent on to Earthdata Login by an untrusted host: the same explanation, token or Basic.
+    server.state.bearer_only = False
+    for auth in (EarthdataAuth(token=TOKEN, source="EARTHDATA_TOKEN"),
+                 EarthdataAuth(username=USER, password=PASSWORD, source="netrc")):
+        client = HttpClient(auth, trusted=("urs.earthdata.nasa.gov",), sleep=lambda s: None)
+        with pytest.raises(AuthError, match=f"withheld from {server.hostport} .*"
+                                            "OPERA_DISP_TRUSTED_HOSTS"):
+            _granule(server, granule, "data", client).open_h5()
+    assert all("Authorization" not in r["headers"] for r in server.state.log
+               if r["path"] != "/data/" + granule.name)
+
+
+def test_retry_after_zero_still_backs_off(server: Server, granule: Path) -> None:
+    waits: list[float] = []
+    server.state.fail_next = 3  # 503 with Retry-After: 0
+    client = _client(server, policy=RetryPolicy(retries=4, backoff=0.2))
+    client.sleep = waits.append
+    body, total = client.get_range(f"{server.url}/plain/{granule.name}", 0, 100)
+    assert len(body) == 100 and total == granule.stat().st_size
+    assert waits == [0.2, 0.4, 0.8]  # the exponential backoff, not 0
+
+
+def test_breaker_opens_after_consecutive_give_ups_and_resets_on_success(
+        server: Server, granule: Path) -> None:
+    client = _client(server, policy=RetryPolicy(retries=1))
+    url = f"{server.url}/plain/{granule.name}"
+
+    def give_up() -> None:  # one request that is sent, and gives up after 2 tries
+        with pytest.raises(Unreachable, match="ConnectionError after 2 tries") as exc:
+            client.get_range(url, 0, 10)
+        assert "not tried" not in str(exc.value)
+
+    for _ in range(2):  # two give-ups and a success: the count starts over
+        server.state.reset_next = 4
+        give_up()
+        give_up()
+        assert client.get_range(url, 0, 10)[0] == granule.read_bytes()[:10]
+    server.state.reset_next = 6
+    for _ in range(3):
+        give_up()
+    server.state.reset_log()
+    with pytest.raises(Unreachable, match=f"not tried, {server.hostport} failed 3 requests "
+                                          r"in a row \(last: ConnectionError after 2 tries\)"):
+        client.get_range(f"{server.url}/plain/other.nc", 0, 10)
+    assert server.state.count("/") == 0  # failed at once: nothing sent
+    # Other hosts are not affected.
+    other = Server(ServerState(files={granule.name: granule})).start()
+    try:
+        assert client.get_range(f"{other.url}/plain/{granule.name}", 0, 10)[1]
+    finally:
+        other.shutdown()
+
+
+def test_breaker_is_thread_safe_against_a_dead_port(granule: Path) -> None:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    waits: list[float] = []
+    client = HttpClient(EarthdataAuth(token=TOKEN), trusted=(), sleep=waits.append,
+                        policy=RetryPolicy(retries=2))
+
+    def read(i: int) -> str:
+        try:
+            client.get_range(f"http://127.0.0.1:{port}/plain/{i}.nc", 0, 10)
+        except Unreachable as exc:
+            return str(exc)
+        return "read"
+
+    with ThreadPoolExecutor(8) as pool:
+        reasons = list(pool.map(read, range(200)))
+    assert all("ConnectionError after 3 tries" in r for r in reasons)
+    fast = [r for r in reasons if "not tried" in r]
+    # At most 2 give-ups before the third, and one in flight per thread, were sent.
+    assert len(reasons) - len(fast) <= 2 + 8
+    assert len(waits) <= 2 * (2 + 8)  # 2 waits per give-up; 400 without the breaker
+
+
+def test_dead_host_fails_the_rest_of_the_job_at_once(server: Server, archive: Path,
+                                                     tmp_path: Path) -> None:
+    from opera_disp import api
+
+    waits: list[float] = []
+    client = _client(server, policy=RetryPolicy(retries=4))
+    client.sleep = waits.append
+    access = Access("https", client=client)
+    names = sorted(p.name for p in archive.glob("*F40291*.nc"))
+    names += sorted(p.name for p in archive.glob("*F40292*.nc"))
+    server.state.reset_next = 10**6  # the host drops every connection
+    r = api.subset(granules=[f"{server.url}/plain/{n}" for n in names], workers=1,
+                   output=str(tmp_path / "o"), progress=False, source_factory=access.open)
+    access.close()
+    assert r.exit_code == 4 and r.summary["status"] == "service_error", r.message
+    reasons = [p["reason"] for p in r.summary["failed"]]
+    assert len(reasons) == 6
+    assert all("ConnectionError after 5 tries" in why for why in reasons)
+    # 3 granules gave up after their 5 tries; the 3 others failed without a request.
+    assert sum("not tried" in why for why in reasons) == 3
+    assert server.state.count("/plain/") == 3 * 5  # 30 without the breaker
+    assert len(waits) == 3 * 4
+
+
+def test_presigned_granule_urls_are_redacted_in_the_summary(server: Server, granule: Path,
+                                                            tmp_path: Path) -> None:
+    from opera_disp import api
+
+    secret = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature=c0ffee42"
+    given = [f"{server.url}/signed/{granule.name}?{secret}#frag1",
+             f"{server.url}/plain/{granule.name}#frag2"]
+    for i, url in enumerate(given):
+        access = Access("https", client=_client(server))
+        r = api.subset(granules=url, window="0:20,0:30", output=str(tmp_path / str(i)),
+                       progress=False, source_factory=access.open)
+        access.close()
+        assert r.exit_code == 0, r.message
+        public = url.split("?")[0].split("#")[0]
+        assert r.summary["inputs"]["granules"] == [public]
+        assert r.summary["granules"][0]["location"] == public
+        text = (tmp_path / str(i) / "summary.json").read_text()
+        assert "c0ffee42" not in text and "X-Amz" not in text and "#frag" not in text
+    assert server.state.count("/signed/") >= 2  # the signed URL was used as given

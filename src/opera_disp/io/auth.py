@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
 
 EDL_HOST = "urs.earthdata.nasa.gov"
 DEFAULT_TRUSTED = (EDL_HOST, ".earthdata.nasa.gov", ".earthdatacloud.nasa.gov",
@@ -121,12 +121,20 @@ def is_login(url: str) -> bool:
 
 
 def public_url(location: str) -> str:
-    """A location safe to log or publish: URLs lose their query string (presigned signatures).
+    """A location safe to log or publish.
+
+    URLs lose their query string (presigned signatures), their fragment and any
+    ``user:password@``; other locations (local paths) lose a query string only.
 
     Examples
     --------
     >>> public_url("https://h/g.nc?X-Amz-Signature=abc"), public_url("/data/g.nc")
     ('https://h/g.nc', '/data/g.nc')
+    >>> public_url("https://u:pw@h:8443/g.nc#part?x=1"), public_url("/data/a#1.nc")
+    ('https://h:8443/g.nc', '/data/a#1.nc')
     """
-    return location.split("?", 1)[0]
-
+    if "://" not in location:
+        return location.split("?", 1)[0]
+    p = urlsplit(location)
+    netloc = p.netloc.rpartition("@")[2]
+    return urlunsplit((p.scheme, netloc, p.path, "", ""))

@@ -2,7 +2,10 @@
 
 A partial download lives next to its target as ``<name>.nc.part`` and is resumed with Range
 requests; the file is checked against the catalog's size and checksum before it is renamed
-into place. Complete files are skipped.
+into place. An existing file is skipped only when it is complete: its size matches the
+catalog's (or, when the catalog does not know it, the remote file's) and so does the
+catalog's checksum when known. A shorter one is resumed from where it stops, anything
+else is downloaded again; either way the result is verified.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ class Downloaded:
     service: bool = False
 
 
-def _verify(path: Path, ref: GranuleRef) -> str | None:
-    """None if the file matches the catalog, else the reason."""
+def _verify(path: Path, ref: GranuleRef, remote_size: int | None = None) -> str | None:
+    """None if the file matches the catalog (and ``remote_size``, if given), else the reason."""
     size = path.stat().st_size
     if ref.size and size != ref.size:
         return f"size {size} differs from the catalog's {ref.size}"
+    if remote_size is not None and size != remote_size:
+        return f"size {size} differs from the remote file's {remote_size}"
     if ref.checksum and set(ref.checksum[1]) != {"0"}:
         algo, want = ref.checksum
         if algo in hashlib.algorithms_available:
@@ -56,14 +61,28 @@ def _verify(path: Path, ref: GranuleRef) -> str | None:
     return None
 
 
+def _take_over(target: Path, part: Path, size: int) -> None:
+    """An incomplete ``target`` shorter than the remote ``size`` becomes the part to resume
+    (unless a longer part exists). Otherwise it stays until a verified download replaces it.
+    """
+    have = target.stat().st_size
+    if have < size and (not part.exists() or part.stat().st_size < have):
+        os.replace(target, part)
+
+
 def download_one(ref: GranuleRef, outdir: Path, source: ByteSource,
                  progress: Callable[[int], object] | None = None) -> Downloaded:
     """Download (or resume, or skip) one granule; errors become a ``failed`` outcome."""
     target = outdir / ref.product.filename
     part = target.with_name(target.name + ".part")
     try:
-        if target.exists() and _verify(target, ref) is None:
-            return Downloaded(ref.name, target, "skipped")
+        if target.exists():
+            # Without the catalog's size, the remote file's size judges completeness.
+            why = _verify(target, ref, None if ref.size else source.size)
+            if why is None:
+                return Downloaded(ref.name, target, "skipped")
+            _take_over(target, part, source.size)
+            log.info("%s exists but is not complete (%s): fetching it again", target, why)
         total = source.size
         have = part.stat().st_size if part.exists() else 0
         if have > total:
@@ -80,7 +99,7 @@ def download_one(ref: GranuleRef, outdir: Path, source: ByteSource,
                     progress(len(data))
             fh.flush()
             os.fsync(fh.fileno())
-        reason = _verify(part, ref)
+        reason = _verify(part, ref, total)
         if reason is not None:
             part.unlink(missing_ok=True)
             return Downloaded(ref.name, None, "failed", have, f"{ref.name}: {reason}")

@@ -3,6 +3,10 @@
 ASF's flow: without a session the data URL redirects to Earthdata Login (the client logs
 in with the user's credentials and keeps the cookie); with one, it answers 303 to a
 presigned S3 URL, which is cached while valid and called without ``Authorization``.
+
+A host that keeps failing (``BREAKER_THRESHOLD`` requests in a row that gave up after
+their retries: connection errors, timeouts, 429, 5xx) is taken for dead: the client's
+later requests to it fail at once with the same reason, until any request to it succeeds.
 """
 
 from __future__ import annotations
@@ -46,6 +50,62 @@ log = logging.getLogger(__name__)
 
 
 MAX_HOPS = 10
+#: Consecutive requests to one host that gave up after retries before it is taken for dead.
+BREAKER_THRESHOLD = 3
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, without credentials (as ``OPERA_DISP_TRUSTED_HOSTS`` names it).
+
+    Examples
+    --------
+    >>> host_of("https://u:pw@Mirror.example:8443/x?y"), host_of("https://h.example/x")
+    ('mirror.example:8443', 'h.example')
+    """
+    p = urlparse(url)
+    host = (p.hostname or "").lower()
+    return f"{host}:{p.port}" if p.port else host
+
+
+class HostBreaker:
+    """A per-host circuit breaker, shared by every thread of one :class:`HttpClient`.
+
+    ``threshold`` consecutive failures of a host open its breaker: :meth:`check` then
+    raises at once, with the reason of the last failure. Any success closes it again.
+    """
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD):
+        self.threshold = threshold
+        self._failures: dict[str, int] = {}
+        self._reason: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def check(self, url: str) -> None:
+        """Raise :class:`Unreachable` if ``url``'s host is taken for dead."""
+        host = host_of(url)
+        with self._lock:
+            n, why = self._failures.get(host, 0), self._reason.get(host)
+        if self.threshold > 0 and n >= self.threshold:
+            raise Unreachable(f"{public_url(url)}: not tried, {host} failed {n} requests in "
+                              f"a row (last: {why})")
+
+    def failure(self, url: str, reason: str) -> None:
+        """Count a request to ``url``'s host that gave up after its retries."""
+        host = host_of(url)
+        with self._lock:
+            self._failures[host] = self._failures.get(host, 0) + 1
+            self._reason[host] = reason
+            n = self._failures[host]
+        if n == self.threshold:
+            log.warning("%s failed %d requests in a row (%s): later requests to it fail at "
+                        "once", host, n, reason)
+
+    def success(self, url: str) -> None:
+        """A request to ``url``'s host was answered: it is alive."""
+        host = host_of(url)
+        with self._lock:
+            self._failures.pop(host, None)
+            self._reason.pop(host, None)
 
 
 def _signed_lifetime(url: str, resp: requests.Response) -> float:
@@ -73,13 +133,15 @@ class HttpClient:
     """HTTP(S) range reads with Earthdata Login, ASF's redirects and retries.
 
     One client is shared by all granules of a job: it pools connections (bounded by
-    ``max_connections``), keeps the login cookies, and caches presigned URLs.
+    ``max_connections``), keeps the login cookies, caches presigned URLs, and keeps a
+    per-host circuit breaker (``breaker_threshold`` consecutive give-ups; 0 turns it off).
     """
 
     def __init__(self, auth: EarthdataAuth | None = None, *, max_connections: int = 16,
                  policy: RetryPolicy = RetryPolicy(), timeout: tuple[float, float] = (10, 60),
                  trusted: Sequence[str] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 breaker_threshold: int = BREAKER_THRESHOLD):
         self.auth = auth if auth is not None else EarthdataAuth.discover()
         self.trusted = tuple(trusted) if trusted is not None else trusted_hosts()
         self.policy = policy
@@ -93,6 +155,7 @@ class HttpClient:
         self._signed: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._login_lock = threading.Lock()
+        self.breaker = HostBreaker(breaker_threshold)
 
     # -- credentials -------------------------------------------------------------------
     def _auth_header(self, url: str, *, login: bool = False) -> dict[str, str]:
@@ -105,12 +168,26 @@ class HttpClient:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         return {}
 
+    def _withheld(self, url: str, original: str, code: int | None = None) -> AuthError | None:
+        """The error when ``url`` wants credentials that its untrusted host did not get."""
+        if is_presigned(url) or is_trusted(url, self.trusted) or not self.auth.available:
+            return None
+        host = host_of(url)
+        status = f"HTTP {code}" if code else "Earthdata Login is required"
+        return AuthError(f"{public_url(original)}: {status}; the credentials from "
+                         f"{self.auth.source} were withheld from {host} because it is not a "
+                         f"trusted host: if it is an Earthdata mirror, add {host} to "
+                         "OPERA_DISP_TRUSTED_HOSTS")
+
     def _login(self, url: str, original: str) -> None:
         """Follow Earthdata Login's OAuth redirects; the session keeps the cookie."""
         if not self.auth.available:
             raise AuthError(f"{public_url(original)} needs Earthdata Login: set EARTHDATA_TOKEN, "
                             "or EARTHDATA_USERNAME and EARTHDATA_PASSWORD, or add "
                             f"{EDL_HOST} to ~/.netrc")
+        withheld = self._withheld(url, original)
+        if withheld is not None:
+            raise withheld
         hop = url
         for _ in range(MAX_HOPS):
             # Basic credentials go to the Earthdata login endpoint only.
@@ -161,6 +238,9 @@ class HttpClient:
                 if logged_in:
                     raise AuthError(f"Earthdata Login did not accept the session for "
                                     f"{public_url(url)}")
+                withheld = self._withheld(hop, url)
+                if withheld is not None:
+                    raise withheld
                 if self.auth.token:
                     raise AuthError(f"{public_url(url)}: the Earthdata token from "
                                     f"{self.auth.source} was not accepted (expired?); make a "
@@ -188,19 +268,26 @@ class HttpClient:
         def give_up(why: str, _status: int | None) -> Exception:
             return Unreachable(f"{public_url(url)}: {why}")
 
+        self.breaker.check(url)
         for refresh in (False, True):
-            resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
+            try:
+                resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
+            except Unreachable as exc:
+                self.breaker.failure(url, str(exc).removeprefix(f"{public_url(url)}: "))
+                raise
+            self.breaker.success(url)
             code = resp.status_code
             if code in (200, 206):
                 return resp
             if code == 403 and is_presigned(final) and not refresh:
                 self.forget_signed(url)  # expired presigned URL: ask again, once
                 continue
-            raise self._refusal(url, resp)
+            raise self._refusal(url, resp, final)
         raise AssertionError("unreachable")
 
-    def _refusal(self, url: str, resp: requests.Response) -> OperaDispError:
-        """The error for a final answer that is not data."""
+    def _refusal(self, url: str, resp: requests.Response, final: str | None = None
+                 ) -> OperaDispError:
+        """The error for a final answer that is not data (``final``: the URL that gave it)."""
         code = resp.status_code
         detail = _error_detail(resp)
         if code == 403 and "EULA" in str(detail.get("error_description", "")):
@@ -210,6 +297,9 @@ class HttpClient:
                              f"{public_url(str(where))} while logged in to Earthdata, "
                              "approve it, then retry")
         if code == 401:
+            withheld = self._withheld(final or url, url, code)
+            if withheld is not None:
+                return withheld
             return AuthError(f"{public_url(url)}: HTTP 401 unauthorized; check the Earthdata "
                              f"credentials ({self.auth.source})")
         if code == 403:

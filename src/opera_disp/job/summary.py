@@ -24,6 +24,7 @@ from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from .. import __version__
 from ..errors import ExitCode
+from ..io.auth import public_url
 from ..spec import JobSpec
 from ..types import AccessMode, CogWriterKind, GranuleStatus, JobStatus, MaskMode, OutputKind
 
@@ -37,7 +38,7 @@ class Inputs(TypedDict):
     """The inputs as the job understood them."""
 
     granules: list[str]
-    """Explicit granules: names, paths or URLs."""
+    """Explicit granules: names, paths or URLs (without query strings, fragments or credentials)."""
     source: str | None
     """Local archive folder searched."""
     bbox: list[float] | None
@@ -318,9 +319,13 @@ def schema_tables() -> str:
 
 
 def describe_inputs(spec: JobSpec) -> Inputs:
-    """A job's inputs as understood (the summary's ``inputs``)."""
+    """A job's inputs as understood (the summary's ``inputs``).
+
+    Granule URLs are published without their query strings (presigned signatures),
+    fragments or credentials, as everywhere else (:func:`opera_disp.io.auth.public_url`).
+    """
     return Inputs(
-        granules=list(spec.granules),
+        granules=[public_url(g) for g in spec.granules],
         source=str(spec.source) if spec.source else None,
         bbox=list(spec.bbox) if spec.bbox else None,
         aoi=spec.aoi_label,
