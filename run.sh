@@ -26,6 +26,13 @@ Exactly $n positional inputs, in that order; pass '' for any not given.
 USAGE
 }
 
+# A bad-input line goes to stderr and to the log DPS keeps when a job fails; exit 2.
+fail() {
+  echo "run.sh: $1" >&2
+  echo "run.sh: error: $1" >>"$PWD/opera-disp.log" 2>/dev/null || true
+  exit 2
+}
+
 find_cli() {
   if [[ -n "${OPERA_DISP_CLI:-}" ]]; then
     read -r -a cli <<<"$OPERA_DISP_CLI"
@@ -55,19 +62,17 @@ if [[ $mode == keyword ]]; then
   while [[ $# -gt 0 ]]; do
     key=${1#--}; key=${key//-/_}
     if [[ $1 != --* || $# -lt 2 ]]; then
-      echo "run.sh: expected --name value pairs, got '$1'" >&2; usage >&2; exit 2
+      fail "expected --name value pairs, got '$1'; see run.sh --help"
     fi
     if [[ " granule_list ${names[*]} " != *" $key "* ]]; then
-      echo "run.sh: unknown input '--$key'; allowed: granule_list ${names[*]}" >&2; exit 2
+      fail "unknown input '--$key'; allowed: granule_list ${names[*]}"
     fi
     given[$key]=$2
     shift 2
   done
 elif [[ $mode == positional ]]; then
   if [[ $# -ne $n ]]; then
-    echo "run.sh: expected $n positional inputs (${names[*]}), got $#" >&2
-    usage >&2
-    exit 2
+    fail "expected $n positional inputs (${names[*]}; '' for any not given), got $#; see run.sh --help"
   fi
   positionals=("$@")
   for i in "${!names[@]}"; do
@@ -95,8 +100,7 @@ if [[ -z "$list" && -d "$PWD/input" ]]; then
   elif [[ ${#others[@]} -eq 1 ]]; then
     list=${others[0]}
   elif [[ ${#others[@]} -gt 1 ]]; then
-    echo "run.sh: ./input holds ${#others[@]} files; expected one granule list" >&2
-    exit 2
+    fail "./input holds ${#others[@]} files; expected one granule list"
   fi
 fi
 [[ -n "$list" ]] && args+=(--granule-list "$list")

@@ -44,6 +44,13 @@ from .helpers import one_line_error, run, validate_summary
     (["--nonsense"], "No such option"),
     (["--aoi", ""], "aoi is empty"),
     (["--cmr-url", " "], "CMR URL is empty"),
+    (["--cmr-url", "not a url"], "CMR URL 'not a url' is not an http(s) URL; expected "
+                                 "http(s)://host/path"),
+    (["--cmr-url", "ftp://cmr.earthdata.nasa.gov/search"], "is not an http(s) URL"),
+    (["--bbox", "170,-10,-170,10"], "crossing the antimeridian is unsupported"),
+    (["--bbox", "-104,24,-104,25"], "has zero area (west == east == -104.0)"),
+    (["--layers", ""], "no layer given; allowed: displacement"),
+    (["--layers", " , "], "no layer given"),
 ])
 def test_bad_input_one_line_exit_2(args: list[str], needle: str, archive: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +123,110 @@ def test_granule_list_file_and_success(archive: Path, tmp_path: Path,
                        capsys)
     assert code == 0 and "2 granule(s) written" in out
     assert len(list((tmp_path / "o").glob("*.tif"))) == 2
+
+
+def test_folders_given_as_files_are_called_folders(archive: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for option, needle in (("--aoi", "AOI file"), ("--granule-list", "granule list")):
+        code, _, err = run(["subset", option, str(tmp_path), "--source", str(archive),
+                            "-o", str(tmp_path / "o")], capsys)
+        line = one_line_error(err)
+        assert code == 2 and f"{needle} {str(tmp_path)!r} is a folder" in line, line
+        assert "does not exist" not in line
+
+
+def test_self_intersecting_aoi_is_invalid(archive: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bowtie = json.dumps({"type": "Polygon", "coordinates": [[[-104, 24], [-103, 25],
+                                                             [-103, 24], [-104, 25],
+                                                             [-104, 24]]]})
+    code, _, err = run(["subset", "--source", str(archive), "--aoi", bowtie,
+                        "-o", str(tmp_path / "o")], capsys)
+    line = one_line_error(err)
+    assert code == 2 and "is invalid (Self-intersection" in line and "empty" not in line
+
+
+def test_cmr_url_checked_by_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["collection"], ["search", "--frame", "40291"], ["inspect", "x.nc"],
+                 ["footprints"], ["download"]):
+        code, _, err = run([*args, "--cmr-url", "ftp://cmr.example/search"], capsys)
+        assert code == 2, args
+        assert "CMR URL 'ftp://cmr.example/search' is not an http(s) URL" in \
+            one_line_error(err), args
+
+
+def test_window_partly_outside_the_frame_is_clipped_and_noted(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    code, _, err = run(["subset", "--source", str(archive), "--frame", "40291",
+                        "--window", "590:5000,0:10", "-o", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "summary.json").read_text())
+    clipped = [n for n in doc["notes"] if "clipped" in n]
+    assert clipped == ["window 590:5000,0:10 clipped to the frame grid of frame 40291 "
+                       "(590:600,0:10)"]  # once for the job, not once per granule
+    assert len(doc["granules"]) == 3
+    assert all(g["window"]["rows"] == [590, 600] for g in doc["granules"])
+
+
+def test_area_missing_every_frame_is_one_line(archive: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    granules = ",".join(map(str, sorted(archive.glob("*.nc"))))
+    for where in (["--window", "5000:6000,0:10"], ["--bbox", "10,10,11,11"]):
+        code, out, err = run(["subset", "--granules", granules, *where,
+                              "-o", str(tmp_path / "o"), "--no-progress"], capsys)
+        assert code == 2, err
+        assert ": skipped " not in err + out, err  # per-granule skips are DEBUG
+        lines = [ln for ln in err.splitlines() if "misses" in ln]
+        assert len(lines) == 1 and "misses the frame of every matched granule" in lines[0]
+
+
+def test_some_granules_skipped_is_one_info_line(archive: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    both = [sorted(archive.glob(f"*F{f}*.nc"))[0] for f in (40291, 40292)]
+    code, _out, err = run(["subset", "--granules", ",".join(map(str, both)),
+                          "--bbox", "-103.85,24.45,-103.8,24.5",  # inside F40291 only
+                          "-o", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert code == 0, err
+    skipped = [ln for ln in err.splitlines() if ": skipped " in ln]
+    assert len(skipped) == 1 and "skipped 1 granule(s)" in skipped[0], err
+
+
+def test_bad_input_and_outcome_go_to_the_log_file(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        close_log_file: None) -> None:
+    log = tmp_path / "logs" / "opera-disp.log"
+    code, _, err = run(["subset", "--source", str(archive), "--bbox", "9,9,8,8",
+                        "--log-file", str(log), "-o", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "[ERROR] opera_disp.cli: error: bbox '9,9,8,8' is inverted" in log.read_text()
+    # Option parsing fails before logging is set up: the line still reaches the file.
+    code, _, err = run(["subset", "--source", str(archive), "--workers", "0",
+                        f"--log-file={log}", "-o", str(tmp_path / "o")], capsys)
+    assert code == 2 and "workers 0 is outside 1..64" in one_line_error(err)
+    assert "workers 0 is outside 1..64" in log.read_text()
+    # The final outcome line, success or not.
+    code, _out, _ = run(["subset", "--source", str(archive), "--window", "0:8,0:8",
+                        "--frame", "40291", "--log-file", str(log), "-o", str(tmp_path / "o"),
+                        "--no-progress"], capsys)
+    assert code == 0
+    assert "[INFO] opera_disp.cli: outcome (exit 0): 3 granule(s) written" in log.read_text()
+    code, _, _err = run(["subset", "--source", str(archive), "--window", "5000:6000,0:8",
+                        "--log-file", str(log), "-o", str(tmp_path / "o2"), "--no-progress"],
+                       capsys)
+    assert code == 2
+    assert "[ERROR] opera_disp.cli: outcome (exit 2): the window misses the frame" in \
+        log.read_text()
+
+
+def test_sample_bad_shape_blames_only_shape(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for shape in ("10x", "x10", "10x10x10", "1x10"):
+        code, _, err = run(["sample", str(tmp_path / "s"), "--shape", shape], capsys)
+        line = one_line_error(err)
+        assert code == 2 and f"shape {shape!r}" in line, line
+        assert not any(w in line for w in ("frame", "dates", "seed", "output")), line
+        assert not (tmp_path / "s").exists()
 
 
 def test_sample_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
-from opera_disp.errors import OutsideFrame
+from opera_disp.errors import BadInput, OutsideFrame
 from opera_disp.geometry import Grid, Window, load_aoi, parse_bbox
 
 GRID = Grid(epsg=32613, x0=600000.0, y0=2730000.0, res=30.0, width=1000, height=800)
@@ -16,7 +16,7 @@ GRID = Grid(epsg=32613, x0=600000.0, y0=2730000.0, res=30.0, width=1000, height=
 
 @pytest.mark.parametrize("text,msg", [
     ("1,2,3", "malformed"), ("a,b,c,d", "malformed"), ("-104,25,-103,24", "inverted"),
-    ("-103,24,-104,25", "inverted"), ("-104,-95,-103,25", "outside -90..90"),
+    ("-104,-95,-103,25", "outside -90..90"),
     ("-190,24,-103,25", "outside -180..180"), ("nan,1,2,3", "malformed"),
 ])
 def test_bad_bbox(text: str, msg: str) -> None:
@@ -33,10 +33,31 @@ def test_bad_window(text: str, msg: str) -> None:
         Window.parse(text)
 
 
+@pytest.mark.parametrize("text,msg", [
+    ("170,-10,-170,10", "a bbox crossing the antimeridian is unsupported; split it into two "
+                        "bboxes (170.0,-10.0,180,10.0 and -180,-10.0,-170.0,10.0)"),
+    ("-103,24,-104,25", "west -103.0 > east -104.0"),
+    ("-104,24,-104,25", "has zero area (west == east == -104.0)"),
+    ("-104,24,-103,24", "has zero area (south == north == 24.0)"),
+])
+def test_bbox_messages_say_what_is_wrong(text: str, msg: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        parse_bbox(text)
+    assert msg in str(exc.value) and "inverted" not in str(exc.value)
+
+
 def test_window_outside_grid() -> None:
     with pytest.raises(OutsideFrame, match="outside the frame"):
-        GRID.check_window(Window(0, 801, 0, 10))
+        GRID.check_window(Window(800, 801, 0, 10))
+    with pytest.raises(OutsideFrame, match="outside the frame"):
+        GRID.resolve_window(window=Window(0, 10, 1000, 1010))
     assert GRID.check_window(Window(0, 800, 0, 1000)) == GRID.full
+
+
+def test_window_partly_outside_is_clipped_like_a_bbox() -> None:
+    assert GRID.check_window(Window(0, 5000, 0, 10)) == Window(0, 800, 0, 10)
+    assert GRID.resolve_window(window=Window(790, 900, 990, 2000)) == \
+        Window(790, 800, 990, 1000)
 
 
 def test_bbox_window_covers_projected_bbox() -> None:
@@ -119,9 +140,20 @@ def test_load_aoi_rejects(tmp_path: Path, doc: object, msg: str) -> None:
         load_aoi(_write(tmp_path / "a.json", doc))
 
 
+def test_load_aoi_self_intersecting_is_invalid_not_empty(tmp_path: Path) -> None:
+    bowtie = {"type": "Polygon",
+              "coordinates": [[[-104, 24], [-103, 25], [-103, 24], [-104, 25], [-104, 24]]]}
+    with pytest.raises(BadInput) as exc:
+        load_aoi(_write(tmp_path / "bowtie.json", bowtie))
+    assert "is invalid (Self-intersection" in str(exc.value)
+    assert "empty" not in str(exc.value)
+
+
 def test_load_aoi_missing_and_not_json(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         load_aoi(tmp_path / "nope.geojson")
+    with pytest.raises(BadInput, match="is a folder; expected a GeoJSON file"):
+        load_aoi(tmp_path)
     (tmp_path / "x.geojson").write_text("{not json")
     with pytest.raises(ValueError, match="not valid GeoJSON"):
         load_aoi(tmp_path / "x.geojson")

@@ -79,6 +79,8 @@ def test_a_job_process_does_not_import_pydantic() -> None:
 
 def _run_sh(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full = {"PATH": os.environ["PATH"], "HOME": str(cwd), "OPERA_DISP_CLI": CLI, **env}
+    if os.environ.get("PYTHONPATH"):  # the code under test, not the installed copy
+        full.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
     return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, env=full,
                           capture_output=True, text=True, timeout=600)
 
@@ -110,6 +112,23 @@ def test_run_sh_wrong_count_is_a_clear_error(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert f"expected {n} positional inputs" in p.stderr and "got 2" in p.stderr
     assert "Traceback" not in p.stderr
+    # One line (the README promises it), naming the inputs; --help keeps the usage.
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "granules bbox aoi" in p.stderr and "run.sh --help" in p.stderr
+    assert f"expected {n} positional inputs" in (tmp_path / "opera-disp.log").read_text()
+
+
+def test_run_sh_cmr_url_without_scheme_is_one_line_in_stderr_and_log(tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    values = {n: "" for n in names}
+    values.update(granules="x", cmr_url="cmr.earthdata.nasa.gov/search")
+    p = _run_sh([values[n] for n in names], tmp_path)
+    assert p.returncode == 2, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("opera-disp: error:")]
+    assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "CMR URL 'cmr.earthdata.nasa.gov/search' is not an http(s) URL" in errors[0]
+    log = (tmp_path / "opera-disp.log").read_text()
+    assert "[ERROR] opera_disp.cli: error: Invalid value for '--cmr-url': CMR URL" in log
 
 
 def test_run_sh_keyword_mode_and_input_dir(tmp_path: Path) -> None:

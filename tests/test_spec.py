@@ -120,3 +120,18 @@ def test_float_range_parse_and_check() -> None:
         with pytest.raises(BadInput) as exc:
             call()
         assert _one_line(exc) == message
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://cmr.earthdata.nasa.gov/search",
+                                 "cmr.earthdata.nasa.gov/search", "https://", "http:///x"])
+def test_cmr_url_must_be_http_s(url: str, granule: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="is not an http\\(s\\) URL") as exc:
+        make_spec(granules=str(granule), output=str(tmp_path / "o"), cmr_url=url)
+    assert repr(url) in _one_line(exc) and "http(s)://host" in _one_line(exc)
+    for call in (lambda: api.search(source=tmp_path, cmr_url=url),
+                 lambda: api.collection(cmr_url=url)):
+        with pytest.raises(BadInput, match="is not an http\\(s\\) URL"):
+            call()
+    ok = make_spec(granules=str(granule), output=str(tmp_path / "o"),
+                   cmr_url=" https://cmr.uat.earthdata.nasa.gov/search ")
+    assert ok.cmr_url == "https://cmr.uat.earthdata.nasa.gov/search"

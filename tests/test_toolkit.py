@@ -346,7 +346,10 @@ def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: P
                    layer="temporal_coherence", bbox="-103.9,24.45,-103.8,24.55",
                    access="https")
     assert png_size(tmp_path / "r.png") == (1300, 550) and res.valid_pixels > 0
-    for args, needle in ((["--window", "0:5000,0:10"], "outside the frame"),
+    code, out, _ = run(["plot", str(granule), "-o", str(png), "--window", "0:5000,0:10"],
+                       capsys)
+    assert code == 0 and "(window 0:600,0:10," in out  # clipped to the frame, as a bbox is
+    for args, needle in ((["--window", "600:5000,0:10"], "outside the frame"),
                          (["--vmax", "abc"], "vmax 'abc' is not a number"),
                          (["--vmax", "-1"], "not allowed"),
                          (["--layer", "nope"], "unknown layer 'nope'"),
@@ -370,3 +373,42 @@ def test_layout_and_footprints_through_the_servers(server: Server, granule: Path
              i["umm"]["GranuleUR"]]
     text = html.read_text()
     assert len(names) == 3 and all(n in text for n in names)
+
+
+# -- damaged granules given to the single-granule commands -------------------------------
+
+def _damaged(granule: Path, folder: Path, kind: str) -> Path:
+    """A copy of ``granule`` (same name) truncated, not DISP-S1, or with a corrupt chunk."""
+    folder.mkdir()
+    bad = folder / granule.name
+    data = granule.read_bytes()
+    if kind == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif kind == "not DISP-S1":
+        with h5py.File(bad, "w") as f:
+            f["x"] = [1.0, 2.0]
+    else:
+        with h5py.File(granule) as f:
+            chunk = f["displacement"].id.get_chunk_info(0)
+        buf = bytearray(data)
+        buf[chunk.byte_offset: chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+        bad.write_bytes(bytes(buf))
+    return bad
+
+
+@pytest.mark.parametrize("kind,needle", [("truncated", "truncated file"),
+                                         ("not DISP-S1", "not a DISP-S1 granule"),
+                                         ("corrupt chunk", "corrupt chunk")])
+def test_damaged_granule_is_one_line_bad_input(granule: Path, tmp_path: Path, kind: str,
+                                               needle: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _damaged(granule, tmp_path / "bad", kind)
+    commands = [["plot", str(bad), "-o", str(tmp_path / "p.png")]]
+    if kind != "corrupt chunk":  # inspect and layout read metadata only
+        commands += [["inspect", str(bad)], ["layout", str(bad)]]
+    for args in commands:
+        code, _, err = run(args, capsys)
+        line = one_line_error(err)
+        assert code == 2, (args, err)
+        assert needle in line and "expected a readable DISP-S1 granule" in line, (args, line)
+        assert granule.name in line and "internal error" not in line, line

@@ -20,7 +20,8 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .catalog.refs import GranuleRef
 from .catalog.select import Selection
-from .errors import BadInput
+from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
@@ -45,6 +46,7 @@ from .spec import (
     JobSpec,
     choice,
     make_spec,
+    parse_cmr_url,
 )
 from .types import AccessMode, BBox, CogWriterKind, MaskMode
 
@@ -165,7 +167,35 @@ def collection(cmr_url: str | None = None, short_name: str | None = None) -> dic
     from .catalog.cmr import CmrClient
     from .product import SHORT_NAME
 
-    return CmrClient(cmr_url).collection(short_name or SHORT_NAME)
+    return CmrClient(parse_cmr_url(cmr_url)).collection(short_name or SHORT_NAME)
+
+
+@contextmanager
+def _granule_file(granule: str, output: Path | None = None) -> Iterator[None]:
+    """A single-granule command: an unreadable file given by the user is bad input.
+
+    Truncated files, HDF5 files that are not DISP-S1 and corrupt chunks raise
+    :class:`GranuleReadError` (or h5py's ``OSError``); here they become one-line
+    :class:`BadInput`. Remote faults (:class:`RemoteError`) and service errors stay as they
+    are. An ``OSError`` naming a file beside ``output`` is the output's problem.
+    """
+    try:
+        yield
+    except RemoteError:
+        raise
+    except GranuleReadError as exc:
+        reason = one_line(exc)
+        if Path(granule).name not in reason:
+            reason = f"{granule}: {reason}"
+        raise BadInput(f"{reason}; expected a readable DISP-S1 granule") from None
+    except OSError as exc:
+        where = getattr(exc, "filename", None)
+        if output is not None and where is not None and \
+                Path(str(where)).parent.resolve() == output.parent.resolve():
+            raise BadInput(f"output {str(output)!r} cannot be written ({one_line(exc)})") \
+                from None
+        raise BadInput(f"granule {granule!r} cannot be read ({one_line(exc)}); expected a "
+                       "readable DISP-S1 granule") from None
 
 
 def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
@@ -174,9 +204,11 @@ def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
     from .hdf5.info import inspect_granule
     from .io.access import open_source
 
-    src = open_source(granule, access=choice(AccessMode, access, "access"), cmr_url=cmr_url)
+    src = open_source(granule, access=choice(AccessMode, access, "access"),
+                      cmr_url=parse_cmr_url(cmr_url))
     try:
-        doc = inspect_granule(src)
+        with _granule_file(granule):
+            doc = inspect_granule(src)
         doc["requests"] = src.stats.requests
         doc["bytes_read"] = src.stats.bytes
         return doc
@@ -190,9 +222,11 @@ def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
     from .hdf5.info import layout as file_layout
     from .io.access import open_source
 
-    src = open_source(granule, access=choice(AccessMode, access, "access"), cmr_url=cmr_url)
+    src = open_source(granule, access=choice(AccessMode, access, "access"),
+                      cmr_url=parse_cmr_url(cmr_url))
     try:
-        return file_layout(src)
+        with _granule_file(granule):
+            return file_layout(src)
     finally:
         src.close()
 
@@ -216,10 +250,12 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     out = Path(output)
     if out.is_dir():
         raise BadInput(f"output {str(output)!r} is a folder; expected a .png file path")
-    src = open_source(granule, access=choice(AccessMode, access, "access"), cmr_url=cmr_url)
+    src = open_source(granule, access=choice(AccessMode, access, "access"),
+                      cmr_url=parse_cmr_url(cmr_url))
     try:
-        return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v, vmax=vmax,
-                            mask=mask, max_pixels=max_pixels)
+        with _granule_file(granule, out):
+            return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v,
+                                vmax=vmax, mask=mask, max_pixels=max_pixels)
     finally:
         src.close()
 

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
@@ -34,7 +35,7 @@ else:
 from . import __version__
 from .errors import BadInput, ExitCode, OperaDispError, redact
 from .geometry import Window
-from .logs import setup_logging
+from .logs import DATEFMT, FORMAT, setup_logging
 from .product import LAYERS, parse_frame
 from .spec import (
     DEFAULT_DOWNLOAD_WORKERS,
@@ -50,6 +51,7 @@ from .spec import (
     FloatRange,
     IntRange,
     choice,
+    parse_cmr_url,
     parse_when,
 )
 from .types import AccessMode, CogWriterKind, MaskMode, SearchFormat
@@ -126,8 +128,9 @@ End = Annotated[date | None, Opt(help="Last secondary date (ISO, inclusive).",
 Frame = Annotated[int | None, Opt(help="Frame number, e.g. 40291.",
                                   **_typed(parse_frame, "FRAME"))]
 Limit = Annotated[int | None, Opt(help="At most this many granules.", **_int(LIMIT, "limit"))]
-CmrUrl = Annotated[str | None, Opt(help="CMR search endpoint (default $OPERA_DISP_CMR_URL "
-                                        "or production).", metavar="URL")]
+CmrUrl = Annotated[str | None, Opt(help="CMR search endpoint, http(s)://host/path (default "
+                                        "$OPERA_DISP_CMR_URL or production).",
+                                   **_typed(parse_cmr_url, "URL"))]
 AccessOpt = Annotated[AccessMode, Opt(help="How remote granules are read (auto: S3 in "
                                            "us-west-2, else HTTPS).",
                                       **_enum(AccessMode, "access"))]
@@ -204,6 +207,8 @@ def subset(
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
+    _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
+                 f"outcome (exit {int(result.exit_code)}): {result.message}")
     print(f"opera-disp: summary: {out / 'summary.json'}", file=stream)
     if demo and result.exit_code == 0:
         for g in result.summary["granules"]:
@@ -447,8 +452,51 @@ def plot(
     return 0
 
 
-def _error(message: str) -> None:
-    print(f"opera-disp: error: {redact(' '.join(message.split()))}", file=sys.stderr)
+def _error(message: str, argv: list[str] | None = None) -> None:
+    line = redact(" ".join(message.split()))
+    print(f"opera-disp: error: {line}", file=sys.stderr)
+    _to_log_file(_log_file_arg(argv), logging.ERROR, f"error: {line}")
+
+
+def _log_file_arg(argv: list[str] | None) -> Path | None:
+    """The ``--log-file`` of the command line, if given (read even when parsing failed)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        value = args[i + 1] if arg == "--log-file" and i + 1 < len(args) else \
+            arg.partition("=")[2] if arg.startswith("--log-file=") else ""
+        if value.strip():
+            return Path(value)
+    return None
+
+
+def _to_log_file(path: Path | None, level: int, message: str) -> None:
+    """Write one line to the ``--log-file`` too: on DPS that log is all a failed job leaves.
+
+    Uses the handler the command configured for ``path``; when the command line failed
+    before logging was set up, opens the file for this one line.
+    """
+    if path is None:
+        return
+    record = log.makeRecord(log.name, level, __file__, 0, "%s", (message,), None)
+    target = os.path.abspath(path)
+    for handler in logging.getLogger("opera_disp").handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
+            handler.handle(record)
+            return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError:  # an unwritable log file: stderr already has the line
+        return
+    formatter = logging.Formatter(FORMAT, DATEFMT)
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    try:
+        handler.handle(record)
+    finally:
+        handler.close()
 
 
 def _crash_report(exc: BaseException) -> Path:
@@ -488,27 +536,29 @@ def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, prog_name="opera-disp", standalone_mode=False)
     except OperaDispError as exc:
-        _error(str(exc))
+        _error(str(exc), argv)
         return int(exc.exit_code)
     except _cx.UsageError as exc:
         if exc.__class__.__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             print(exc.ctx.get_help(), file=sys.stderr)
             return int(ExitCode.BAD_INPUT)
         # Typer wraps our parsers' messages as "Value error, <message>": keep ours.
-        _error(exc.format_message().replace("Value error, ", ""))
+        _error(exc.format_message().replace("Value error, ", ""), argv)
         return int(ExitCode.BAD_INPUT)
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
     except (typer.Abort, KeyboardInterrupt):
         print("opera-disp: interrupted", file=sys.stderr)
+        _to_log_file(_log_file_arg(argv), logging.ERROR, "interrupted (exit 130)")
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug: one line here, the traceback in a file of its own
         report = _crash_report(exc)
         _error(f"internal error: {exc.__class__.__name__}: {exc} (a bug; the traceback is in "
-               f"{report})")
+               f"{report})", argv)
         return int(ExitCode.FAILED)
     if rv == ExitCode.INTERRUPTED:  # recent typer returns 130 for a KeyboardInterrupt itself
         print("opera-disp: interrupted", file=sys.stderr)
+        _to_log_file(_log_file_arg(argv), logging.ERROR, "interrupted (exit 130)")
     return int(rv) if isinstance(rv, int) else 0
 
 

@@ -146,13 +146,20 @@ class Grid:
         return float(west), float(south), float(east), float(north)
 
     def check_window(self, win: Window) -> Window:
-        """Return ``win`` if it lies inside the grid; raise :class:`OutsideFrame` otherwise."""
-        if win.row1 > self.height or win.col1 > self.width:
+        """``win`` clipped to the grid, as a bbox is; :class:`OutsideFrame` if it misses it.
+
+        Examples
+        --------
+        >>> g = Grid(epsg=32611, x0=0.0, y0=300.0, res=30.0, width=10, height=10)
+        >>> g.check_window(Window(5, 50, 0, 4))
+        Window(row0=5, row1=10, col0=0, col1=4)
+        """
+        if win.row0 >= self.height or win.col0 >= self.width:
             raise OutsideFrame(
                 f"window {win} is outside the frame grid of {self.height} rows x "
                 f"{self.width} columns"
             )
-        return win
+        return Window(win.row0, min(win.row1, self.height), win.col0, min(win.col1, self.width))
 
     def window_for_projected_bounds(
         self, bounds: tuple[float, float, float, float]
@@ -248,7 +255,7 @@ def parse_bbox(text: str) -> BBox:
     >>> parse_bbox("-118,35,-117,34")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    opera_disp.errors.BadInput: bbox '-118,35,-117,34' is inverted: south 35.0 >= north 34.0; ...
+    opera_disp.errors.BadInput: bbox '-118,35,-117,34' is inverted: south 35.0 > north 34.0; ...
     """
     try:
         vals = tuple(float(v) for v in text.split(","))
@@ -264,10 +271,16 @@ def parse_bbox(text: str) -> BBox:
     for lon in (w, e):
         if not -180 <= lon <= 180:
             raise BadInput(f"bbox {text!r} has longitude {lon} outside -180..180")
-    if s >= n:
-        raise BadInput(f"bbox {text!r} is inverted: south {s} >= north {n}; expected W,S,E,N")
-    if w >= e:
-        raise BadInput(f"bbox {text!r} is inverted: west {w} >= east {e}; expected W,S,E,N")
+    if s == n or w == e:
+        edge = f"south == north == {s}" if s == n else f"west == east == {w}"
+        raise BadInput(f"bbox {text!r} has zero area ({edge}); expected W,S,E,N with "
+                       "west < east and south < north")
+    if s > n:
+        raise BadInput(f"bbox {text!r} is inverted: south {s} > north {n}; expected W,S,E,N")
+    if w > e:
+        raise BadInput(f"bbox {text!r} has west {w} > east {e}: a bbox crossing the "
+                       f"antimeridian is unsupported; split it into two bboxes ({w},{s},180,{n} "
+                       f"and -180,{s},{e},{n}), or swap west and east if they were reversed")
     return (w, s, e, n)
 
 
@@ -279,6 +292,8 @@ def load_aoi(path: str | Path) -> BaseGeometry:
     """
     p = Path(path)
     label = f"AOI file {str(path)!r}"
+    if p.is_dir():
+        raise BadInput(f"{label} is a folder; expected a GeoJSON file (or inline GeoJSON)")
     if not p.is_file():
         raise BadInput(f"{label} does not exist; expected a GeoJSON polygon")
     try:
@@ -340,6 +355,13 @@ def aoi_from_geojson(doc: Any, label: str = "AOI") -> BaseGeometry:
     w, s, e, n = aoi.bounds
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
         raise BadInput(f"{label} has coordinates outside lon/lat degrees")
+    invalid = [p for p in polys if not p.is_empty and not p.is_valid]
+    if invalid:  # each polygon on its own: overlapping parts of a collection are fine
+        from shapely.validation import explain_validity
+
+        raise BadInput(f"{label} is invalid ({explain_validity(invalid[0])}); expected a valid "
+                       "(not self-intersecting) polygon: fix it, e.g. with shapely's "
+                       "make_valid or QGIS's Fix geometries")
     if aoi.is_empty or aoi.area == 0:
         raise BadInput(f"{label} holds an empty polygon")
     return aoi

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from shapely.geometry.base import BaseGeometry
 
@@ -230,12 +231,44 @@ def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def parse_cmr_url(value: str | None, name: str = "CMR URL") -> str | None:
+    """A CMR search endpoint checked once: ``http(s)://host[/path]`` (None stays None).
+
+    Examples
+    --------
+    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search ")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("ftp://cmr.example")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not an http(s) URL; ...
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise BadInput(f"{name} is empty; give a value or leave the option out")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host or \
+            any(c.isspace() for c in text):
+        raise BadInput(f"{name} {value!r} is not an http(s) URL; expected http(s)://host/path, "
+                       "e.g. https://cmr.earthdata.nasa.gov/search")
+    return text
+
+
 def read_granule_list(path: str | Path) -> list[str]:
     """Granule names, paths or URLs from a text file (one per line or comma-separated).
 
     Blank lines and ``#`` comments are ignored.
     """
     p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"granule list {str(path)!r} is a folder; expected a text file of "
+                       "granule names, paths or URLs")
     if not p.is_file():
         raise BadInput(f"granule list {str(path)!r} does not exist; expected a text file of "
                        "granule names, paths or URLs")
@@ -340,7 +373,7 @@ def make_spec(
         workers=WORKERS.check("workers", workers),
         limit=LIMIT.check("limit", limit) if limit is not None else None,
         access=choice(AccessMode, access, "access"),
-        cmr_url=cmr_url,
+        cmr_url=parse_cmr_url(cmr_url),
         cog_writer=choice(CogWriterKind, cog_writer, "cog writer"),
     )
 

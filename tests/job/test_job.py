@@ -185,9 +185,16 @@ def test_area_missing_every_frame_is_bad_input(archive: Path, tmp_path: Path) ->
     r = api.subset(source=str(archive), bbox="10,10,11,11", output=str(tmp_path),
                    progress=False)
     assert r.exit_code == EXIT_BAD_INPUT and "misses the frame" in r.message
-    r = api.subset(source=str(archive), window="0:10,0:5000", output=str(tmp_path),
+    r = api.subset(source=str(archive), window="0:10,700:5000", output=str(tmp_path),
                    progress=False)
     assert r.exit_code == EXIT_BAD_INPUT
+    # A window reaching past the grid is clipped to it (as a bbox is), and noted once.
+    r = api.subset(source=str(archive), window="0:10,690:5000", output=str(tmp_path),
+                   progress=False)
+    assert r.exit_code == 0 and r.summary["totals"]["succeeded"] == 6
+    assert [n for n in r.summary["notes"] if "clipped" in n] == [
+        f"window 0:10,690:5000 clipped to the frame grid of frame {f} (0:10,690:700)"
+        for f in (40291, 40292)]
 
 
 def test_no_match_exit_3(archive: Path, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from .. import __version__
 from ..errors import CmrError, CmrRejected, NoMatch, NotADispName
 from ..product import SHORT_NAME, DispProduct
 from ..retry import RetryPolicy, send_with_retries
+from ..spec import parse_cmr_url
 from ..types import BBox
 from .refs import GranuleRef
 from .select import select
@@ -53,7 +54,9 @@ def cmr_base_url(explicit: str | None = None) -> str:
     >>> cmr_base_url("https://cmr.uat.earthdata.nasa.gov/search/")
     'https://cmr.uat.earthdata.nasa.gov/search'
     """
-    url = explicit or os.environ.get("OPERA_DISP_CMR_URL") or CMR_PRODUCTION
+    url = parse_cmr_url(explicit) or \
+        parse_cmr_url(os.environ.get("OPERA_DISP_CMR_URL") or None, "$OPERA_DISP_CMR_URL") or \
+        CMR_PRODUCTION
     return url.rstrip("/")
 
 

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 from pyproj import CRS, Transformer
 
+from ..errors import GranuleReadError
 from ..io.source import ByteSource
 from .codecs import FILTER_DEFLATE, FILTER_NAMES
 from .index import decode_attr, decode_time, filter_pipeline, raw_var
@@ -43,6 +44,7 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
     identification strings that HDF5 stores as raw data.
     """
     with source.open_h5() as f:
+        _require_disp(f, source.name)
         dims = {}
         variables = []
         for name, obj in f.items():
@@ -110,6 +112,13 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
         "identification": ident,
         "recommended_mask": mask_attrs,
     }
+
+
+def _require_disp(f: h5py.File, name: str) -> None:
+    """Raise :class:`GranuleReadError` unless ``f`` has a DISP-S1 granule's grid variables."""
+    missing = [n for n in ("x", "y", "spatial_ref", "time") if n not in f]
+    if missing:
+        raise GranuleReadError(f"{name} is not a DISP-S1 granule (missing {', '.join(missing)})")
 
 
 def _storage(dset: h5py.Dataset) -> dict[str, Any]:
@@ -229,6 +238,7 @@ def layout(source: ByteSource) -> dict[str, Any]:
     counting = _CountingFile(fileobj)
     try:
         with h5py.File(counting, "r") as f:
+            _require_disp(f, source.name)
             fcpl = f.id.get_create_plist()
             strategy, persist, threshold = fcpl.get_file_space_strategy()
             page = int(fcpl.get_file_space_page_size())

@@ -64,7 +64,8 @@ class Outcome:
     """What happened to one granule.
 
     ``service`` marks a failure caused by a service (CMR, Earthdata Login, ASF, S3) and
-    ``bug`` an unexpected exception: the job's exit code depends on both.
+    ``bug`` an unexpected exception: the job's exit code depends on both. ``note`` is a
+    remark for the summary's ``notes`` (a window clipped to the frame grid).
     """
 
     name: str
@@ -73,6 +74,7 @@ class Outcome:
     reason: str | None = None
     service: bool = False
     bug: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,19 @@ def iso(d: datetime) -> str:
     return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def clipped_note(asked: Window | None, used: Window, frame: int) -> str | None:
+    """The summary's note when a pixel window was clipped to the frame grid, else None.
+
+    Examples
+    --------
+    >>> clipped_note(Window(0, 5000, 0, 10), Window(0, 600, 0, 10), 40291)
+    'window 0:5000,0:10 clipped to the frame grid of frame 40291 (0:600,0:10)'
+    """
+    if asked is None or asked == used:
+        return None
+    return f"window {asked} clipped to the frame grid of frame {frame} ({used})"
+
+
 def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome:
     """Subset one granule; every failure becomes an :class:`Outcome`, never an exception."""
     t0 = time.perf_counter()
@@ -157,7 +172,8 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        return Outcome(ref.name, GranuleStatus.OK, record)
+        return Outcome(ref.name, GranuleStatus.OK, record, note=clipped_note(spec.window, win,
+                                                                             ref.product.frame))
     except (OperaDispError, OSError) as exc:  # errors as values: the others still finish
         reason = one_line(exc)
         log.warning("granule %s failed: %s", ref.name, reason)

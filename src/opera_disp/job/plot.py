@@ -6,6 +6,7 @@ subsample, read band by band as the subset job reads, so memory stays bounded.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..types import BBox
 from .bands import BAND_ROWS, band_sample, keep_pixels, read_bands
 from .stats import valid_pixels
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PlotResult:
@@ -48,6 +50,8 @@ def plot_granule(source: ByteSource, output: Path, *, layer: str = "displacement
         win = grid.resolve_window(window=window, bbox=bbox)
     except OutsideFrame as exc:
         raise BadInput(f"{exc} of {source.name}") from None
+    if window is not None and win != window:
+        log.info("window %s clipped to the frame grid (%s)", window, win)
     step = max(1, math.ceil(max(win.shape) / max_pixels))
     parts = []
     for band, arrays in read_bands(source, index, layers, win, rows=BAND_ROWS * step):

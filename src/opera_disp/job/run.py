@@ -129,11 +129,15 @@ def run_job(
                     log.info("done %s: %d valid pixels", outcome.name,
                              outcome.record["pixels"]["valid"])
                 elif outcome.status is GranuleStatus.SKIPPED:
-                    log.info("skipped %s: %s", outcome.name, outcome.reason)
+                    log.debug("skipped %s: %s", outcome.name, outcome.reason)
             bar.close()
     order = {r.name: i for i, r in enumerate(refs)}
     outcomes.sort(key=lambda o: order.get(o.name, 0))
     code, status, message = verdict(spec, len(refs), outcomes)
+    skipped = sum(o.status is GranuleStatus.SKIPPED for o in outcomes)
+    if skipped and code is not ExitCode.BAD_INPUT:  # else the verdict is the one line
+        log.info("skipped %d granule(s): the area misses their frame (see summary.json)",
+                 skipped)
     records = [o.record for o in outcomes if o.record is not None]
 
     def problems(kind: GranuleStatus) -> list[Problem]:
@@ -150,7 +154,7 @@ def run_job(
         finished=iso(datetime.now(UTC)),
         software=software_versions(),
         inputs=describe_inputs(spec),
-        notes=list(notes or []),
+        notes=list(dict.fromkeys([*(notes or []), *(o.note for o in outcomes if o.note)])),
         granules=records,
         skipped=problems(GranuleStatus.SKIPPED),
         failed=problems(GranuleStatus.FAILED),

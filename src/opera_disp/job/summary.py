@@ -232,7 +232,7 @@ class Summary(TypedDict):
     inputs: Inputs
     """The inputs as understood."""
     notes: list[str]
-    """Remarks (e.g. how many archive granules matched)."""
+    """Remarks (e.g. how many archive granules matched, a window clipped to the frame grid)."""
     granules: list[GranuleRecord]
     """Per processed granule."""
     skipped: list[Problem]
