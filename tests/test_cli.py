@@ -226,7 +226,7 @@ def test_unexpected_exception_is_internal_error_exit_1(
 
 # -- review mends: SIGTERM, crash reports, redacted failure reasons ---------------------------
 
-def test_sigterm_exits_130_and_restores_the_previous_handler(
+def test_sigterm_exits_143_and_restores_the_previous_handler(
         granule: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[int] = []
@@ -246,7 +246,7 @@ def test_sigterm_exits_130_and_restores_the_previous_handler(
     finally:
         signal.signal(signal.SIGTERM, before)
     assert received == [], "main() took the signal, not the previous handler"
-    assert code == 130 and out == ""
+    assert code == 143 and out == ""
     assert err.strip() == "opera-disp: interrupted", (out, err)
 
 

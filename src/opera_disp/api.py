@@ -104,6 +104,7 @@ def subset(
     """
     from .catalog.resolve import resolve_granules
     from .io.access import Access
+    from .job.folder import OutputFolder
     from .job.run import run_job
 
     if demo:
@@ -120,18 +121,21 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
-    refs, notes = resolve_granules(selection(spec))
-    log.info("%d granule(s) matched", len(refs))
-    opened = None
-    if source_factory is None:
-        opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
-        source_factory = opened.open
-    try:
-        return run_job(spec, refs, source_factory=source_factory, progress=progress,
-                       notes=notes)
-    finally:
-        if opened is not None:
-            opened.close()
+    # The output folder first: one that cannot be written, or that another job holds, is
+    # refused before any granule is looked at.
+    with OutputFolder(spec.output) as folder:
+        refs, notes = resolve_granules(selection(spec))
+        log.info("%d granule(s) matched", len(refs))
+        opened = None
+        if source_factory is None:
+            opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
+            source_factory = opened.open
+        try:
+            return run_job(spec, refs, source_factory=source_factory, progress=progress,
+                           notes=notes, folder=folder)
+        finally:
+            if opened is not None:
+                opened.close()
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,

@@ -32,7 +32,7 @@ else:
         from click import exceptions as _cx
 
 from . import __version__
-from .errors import BadInput, ExitCode, OperaDispError, redact
+from .errors import BadInput, ExitCode, OperaDispError, Terminated, redact
 from .geometry import Window
 from .logs import setup_logging
 from .product import LAYERS, parse_frame
@@ -468,13 +468,18 @@ def _crash_report(exc: BaseException) -> Path:
     return Path(name)
 
 
+_terminated = threading.Event()
+
+
 def _terminate(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a cancelled DPS job) ends like Ctrl-C: exit 130
+    _terminated.set()
+    raise Terminated  # SIGTERM (a cancelled DPS job) ends like Ctrl-C, with exit 143
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code (see :class:`ExitCode`)."""
     previous = None
+    _terminated.clear()
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -501,7 +506,7 @@ def _main(argv: list[str] | None) -> int:
         return int(getattr(exc, "exit_code", 0) or 0)
     except (typer.Abort, KeyboardInterrupt):
         print("opera-disp: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return int(ExitCode.TERMINATED if _terminated.is_set() else ExitCode.INTERRUPTED)
     except Exception as exc:  # a bug: one line here, the traceback in a file of its own
         report = _crash_report(exc)
         _error(f"internal error: {exc.__class__.__name__}: {exc} (a bug; the traceback is in "
@@ -509,6 +514,8 @@ def _main(argv: list[str] | None) -> int:
         return int(ExitCode.FAILED)
     if rv == ExitCode.INTERRUPTED:  # recent typer returns 130 for a KeyboardInterrupt itself
         print("opera-disp: interrupted", file=sys.stderr)
+        if _terminated.is_set():
+            return int(ExitCode.TERMINATED)
     return int(rv) if isinstance(rv, int) else 0
 
 
