@@ -129,6 +129,8 @@ def test_sample_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_demo_via_console_script(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "opera-disp"
     env = {"OPERA_DISP_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # a worktree's code first, as for the test process
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     p = subprocess.run([str(exe), "subset", "--demo", "-o", str(tmp_path / "out")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -79,6 +79,8 @@ def test_a_job_process_does_not_import_pydantic() -> None:
 
 def _run_sh(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full = {"PATH": os.environ["PATH"], "HOME": str(cwd), "OPERA_DISP_CLI": CLI, **env}
+    if "PYTHONPATH" in os.environ:  # a worktree's code first, as for the test process
+        full.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
     return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, env=full,
                           capture_output=True, text=True, timeout=600)
 

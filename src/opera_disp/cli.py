@@ -186,6 +186,8 @@ def subset(
         **_enum(CogWriterKind, "cog writer"))] = CogWriterKind.STREAMING,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
+                                   "(other settings) left in the output folder.")] = False,
     log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
                                          **_path("log file", "FILE"))] = None,
     progress: Progress = None,
@@ -200,7 +202,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress)
+        demo=demo, progress=progress, overwrite=overwrite)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)

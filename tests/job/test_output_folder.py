@@ -182,6 +182,7 @@ def test_a_killed_jobs_lock_and_scratch_are_taken_over(
     assert rerun.returncode == 0, rerun.stderr
     doc = _summary(out)
     assert doc["status"] == "success" and doc["totals"]["succeeded"] == len(gs)
+    assert doc["totals"]["reused"] == 1, "the granule complete before the kill is reused"
     assert any(SCRATCH_NAME in n and "killed" in n for n in doc["notes"]), doc["notes"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no debris"
     _assert_listed_files_complete(out, doc)
@@ -333,3 +334,70 @@ def test_signal_mid_job_finishes_in_flight_and_records_interrupted(
     _assert_listed_files_complete(out, doc)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no lock, no scratch"
 
+
+
+# -- 6. resume ------------------------------------------------------------------------------
+
+@pytest.fixture
+def spy_granules(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the granules the job really processes."""
+    done: list[str] = []
+    real = job_run.process_granule
+
+    def spy(ref: Any, *args: Any, **kwargs: Any) -> Any:
+        done.append(ref.name)
+        return real(ref, *args, **kwargs)
+
+    monkeypatch.setattr(job_run, "process_granule", spy)
+    return done
+
+
+def test_rerun_reuses_complete_granules_and_redoes_the_rest(
+        archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
+    gs = _granules(archive)
+    first = api.subset(granules=[str(g) for g in gs], window=WINDOW, output=tmp_path,
+                       progress=False)
+    assert first.exit_code == 0 and first.summary["totals"]["reused"] == 0
+    spy_granules.clear()
+    # One output of gs[1] damaged, gs[2]'s quicklook gone: both redone; gs[0] reused.
+    cog = tmp_path / first.summary["granules"][1]["outputs"][0]["path"]
+    with open(cog, "ab") as fh:
+        fh.write(b"x")
+    (tmp_path / first.summary["granules"][2]["outputs"][-1]["path"]).unlink()
+    again = api.subset(granules=[str(g) for g in gs], window=WINDOW, output=tmp_path,
+                       workers=1, progress=False)  # workers: not a setting of the outputs
+    assert again.exit_code == 0, again.message
+    assert spy_granules == [gs[1].stem, gs[2].stem]
+    t = again.summary["totals"]
+    assert (t["reused"], t["succeeded"], t["outputs"]) == (1, 3, first.summary["totals"]["outputs"])
+    assert again.summary["granules"][0] == first.summary["granules"][0], "record kept"
+    assert "1 reused" in again.message
+    _assert_listed_files_complete(tmp_path, again.summary)
+
+
+def test_other_settings_into_a_used_folder_exit_2_unless_overwrite(
+        archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
+    gs = _granules(archive)
+    first = api.subset(granules=str(gs[0]), window=WINDOW, output=tmp_path, progress=False)
+    (tmp_path / "my-notes.txt").write_text("not an output")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    p = _cli("subset", "--granules", str(gs[0]), "--window", "0:100,0:100", "--no-progress",
+             "-o", str(tmp_path))
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path) in lines[0], p.stderr
+    assert "another job" in lines[0] and "window" in lines[0] and "--overwrite" in lines[0]
+    assert sorted(q.name for q in tmp_path.iterdir()) == before, "nothing touched"
+
+    r = api.subset(granules=str(gs[1]), window="0:100,0:100", output=tmp_path,
+                   overwrite=True, progress=False)
+    assert r.exit_code == 0
+    for path in _listed(first.summary):
+        assert not (tmp_path / path).exists(), "the old job's outputs are removed"
+    assert (tmp_path / "my-notes.txt").read_text() == "not an output", "unlisted file kept"
+    notes = " ".join(r.summary["notes"])
+    assert "--overwrite: removed 2 output(s)" in notes
+    assert "1 file(s) in the output folder are not outputs of this job: my-notes.txt" in notes
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted(
+        [*_listed(r.summary), "summary.json", "my-notes.txt"])

@@ -66,7 +66,8 @@ class Outcome:
     """What happened to one granule.
 
     ``service`` marks a failure caused by a service (CMR, Earthdata Login, ASF, S3) and
-    ``bug`` an unexpected exception: the job's exit code depends on both.
+    ``bug`` an unexpected exception: the job's exit code depends on both. ``reused``
+    marks a granule whose outputs an earlier run of the same job left complete.
     """
 
     name: str
@@ -75,6 +76,7 @@ class Outcome:
     reason: str | None = None
     service: bool = False
     bug: bool = False
+    reused: bool = False
 
 
 @dataclass(frozen=True)

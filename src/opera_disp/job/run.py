@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
 from .folder import OutputFolder
 from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
+from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,
+    GranuleRecord,
     Problem,
     Summary,
     describe_inputs,
@@ -87,6 +90,8 @@ def run_job(
     progress: bool | None = None,
     notes: list[str] | None = None,
     folder: OutputFolder | None = None,
+    reuse: Mapping[str, GranuleRecord] | None = None,
+    overwrite: bool = False,
 ) -> JobResult:
     """Process ``refs`` concurrently and write ``summary.json``; decide the exit code.
 
@@ -112,33 +117,51 @@ def run_job(
     folder
         The output folder, already held (locked, with its scratch folder); None: held
         here for the duration of the job.
+    reuse
+        Records of granules an earlier run of this job completed, by name (see
+        :func:`~opera_disp.job.resume.previous_job`); None: looked up here.
+    overwrite
+        Replace the outputs of another job in the folder (when ``reuse`` is None).
     """
     if folder is None:
         with OutputFolder(spec.output) as held:
             return run_job(spec, refs, source_factory=source_factory, progress=progress,
-                           notes=notes, folder=held)
+                           notes=notes, folder=held, reuse=reuse, overwrite=overwrite)
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     notes = [*(notes or []), *folder.notes]
-    outcomes: list[Outcome] = []
+    if reuse is None:
+        reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
+        notes += resumed
+    outcomes: list[Outcome] = [Outcome(r.name, GranuleStatus.OK, reuse[r.name], reused=True)
+                               for r in refs if r.name in reuse]
+    todo = [r for r in refs if r.name not in reuse]
     order = {r.name: i for i, r in enumerate(refs)}
 
     def write(status: JobStatus, code: ExitCode | None, message: str) -> Summary:
         outcomes.sort(key=lambda o: order.get(o.name, 0))
+        final = notes
+        if code is not None:  # files nobody listed are named, never silently mixed in
+            listed = {o["path"] for x in outcomes if x.record is not None
+                      for o in x.record["outputs"]}
+            final = [*notes, *unlisted_note(unlisted_files(folder.path, listed))]
         summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
                            started=started, finished=None if code is None else
-                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=notes)
+                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final)
         write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
         return summary
 
-    running = f"running: {len(refs)} granule(s) to process"
+    running = f"running: {len(todo)} granule(s) to process"
     interrupted: ExitCode | None = None
     try:
         write(JobStatus.RUNNING, None, running)
-        if refs:
-            log.info("processing %d granule(s) with %d worker(s) -> %s", len(refs),
+        if reuse:
+            log.info("reusing %d granule(s) an earlier run of this job completed",
+                     len(outcomes))
+        if todo:
+            log.info("processing %d granule(s) with %d worker(s) -> %s", len(todo),
                      spec.workers, spec.output)
             # Decoding and compression threads are shared by all granules and layers; the
             # encoders bound how many rows of tiles wait in memory.
@@ -147,7 +170,7 @@ def run_job(
                     EncoderPool() as encoders, \
                     ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
                 shared = Workers(source_factory, decoders, encoders, folder.scratch)
-                bar = tqdm(total=len(refs), unit="granule", desc="subset",
+                bar = tqdm(total=len(todo), unit="granule", desc="subset",
                            disable=(progress is False) if progress is not None else None)
                 futures: list[Future[Outcome]] = []
                 taken: set[Future[Outcome]] = set()
@@ -165,7 +188,7 @@ def run_job(
                     write(JobStatus.RUNNING, None, running)
 
                 try:
-                    for r in refs:
+                    for r in todo:
                         futures.append(granules.submit(process_granule, r, spec, shared))
                     for fut in as_completed(futures):
                         take(fut)
@@ -191,6 +214,9 @@ def run_job(
         return JobResult(write(JobStatus.INTERRUPTED, interrupted, message), interrupted,
                          message)
     code, status, message = verdict(spec, len(refs), outcomes)
+    n_reused = sum(o.reused for o in outcomes)
+    if code is ExitCode.OK and n_reused:
+        message += f" ({n_reused} reused from an earlier run)"
     return JobResult(write(status, code, message), code, message)
 
 
@@ -225,11 +251,13 @@ def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
         totals={
             "matched": len(refs),
             "succeeded": len(records),
+            "reused": sum(o.reused for o in outcomes),
             "skipped": sum(o.status is GranuleStatus.SKIPPED for o in outcomes),
             "failed": sum(o.status is GranuleStatus.FAILED for o in outcomes),
             "outputs": len(all_outputs),
             "output_bytes": sum(o["bytes"] for o in all_outputs),
-            "bytes_read": sum(r["bytes_read"] for r in records),
+            "bytes_read": sum(o.record["bytes_read"] for o in outcomes
+                              if o.record is not None and not o.reused),
             "seconds": round(seconds, 3),
         },
     )

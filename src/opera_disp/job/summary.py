@@ -196,7 +196,9 @@ class Totals(TypedDict):
     matched: int
     """Granules the selection matched."""
     succeeded: int
-    """Granules written."""
+    """Granules written (including those reused)."""
+    reused: int
+    """Granules whose outputs an earlier run of the same job left complete (not redone)."""
     skipped: int
     """Granules whose frame the area misses."""
     failed: int
@@ -206,7 +208,7 @@ class Totals(TypedDict):
     output_bytes: int
     """Bytes written."""
     bytes_read: int
-    """Bytes read."""
+    """Bytes read (by this run)."""
     seconds: float
     """Wall time of the job."""
 
