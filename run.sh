@@ -10,7 +10,9 @@
 # Inputs DPS downloaded sit in ./input (symlinks); outputs go to ./output; the log goes to
 # ./opera-disp.log (kept by DPS triage when the job fails) and is copied into ./output on
 # success. Exit codes: 0 ok, 1 too many granules failed (or a bug), 2 bad input, 3 nothing
-# matched, 4 a service unreachable or refusing authentication, 130 interrupted.
+# matched, 4 a service unreachable or refusing authentication, 130 interrupted (SIGINT),
+# 143 terminated (SIGTERM: a cancelled job; granules in flight finish, summary.json says
+# `interrupted`).
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")

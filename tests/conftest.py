@@ -53,11 +53,11 @@ def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]
     write = job_run.write_json
     seen: list[Path] = []
 
-    def validating_write(path: Path, doc: Any) -> None:
+    def validating_write(path: Path, doc: Any, **kwargs: Any) -> None:
         if Path(path).name == "summary.json":
             validate_summary(json.loads(json.dumps(doc, allow_nan=False)))
             seen.append(Path(path))
-        write(path, doc)
+        write(path, doc, **kwargs)
 
     monkeypatch.setattr(job_run, "write_json", validating_write)
     yield seen

@@ -240,6 +240,8 @@ def test_sample_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_demo_via_console_script(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "opera-disp"
     env = {"OPERA_DISP_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # a worktree's code first, as for the test process
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     p = subprocess.run([str(exe), "subset", "--demo", "-o", str(tmp_path / "out")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
@@ -337,7 +339,7 @@ def test_unexpected_exception_is_internal_error_exit_1(
 
 # -- review mends: SIGTERM, crash reports, redacted failure reasons ---------------------------
 
-def test_sigterm_exits_130_and_restores_the_previous_handler(
+def test_sigterm_exits_143_and_restores_the_previous_handler(
         granule: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[int] = []
@@ -357,7 +359,7 @@ def test_sigterm_exits_130_and_restores_the_previous_handler(
     finally:
         signal.signal(signal.SIGTERM, before)
     assert received == [], "main() took the signal, not the previous handler"
-    assert code == 130 and out == ""
+    assert code == 143 and out == ""
     assert err.strip() == "opera-disp: interrupted", (out, err)
 
 

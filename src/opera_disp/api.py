@@ -86,13 +86,17 @@ def subset(
     demo: bool = False,
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
+    overwrite: bool = False,
 ) -> JobResult:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
     The arguments are the command line's options (see ``opera-disp subset --help``);
     ``demo=True`` runs on the embedded sample archive, with a bbox over its deforming
     area unless an area is given. ``source_factory`` opens each granule's bytes (tests
-    point it at local servers; by default ``--access`` decides).
+    point it at local servers; by default ``--access`` decides). Rerun into its folder,
+    the same job reuses the granules whose outputs are complete; a job with other
+    settings is refused unless ``overwrite``, which first removes the outputs the old
+    summary lists.
 
     Returns
     -------
@@ -106,6 +110,8 @@ def subset(
     """
     from .catalog.resolve import resolve_granules
     from .io.access import Access
+    from .job.folder import OutputFolder
+    from .job.resume import previous_job
     from .job.run import run_job
 
     if demo:
@@ -122,18 +128,23 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
-    refs, notes = resolve_granules(selection(spec))
-    log.info("%d granule(s) matched", len(refs))
-    opened = None
-    if source_factory is None:
-        opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
-        source_factory = opened.open
-    try:
-        return run_job(spec, refs, source_factory=source_factory, progress=progress,
-                       notes=notes)
-    finally:
-        if opened is not None:
-            opened.close()
+    # The output folder first: one that cannot be written, or that another job holds, is
+    # refused before any granule is looked at.
+    with OutputFolder(spec.output) as folder:
+        reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
+        refs, notes = resolve_granules(selection(spec))
+        notes = [*notes, *resumed]
+        log.info("%d granule(s) matched", len(refs))
+        opened = None
+        if source_factory is None:
+            opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
+            source_factory = opened.open
+        try:
+            return run_job(spec, refs, source_factory=source_factory, progress=progress,
+                           notes=notes, folder=folder, reuse=reuse)
+        finally:
+            if opened is not None:
+                opened.close()
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,

@@ -33,7 +33,7 @@ else:
         from click import exceptions as _cx
 
 from . import __version__
-from .errors import BadInput, ExitCode, OperaDispError, redact
+from .errors import BadInput, ExitCode, OperaDispError, Terminated, redact
 from .geometry import Window
 from .logs import DATEFMT, FORMAT, setup_logging
 from .product import LAYERS, parse_frame
@@ -189,6 +189,8 @@ def subset(
         **_enum(CogWriterKind, "cog writer"))] = CogWriterKind.STREAMING,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
+                                   "(other settings) left in the output folder.")] = False,
     log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
                                          **_path("log file", "FILE"))] = None,
     progress: Progress = None,
@@ -203,7 +205,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress)
+        demo=demo, progress=progress, overwrite=overwrite)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
@@ -516,13 +518,18 @@ def _crash_report(exc: BaseException) -> Path:
     return Path(name)
 
 
+_terminated = threading.Event()
+
+
 def _terminate(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a cancelled DPS job) ends like Ctrl-C: exit 130
+    _terminated.set()
+    raise Terminated  # SIGTERM (a cancelled DPS job) ends like Ctrl-C, with exit 143
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code (see :class:`ExitCode`)."""
     previous = None
+    _terminated.clear()
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -549,8 +556,9 @@ def _main(argv: list[str] | None) -> int:
         return int(getattr(exc, "exit_code", 0) or 0)
     except (typer.Abort, KeyboardInterrupt):
         print("opera-disp: interrupted", file=sys.stderr)
-        _to_log_file(_log_file_arg(argv), logging.ERROR, "interrupted (exit 130)")
-        return int(ExitCode.INTERRUPTED)
+        code = ExitCode.TERMINATED if _terminated.is_set() else ExitCode.INTERRUPTED
+        _to_log_file(_log_file_arg(argv), logging.ERROR, f"interrupted (exit {int(code)})")
+        return int(code)
     except Exception as exc:  # a bug: one line here, the traceback in a file of its own
         report = _crash_report(exc)
         _error(f"internal error: {exc.__class__.__name__}: {exc} (a bug; the traceback is in "
@@ -558,7 +566,9 @@ def _main(argv: list[str] | None) -> int:
         return int(ExitCode.FAILED)
     if rv == ExitCode.INTERRUPTED:  # recent typer returns 130 for a KeyboardInterrupt itself
         print("opera-disp: interrupted", file=sys.stderr)
-        _to_log_file(_log_file_arg(argv), logging.ERROR, "interrupted (exit 130)")
+        code = ExitCode.TERMINATED if _terminated.is_set() else ExitCode.INTERRUPTED
+        _to_log_file(_log_file_arg(argv), logging.ERROR, f"interrupted (exit {int(code)})")
+        return int(code)
     return int(rv) if isinstance(rv, int) else 0
 
 

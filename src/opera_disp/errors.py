@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     NO_MATCH = 3
     SERVICE = 4
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 #: What each exit code means (the README's table is checked against this).
@@ -41,8 +42,14 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.NO_MATCH: "nothing matched: no granule for the search",
     ExitCode.SERVICE: "a service could not be reached or refused authentication "
                       "(CMR, Earthdata Login, ASF, S3)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGINT): granules in flight finished, summary "
+                          "`interrupted`",
+    ExitCode.TERMINATED: "terminated (SIGTERM, e.g. a cancelled DPS job): as 130",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C (exit 143 instead of 130)."""
 
 
 class OperaDispError(Exception):

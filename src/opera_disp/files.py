@@ -16,8 +16,11 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only on success.
+
+    ``tmp_dir`` puts the temporary file there instead (a job's scratch folder, which must
+    be on the same file system as ``path`` for the rename to be atomic).
 
     Examples
     --------
@@ -29,7 +32,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ('hi', ['a.txt'])
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                    dir=tmp_dir if tmp_dir is not None else path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -40,9 +44,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, doc: Any) -> None:
-    """Write JSON atomically (pretty, UTF-8, trailing newline)."""
-    with atomic_path(path) as tmp:
+def write_json(path: Path, doc: Any, tmp_dir: Path | None = None) -> None:
+    """Write JSON atomically (pretty, UTF-8, trailing newline); see :func:`atomic_path`."""
+    with atomic_path(path, tmp_dir) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 

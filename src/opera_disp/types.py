@@ -67,6 +67,8 @@ class JobStatus(StrEnum):
     SERVICE_ERROR = "service_error"
     BAD_INPUT = "bad_input"
     NO_MATCH = "no_match"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
 
 
 class GranuleStatus(StrEnum):

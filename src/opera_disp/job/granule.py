@@ -52,11 +52,13 @@ def local_source(ref: GranuleRef) -> ByteSource:
 
 @dataclass(frozen=True)
 class Workers:
-    """What every granule of a job shares: how to open sources, and the thread pools."""
+    """What every granule of a job shares: how to open sources, the thread pools, and the
+    job's scratch folder (None: temporary files go beside the outputs)."""
 
     source_factory: SourceFactory = local_source
     decoders: ThreadPoolExecutor | None = None
     encoders: EncoderPool | None = None
+    scratch_dir: Path | None = None
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Outcome:
 
     ``service`` marks a failure caused by a service (CMR, Earthdata Login, ASF, S3) and
     ``bug`` an unexpected exception: the job's exit code depends on both. ``note`` is a
-    remark for the summary's ``notes`` (a window clipped to the frame grid).
+    remark for the summary's ``notes`` (a window clipped to the frame grid); ``reused``
+    marks a granule whose outputs an earlier run of the same job left complete.
     """
 
     name: str
@@ -75,6 +78,7 @@ class Outcome:
     service: bool = False
     bug: bool = False
     note: str | None = None
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
             source.close()
 
 
-def _writer(plan: GranulePlan, name: str, encoders: EncoderPool | None) -> RasterWriter:
+def _writer(plan: GranulePlan, name: str, workers: Workers) -> RasterWriter:
     lay = plan.index.layers[name]
     info = layer_info(plan.index, name)
     spec = plan.spec
@@ -209,7 +213,8 @@ def _writer(plan: GranulePlan, name: str, encoders: EncoderPool | None) -> Raste
                         plan.grid.window_transform(win), resampling_for(str(lay.dtype)))
     return open_writer(spec.cog_writer, plan.path(name), raster, tags=tags,
                        units=str(info["units"]), description=str(info["long_name"]),
-                       keep_pixels=name == plan.summary_layer, pool=encoders)
+                       keep_pixels=name == plan.summary_layer, pool=workers.encoders,
+                       scratch_dir=workers.scratch_dir)
 
 
 def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleRecord:
@@ -221,7 +226,7 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
     paths = [plan.path(n) for n in plan.write_layers]
     png = plan.path(slayer, ".png")
     with contextlib.ExitStack() as stack:
-        writers = {n: stack.enter_context(_writer(plan, n, workers.encoders))
+        writers = {n: stack.enter_context(_writer(plan, n, workers))
                    for n in plan.write_layers}
         for band, arrays in read_bands(source, plan.index, plan.read_layers, win,
                                        pool=workers.decoders):
@@ -238,7 +243,8 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
         try:
             with ThreadPoolExecutor(len(writers) + 1, thread_name_prefix="finish") as side:
                 published = {n: side.submit(_publish, w, out_dir, n) for n, w in writers.items()}
-                look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png, units)
+                look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png, units,
+                                   workers.scratch_dir)
                 # Float blocks go in whole: NaN never falls in a selected bin.
                 statistics = tally.stats.result(
                     lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
@@ -324,14 +330,16 @@ def _mask_band(plan: GranulePlan, band: Window, arrays: dict[str, np.ndarray],
     tally.preview.append(sub)
 
 
-def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str) -> None:
+def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str,
+               tmp_dir: Path | None = None) -> None:
     layer = plan.summary_layer
     title, label, diverging = map_text(
         layer, units, plan.index.reference_time, plan.index.secondary_time,
         plan.ref.product.frame,
         " (recommended_mask applied)" if plan.spec.mask_applied else " (unmasked)")
     render_map(data, plan.grid.window_bounds(plan.window), plan.grid.epsg, png, title=title,
-               label=label, vmax=0.1 if diverging else None, diverging=diverging)
+               label=label, vmax=0.1 if diverging else None, diverging=diverging,
+               tmp_dir=tmp_dir)
 
 
 def _finite(v: float | None) -> float | None:

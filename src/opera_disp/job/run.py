@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..catalog.refs import GranuleRef
-from ..errors import ExitCode
+from ..errors import ExitCode, Terminated
 from ..files import write_json
 from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
+from .folder import OutputFolder
 from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
+from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,
+    GranuleRecord,
     Problem,
     Summary,
     describe_inputs,
@@ -85,8 +89,17 @@ def run_job(
     source_factory: SourceFactory = local_source,
     progress: bool | None = None,
     notes: list[str] | None = None,
+    folder: OutputFolder | None = None,
+    reuse: Mapping[str, GranuleRecord] | None = None,
+    overwrite: bool = False,
 ) -> JobResult:
     """Process ``refs`` concurrently and write ``summary.json``; decide the exit code.
+
+    The summary is written (atomically) when the job starts, with status ``running``,
+    again after every finished granule, and at the end: a killed job leaves a summary
+    listing exactly the granules whose outputs are complete. Ctrl-C (SIGINT) or SIGTERM
+    starts no new granule, lets those in flight finish, and ends with status
+    ``interrupted`` and exit code 130 or 143.
 
     Parameters
     ----------
@@ -101,43 +114,124 @@ def run_job(
         Show a progress bar (None: only on a terminal).
     notes
         Remarks from earlier stages, copied into the summary.
+    folder
+        The output folder, already held (locked, with its scratch folder); None: held
+        here for the duration of the job.
+    reuse
+        Records of granules an earlier run of this job completed, by name (see
+        :func:`~opera_disp.job.resume.previous_job`); None: looked up here.
+    overwrite
+        Replace the outputs of another job in the folder (when ``reuse`` is None).
     """
+    if folder is None:
+        with OutputFolder(spec.output) as held:
+            return run_job(spec, refs, source_factory=source_factory, progress=progress,
+                           notes=notes, folder=held, reuse=reuse, overwrite=overwrite)
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     started = datetime.now(UTC)
-    spec.output.mkdir(parents=True, exist_ok=True)
-    outcomes: list[Outcome] = []
-    if refs:
-        log.info("processing %d granule(s) with %d worker(s) -> %s", len(refs), spec.workers,
-                 spec.output)
-        # Decoding and compression threads are shared by all granules and layers; the
-        # encoders bound how many rows of tiles wait in memory.
-        with ThreadPoolExecutor(max(2, min(4, spec.workers * 2)),
-                                thread_name_prefix="decode") as decoders, \
-                EncoderPool() as encoders, \
-                ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
-            shared = Workers(source_factory, decoders, encoders)
-            futures = [granules.submit(process_granule, r, spec, shared) for r in refs]
-            bar = tqdm(total=len(refs), unit="granule", desc="subset",
-                       disable=(progress is False) if progress is not None else None)
-            for fut in as_completed(futures):
-                outcome = fut.result()
-                outcomes.append(outcome)
-                bar.update(1)
-                if outcome.record is not None:
-                    log.info("done %s: %d valid pixels", outcome.name,
-                             outcome.record["pixels"]["valid"])
-                elif outcome.status is GranuleStatus.SKIPPED:
-                    log.debug("skipped %s: %s", outcome.name, outcome.reason)
-            bar.close()
+    notes = [*(notes or []), *folder.notes]
+    if reuse is None:
+        reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
+        notes += resumed
+    outcomes: list[Outcome] = [Outcome(r.name, GranuleStatus.OK, reuse[r.name], reused=True)
+                               for r in refs if r.name in reuse]
+    todo = [r for r in refs if r.name not in reuse]
     order = {r.name: i for i, r in enumerate(refs)}
-    outcomes.sort(key=lambda o: order.get(o.name, 0))
+
+    def write(status: JobStatus, code: ExitCode | None, message: str) -> Summary:
+        outcomes.sort(key=lambda o: order.get(o.name, 0))
+        final = notes
+        if code is not None:  # files nobody listed are named, never silently mixed in
+            listed = {o["path"] for x in outcomes if x.record is not None
+                      for o in x.record["outputs"]}
+            final = [*notes, *unlisted_note(unlisted_files(folder.path, listed))]
+        summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
+                           started=started, finished=None if code is None else
+                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final)
+        write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
+        return summary
+
+    running = f"running: {len(todo)} granule(s) to process"
+    interrupted: ExitCode | None = None
+    try:
+        write(JobStatus.RUNNING, None, running)
+        if reuse:
+            log.info("reusing %d granule(s) an earlier run of this job completed",
+                     len(outcomes))
+        if todo:
+            log.info("processing %d granule(s) with %d worker(s) -> %s", len(todo),
+                     spec.workers, spec.output)
+            # Decoding and compression threads are shared by all granules and layers; the
+            # encoders bound how many rows of tiles wait in memory.
+            with ThreadPoolExecutor(max(2, min(4, spec.workers * 2)),
+                                    thread_name_prefix="decode") as decoders, \
+                    EncoderPool() as encoders, \
+                    ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
+                shared = Workers(source_factory, decoders, encoders, folder.scratch)
+                bar = tqdm(total=len(todo), unit="granule", desc="subset",
+                           disable=(progress is False) if progress is not None else None)
+                futures: list[Future[Outcome]] = []
+                taken: set[Future[Outcome]] = set()
+
+                def take(fut: Future[Outcome]) -> None:
+                    taken.add(fut)
+                    outcome = fut.result()
+                    outcomes.append(outcome)
+                    bar.update(1)
+                    if outcome.record is not None:
+                        log.info("done %s: %d valid pixels", outcome.name,
+                                 outcome.record["pixels"]["valid"])
+                    elif outcome.status is GranuleStatus.SKIPPED:
+                        log.debug("skipped %s: %s", outcome.name, outcome.reason)
+                    write(JobStatus.RUNNING, None, running)
+
+                try:
+                    for r in todo:
+                        futures.append(granules.submit(process_granule, r, spec, shared))
+                    for fut in as_completed(futures):
+                        take(fut)
+                except KeyboardInterrupt as exc:
+                    interrupted = interrupt_code(exc)
+                    # No new granule starts; those in flight finish (each publishes all
+                    # its outputs or none) and are recorded.
+                    for fut in futures:
+                        fut.cancel()
+                    log.warning("interrupted: waiting for the granules in flight")
+                    for fut in futures:
+                        if not fut.cancelled() and fut not in taken:
+                            take(fut)
+                finally:
+                    bar.close()
+    except KeyboardInterrupt as exc:
+        interrupted = interrupt_code(exc)
+    if interrupted is not None:
+        ok = sum(o.status is GranuleStatus.OK for o in outcomes)
+        signame = "SIGTERM" if interrupted is ExitCode.TERMINATED else "SIGINT"
+        message = (f"interrupted by {signame}: {ok} of {len(refs)} granule(s) written to "
+                   f"{spec.output}")
+        return JobResult(write(JobStatus.INTERRUPTED, interrupted, message), interrupted,
+                         message)
     code, status, message = verdict(spec, len(refs), outcomes)
+    n_reused = sum(o.reused for o in outcomes)
+    if code is ExitCode.OK and n_reused:
+        message += f" ({n_reused} reused from an earlier run)"
     skipped = sum(o.status is GranuleStatus.SKIPPED for o in outcomes)
     if skipped and code is not ExitCode.BAD_INPUT:  # else the verdict is the one line
         log.info("skipped %d granule(s): the area misses their frame (see summary.json)",
                  skipped)
+    return JobResult(write(status, code, message), code, message)
+
+
+def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
+    """130 for Ctrl-C (SIGINT), 143 for SIGTERM (raised as :class:`Terminated`)."""
+    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+
+
+def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
+             status: JobStatus, code: ExitCode | None, message: str, started: datetime,
+             finished: datetime | None, seconds: float, notes: list[str]) -> Summary:
     records = [o.record for o in outcomes if o.record is not None]
 
     def problems(kind: GranuleStatus) -> list[Problem]:
@@ -145,30 +239,29 @@ def run_job(
                 if o.status is kind]
 
     all_outputs = [out for r in records for out in r["outputs"]]
-    summary = Summary(
+    return Summary(
         schema=SUMMARY_SCHEMA,
         status=status,
         message=message,
-        exit_code=summary_exit_code(code),
+        exit_code=None if code is None else summary_exit_code(code),
         started=iso(started),
-        finished=iso(datetime.now(UTC)),
+        finished=None if finished is None else iso(finished),
         software=software_versions(),
         inputs=describe_inputs(spec),
-        notes=list(dict.fromkeys([*(notes or []), *(o.note for o in outcomes if o.note)])),
+        notes=list(dict.fromkeys([*notes, *(o.note for o in outcomes if o.note)])),
         granules=records,
         skipped=problems(GranuleStatus.SKIPPED),
         failed=problems(GranuleStatus.FAILED),
         totals={
             "matched": len(refs),
             "succeeded": len(records),
+            "reused": sum(o.reused for o in outcomes),
             "skipped": sum(o.status is GranuleStatus.SKIPPED for o in outcomes),
             "failed": sum(o.status is GranuleStatus.FAILED for o in outcomes),
             "outputs": len(all_outputs),
             "output_bytes": sum(o["bytes"] for o in all_outputs),
-            "bytes_read": sum(r["bytes_read"] for r in records),
-            "seconds": round(time.perf_counter() - t0, 3),
+            "bytes_read": sum(o.record["bytes_read"] for o in outcomes
+                              if o.record is not None and not o.reused),
+            "seconds": round(seconds, 3),
         },
     )
-    write_json(spec.output / "summary.json", summary)
-    return JobResult(summary, code, message)
-

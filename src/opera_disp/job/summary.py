@@ -29,8 +29,8 @@ from ..spec import JobSpec
 from ..types import AccessMode, CogWriterKind, GranuleStatus, JobStatus, MaskMode, OutputKind
 
 SUMMARY_SCHEMA: Final = "opera-disp/summary/1"
-#: A summary's ``exit_code``: how a job can end (interrupted, 130, leaves no summary).
-SummaryExitCode = Literal[0, 1, 2, 3, 4]
+#: A summary's ``exit_code``: how a job can end.
+SummaryExitCode = Literal[0, 1, 2, 3, 4, 130, 143]
 _SUMMARY_EXIT_CODES: tuple[SummaryExitCode, ...] = get_args(SummaryExitCode)
 
 
@@ -197,7 +197,9 @@ class Totals(TypedDict):
     matched: int
     """Granules the selection matched."""
     succeeded: int
-    """Granules written."""
+    """Granules written (including those reused)."""
+    reused: int
+    """Granules whose outputs an earlier run of the same job left complete (not redone)."""
     skipped: int
     """Granules whose frame the area misses."""
     failed: int
@@ -207,7 +209,7 @@ class Totals(TypedDict):
     output_bytes: int
     """Bytes written."""
     bytes_read: int
-    """Bytes read."""
+    """Bytes read (by this run)."""
     seconds: float
     """Wall time of the job."""
 
@@ -221,12 +223,12 @@ class Summary(TypedDict):
     """Outcome of the job."""
     message: str
     """One-line outcome."""
-    exit_code: SummaryExitCode
-    """The process exit code."""
+    exit_code: SummaryExitCode | None
+    """The process exit code (null while running)."""
     started: str
     """UTC ISO time."""
-    finished: str
-    """UTC ISO time."""
+    finished: str | None
+    """UTC ISO time (null while running)."""
     software: dict[str, str]
     """Versions of opera_disp, python, numpy, h5py, hdf5, rasterio, gdal, pyproj, proj."""
     inputs: Inputs
@@ -250,10 +252,8 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
     --------
     >>> summary_exit_code(ExitCode.SERVICE)
     4
-    >>> summary_exit_code(ExitCode.INTERRUPTED)
-    Traceback (most recent call last):
-    ...
-    ValueError: exit code 130 has no place in a summary
+    >>> summary_exit_code(ExitCode.TERMINATED)
+    143
     """
     for value in _SUMMARY_EXIT_CODES:
         if code == value:

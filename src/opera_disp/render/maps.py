@@ -81,8 +81,12 @@ def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, fl
 
 def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
                png: Path, *, title: str, label: str, vmax: float | None = 0.1,
-               cmap: str | None = None, diverging: bool = True) -> Path:
+               cmap: str | None = None, diverging: bool = True,
+               tmp_dir: Path | None = None) -> Path:
     """Write a PNG map of ``data`` (NaN = nodata, shown grey) with a colorbar.
+
+    The PNG is written to a temporary file (in ``tmp_dir``, else beside ``png``) and
+    renamed into place.
 
     Diverging maps are centred on zero: ``±vmax``, or ``±`` the 98th percentile of
     ``|value|`` when ``vmax`` is None. Sequential maps span the 2nd-98th percentiles.
@@ -97,7 +101,7 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     fig.subplots_adjust(left=0.14, right=0.98, bottom=0.13, top=0.9)
     draw_map(fig, ax, data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
              diverging=diverging)
-    with atomic_path(png) as tmp:
+    with atomic_path(png, tmp_dir) as tmp:
         fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 3})
     return png
 

@@ -77,13 +77,14 @@ class RasterWriter(ABC):
     renames it into place. With ``keep_pixels`` the rows are also kept in a raw scratch
     file, so a second pass (exact statistics) can read them back without decoding
     anything. Leaving the context without publishing (an error) removes every temporary
-    file.
+    file. Temporary files go to ``scratch_dir`` (a job's scratch folder on the same file
+    system as ``path``), else beside ``path``.
     """
 
     def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
                  units: str | None = None, description: str | None = None,
                  profile: CogProfile = COG_PROFILE, keep_pixels: bool = False,
-                 pool: EncoderPool | None = None):
+                 pool: EncoderPool | None = None, scratch_dir: Path | None = None):
         self.path = path
         self.spec = spec
         self.tags = tags
@@ -92,6 +93,7 @@ class RasterWriter(ABC):
         self.profile = profile
         self.keep_pixels = keep_pixels
         self.pool = pool
+        self.scratch_dir = scratch_dir
         self._scratch: Path | None = None
         self._raster: _RawRaster | None = None
         self._rows = 0
@@ -99,7 +101,7 @@ class RasterWriter(ABC):
     def __enter__(self) -> RasterWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".scratch",
-                                    dir=self.path.parent)
+                                    dir=self.scratch_dir or self.path.parent)
         os.close(fd)
         self._scratch = Path(name)
         s = self.spec
@@ -143,7 +145,7 @@ class RasterWriter(ABC):
         from rio_cogeo.cogeo import cog_validate
 
         assert self._scratch is not None, "use the writer as a context manager"
-        with atomic_path(self.path) as tmp:
+        with atomic_path(self.path, self.scratch_dir) as tmp:
             try:
                 self._finish(tmp)
             except CogError as exc:
@@ -301,10 +303,11 @@ WRITERS: dict[CogWriterKind, type[RasterWriter]] = {
 
 def open_writer(kind: CogWriterKind, path: Path, spec: RasterSpec, *, tags: dict[str, str],
                 units: str | None = None, description: str | None = None,
-                keep_pixels: bool = False, pool: EncoderPool | None = None) -> RasterWriter:
+                keep_pixels: bool = False, pool: EncoderPool | None = None,
+                scratch_dir: Path | None = None) -> RasterWriter:
     """A writer of the chosen kind (enter it as a context manager)."""
     return WRITERS[kind](path, spec, tags=tags, units=units, description=description,
-                         keep_pixels=keep_pixels, pool=pool)
+                         keep_pixels=keep_pixels, pool=pool, scratch_dir=scratch_dir)
 
 
 def resampling_for(dtype: str) -> str:

@@ -1,0 +1,132 @@
+"""Rerunning a job into its own folder: what an earlier run left, and whether it is ours.
+
+The earlier run's ``summary.json`` says which job it was (``inputs``) and which outputs
+are complete (path, size, SHA-256). :func:`previous_job` compares its inputs with the
+new job's:
+
+* the same job (the settings that shape the outputs are equal): granules whose outputs
+  are all present with the recorded size and checksum are reused, the rest redone;
+* another job whose outputs are still there: bad input (exit 2), unless ``overwrite``,
+  which first removes the outputs the old summary lists, and never a file it does not list.
+
+:func:`unlisted_files` names the files of the folder no summary lists, for the notes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from ..errors import BadInput
+from ..files import sha256_file
+from ..spec import JobSpec
+from .folder import LOCK_NAME, SCRATCH_NAME
+from .summary import SUMMARY_SCHEMA, GranuleRecord, describe_inputs
+
+SUMMARY_NAME = "summary.json"
+#: Inputs that do not change what the outputs are.
+_NOT_SHAPING = frozenset({"output", "workers", "tolerated_failure_percentage", "access"})
+
+
+def _shaping(inputs: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(inputs))
+    return {k: v for k, v in doc.items() if k not in _NOT_SHAPING} if isinstance(doc, dict) \
+        else {}
+
+
+def _inside(folder: Path, rel: object) -> Path | None:
+    """``folder / rel`` if ``rel`` is a plain relative path inside ``folder``."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return None
+    return folder / p
+
+
+def _complete(folder: Path, record: GranuleRecord) -> bool:
+    for out in record.get("outputs", []):
+        path = _inside(folder, out.get("path"))
+        try:
+            if path is None or not path.is_file() or path.stat().st_size != out["bytes"] \
+                    or sha256_file(path) != out["sha256"]:
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
+    return bool(record.get("outputs"))
+
+
+def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False
+                 ) -> tuple[dict[str, GranuleRecord], list[str]]:
+    """Records of the granules an earlier run of this job completed, and notes.
+
+    Raises
+    ------
+    BadInput
+        The folder holds outputs of a job with other settings (and not ``overwrite``).
+    """
+    where = f"output folder {str(folder)!r}"
+    path = folder / SUMMARY_NAME
+    if not path.exists():
+        return {}, []
+    try:
+        old = json.loads(path.read_text())
+        if not isinstance(old, dict) or old.get("schema") != SUMMARY_SCHEMA:
+            raise ValueError("not an opera-disp summary")
+    except (OSError, ValueError) as exc:
+        if overwrite:
+            return {}, [f"replaced an unreadable {SUMMARY_NAME} ({exc.__class__.__name__}); "
+                        "no file was removed"]
+        raise BadInput(f"{where} holds a {SUMMARY_NAME} opera-disp cannot read; use "
+                       "--overwrite to replace it, or choose another --output") from None
+    records = cast(list[GranuleRecord], [g for g in old.get("granules", [])
+                                         if isinstance(g, dict)])
+    if _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
+        reuse = {g["name"]: g for g in records if "name" in g and _complete(folder, g)}
+        notes = [f"rerun of the same job: {len(reuse)} granule(s) reused from the earlier "
+                 "run (outputs present, sizes and checksums as recorded)"] \
+            if records else []
+        return reuse, notes
+    listed = [p for g in records for o in g.get("outputs", [])
+              if (p := _inside(folder, o.get("path"))) is not None]
+    present = [p for p in listed if p.is_file()]
+    if not present:
+        return {}, []
+    if not overwrite:
+        old_in, new_in = _shaping(old.get("inputs")), _shaping(describe_inputs(spec))
+        keys = sorted(k for k in old_in.keys() | new_in.keys() if old_in.get(k) != new_in.get(k))
+        raise BadInput(f"{where} holds {len(present)} output(s) of another job (different "
+                       f"{', '.join(keys)}); use --overwrite to replace them, or choose "
+                       "another --output")
+    for p in present:
+        p.unlink(missing_ok=True)
+    return {}, [f"--overwrite: removed {len(present)} output(s) of an earlier job with "
+                "other settings"]
+
+
+def unlisted_files(folder: Path, listed: set[str]) -> list[str]:
+    """Files in ``folder`` that are neither ``listed`` nor the job's own (summary, lock,
+    scratch), sorted."""
+    own = {SUMMARY_NAME, LOCK_NAME, SCRATCH_NAME}
+    try:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                      if p.is_file() and p.relative_to(folder).parts[0] not in own
+                      and str(p.relative_to(folder)) not in listed)
+    except OSError:
+        return []
+
+
+def unlisted_note(names: list[str], limit: int = 5) -> list[str]:
+    """The note for files nobody listed (empty when there are none).
+
+    Examples
+    --------
+    >>> unlisted_note(["a.tif", "b.txt"])
+    ['2 file(s) in the output folder are not outputs of this job: a.tif, b.txt']
+    """
+    if not names:
+        return []
+    shown = ", ".join(names[:limit]) + (f", … ({len(names) - limit} more)"
+                                         if len(names) > limit else "")
+    return [f"{len(names)} file(s) in the output folder are not outputs of this job: {shown}"]
