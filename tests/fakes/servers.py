@@ -18,7 +18,13 @@ The range server behaves like ASF's Thin Egress App in front of S3:
 
 Faults: ``fail_next`` 503s, ``reset_next`` dropped connections, ``latency`` per request,
 ``eula`` (403 EULA body), ``bearer_only`` (``/data/`` answers 401 without the token instead
-of redirecting to Earthdata Login, as a token-only mirror does). Every request is recorded.
+of redirecting to Earthdata Login, as a token-only mirror does). For the fault benchmark:
+``fail_every`` (every Nth data request fails), ``fail_code``/``retry_after`` (what
+``fail_next``/``fail_every`` answer, e.g. 429 with ``Retry-After: 1``), ``slow_next``
+(answers delayed by ``slow_seconds``), ``cut_next`` (a data answer stops after half its
+body: ``cut_reset`` drops it with a TCP reset, else the connection just closes),
+``signed_expires`` (presigned URLs expire after that many seconds and then answer 403,
+while ``Cache-Control`` still says 3540 s). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import base64
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,6 +64,14 @@ class ServerState:
     eula: bool = False
     bearer_only: bool = False
     creds_lifetime: float = 3600.0
+    fail_every: int = 0
+    fail_code: int = 503
+    retry_after: str = "0"
+    slow_next: int = 0
+    slow_seconds: float = 0.0
+    cut_next: int = 0
+    cut_reset: bool = False
+    signed_expires: float | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,13 +95,24 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers -------------------------------------------------------------------
+    _cut = False  # this answer stops after half its body (``cut_next``)
+
     def _send(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if body and self.command != "HEAD":
+        if body and self.command != "HEAD" and self._cut and code in (200, 206):
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            if self.server.state.cut_reset:  # RST, not FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        elif body and self.command != "HEAD":
             self.wfile.write(body)
 
     def _json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
@@ -130,22 +156,31 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.log.append({"path": url.path, "query": url.query,
                            "headers": dict(self.headers.items()), "t": time.monotonic()})
-            fail, reset = st.fail_next > 0, st.reset_next > 0 and url.path.startswith(
-                ("/plain", "/signed"))
+            data = url.path.startswith(("/plain", "/signed"))
+            fail, reset = st.fail_next > 0, st.reset_next > 0 and data
             if fail and url.path.startswith(("/plain", "/signed", "/search")):
                 st.fail_next -= 1
             else:
                 fail = False
             if reset:
                 st.reset_next -= 1
+            if st.fail_every and data and sum(r["path"].startswith(("/plain", "/signed"))
+                                              for r in st.log) % st.fail_every == 0:
+                fail = True
+            slow, self._cut = st.slow_next > 0 and data, st.cut_next > 0 and data
+            st.slow_next -= slow
+            st.cut_next -= self._cut
         if st.latency:
             time.sleep(st.latency)
+        if slow:
+            time.sleep(st.slow_seconds)
         if reset:  # drop the connection without an answer
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
         if fail:
-            self._send(503, b"Service Unavailable", {"Retry-After": "0"})
+            self._send(st.fail_code, b"Service Unavailable" if st.fail_code == 503 else
+                       b"Too Many Requests", {"Retry-After": st.retry_after})
             return
         path = url.path
         q = parse_qs(url.query)
@@ -158,6 +193,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if "X-Amz-Signature" not in q:
                 self._send(403, b"<Error><Code>AccessDenied</Code></Error>")
+                return
+            if st.signed_expires is not None and time.time() > float(
+                    q.get("X-Amz-Date", ["0"])[0]) + st.signed_expires:
+                self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has "
+                                b"expired</Message></Error>")
                 return
             self._serve_file(path.removeprefix("/signed/"))
         elif path.startswith(("/data/", "/s3credentials")):
@@ -178,9 +218,11 @@ class Handler(BaseHTTPRequestHandler):
                                  "expiration": exp.strftime("%Y-%m-%d %H:%M:%S+00:00")})
             else:
                 name = path.removeprefix("/data/")
+                issued = f"&X-Amz-Date={time.time():.3f}" if st.signed_expires is not None \
+                    else ""
                 self._send(303, b"", {
                     "Location": f"{self._base()}/signed/{name}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                                "&X-Amz-Expires=3600&X-Amz-Signature=deadbeef",
+                                f"&X-Amz-Expires=3600{issued}&X-Amz-Signature=deadbeef",
                     "Cache-Control": "private, max-age=3540"})
         elif path == "/urs/oauth/authorize":
             auth = self.headers.get("Authorization", "")
