@@ -401,3 +401,23 @@ def test_other_settings_into_a_used_folder_exit_2_unless_overwrite(
     assert "1 file(s) in the output folder are not outputs of this job: my-notes.txt" in notes
     assert sorted(q.name for q in tmp_path.iterdir()) == sorted(
         [*_listed(r.summary), "summary.json", "my-notes.txt"])
+
+
+def test_a_summary_that_cannot_be_written_is_one_line_not_a_bug(
+        archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk when the summary is written is the job's output error (exit 1, one line)."""
+    from opera_disp.cli import main
+
+    def full(path: Path, doc: Any, tmp_dir: Path | None = None) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job_run, "write_json", full)
+    code = main(["subset", "--source", str(archive), "--window", "0:64,0:64",
+                 "-o", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
+    assert code == 1 and len(lines) == 1, err
+    assert "cannot write" in lines[0] and "summary.json" in lines[0]
+    assert "No space left on device" in lines[0]
+    assert "internal error" not in err and "Traceback" not in err

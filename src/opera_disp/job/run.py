@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..catalog.refs import GranuleRef
-from ..errors import ExitCode, Terminated
+from ..errors import ExitCode, OutputError, Terminated, one_line
 from ..files import write_json
 from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
@@ -150,7 +150,11 @@ def run_job(
         summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
                            started=started, finished=None if code is None else
                            datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final)
-        write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
+        try:
+            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
+        except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
+            raise OutputError(f"cannot write {spec.output / 'summary.json'} "
+                              f"({exc.strerror or one_line(exc)})") from None
         return summary
 
     running = f"running: {len(todo)} granule(s) to process"
