@@ -399,8 +399,16 @@ def f_local(ctx: Ctx, n: int, kind: str) -> Row:
                 out, ctx.truth, code, secs)
 
 
+def done_granules(out: Path) -> int:
+    """Granules the (running) summary lists as complete; 0 while there is none."""
+    try:
+        return len(json.loads((out / "summary.json").read_text()).get("granules") or [])
+    except (OSError, ValueError):
+        return 0
+
+
 def f_kill9(ctx: Ctx) -> Row:
-    """``kill -9`` of a CLI job mid-job (a COG written, the next one in progress), rerun."""
+    """``kill -9`` of a CLI job mid-job (a granule done, the next in progress), then rerun."""
     out = ctx.out(12)
     shutil.rmtree(out, ignore_errors=True)
     with serving(ctx.paths, latency=0.25) as srv:
@@ -409,11 +417,15 @@ def f_kill9(ctx: Ctx) -> Row:
                                 stderr=subprocess.DEVNULL)
         t_end = time.monotonic() + 120
         while time.monotonic() < t_end and proc.poll() is None:
-            if list(out.glob("*_displacement.tif")) and list(out.glob(".*.scratch*")):
+            # Scratch files: beside the outputs before the job owned a scratch folder, in
+            # .opera-disp-tmp/ since.
+            scratch = [*out.glob(".*.scratch*"), *out.glob(".opera-disp-tmp/*")]
+            if list(out.glob("*_displacement.tif")) and scratch and done_granules(out) >= 1:
                 break
             time.sleep(0.01)
         killed = proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
+        if killed:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         n_tif = len(list(out.glob("*_displacement.tif")))
         n_left, b_left, _ = leftovers(out)
