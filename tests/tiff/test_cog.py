@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import warnings
@@ -486,3 +487,108 @@ def test_classic_tiff_forced_past_4_gib_is_a_clear_error(tmp_path: Path) -> None
     assert "64-bit offsets" in str(exc.value) and "\n" not in str(exc.value)
     assert not (tmp_path / "a.tif").exists()
     assert list(tmp_path.iterdir()) == [], "scratch files removed"
+
+
+# -- scratch space: no raw copy, read_back decodes the scratch tiles, scratch freed as copied --
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint8", "int16", "uint16"])
+@pytest.mark.parametrize("predictor", [True, False])
+def test_unpredict_inverts_predict(dtype: str, predictor: bool) -> None:
+    rng = np.random.default_rng(11)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    for rows, cols in [(64, 64), (16, 48), (3, 5)]:
+        if info is None:
+            a = (rng.normal(size=(rows, cols)) * 1e3).astype(dtype)
+            a[rng.random(a.shape) < 0.3] = np.nan
+            a[0, :2] = [np.inf, -0.0]
+        else:
+            a = rng.integers(info.min, info.max, size=(rows, cols), endpoint=True, dtype=dtype)
+        data = tiff_format.predict(a, predictor).tobytes()
+        back = tiff_format.unpredict(data, rows, dtype, predictor)
+        assert back.shape == a.shape and back.tobytes() == a.tobytes()
+        # Into a view (the padding cropped): the top-left corner of the tile.
+        big = np.zeros((rows + 2, cols + 9), dtype)
+        view = big[1:rows, 3:3 + cols - 1]
+        tiff_format.unpredict(data, rows, dtype, predictor, out=view)
+        assert view.tobytes() == np.ascontiguousarray(a[:rows - 1, :cols - 1]).tobytes()
+        assert not big[0].any() and not big[:, :3].any(), "nothing outside the view"
+
+
+@pytest.mark.parametrize(("dtype", "nodata", "resampling"), [
+    ("float32", np.nan, "average"), ("int16", -1, "nearest"), ("float64", np.nan, "average"),
+])
+def test_streaming_writer_reads_back_from_its_tiles_without_a_raw_copy(
+        tmp_path: Path, dtype: str, nodata: float | int, resampling: str) -> None:
+    a = _raster((1300, 1100), dtype, nodata, seed=12)
+    spec = RasterSpec(1100, 1300, dtype, nodata, 32611, TRANSFORM, resampling)
+    with CogWriter(tmp_path / "a.tif", spec, tags={"LAYER": "x"}, keep_pixels=True) as w:
+        for r in range(0, 1300, 333):
+            w.write(a[r:r + 333], r)
+            assert not [p for p in tmp_path.iterdir() if p.suffix == ".raw"], "no raw copy"
+        for rows in (512, 256, 1000, 1300, 2000):
+            with w.read_back(rows) as back:
+                bands = list(back)
+            assert [b.shape[0] for b in bands[:-1]] == [rows] * (len(bands) - 1)
+            assert all(b.dtype == np.dtype(dtype) for b in bands)
+            assert np.concatenate(bands).tobytes() == a.tobytes()
+        w.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+    reference = _publish(CogWriterKind.STREAMING, tmp_path / "ref" / "a.tif", a, nodata,
+                         resampling=resampling)
+    with rasterio.open(tmp_path / "a.tif") as got, rasterio.open(reference) as ref:
+        assert got.read(1).tobytes() == ref.read(1).tobytes() == a.tobytes()
+
+
+def test_publish_waits_for_read_back_and_frees_each_level(tmp_path: Path) -> None:
+    a = _raster((1300, 1100), "float32", np.nan, seed=13)
+    reference = _write(tmp_path / "ref.tif", a, np.nan, resampling="average")
+    out = tmp_path / "out"
+    out.mkdir()
+    tags = gdal_tags("float32", np.nan, "EPSG:32611", TRANSFORM, tags={"FRAME": "40291"},
+                     units="m", description="displacement")
+    with TileStream(out / "s.scratch", 1100, 1300, "float32", np.nan,
+                    resampling="average") as ts:
+        ts.write(a)
+        back = ts.read_back(300)
+        first = next(back)  # the first tile row is read; the rest is not
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (ts.finish(out / "a.tif", tags), done.set()))
+        t.start()
+        assert not done.wait(0.5), "finish waits for the reader"
+        assert not (out / "s.scratch.1").exists(), "overview scratch gone once copied"
+        assert (out / "s.scratch").exists(), "full resolution kept for the reader"
+        rest = list(back)
+        t.join(10)
+        assert done.is_set()
+        assert sorted(p.name for p in out.iterdir()) == ["a.tif"], "scratch removed by finish"
+        assert np.concatenate([first, *rest]).tobytes() == a.tobytes()
+        with pytest.raises(CogError, match="read_back after finish"):
+            ts.read_back()
+    assert (out / "a.tif").read_bytes() == reference.read_bytes()
+
+
+def test_closing_an_unread_read_back_lets_publish_go_on(tmp_path: Path) -> None:
+    a = _raster((700, 600), "float32", np.nan, seed=14)
+    spec = RasterSpec(600, 700, "float32", float("nan"), 32611, TRANSFORM, "average")
+    with CogWriter(tmp_path / "a.tif", spec, tags={}, keep_pixels=True) as w:
+        w.write(a, 0)
+        w.read_back().close()  # never iterated (e.g. no valid pixel): no reader left
+        w.publish()
+    with rasterio.open(tmp_path / "a.tif") as src:
+        assert src.read(1).tobytes() == a.tobytes()
+
+
+def test_copy_frees_the_scratch_behind_it(tmp_path: Path) -> None:
+    data = np.random.default_rng(15).integers(0, 255, 3 << 20, dtype=np.uint8).tobytes()
+    src_path = tmp_path / "src"
+    src_path.write_bytes(data)
+    with open(src_path, "r+b") as src, open(tmp_path / "dst", "wb") as dst:
+        dst.write(b"head")
+        seen: list[int] = []
+        pyramid._copy_into(src, dst, free=True, chunk=1 << 20, ready=seen.append)
+        assert dst.tell() == 4 + len(data)
+        assert seen == [1 << 20, 2 << 20, 3 << 20]
+        if pyramid._FALLOCATE is not None and os.fstat(src.fileno()).st_blocks == 0:
+            assert os.path.getsize(src_path) == len(data), "freed, size kept"
+        elif pyramid._FALLOCATE is not None:
+            pytest.skip("this file system cannot punch holes")
+    assert (tmp_path / "dst").read_bytes() == b"head" + data

@@ -239,16 +239,21 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
         fill = LAYERS[slayer].fill
         # Each COG is finished (overview remainders, layout, validation) and hashed in its
         # own thread and the quicklook is drawn in another, while this thread makes the
-        # statistics' second pass; compression, hashing and numpy release the GIL.
+        # statistics' second pass; compression, hashing and numpy release the GIL. The
+        # summarised layer's pixels are read back (decoded from its scratch tiles) before
+        # its publishing consumes them: its publish waits until ``back`` is closed.
         try:
             with ThreadPoolExecutor(len(writers) + 1, thread_name_prefix="finish") as side:
-                published = {n: side.submit(_publish, w, out_dir, n) for n, w in writers.items()}
-                look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png, units,
-                                   workers.scratch_dir)
-                # Float blocks go in whole: NaN never falls in a selected bin.
-                statistics = tally.stats.result(
-                    lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
-                             for b in writers[slayer].read_back()))
+                published = {n: side.submit(_publish, w, out_dir, n)
+                             for n, w in writers.items() if n != slayer}
+                with contextlib.closing(writers[slayer].read_back()) as back:
+                    published[slayer] = side.submit(_publish, writers[slayer], out_dir, slayer)
+                    look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png,
+                                       units, workers.scratch_dir)
+                    # Float blocks go in whole: NaN never falls in a selected bin.
+                    statistics = tally.stats.result(
+                        lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
+                                 for b in back))
                 look.result()
                 entries = {n: f.result() for n, f in published.items()}
         except BaseException:

@@ -11,11 +11,12 @@ per overview, then the overviews' tiles, smallest first, and the full-resolution
 
 from __future__ import annotations
 
+import ctypes
 import os
-import shutil
 import struct
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,13 @@ from .format import (
     encode_tile_row,
     ifd_size,
     pack_ifd,
+    unpredict,
 )
 from .pool import EncoderPool
 from .profile import COG_PROFILE, CogProfile
+
+#: Scratch is copied into the COG (and freed behind the copy) this much at a time.
+COPY_CHUNK = 8 << 20
 
 
 def overview_shapes(width: int, height: int, blocksize: int) -> list[tuple[int, int]]:
@@ -139,10 +144,56 @@ class _Level:
             self.file.write(struct.pack("<I", len(t)) + t + t[-4:])
             self.sizes.append(len(t))
 
+    def offsets(self) -> list[int]:
+        """Where each tile's 4-byte leader starts in the scratch file."""
+        at, pos = [], 0
+        for size in self.sizes:
+            at.append(pos)
+            pos += size + 8
+        return at
+
     def close(self) -> None:
         if not self.file.closed:
             self.file.close()
         self.scratch.unlink(missing_ok=True)
+
+
+class ReadBack(Iterator[np.ndarray]):
+    """The full-resolution pixels decoded again from a stream's scratch tiles.
+
+    An iterator of full-width bands, top to bottom; :meth:`close` it (or exhaust it, or use
+    it as a context manager) so that :meth:`TileStream.finish` may consume the scratch.
+    """
+
+    def __init__(self, bands: Iterator[np.ndarray], done: Callable[[], None]):
+        self._bands, self._done, self._closed = bands, done, False
+
+    def __iter__(self) -> ReadBack:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self._closed:
+            raise StopIteration
+        try:
+            return next(self._bands)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop reading and let the stream's :meth:`~TileStream.finish` go on (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            close = getattr(self._bands, "close", None)
+            if close is not None:
+                close()
+            self._done()
+
+    def __enter__(self) -> ReadBack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TileStream:
@@ -153,8 +204,9 @@ class TileStream:
     its half-resolution rows feed the next overview the same way, so the whole pyramid is
     built in one streaming pass with a few rows of tiles in memory per level. Compressed
     tiles go to one scratch file per level; :meth:`finish` writes the header and IFDs and
-    appends the levels' tiles, smallest overview first. :meth:`close` (or leaving the
-    context) removes the scratch files.
+    appends the levels' tiles, smallest overview first, freeing each level's scratch as it
+    goes. :meth:`read_back` decodes the full-resolution tiles again (a second pass without
+    a raw copy). :meth:`close` (or leaving the context) removes any scratch file left.
 
     Examples
     --------
@@ -195,6 +247,12 @@ class TileStream:
         self._pool = EncoderPool(workers) if pool is None else pool
         self._pending: deque[tuple[int, Future[tuple[list[bytes], np.ndarray | None]]]] = \
             deque()
+        # Readers of the full-resolution scratch (read_back) hold off finish's copy of it.
+        self._lock = threading.Lock()
+        self._readers = threading.Condition()
+        self._read: dict[int, int] = {}  # bytes of full-resolution scratch each reader has read
+        self._reader_ids = 0
+        self._finishing = False
         try:
             for k, (w, h) in enumerate(shapes):
                 path = scratch if k == 0 else scratch.with_name(f"{scratch.name}.{k}")
@@ -243,15 +301,121 @@ class TileStream:
             if half is not None:
                 self._feed(k + 1, half)
 
+    def _complete(self) -> None:
+        """Every row written: collect the remaining tiles of every level."""
+        if self._levels[0].rows_in != self.height:
+            raise CogError(f"only {self._levels[0].rows_in} of {self.height} rows were written")
+        self._drain(0)
+
+    def read_back(self, rows: int = 512) -> ReadBack:
+        """The written pixels decoded again from the compressed scratch tiles.
+
+        Call once every row is written and before (or while) :meth:`finish` runs: the
+        remaining tiles are collected now, and :meth:`finish` copies (and frees) the
+        full-resolution scratch only behind the returned :class:`ReadBack`'s reading, until
+        it is exhausted or closed. Bands of ``rows`` full-width rows, top to bottom, in
+        little-endian samples.
+        """
+        if rows <= 0:
+            raise ValueError(f"rows {rows}: must be positive")
+        with self._lock:
+            if self._finishing:
+                raise CogError("read_back after finish: the scratch tiles are gone")
+            self._complete()
+            lv = self._levels[0]
+            lv.file.flush()
+            with self._readers:
+                self._reader_ids += 1
+                key = self._reader_ids
+                self._read[key] = 0
+        return ReadBack(self._bands(rows, key), lambda: self._reader_at(key, None))
+
+    def _reader_at(self, key: int, at: int | None) -> None:
+        """Reader ``key`` has read the scratch up to byte ``at`` (None: it is done)."""
+        with self._readers:
+            if at is None:
+                self._read.pop(key, None)
+            else:
+                self._read[key] = at
+            self._readers.notify_all()
+
+    def _wait_read(self, end: int) -> None:
+        """Wait until every reader is past byte ``end`` of the full-resolution scratch."""
+        with self._readers:
+            self._readers.wait_for(lambda: all(at >= end for at in self._read.values()))
+
+    def _decode_row(self, r: int, starts: list[int]) -> np.ndarray:
+        """Row ``r`` of full-resolution tiles, decoded and cropped to the raster."""
+        from isal import isal_zlib
+
+        lv = self._levels[0]
+        b, cols = lv.b, lv.cols
+        first = r * cols
+        at = starts[first]
+        blob = os.pread(lv.file.fileno(), sum(s + 8 for s in lv.sizes[first:first + cols]), at)
+        n = min(b, lv.height - r * b)
+        out = np.empty((n, lv.width), self.dtype.newbyteorder("<"))
+        for c in range(cols):
+            k = starts[first + c] - at + 4
+            c0 = c * b
+            unpredict(isal_zlib.decompress(blob[k:k + lv.sizes[first + c]]), b, self.dtype,
+                      self.profile.predictor, out=out[:, c0:c0 + b])
+        return out
+
+    def _tile_rows(self, key: int) -> Iterator[np.ndarray]:
+        """Each row of full-resolution tiles, decoded (a few ahead, in the workers)."""
+        lv = self._levels[0]
+        starts = lv.offsets()
+        count = -(-lv.height // lv.b)
+        ends = [*starts[lv.cols::lv.cols], starts[-1] + lv.sizes[-1] + 8]
+        ahead: deque[Future[np.ndarray]] = deque()
+        try:
+            for r in range(count):
+                while len(ahead) <= self._pool.workers and r + len(ahead) < count:
+                    ahead.append(self._pool.submit(self._decode_row, r + len(ahead), starts))
+                row = ahead.popleft().result()
+                self._reader_at(key, ends[r])  # finish may copy (and free) this much
+                yield row
+        finally:
+            for f in ahead:
+                f.cancel()
+            for f in ahead:  # the scratch stays open until no worker reads it
+                if not f.cancelled():
+                    f.exception()
+
+    def _bands(self, rows: int, key: int) -> Iterator[np.ndarray]:
+        """:meth:`_tile_rows` regrouped into fresh bands of ``rows`` rows."""
+        if rows == self._levels[0].b:
+            yield from self._tile_rows(key)
+            return
+        band = np.empty((rows, self.width), self.dtype.newbyteorder("<"))
+        filled = 0
+        for tile_row in self._tile_rows(key):
+            k = 0
+            while k < tile_row.shape[0]:
+                n = min(rows - filled, tile_row.shape[0] - k)
+                band[filled:filled + n] = tile_row[k:k + n]
+                filled += n
+                k += n
+                if filled == rows:
+                    yield band
+                    band = np.empty_like(band)
+                    filled = 0
+        if filled:
+            yield band[:filled]
+
     def finish(self, path: Path, tags: Sequence[Tag]) -> Path:
         """Complete the pyramid and write the COG to ``path``.
 
         ``tags`` are the GeoTIFF/GDAL fields of the full-resolution image (see
-        :func:`gdal_tags`); overviews repeat only the nodata field, as GDAL does.
+        :func:`gdal_tags`); overviews repeat only the nodata field, as GDAL does. Each
+        level's scratch is freed as it is copied (and its file removed once copied), so the
+        scratch and the COG together stay about one COG's size. The full-resolution level
+        goes last, copied only behind every :meth:`read_back`'s reading.
         """
-        if self._levels[0].rows_in != self.height:
-            raise CogError(f"only {self._levels[0].rows_in} of {self.height} rows were written")
-        self._drain(0)
+        with self._lock:
+            self._complete()
+            self._finishing = True
         assert all(lv.rows_in == lv.height for lv in self._levels)
         big = self.profile.bigtiff
         if big is None:
@@ -270,7 +434,10 @@ class TileStream:
             for lv in reversed(self._levels):  # smallest overview first, full resolution last
                 lv.file.flush()
                 out.flush()
-                _copy_into(lv.file, out)
+                # The full resolution is copied (and freed) only behind read_back's readers.
+                _copy_into(lv.file, out, free=True,
+                           ready=self._wait_read if lv is self._levels[0] else None)
+                lv.close()  # its tiles are in the COG now
         return path
 
     def needs_bigtiff(self, tags: Sequence[Tag]) -> bool:
@@ -342,21 +509,67 @@ class TileStream:
             lv.close()
 
 
-def _copy_into(src: Any, dst: Any) -> None:
-    """Append all of ``src`` to ``dst`` (inside the kernel where the system allows it)."""
-    total = os.fstat(src.fileno()).st_size
+def _punch_hole_fn() -> Any:
+    """libc's ``fallocate`` (Linux), or None where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate64
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FALLOCATE = _punch_hole_fn()
+_PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+
+def punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free ``length`` bytes of a file's disk space at ``offset`` (they read as zeros).
+
+    False where the system or file system cannot (nothing is freed then).
+    """
+    if _FALLOCATE is None or length <= 0:
+        return False
+    return bool(_FALLOCATE(fd, _PUNCH_HOLE, offset, length) == 0)
+
+
+def _copy_into(src: Any, dst: Any, *, free: bool = False, chunk: int = COPY_CHUNK,
+               ready: Callable[[int], None] | None = None) -> None:
+    """Append all of ``src`` to ``dst`` (inside the kernel where the system allows it).
+
+    ``src`` is copied ``chunk`` bytes at a time; with ``free`` each copied chunk's disk
+    space is released (a hole punched) right away, where the file system allows it.
+    ``ready(end)`` is called before the chunk that ends at byte ``end`` is copied (it may
+    wait for readers of ``src``).
+    """
+    fd_in, fd_out = src.fileno(), dst.fileno()
+    total = os.fstat(fd_in).st_size
     start = dst.tell()
     done = 0
-    try:
-        while done < total:
-            n = os.copy_file_range(src.fileno(), dst.fileno(), total - done, done, start + done)
-            if n == 0:
-                break
-            done += n
-    except OSError:  # e.g. a file system without copy_file_range: copy through Python
-        done = 0
-    dst.seek(start + done)
-    if done < total:
-        src.seek(done)
-        shutil.copyfileobj(src, dst, 8 << 20)
+    in_kernel = True
+    while done < total:
+        n = min(chunk, total - done)
+        if ready is not None:
+            ready(done + n)
+        copied = 0
+        if in_kernel:
+            try:
+                while copied < n:
+                    got = os.copy_file_range(fd_in, fd_out, n - copied, done + copied,
+                                             start + done + copied)
+                    if got == 0:
+                        break
+                    copied += got
+            except OSError:  # e.g. a file system without copy_file_range: copy through Python
+                in_kernel = False
+        while copied < n:
+            data = os.pread(fd_in, n - copied, done + copied)
+            if not data:
+                raise CogError(f"scratch file {src.name} ended early")
+            copied += os.pwrite(fd_out, data, start + done + copied)
+        if free:
+            free = punch_hole(fd_in, done, n)
+        done += n
+    dst.seek(start + total)
 

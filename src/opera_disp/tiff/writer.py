@@ -26,7 +26,7 @@ from ..types import CogWriterKind
 from .georef import gdal_tags
 from .pool import EncoderPool
 from .profile import COG_PROFILE, CogProfile
-from .pyramid import TileStream
+from .pyramid import ReadBack, TileStream
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,15 @@ class RasterWriter(ABC):
 
     Use as a context manager: full-width blocks of rows are written top to bottom with
     :meth:`write`; :meth:`publish` finishes the COG, validates it with rio-cogeo and
-    renames it into place. With ``keep_pixels`` the rows are also kept in a raw scratch
-    file, so a second pass (exact statistics) can read them back without decoding
-    anything. Leaving the context without publishing (an error) removes every temporary
-    file. Temporary files go to ``scratch_dir`` (a job's scratch folder on the same file
-    system as ``path``), else beside ``path``.
+    renames it into place. With ``keep_pixels`` the rows can be read again with
+    :meth:`read_back` for a second pass (exact statistics). Leaving the context without
+    publishing (an error) removes every temporary file. Temporary files go to
+    ``scratch_dir`` (a job's scratch folder on the same file system as ``path``), else
+    beside ``path``.
     """
+
+    #: Whether ``keep_pixels`` keeps a raw copy of the rows (else :meth:`read_back` decodes).
+    raw_copy = True
 
     def __init__(self, path: Path, spec: RasterSpec, *, tags: dict[str, str],
                  units: str | None = None, description: str | None = None,
@@ -110,7 +113,7 @@ class RasterWriter(ABC):
         except CogError as exc:
             self._scratch.unlink(missing_ok=True)
             raise OutputError(f"{self.path.name}: {exc}") from None
-        if self.keep_pixels:
+        if self.keep_pixels and self.raw_copy:
             self._raster = _RawRaster(self._scratch.with_suffix(".raw"), s.width, s.height,
                                       np.dtype(s.dtype))
         return self
@@ -129,9 +132,18 @@ class RasterWriter(ABC):
             self._raster.write(block, row_off)
         self._rows += block.shape[0]
 
-    def read_back(self, rows: int = 512) -> Iterator[np.ndarray]:
-        """Yield the written pixels again, band of ``rows`` at a time (for a second pass)."""
-        assert self._raster is not None, "read_back needs keep_pixels=True"
+    def read_back(self, rows: int = 512) -> ReadBack:
+        """The written pixels again, bands of ``rows`` full-width rows (for a second pass).
+
+        Call it once every row is written, before :meth:`publish` is called (publishing
+        may then run in another thread while the bands are read), and exhaust or
+        ``close()`` the iterator: :meth:`publish` may wait for that.
+        """
+        assert self.keep_pixels, "read_back needs keep_pixels=True"
+        return ReadBack(self._read_raw(rows), lambda: None)
+
+    def _read_raw(self, rows: int) -> Iterator[np.ndarray]:
+        assert self._raster is not None
         full = self._raster
         for r0 in range(0, full.height, rows):
             yield full.read(r0, min(rows, full.height - r0))
@@ -194,10 +206,21 @@ class CogWriter(RasterWriter):
 
     Rows go to a :class:`~opera_disp.tiff.pyramid.TileStream`, which compresses each row
     of tiles in worker threads (``pool``, shared between writers, or its own) while the
-    next rows are still being read; :meth:`publish` lays the file out.
+    next rows are still being read; :meth:`publish` lays the file out. No raw copy is
+    kept: :meth:`read_back` decodes the compressed full-resolution tiles, and
+    :meth:`publish` waits for it before it consumes them.
     """
 
     _stream: TileStream | None = None
+    raw_copy = False
+
+    def read_back(self, rows: int = 512) -> ReadBack:
+        assert self.keep_pixels, "read_back needs keep_pixels=True"
+        assert self._stream is not None, "use the writer as a context manager"
+        try:
+            return self._stream.read_back(rows)
+        except CogError as exc:
+            raise OutputError(f"{self.path.name}: {exc}") from None
 
     def _open(self, scratch: Path) -> None:
         s = self.spec
@@ -244,7 +267,8 @@ class GdalCogWriter(RasterWriter):
     The way out for a user who hits a bug of the streaming encoder: the same profile
     (tiles, DEFLATE at GDAL's own level, predictor, overviews), the same georeferencing,
     metadata and nodata, and the same validation and atomic rename. Slower: GDAL
-    compresses only once every row has been written.
+    compresses only once every row has been written. With ``keep_pixels`` it keeps a raw
+    copy of the rows for :meth:`read_back` (more scratch space than the streaming writer).
     """
 
     _ds: Any = None
