@@ -61,3 +61,10 @@ def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]
 
     monkeypatch.setattr(job_run, "write_json", validating_write)
     yield seen
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in a folder of its own: commands that default to ``./output`` never
+    meet a folder a user (or the README's demo) left in the checkout."""
+    monkeypatch.chdir(tmp_path)
