@@ -34,6 +34,7 @@ from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
+from .io.source import ByteSource
 from .job.granule import SourceFactory
 from .job.plot import PlotResult
 from .job.run import JobResult
@@ -182,16 +183,21 @@ def collection(cmr_url: str | None = None, short_name: str | None = None) -> dic
 
 
 @contextmanager
-def _granule_file(granule: str, output: Path | None = None) -> Iterator[None]:
-    """A single-granule command: an unreadable file given by the user is bad input.
+def _granule_source(granule: str, access: AccessMode | str, cmr_url: str | None,
+                    output: Path | None = None) -> Iterator[ByteSource]:
+    """The source of a single-granule command, closed after; an unreadable file is bad input.
 
     Truncated files, HDF5 files that are not DISP-S1 and corrupt chunks raise
     :class:`GranuleReadError` (or h5py's ``OSError``); here they become one-line
     :class:`BadInput`. Remote faults (:class:`RemoteError`) and service errors stay as they
     are. An ``OSError`` naming a file beside ``output`` is the output's problem.
     """
+    from .io.access import open_source
+
+    src = open_source(granule, access=choice(AccessMode, access, "access"),
+                      cmr_url=parse_cmr_url(cmr_url))
     try:
-        yield
+        yield src
     except RemoteError:
         raise
     except GranuleReadError as exc:
@@ -207,39 +213,29 @@ def _granule_file(granule: str, output: Path | None = None) -> Iterator[None]:
                 from None
         raise BadInput(f"granule {granule!r} cannot be read ({one_line(exc)}); expected a "
                        "readable DISP-S1 granule") from None
+    finally:
+        src.close()
 
 
 def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
             cmr_url: str | None = None) -> dict[str, Any]:
     """Describe a granule from its metadata (see :func:`opera_disp.hdf5.info.inspect_granule`)."""
     from .hdf5.info import inspect_granule
-    from .io.access import open_source
 
-    src = open_source(granule, access=choice(AccessMode, access, "access"),
-                      cmr_url=parse_cmr_url(cmr_url))
-    try:
-        with _granule_file(granule):
-            doc = inspect_granule(src)
+    with _granule_source(granule, access, cmr_url) as src:
+        doc = inspect_granule(src)
         doc["requests"] = src.stats.requests
         doc["bytes_read"] = src.stats.bytes
         return doc
-    finally:
-        src.close()
 
 
 def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
            cmr_url: str | None = None) -> dict[str, Any]:
     """File-space and chunk analysis with advice (see :func:`opera_disp.hdf5.info.layout`)."""
     from .hdf5.info import layout as file_layout
-    from .io.access import open_source
 
-    src = open_source(granule, access=choice(AccessMode, access, "access"),
-                      cmr_url=parse_cmr_url(cmr_url))
-    try:
-        with _granule_file(granule):
-            return file_layout(src)
-    finally:
-        src.close()
+    with _granule_source(granule, access, cmr_url) as src:
+        return file_layout(src)
 
 
 def plot(granule: str, output: str | Path, *, layer: str = "displacement",
@@ -247,7 +243,6 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
          vmax: float = 0.1, mask: bool = True, access: AccessMode | str = AccessMode.AUTO,
          cmr_url: str | None = None, max_pixels: int = 2048) -> PlotResult:
     """The tutorial's map + histogram of a (masked) layer over a window, in one PNG."""
-    from .io.access import open_source
     from .job.plot import plot_granule
 
     if window is not None and bbox is not None:
@@ -261,14 +256,9 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     out = Path(output)
     if out.is_dir():
         raise BadInput(f"output {str(output)!r} is a folder; expected a .png file path")
-    src = open_source(granule, access=choice(AccessMode, access, "access"),
-                      cmr_url=parse_cmr_url(cmr_url))
-    try:
-        with _granule_file(granule, out):
-            return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v,
-                                vmax=vmax, mask=mask, max_pixels=max_pixels)
-    finally:
-        src.close()
+    with _granule_source(granule, access, cmr_url, out) as src:
+        return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v, vmax=vmax,
+                            mask=mask, max_pixels=max_pixels)
 
 
 def footprints(refs: list[GranuleRef], output: str | Path, *,

@@ -345,8 +345,10 @@ def describe_inputs(spec: JobSpec) -> Inputs:
     )
 
 
+@functools.cache
 def software_versions() -> dict[str, str]:
-    """Versions of the software that shaped the outputs."""
+    """Versions of the software that shaped the outputs (read once: the running summary is
+    rewritten after every granule)."""
     import h5py
     import pyproj
     import rasterio
