@@ -92,3 +92,43 @@ class SearchFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     GEOJSON = "geojson"
+
+
+class ProductKind(StrEnum):
+    """What a job makes (the DPS ``product`` input)."""
+
+    SUBSET = "subset"
+    TIMESERIES = "timeseries"
+
+
+class Correction(StrEnum):
+    """``/corrections`` layers a time series can subtract (``--corrections``)."""
+
+    SOLID_EARTH_TIDE = "solid_earth_tide"
+    IONOSPHERIC_DELAY = "ionospheric_delay"
+
+
+class NanPolicy(StrEnum):
+    """What a NaN in a reference-crossover product does to later dates (``--nan-policy``).
+
+    ``propagate``: later dates are NaN at that pixel; ``omit``: the crossover counts as 0.
+    """
+
+    PROPAGATE = "propagate"
+    OMIT = "omit"
+
+
+class ReferenceMethod(StrEnum):
+    """How a time series is re-referenced in space (``--reference-method``)."""
+
+    POINT = "point"
+    MEDIAN = "median"
+    HIGH_COHERENCE = "high-coherence"
+    NONE = "none"
+
+
+class CubeFormat(StrEnum):
+    """The time-series cube's format (``--cube``)."""
+
+    NETCDF = "netcdf"
+    ZARR = "zarr"

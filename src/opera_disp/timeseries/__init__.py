@@ -1,0 +1,1 @@
+"""Time series: moving references rebased, corrected, re-referenced; velocity."""
