@@ -207,6 +207,23 @@ class Grid:
             return self.window_for_geometry(aoi)
         return self.full
 
+    def rowcol(self, lon: float, lat: float) -> tuple[int, int]:
+        """The pixel containing a lon/lat point; :class:`OutsideFrame` if none does.
+
+        Examples
+        --------
+        >>> g = Grid(epsg=32611, x0=500000.0, y0=3000000.0, res=30.0, width=10, height=10)
+        >>> g.rowcol(-117.0, 27.12)
+        (9, 0)
+        """
+        tr = Transformer.from_crs(4326, self.epsg, always_xy=True)
+        x, y = tr.transform(lon, lat)
+        col = math.floor((x - self.x0) / self.res) if math.isfinite(x) else -1
+        row = math.floor((self.y0 - y) / self.res) if math.isfinite(y) else -1
+        if not (0 <= row < self.height and 0 <= col < self.width):
+            raise OutsideFrame(f"point {lon:g},{lat:g} is outside the frame grid")
+        return row, col
+
     def geometry_mask(self, geom: BaseGeometry, win: Window) -> NDArray[np.bool_]:
         """Boolean array over ``win``: True for pixels whose centre is inside ``geom`` (lon/lat)."""
         from rasterio.features import geometry_mask

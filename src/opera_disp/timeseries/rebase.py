@@ -12,7 +12,7 @@ product of every reference change must be there, else the chain is broken.
 
 Examples
 --------
->>> from datetime import datetime
+>>> from datetime import date, datetime
 >>> d = [datetime(2020, 1, k) for k in range(1, 6)]
 >>> chain = plan_chain([("a", d[0], d[1]), ("b", d[0], d[2]), ("c", d[2], d[3])])
 >>> [x.date().day for x in chain.dates], [c.product for c in chain.crossovers]
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -111,7 +111,7 @@ def plan_chain(products: Sequence[tuple[str, datetime, datetime]], *,
 
     Examples
     --------
-    >>> from datetime import datetime
+    >>> from datetime import date, datetime
     >>> d = [datetime(2020, 1, k) for k in range(1, 6)]
     >>> plan_chain([("a", d[0], d[1]), ("c", d[2], d[3])])
     Traceback (most recent call last):
@@ -124,25 +124,27 @@ pass --allow-gaps to start a new segment there
     """
     if not products:
         raise BadInput("no products to chain into a time series")
+    # Dates, not datetimes, identify acquisitions: a frame is imaged at most once a day,
+    # and a date's time of day may differ by a second between products' names.
     ordered = sorted(products, key=lambda p: (p[1], p[2], p[0]))
-    seen: dict[datetime, str] = {}
+    seen: dict[date, str] = {}
     for name, ref, sec in ordered:
-        if sec <= ref:
-            raise BadInput(f"product {name}: secondary {sec.isoformat()} is not after its "
-                           f"reference {ref.isoformat()}")
-        if sec in seen:
-            raise BadInput(f"two products end on {sec.isoformat()} ({seen[sec]} and {name}); "
+        if sec.date() <= ref.date():
+            raise BadInput(f"product {name}: secondary {_day(sec)} is not after its "
+                           f"reference {_day(ref)}")
+        if sec.date() in seen:
+            raise BadInput(f"two products end on {_day(sec)} ({seen[sec.date()]} and {name}); "
                            "a time series needs one product per secondary date: narrow "
                            "the selection")
-        seen[sec] = name
-    by_pair = {(ref, sec): name for name, ref, sec in ordered}
+        seen[sec.date()] = name
+    by_pair = {(ref.date(), sec.date()): name for name, ref, sec in ordered}
     crossovers: list[Crossover] = []
     gaps: list[Gap] = []
     segments = [0]
     current = ordered[0][1]
     for _name, ref, _sec in ordered:
-        if ref != current:
-            bridge = by_pair.get((current, ref))
+        if ref.date() != current.date():
+            bridge = by_pair.get((current.date(), ref.date()))
             if bridge is not None:
                 crossovers.append(Crossover(current, ref, bridge))
             elif allow_gaps:
@@ -189,7 +191,7 @@ def rebase(stack: NDArray[np.float32], chain: Chain,
 
     Examples
     --------
-    >>> from datetime import datetime
+    >>> from datetime import date, datetime
     >>> d = [datetime(2020, 1, k) for k in range(1, 6)]
     >>> chain = plan_chain([("a", d[0], d[1]), ("b", d[0], d[2]), ("c", d[2], d[3])])
     >>> s = np.array([[[1.0]], [[np.nan]], [[0.5]]], dtype=np.float32)
@@ -203,17 +205,15 @@ def rebase(stack: NDArray[np.float32], chain: Chain,
         raise ValueError(f"stack has {stack.shape[0]} products, the chain {n}")
     out = np.empty((n + 1, *stack.shape[1:]), dtype=np.float32)
     offset = np.zeros(stack.shape[1:], dtype=np.float32)
-    crossing = {(c.previous, c.reference): c.product for c in chain.crossovers}
-    gap_at = {g.reference for g in chain.gaps}
-    index = {name: k for k, name in enumerate(chain.names)}
-    current = chain.references[0]
+    bridge = {c.reference.date(): chain.names.index(c.product) for c in chain.crossovers}
+    current = chain.references[0].date()
     for k in range(n):
-        ref = chain.references[k]
+        ref = chain.references[k].date()
         if ref != current:
-            if ref in gap_at:
-                offset[...] = 0.0  # a new segment: relative to its own reference date
+            if ref not in bridge:
+                offset[...] = 0.0  # a gap: a new segment, relative to its own reference
             else:
-                prev = stack[index[crossing[(current, ref)]]]
+                prev = stack[bridge[ref]]
                 if nan_policy is NanPolicy.OMIT:
                     prev = np.nan_to_num(prev, nan=0.0)
                 offset += prev
