@@ -49,12 +49,21 @@ from .spec import (
     make_spec,
     parse_cmr_url,
 )
-from .types import AccessMode, BBox, CogWriterKind, MaskMode
+from .types import (
+    AccessMode,
+    BBox,
+    CogWriterKind,
+    Correction,
+    CubeFormat,
+    MaskMode,
+    NanPolicy,
+    ReferenceMethod,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["collection", "download", "footprints", "inspect", "layout", "open_granule",
-           "plot", "search", "subset"]
+           "plot", "search", "subset", "timeseries"]
 
 
 def selection(spec: JobSpec) -> Selection:
@@ -143,6 +152,110 @@ def subset(
         try:
             return run_job(spec, refs, source_factory=source_factory, progress=progress,
                            notes=notes, folder=folder, reuse=reuse)
+        finally:
+            if opened is not None:
+                opened.close()
+
+
+def timeseries(
+    *,
+    granules: str | Sequence[str] = (),
+    granule_list: str | Path | None = None,
+    source: str | Path | None = None,
+    bbox: BBox | str | None = None,
+    aoi: BaseGeometry | str | Path | None = None,
+    window: Window | str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    frame: int | str | None = None,
+    layer: str = "displacement",
+    mask: MaskMode | str = MaskMode.RECOMMENDED,
+    corrections: str | Sequence[Correction | str] = (Correction.SOLID_EARTH_TIDE,),
+    nan_policy: NanPolicy | str = NanPolicy.PROPAGATE,
+    reference_point: str | tuple[float, float] | None = None,
+    reference_method: ReferenceMethod | str | None = None,
+    coherence_threshold: float = 0.7,
+    seasonal: bool = False,
+    min_valid_fraction: float = 0.5,
+    allow_gaps: bool = False,
+    cube: CubeFormat | str = CubeFormat.NETCDF,
+    date_cogs: bool = False,
+    points: str | Path | Sequence[tuple[float, float]] | None = None,
+    output: str | Path = "output",
+    tolerated_failure_percentage: float = 0.0,
+    workers: int = DEFAULT_WORKERS,
+    limit: int | None = None,
+    access: AccessMode | str = AccessMode.AUTO,
+    cmr_url: str | None = None,
+    demo: bool = False,
+    progress: bool | None = None,
+    source_factory: SourceFactory | None = None,
+    overwrite: bool = False,
+) -> JobResult:
+    """A rebased, corrected, re-referenced displacement series and velocity per frame.
+
+    Takes the same selection as :func:`subset`; the other arguments are ``opera-disp
+    timeseries``' options (see its ``--help`` and the README). Each frame's outputs go to
+    ``<output>/F<frame>/``: ``timeseries.nc`` (or ``.zarr``), ``velocity.tif``,
+    ``velocity_stderr.tif``, ``valid_count.tif``, ``average_temporal_coherence.tif``,
+    ``velocity.png``, and with ``date_cogs``/``points`` one COG per date and
+    ``points.csv``/``points.png``; ``summary.json`` gains a ``timeseries`` section.
+
+    Raises
+    ------
+    BadInput
+        For inputs a user must fix (exit code 2), before anything is read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from opera_disp import synthetic
+    >>> d = tempfile.mkdtemp()
+    >>> _ = synthetic.write_archive(d + "/a", n_dates=4, shape=(300, 300))
+    >>> r = timeseries(source=d + "/a", window="0:64,0:64", reference_method="median",
+    ...                output=d + "/out", progress=False)
+    >>> r.exit_code, len(r.summary["timeseries"]["frames"][0]["dates"])
+    (<ExitCode.OK: 0>, 5)
+    """
+    from .catalog.resolve import resolve_granules
+    from .io.access import Access
+    from .job.folder import OutputFolder
+    from .job.resume import previous_job
+    from .timeseries.job import run_series
+    from .timeseries.run import settings_of
+    from .timeseries.spec import make_series_spec
+
+    if demo:
+        from . import synthetic
+
+        if source is not None or granules or granule_list is not None:
+            raise BadInput("--demo runs on the embedded sample archive; drop --source, "
+                           "--granules and --granule-list")
+        source = synthetic.demo_archive(progress=progress is not False)
+        if bbox is None and aoi is None and window is None:
+            bbox = synthetic.demo_bbox()
+        if points is None:
+            points = synthetic.demo_points()
+    spec = make_series_spec(
+        granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
+        window=window, start=start, end=end, frame=frame, layer=layer, mask=mask,
+        output=output, tolerated_failure_percentage=tolerated_failure_percentage,
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, corrections=corrections, nan_policy=nan_policy, reference_point=reference_point,
+        reference_method=reference_method, coherence_threshold=coherence_threshold,
+        seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
+        cube=cube, date_cogs=date_cogs, points=points)
+    with OutputFolder(spec.job.output) as folder:
+        _, resumed = previous_job(spec.job, folder.path, overwrite=overwrite,
+                                  series=settings_of(spec))
+        refs, notes = resolve_granules(selection(spec.job))
+        log.info("%d granule(s) matched", len(refs))
+        opened = None
+        if source_factory is None:
+            opened = Access(spec.job.access, max_connections=max(16, 8 * spec.job.workers))
+            source_factory = opened.open
+        try:
+            return run_series(spec, refs, source_factory=source_factory, folder=folder,
+                              progress=progress, notes=[*notes, *resumed])
         finally:
             if opened is not None:
                 opened.close()

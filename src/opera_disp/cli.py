@@ -54,7 +54,16 @@ from .spec import (
     parse_cmr_url,
     parse_when,
 )
-from .types import AccessMode, CogWriterKind, MaskMode, SearchFormat
+from .timeseries.spec import COHERENCE, FRACTION
+from .types import (
+    AccessMode,
+    CogWriterKind,
+    CubeFormat,
+    MaskMode,
+    NanPolicy,
+    ReferenceMethod,
+    SearchFormat,
+)
 
 log = logging.getLogger("opera_disp.cli")
 E = TypeVar("E", bound=StrEnum)
@@ -215,6 +224,101 @@ def subset(
     if demo and result.exit_code == 0:
         for g in result.summary["granules"]:
             for o in g["outputs"]:
+                print(f"  {out / o['path']}")
+    return int(result.exit_code)
+
+
+@app.command()
+def timeseries(
+    granules: Granules = None,
+    granule_list: GranuleList = None,
+    source: Source = None,
+    bbox: BBoxOpt = None,
+    aoi: Aoi = None,
+    window: WindowOpt = None,
+    start: Start = None,
+    end: End = None,
+    frame: Frame = None,
+    layer: Annotated[str, Opt(help="displacement or short_wavelength_displacement.",
+                              metavar="[displacement|short_wavelength_displacement]")] =
+        "displacement",
+    corrections: Annotated[str, Opt(
+        help="/corrections layers subtracted before rebasing: solid_earth_tide, "
+             "ionospheric_delay (comma-separated), or none.",
+        metavar="CORRECTION[,CORRECTION...]|none")] = "solid_earth_tide",
+    mask: Annotated[MaskMode, Opt(help="recommended: pixels with recommended_mask != 1 are "
+                                  "NaN at that date; none: no mask.",
+                                  **_enum(MaskMode, "mask"))] = MaskMode.RECOMMENDED,
+    nan_policy: Annotated[NanPolicy, Opt(
+        help="A NaN in a reference-crossover product: propagate (later dates NaN) or omit "
+             "(counted as 0), as opera-utils.", **_enum(NanPolicy, "nan policy"))] =
+        NanPolicy.PROPAGATE,
+    reference_point: Annotated[str | None, Opt(
+        help="Spatial reference: the pixel containing this point (implies --reference-method"
+             " point).", metavar="LON,LAT")] = None,
+    reference_method: Annotated[ReferenceMethod | None, Opt(
+        help="point, median (of the area), high-coherence (median of pixels above "
+             "--coherence-threshold; the default without a point) or none (the products' "
+             "own).", **_enum(ReferenceMethod, "reference method"))] = None,
+    coherence_threshold: Annotated[float, Opt(
+        help="Harmonic-mean temporal coherence of a coherent pixel.",
+        **_float(COHERENCE, "coherence threshold"))] = 0.7,
+    seasonal: Annotated[bool, Opt("--seasonal", help="Fit an annual sine and cosine with "
+                                  "the velocity.")] = False,
+    min_valid_fraction: Annotated[float, Opt(
+        help="Pixels valid on fewer dates than this fraction get no velocity.",
+        **_float(FRACTION, "min valid fraction"))] = 0.5,
+    allow_gaps: Annotated[bool, Opt("--allow-gaps", help="Start a new segment where a "
+                                    "crossover product is missing (else exit 2).")] = False,
+    cube: Annotated[CubeFormat, Opt(help="Cube format: netcdf (timeseries.nc) or zarr "
+                                    "(timeseries.zarr, Zarr v3).",
+                                    **_enum(CubeFormat, "cube"))] = CubeFormat.NETCDF,
+    date_cogs: Annotated[bool, Opt("--date-cogs", help="Also one COG per date.")] = False,
+    points: Annotated[str | None, Opt(
+        help="Points whose series go to points.csv and points.png: a file of LON,LAT lines "
+             "or LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...")] = None,
+    output: Annotated[Path, Opt("--output", "-o", help="Output folder (one subfolder per "
+                                "frame).", **_path("output", "DIR"))] = Path("output"),
+    tolerated_failure_percentage: Annotated[float, Opt(
+        help="Granules whose metadata cannot be read tolerated, % (their dates are left "
+             "out).", **_float(TOLERANCE, "tolerated failure percentage"))] = 0.0,
+    workers: Annotated[int, Opt(help=f"Concurrency ({WORKERS}): 8 reads in flight per "
+                                "worker.", **_int(WORKERS, "workers"))] = DEFAULT_WORKERS,
+    limit: Limit = None,
+    access: AccessOpt = AccessMode.AUTO,
+    cmr_url: CmrUrl = None,
+    demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive with a bbox "
+                              "over its deforming area and three points.")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
+                                   "(other settings) left in the output folder.")] = False,
+    log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
+                                         **_path("log file", "FILE"))] = None,
+    progress: Progress = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v", help="Debug logging.")] = False,
+) -> int:
+    """A rebased, corrected, re-referenced displacement series and velocity per frame."""
+    from . import api
+
+    setup_logging(verbose, log_file)
+    result = api.timeseries(
+        granules=granules or (), granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
+        window=window, start=start, end=end, frame=frame, layer=layer, mask=mask,
+        corrections=corrections, nan_policy=nan_policy, reference_point=reference_point,
+        reference_method=reference_method, coherence_threshold=coherence_threshold,
+        seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
+        cube=cube, date_cogs=date_cogs, points=points, output=output,
+        tolerated_failure_percentage=tolerated_failure_percentage, workers=workers,
+        limit=limit, access=access, cmr_url=cmr_url, demo=demo, progress=progress,
+        overwrite=overwrite)
+    out = output.resolve()
+    stream = sys.stdout if result.exit_code == 0 else sys.stderr
+    print(f"opera-disp: {result.message}", file=stream)
+    _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
+                 f"outcome (exit {int(result.exit_code)}): {result.message}")
+    print(f"opera-disp: summary: {out / 'summary.json'}", file=stream)
+    if demo and result.exit_code == 0:
+        for f in result.summary.get("timeseries", {"frames": []})["frames"]:
+            for o in f["outputs"]:
                 print(f"  {out / o['path']}")
     return int(result.exit_code)
 

@@ -84,6 +84,9 @@ class OutputKind(StrEnum):
 
     COG = "cog"
     QUICKLOOK = "quicklook"
+    CUBE = "cube"
+    TABLE = "table"
+    PLOT = "plot"
 
 
 class SearchFormat(StrEnum):

@@ -57,9 +57,26 @@ def _complete(folder: Path, record: GranuleRecord) -> bool:
     return bool(record.get("outputs"))
 
 
-def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False
-                 ) -> tuple[dict[str, GranuleRecord], list[str]]:
+def listed_outputs(summary: Any) -> list[str]:
+    """Every output path a summary lists: its granules' and its time series' files."""
+    if not isinstance(summary, dict):
+        return []
+    paths = [o.get("path") for g in summary.get("granules", []) if isinstance(g, dict)
+             for o in g.get("outputs", []) if isinstance(o, dict)]
+    series = summary.get("timeseries")
+    if isinstance(series, dict):
+        paths += [o.get("path") for f in series.get("frames", []) if isinstance(f, dict)
+                  for o in f.get("outputs", []) if isinstance(o, dict)]
+    return [p for p in paths if isinstance(p, str)]
+
+
+def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False,
+                 series: Any = None) -> tuple[dict[str, GranuleRecord], list[str]]:
     """Records of the granules an earlier run of this job completed, and notes.
+
+    ``series`` is a time-series job's settings (None for ``subset``): a time series is
+    the same job only with the same settings too, and is then recomputed (its outputs are
+    replaced one by one, atomically), never reused.
 
     Raises
     ------
@@ -82,20 +99,27 @@ def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False
                        "--overwrite to replace it, or choose another --output") from None
     records = cast(list[GranuleRecord], [g for g in old.get("granules", [])
                                          if isinstance(g, dict)])
-    if _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
+    old_series = (old.get("timeseries") or {}).get("settings") \
+        if isinstance(old.get("timeseries"), dict) else None
+    same_kind = json.loads(json.dumps(series)) == old_series
+    if same_kind and series is not None and \
+            _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
+        return {}, ["rerun of the same time series: recomputed, outputs replaced"]
+    if same_kind and _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
         reuse = {g["name"]: g for g in records if "name" in g and _complete(folder, g)}
         notes = [f"rerun of the same job: {len(reuse)} granule(s) reused from the earlier "
                  "run (outputs present, sizes and checksums as recorded)"] \
             if records else []
         return reuse, notes
-    listed = [p for g in records for o in g.get("outputs", [])
-              if (p := _inside(folder, o.get("path"))) is not None]
+    listed = [p for rel in listed_outputs(old) if (p := _inside(folder, rel)) is not None]
     present = [p for p in listed if p.is_file()]
     if not present:
         return {}, []
     if not overwrite:
         old_in, new_in = _shaping(old.get("inputs")), _shaping(describe_inputs(spec))
         keys = sorted(k for k in old_in.keys() | new_in.keys() if old_in.get(k) != new_in.get(k))
+        if not same_kind:
+            keys.append("product or time-series settings")
         raise BadInput(f"{where} holds {len(present)} output(s) of another job (different "
                        f"{', '.join(keys)}); use --overwrite to replace them, or choose "
                        "another --output")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NotRequired, get_args
 
 import numpy as np
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
@@ -26,7 +26,18 @@ from .. import __version__
 from ..errors import ExitCode
 from ..io.auth import public_url
 from ..spec import JobSpec
-from ..types import AccessMode, CogWriterKind, GranuleStatus, JobStatus, MaskMode, OutputKind
+from ..types import (
+    AccessMode,
+    CogWriterKind,
+    Correction,
+    CubeFormat,
+    GranuleStatus,
+    JobStatus,
+    MaskMode,
+    NanPolicy,
+    OutputKind,
+    ReferenceMethod,
+)
 
 SUMMARY_SCHEMA: Final = "opera-disp/summary/1"
 #: A summary's ``exit_code``: how a job can end.
@@ -214,6 +225,141 @@ class Totals(TypedDict):
     """Wall time of the job."""
 
 
+class ProductUse(TypedDict):
+    """One product of a time series, in chain order."""
+
+    name: str
+    """Granule name (no extension)."""
+    location: str
+    """Where it was read (URLs without query strings)."""
+    reference_datetime: str
+    """Its reference date (UTC ISO, from the name)."""
+    secondary_datetime: str
+    """Its secondary date (UTC ISO, from the name)."""
+    bytes_read: int
+    """Bytes read from it."""
+    requests: int
+    """Read requests sent for it."""
+
+
+class ReferenceChange(TypedDict):
+    """A jump of the moving reference date, and how it was bridged."""
+
+    previous: str
+    """The reference date before (UTC ISO)."""
+    reference: str
+    """The new reference date (UTC ISO)."""
+    product: str | None
+    """The crossover product added to every later date (null: a gap, a new segment)."""
+
+
+class SpatialReference(TypedDict):
+    """Where the series is referenced in space."""
+
+    method: ReferenceMethod
+    """``point``, ``median``, ``high-coherence`` or ``none``."""
+    lon: float | None
+    """The reference point's longitude (``point`` only)."""
+    lat: float | None
+    """The reference point's latitude (``point`` only)."""
+    row: int | None
+    """Its pixel row in the frame grid (``point`` only)."""
+    col: int | None
+    """Its pixel column in the frame grid (``point`` only)."""
+    pixels: int | None
+    """Pixels the median was taken over (``high-coherence``: coherent pixels; ``median``: the area)."""
+    values: list[float | None]
+    """The value subtracted at each date, metres (null: no valid reference that date)."""
+
+
+class SeriesPixels(TypedDict):
+    """Pixel accounting of a frame's series over the area."""
+
+    total: int
+    """Pixels in the area."""
+    outside_aoi: int
+    """Outside the AOI (their centre)."""
+    with_data: int
+    """Pixels with a value at one date at least."""
+    complete: int
+    """Pixels with a value at every date."""
+    velocity: int
+    """Pixels with a velocity (valid on at least ``min_valid_fraction`` of the dates)."""
+
+
+class FrameSeries(TypedDict):
+    """One frame's time series."""
+
+    frame: int
+    """Frame number."""
+    folder: str
+    """Its output folder, relative to the job's (``F<frame>``)."""
+    window: WindowRecord
+    """Where the area lies in the frame grid."""
+    dates: list[str]
+    """Every date of the series (UTC ISO): the first reference date, then each secondary."""
+    segments: list[int]
+    """Segment of each date (a new one starts after each gap)."""
+    products: list[ProductUse]
+    """The products used, in chain order."""
+    reference_changes: list[ReferenceChange]
+    """Each jump of the moving reference, with its crossover product."""
+    gaps: int
+    """Reference changes with no crossover product (allowed with ``--allow-gaps``)."""
+    spatial_reference: SpatialReference
+    """How the series is referenced in space."""
+    pixels: SeriesPixels
+    """Pixel accounting."""
+    velocity: Statistics
+    """Statistics of the velocity map, m/yr."""
+    outputs: list[OutputRecord]
+    """Files written for this frame."""
+    bytes_read: int
+    """Bytes read for this frame."""
+    seconds: float
+    """Time spent on this frame."""
+
+
+class SeriesSettings(TypedDict):
+    """The time series' own settings, as understood."""
+
+    layer: str
+    """``displacement`` or ``short_wavelength_displacement``."""
+    corrections: list[Correction]
+    """``/corrections`` layers subtracted before rebasing."""
+    mask: MaskMode
+    """Whether ``recommended_mask`` was applied (pixels != 1 are NaN at that date)."""
+    nan_policy: NanPolicy
+    """What a NaN in a crossover product does to later dates."""
+    reference_method: ReferenceMethod
+    """How the series is referenced in space."""
+    reference_point: list[float] | None
+    """``[lon, lat]`` of the reference point."""
+    coherence_threshold: float
+    """Harmonic-mean temporal coherence above which a pixel is coherent."""
+    seasonal: bool
+    """Whether an annual sine and cosine were fitted with the rate."""
+    min_valid_fraction: float
+    """Fraction of the dates a pixel needs for a velocity."""
+    allow_gaps: bool
+    """Whether a missing crossover starts a new segment (else it is bad input)."""
+    cube: CubeFormat
+    """The cube's format."""
+    date_cogs: bool
+    """Whether one COG per date was written."""
+    points: list[list[float]]
+    """``[lon, lat]`` of each point whose series went to ``points.csv``."""
+
+
+class SeriesSection(TypedDict):
+    """A time-series job's own part of the summary."""
+
+    settings: SeriesSettings
+    """The settings."""
+    frames: list[FrameSeries]
+    """One entry per frame (each in its own folder)."""
+
+
 class Summary(TypedDict):
     """``summary.json``: one per job, in the output folder."""
 
@@ -243,6 +389,8 @@ class Summary(TypedDict):
     """Granules that failed, one line each."""
     totals: Totals
     """Counts over the whole job."""
+    timeseries: NotRequired[SeriesSection]
+    """A time-series job's dates, chain, reference, pixels, velocity and outputs."""
 
 
 def summary_exit_code(code: ExitCode) -> SummaryExitCode:
@@ -265,7 +413,8 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # does, does not import pydantic). Each field's docstring becomes its description; no other
 # key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
-               Totals, Summary):
+               Totals, ProductUse, ReferenceChange, SpatialReference, SeriesPixels,
+               FrameSeries, SeriesSettings, SeriesSection, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
 

@@ -7,7 +7,7 @@ Examples
 (<function write_archive at ...>, <function demo_archive at ...>)
 """
 
-from .demo import demo_archive, demo_bbox
+from .demo import demo_archive, demo_bbox, demo_points
 from .writer import write_archive, write_granule
 
-__all__ = ["demo_archive", "demo_bbox", "write_archive", "write_granule"]
+__all__ = ["demo_archive", "demo_bbox", "demo_points", "write_archive", "write_granule"]

@@ -71,3 +71,17 @@ def demo_archive(cache_dir: Path | None = None, progress: bool = True) -> Path:
     marker.write_text("ok\n")
     return folder
 
+
+
+def demo_points(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280),
+                seed: int = 0) -> tuple[tuple[float, float], ...]:
+    """Lon/lat points for the demo's series: the bowl's centre, its flank, and stable ground."""
+    geo = frame_geo(frame)
+    cu, cv = Scene(shape, seed + frame).bowl
+    h, w = shape
+    tr = Transformer.from_crs(geo.epsg, 4326, always_xy=True)
+    out = []
+    for u, v in ((cu, cv), (cu + 0.08, cv), (cu - 0.2, cv + 0.2)):
+        lon, lat = tr.transform(geo.x0 + 30.0 * w * u, geo.y0 - 30.0 * h * v)
+        out.append((round(float(lon), 5), round(float(lat), 5)))
+    return tuple(out)

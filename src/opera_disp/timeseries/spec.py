@@ -178,6 +178,7 @@ def make_series_spec(
     layer: str = "displacement",
     mask: MaskMode | str = MaskMode.RECOMMENDED,
     output: str | Path = "output",
+    tolerated_failure_percentage: float = 0.0,
     workers: int = DEFAULT_WORKERS,
     limit: int | None = None,
     access: AccessMode | str = AccessMode.AUTO,
@@ -212,6 +213,7 @@ def make_series_spec(
     job = make_spec(granules=granules, granule_list=granule_list, source=source, bbox=bbox,
                     aoi=aoi, window=window, start=start, end=end, frame=frame,
                     layers=(layer_v,), mask=mask, output=output, workers=workers,
+                    tolerated_failure_percentage=tolerated_failure_percentage,
                     limit=limit, access=access, cmr_url=cmr_url)
     point: tuple[float, float] | None = None
     if reference_point is not None:

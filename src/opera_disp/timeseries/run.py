@@ -1,0 +1,703 @@
+"""The time-series job: granules -> the area's chunks -> one rebased series per frame.
+
+Per frame, in ``<output>/F<frame>/``:
+
+1. every product's metadata is read once (concurrently), and the products are chained
+   (:func:`~opera_disp.timeseries.rebase.plan_chain`: a missing crossover is refused
+   before any pixel is read);
+2. with ``point``, the reference pixel's chunk is read from every product and its series
+   checked (masked at any date: bad input, naming the dates);
+3. the area is worked tile by tile (:mod:`~opera_disp.timeseries.plan`): each tile's
+   chunks of the layers used are read from every product at once, corrections are
+   subtracted, ``recommended_mask`` applied, the products rebased, re-referenced and
+   fitted, and the tile written to the cube and the 2-D rasters. With ``median`` and
+   ``high-coherence`` the per-date reference values need the whole area first: the
+   rebased tiles go to a scratch cube, the values are taken from it date by date, and a
+   second pass over the (local) scratch cube re-references, fits and writes;
+4. the COGs are published, per-date COGs written from the cube, and the velocity map,
+   point series and summary section made.
+
+Memory is bounded by the tile (see :func:`~opera_disp.timeseries.plan.peak_bytes`), never
+by the area.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import __version__
+from ..catalog.refs import GranuleRef
+from ..errors import BadInput, OperaDispError, OutsideFrame, ServiceError, one_line
+from ..files import atomic_path, sha256_file
+from ..geometry import Grid, Window
+from ..hdf5.index import GranuleIndex, open_index
+from ..hdf5.read import read_window
+from ..io.auth import public_url
+from ..io.source import ByteSource
+from ..job.stats import StreamingStats
+from ..job.summary import (
+    FrameSeries,
+    OutputRecord,
+    ProductUse,
+    ReferenceChange,
+    SeriesPixels,
+    SeriesSettings,
+    SpatialReference,
+    Statistics,
+    WindowRecord,
+)
+from ..product import MASK_LAYER, mask_keep
+from ..tiff.pool import EncoderPool
+from ..tiff.writer import RasterSpec, RasterWriter, open_writer
+from ..types import OutputKind, ReferenceMethod
+from .cube import CubeLayout, CubeWriter, open_cube
+from .plan import FIT_PIXELS, tile_shape, tiles
+from .rebase import Chain, plan_chain, rebase
+from .reference import harmonic_mean, median_per_date
+from .spec import SeriesSpec
+from .velocity import VelocityFit, fit_velocity, years_since
+
+log = logging.getLogger(__name__)
+COHERENCE_LAYER = "temporal_coherence"
+SourceFactory = Callable[[GranuleRef], ByteSource]
+
+
+def iso(d: datetime) -> str:
+    """UTC ISO text of a time."""
+    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def frame_folder(frame: int) -> str:
+    """A frame's subfolder name, as in the product names (``F40291``)."""
+    return f"F{frame:05d}"
+
+
+def settings_of(spec: SeriesSpec) -> SeriesSettings:
+    """The summary's ``timeseries.settings``."""
+    return SeriesSettings(
+        layer=spec.layer,
+        corrections=list(spec.corrections),
+        mask=spec.job.mask,
+        nan_policy=spec.nan_policy,
+        reference_method=spec.reference_method,
+        reference_point=list(spec.reference_point) if spec.reference_point else None,
+        coherence_threshold=spec.coherence_threshold,
+        seasonal=spec.seasonal,
+        min_valid_fraction=spec.min_valid_fraction,
+        allow_gaps=spec.allow_gaps,
+        cube=spec.cube,
+        date_cogs=spec.date_cogs,
+        points=[list(p) for p in spec.points],
+    )
+
+
+def layers_needed(spec: SeriesSpec) -> tuple[str, ...]:
+    """The datasets read from every product: the layer, the mask, corrections, coherence."""
+    names = [spec.layer]
+    if spec.job.mask_applied:
+        names.append(MASK_LAYER)
+    names += [f"corrections/{c}" for c in spec.corrections]
+    names.append(COHERENCE_LAYER)
+    return tuple(names)
+
+
+@dataclass
+class Product:
+    """One opened product: its catalog entry, its bytes and its metadata."""
+
+    ref: GranuleRef
+    source: ByteSource
+    index: GranuleIndex
+
+
+@dataclass
+class FrameFailure(Exception):
+    """A frame that could not be made (one line), and whether a service caused it."""
+
+    reason: str
+    service: bool = False
+
+
+@dataclass
+class Opened:
+    """The products of a frame that opened, and those that did not (name, reason, service)."""
+
+    products: list[Product] = field(default_factory=list)
+    failed: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+def open_products(refs: Sequence[GranuleRef], factory: SourceFactory,
+                  layers: Sequence[str], pool: ThreadPoolExecutor) -> Opened:
+    """Open every product's source and read its metadata (one read each, concurrently)."""
+    def one(ref: GranuleRef) -> Product | tuple[str, str, bool]:
+        source: ByteSource | None = None
+        try:
+            source = factory(ref)
+            return Product(ref, source, open_index(source, layers, ref.product))
+        except (OperaDispError, OSError) as exc:
+            if source is not None:
+                source.close()
+            reason = one_line(exc)
+            log.warning("granule %s failed: %s", ref.name, reason)
+            return ref.name, reason, isinstance(exc, ServiceError)
+
+    out = Opened()
+    for result in pool.map(one, refs):
+        if isinstance(result, Product):
+            out.products.append(result)
+        else:
+            out.failed.append(result)
+    return out
+
+
+def prepare(arrays: dict[str, np.ndarray], spec: SeriesSpec) -> NDArray[np.float32]:
+    """One product's values over a tile: corrections subtracted, the mask applied (NaN)."""
+    values: NDArray[np.float32] = arrays[spec.layer].astype(np.float32, copy=False)
+    for c in spec.corrections:
+        values -= arrays[f"corrections/{c}"]
+    if spec.job.mask_applied:
+        values[~mask_keep(arrays[MASK_LAYER])] = np.nan
+    return values
+
+
+def read_stack(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[str],
+               win: Window, pool: ThreadPoolExecutor
+               ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Every product's prepared values and temporal coherence over ``win``, in chain order.
+
+    All products are read at once (one batch of chunk requests each, in flight together).
+    """
+    stack = np.empty((len(products), *win.shape), dtype=np.float32)
+    coh = np.empty_like(stack)
+
+    def one(k: int) -> None:
+        arrays = read_window(products[k].source, products[k].index, layers, win)
+        stack[k] = prepare(arrays, spec)
+        coh[k] = arrays[COHERENCE_LAYER]
+
+    for _ in pool.map(one, range(len(products))):
+        pass
+    return stack, coh
+
+
+def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
+             spec: SeriesSpec) -> VelocityFit:
+    """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
+    h, w = series.shape[1:]
+    rows = max(1, FIT_PIXELS // max(w, 1))
+    parts = [fit_velocity(series[:, r:r + rows], t, segments=chain.segments,
+                          seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
+             for r in range(0, h, rows)]
+    amp = [p.amplitude for p in parts]
+    return VelocityFit(
+        rate=np.concatenate([p.rate for p in parts]),
+        stderr=np.concatenate([p.stderr for p in parts]),
+        count=np.concatenate([p.count for p in parts]),
+        amplitude=None if amp[0] is None else np.concatenate([a for a in amp if a is not None]),
+    )
+
+
+# The 2-D outputs: name, units, description, dtype, nodata.
+RASTERS: dict[str, tuple[str, str, str, float | int]] = {
+    "velocity": ("m/yr", "Line-of-sight velocity (least squares on the rebased series)",
+                 "float32", float("nan")),
+    "velocity_stderr": ("m/yr", "Standard error of the velocity", "float32", float("nan")),
+    "valid_count": ("dates", "Dates with a valid value", "int16", -1),
+    "average_temporal_coherence": ("unitless", "Harmonic mean of temporal coherence over "
+                                   "the products", "float32", float("nan")),
+    "seasonal_amplitude": ("m", "Amplitude of the fitted annual sine and cosine", "float32",
+                           float("nan")),
+}
+
+
+@dataclass
+class Rasters:
+    """The frame's 2-D outputs, fed a row of tiles at a time (COGs take rows in order)."""
+
+    writers: dict[str, RasterWriter]
+    area: Window
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    row0: int = -1
+
+    def start_band(self, band: Window) -> None:
+        self.row0 = band.row0
+        self.rows = {n: np.full((band.shape[0], self.area.shape[1]), RASTERS[n][3],
+                                dtype=RASTERS[n][2]) for n in self.writers}
+
+    def put(self, name: str, tile: Window, block: np.ndarray) -> None:
+        if name in self.rows:
+            c0 = tile.col0 - self.area.col0
+            self.rows[name][:, c0:c0 + tile.shape[1]] = block
+
+    def end_band(self, names: Sequence[str]) -> None:
+        for n in names:
+            if n in self.writers:
+                self.writers[n].write(self.rows[n], self.row0 - self.area.row0)
+
+
+def _tile_bands(area: Window, shape: tuple[int, int]) -> Iterator[tuple[Window, list[Window]]]:
+    """Rows of tiles: the band's window and its tiles, left to right."""
+    band: list[Window] = []
+    for tile in tiles(area, shape):
+        if band and tile.row0 != band[0].row0:
+            yield Window(band[0].row0, band[0].row1, area.col0, area.col1), band
+            band = []
+        band.append(tile)
+    if band:
+        yield Window(band[0].row0, band[0].row1, area.col0, area.col1), band
+
+
+def _window_record(grid: Grid, win: Window) -> WindowRecord:
+    return WindowRecord(
+        rows=[win.row0, win.row1], cols=[win.col0, win.col1], shape=list(win.shape),
+        crs=f"EPSG:{grid.epsg}", projected_bounds=list(grid.window_bounds(win)),
+        lonlat_bounds=[round(v, 7) for v in grid.window_lonlat_bounds(win)],
+        frame_shape=[grid.height, grid.width])
+
+
+def _output(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecord:
+    if path.is_dir():  # a Zarr store: size and checksum of its files in a fixed order
+        import hashlib
+
+        digest = hashlib.sha256()
+        size = 0
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+            digest.update(bytes.fromhex(sha256_file(f)))
+            size += f.stat().st_size
+        return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
+                            bytes=size, sha256=digest.hexdigest())
+    return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
+                        bytes=path.stat().st_size, sha256=sha256_file(path))
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+@dataclass
+class FrameJob:
+    """Everything one frame's series needs; :meth:`run` makes it."""
+
+    spec: SeriesSpec
+    frame: int
+    products: list[Product]
+    root: Path
+    scratch: Path
+    pool: ThreadPoolExecutor
+    encoders: EncoderPool | None = None
+    progress: Callable[[int], None] = lambda n: None
+
+    @property
+    def folder(self) -> Path:
+        return self.root / frame_folder(self.frame)
+
+    def run(self) -> FrameSeries:
+        t0 = time.perf_counter()
+        spec = self.spec
+        chain = plan_chain([(p.ref.name, p.ref.product.reference, p.ref.product.secondary)
+                            for p in self.products], allow_gaps=spec.allow_gaps)
+        by_name = {p.ref.name: p for p in self.products}
+        products = [by_name[n] for n in chain.names]
+        grid = products[0].index.grid
+        for p in products[1:]:
+            if p.index.grid != grid:
+                raise FrameFailure(f"{p.ref.name}: its grid differs from {products[0].ref.name}'s; "
+                                   "one frame's products must share the frame grid")
+        try:
+            area = grid.resolve_window(window=spec.job.window, bbox=spec.job.bbox,
+                                       aoi=spec.job.aoi)
+        except OutsideFrame:
+            raise
+        layers = layers_needed(spec)
+        dates = [iso(d) for d in chain.dates]
+        t = years_since(chain.dates)
+        method = spec.reference_method
+        ref_values = np.zeros(len(chain.dates), dtype=np.float32)
+        ref_rc: tuple[int, int] | None = None
+        if method is ReferenceMethod.POINT:
+            assert spec.reference_point is not None
+            try:
+                ref_rc = grid.rowcol(*spec.reference_point)
+            except OutsideFrame:
+                lon, lat = spec.reference_point
+                raise BadInput(f"reference point {lon:g},{lat:g} is outside frame "
+                               f"{self.frame}'s grid") from None
+            one = Window(ref_rc[0], ref_rc[0] + 1, ref_rc[1], ref_rc[1] + 1)
+            stack, _ = read_stack(products, spec, layers, one, self.pool)
+            ref_values = rebase(stack, chain, spec.nan_policy)[:, 0, 0]
+            bad = [d[:10] for d, v in zip(dates, ref_values, strict=True) if not np.isfinite(v)]
+            if bad:
+                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                lon, lat = spec.reference_point
+                raise BadInput(f"reference point {lon:g},{lat:g} (row {ref_rc[0]}, col "
+                               f"{ref_rc[1]}) has no valid value on {shown}; choose a "
+                               "coherent, unmasked pixel")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        two_pass = method in (ReferenceMethod.MEDIAN, ReferenceMethod.HIGH_COHERENCE)
+        shape = tile_shape(len(products), area.shape)
+        layout = CubeLayout(
+            grid=grid, window=area, times=tuple(chain.dates),
+            crs_wkt=products[0].index.wkt, variable=spec.layer,
+            attrs=self._cube_attrs(chain, ref_rc),
+            extra_2d=(("average_temporal_coherence", "1",
+                       "Harmonic mean of temporal coherence"),),
+            segment=chain.segments if chain.gaps else None)
+        ext = ".nc" if spec.cube.value == "netcdf" else ".zarr"
+        cube_path = self.folder / f"timeseries{ext}"
+        outputs: list[OutputRecord] = []
+        aoi = spec.job.aoi
+        counts = SeriesPixels(total=area.size, outside_aoi=0, with_data=0, complete=0,
+                              velocity=0)
+        names = ["velocity", "velocity_stderr", "valid_count", "average_temporal_coherence"]
+        if spec.seasonal:
+            names.append("seasonal_amplitude")
+        stats = StreamingStats()
+        n_ref_pixels: int | None = None
+        with contextlib.ExitStack() as stack_ctx:
+            writers = {n: stack_ctx.enter_context(self._writer(n, grid, area))
+                       for n in names}
+            rasters = Rasters(writers, area)
+            cube = stack_ctx.enter_context(open_cube(cube_path, layout, spec.cube,
+                                                     scratch=self.scratch))
+            scratch_cube: h5py.File | None = None
+            if two_pass:
+                scratch_cube = stack_ctx.enter_context(h5py.File(
+                    self.scratch / f"{frame_folder(self.frame)}-rebased.h5", "w"))
+                tmp = scratch_cube.create_dataset(
+                    "series", (len(chain.dates), *area.shape), "f4",
+                    chunks=(1, min(256, area.shape[0]), min(1024, area.shape[1])),
+                    compression="lzf")
+                coh_all = scratch_cube.create_dataset("coherence", area.shape, "f4")
+            # Pass 1: read, rebase (and with a point or none: reference, fit, write).
+            for band, band_tiles in _tile_bands(area, shape):
+                rasters.start_band(band)
+                for tile in band_tiles:
+                    stack, coh = read_stack(products, spec, layers, tile, self.pool)
+                    series = rebase(stack, chain, spec.nan_policy)
+                    del stack
+                    inv = (1.0 / coh.astype(np.float64)) if coh.size else coh
+                    with np.errstate(divide="ignore"):
+                        avg = harmonic_mean(inv.sum(axis=0),
+                                            np.full(tile.shape, len(products), np.int32))
+                    del coh, inv
+                    if aoi is not None:
+                        inside = grid.geometry_mask(aoi, tile)
+                        counts["outside_aoi"] += int(np.count_nonzero(~inside))
+                        series[:, ~inside] = np.nan
+                        avg[~inside] = np.nan
+                    rows, cols = self._rel(area, tile)
+                    rasters.put("average_temporal_coherence", tile, avg)
+                    if two_pass:
+                        assert scratch_cube is not None
+                        tmp[:, rows, cols] = series
+                        coh_all[rows, cols] = avg
+                    else:
+                        series -= ref_values[:, None, None]
+                        self._finish_tile(series, t, chain, tile, rows, cols, cube, rasters,
+                                          counts, stats)
+                    cube.write_2d("average_temporal_coherence", rows, cols, avg)
+                    self.progress(tile.size)
+                rasters.end_band(["average_temporal_coherence"] if two_pass else names)
+            if two_pass:
+                assert scratch_cube is not None
+                ref_values, n_ref_pixels = self._reference_values(tmp, coh_all)
+                log.info("F%05d: reference values from %d pixel(s) (%s)", self.frame,
+                         n_ref_pixels, method)
+                for band, band_tiles in _tile_bands(area, shape):
+                    rasters.start_band(band)
+                    for tile in band_tiles:
+                        rows, cols = self._rel(area, tile)
+                        series = tmp[:, rows, cols]
+                        series -= ref_values[:, None, None]
+                        self._finish_tile(series, t, chain, tile, rows, cols, cube, rasters,
+                                          counts, stats)
+                    rasters.end_band([n for n in names if n != "average_temporal_coherence"])
+            cube_final = cube.close()
+            vel_writer = writers["velocity"]
+            with contextlib.closing(vel_writer.read_back()) as back:
+                published = {n: w.publish() for n, w in writers.items() if n != "velocity"}
+                statistics = stats.result(lambda: iter(back))
+            published["velocity"] = vel_writer.publish()
+        outputs.append(_output(cube_final, self.root, OutputKind.CUBE, spec.layer))
+        for n in names:
+            outputs.append(_output(published[n], self.root, OutputKind.COG, n))
+        if spec.date_cogs:
+            outputs += self._date_cogs(cube_final, grid, area, chain)
+        outputs.append(self._velocity_png(published["velocity"], grid, area, chain))
+        if spec.points:
+            outputs += self._points(cube_final, grid, area, chain, t)
+        ref_rec = SpatialReference(
+            method=method,
+            lon=spec.reference_point[0] if spec.reference_point else None,
+            lat=spec.reference_point[1] if spec.reference_point else None,
+            row=ref_rc[0] if ref_rc else None, col=ref_rc[1] if ref_rc else None,
+            pixels=n_ref_pixels,
+            values=[_finite(float(v)) for v in ref_values])
+        read_bytes = sum(p.source.stats.bytes for p in products)
+        return FrameSeries(
+            frame=self.frame,
+            folder=frame_folder(self.frame),
+            window=_window_record(grid, area),
+            dates=dates,
+            segments=list(chain.segments),
+            products=[ProductUse(name=p.ref.name,
+                                 location=public_url(str(getattr(p.source, "url",
+                                                                 p.ref.location))),
+                                 reference_datetime=iso(p.ref.product.reference),
+                                 secondary_datetime=iso(p.ref.product.secondary),
+                                 bytes_read=p.source.stats.bytes,
+                                 requests=p.source.stats.requests) for p in products],
+            reference_changes=[
+                *[ReferenceChange(previous=iso(c.previous), reference=iso(c.reference),
+                                  product=c.product) for c in chain.crossovers],
+                *[ReferenceChange(previous=iso(g.previous), reference=iso(g.reference),
+                                  product=None) for g in chain.gaps]],
+            gaps=len(chain.gaps),
+            spatial_reference=ref_rec,
+            pixels=counts,
+            velocity=Statistics(
+                layer="velocity", units="m/yr", count=int(statistics["count"] or 0),
+                min=_finite(statistics["min"]), max=_finite(statistics["max"]),
+                mean=_finite(statistics["mean"]), std=_finite(statistics["std"]),
+                p02=_finite(statistics["p02"]), median=_finite(statistics["median"]),
+                p98=_finite(statistics["p98"])),
+            outputs=outputs,
+            bytes_read=read_bytes,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+
+    # -- pieces ------------------------------------------------------------------------
+
+    @staticmethod
+    def _rel(area: Window, tile: Window) -> tuple[slice, slice]:
+        return (slice(tile.row0 - area.row0, tile.row1 - area.row0),
+                slice(tile.col0 - area.col0, tile.col1 - area.col0))
+
+    def _finish_tile(self, series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
+                     tile: Window, rows: slice, cols: slice, cube: CubeWriter,
+                     rasters: Rasters, counts: SeriesPixels, stats: StreamingStats) -> None:
+        """Write a referenced tile to the cube, fit it, and hand the 2-D results on."""
+        cube.write(rows, cols, series)
+        finite = np.isfinite(series)
+        counts["with_data"] += int(np.count_nonzero(finite.any(axis=0)))
+        counts["complete"] += int(np.count_nonzero(finite.all(axis=0)))
+        fit = fit_tile(series, t, chain, self.spec)
+        counts["velocity"] += stats.update_float(fit.rate)
+        rasters.put("velocity", tile, fit.rate)
+        rasters.put("velocity_stderr", tile, fit.stderr)
+        rasters.put("valid_count", tile, fit.count)
+        if fit.amplitude is not None:
+            rasters.put("seasonal_amplitude", tile, fit.amplitude)
+
+    def _reference_values(self, series: h5py.Dataset, coherence: h5py.Dataset
+                          ) -> tuple[NDArray[np.float32], int]:
+        """Per-date medians over the area (or its coherent pixels), date by date."""
+        good: NDArray[np.bool_] | None = None
+        if self.spec.reference_method is ReferenceMethod.HIGH_COHERENCE:
+            with np.errstate(invalid="ignore"):
+                good = coherence[...] > self.spec.coherence_threshold
+            n = int(np.count_nonzero(good))
+            if n == 0:
+                raise BadInput(
+                    f"no pixel of frame {self.frame}'s area has a harmonic-mean temporal "
+                    f"coherence above {self.spec.coherence_threshold:g}; lower "
+                    "--coherence-threshold, or use --reference-method median or "
+                    "--reference-point LON,LAT")
+        else:
+            n = int(np.prod(series.shape[1:]))
+        values = np.array([median_per_date(series[k], good) for k in range(series.shape[0])],
+                          dtype=np.float32)
+        return values, n
+
+    def _cube_attrs(self, chain: Chain, ref_rc: tuple[int, int] | None
+                    ) -> dict[str, str | int | float]:
+        spec = self.spec
+        attrs: dict[str, str | int | float] = {
+            "title": f"OPERA DISP-S1 {spec.layer} time series, frame {self.frame}",
+            "source": "OPERA L3 DISP-S1 products: " + ", ".join(chain.names[:3])
+            + (f" and {len(chain.names) - 3} more" if len(chain.names) > 3 else ""),
+            "history": f"{iso(datetime.now(UTC))[:10]}: opera-disp {__version__} timeseries",
+            "frame": self.frame,
+            "reference_date": iso(chain.dates[0]),
+            "corrections": ",".join(spec.corrections) or "none",
+            "mask": "recommended_mask" if spec.job.mask_applied else "none",
+            "nan_policy": str(spec.nan_policy),
+            "reference_method": str(spec.reference_method),
+            "reference_changes": "; ".join(
+                f"{iso(c.previous)[:10]} -> {iso(c.reference)[:10]} via {c.product}"
+                for c in chain.crossovers) or "none",
+            "gaps": "; ".join(f"{iso(g.previous)[:10]} -> {iso(g.reference)[:10]}"
+                              for g in chain.gaps) or "none",
+            "software": f"opera-disp {__version__}",
+        }
+        if spec.reference_point and ref_rc:
+            attrs["reference_point_lon"], attrs["reference_point_lat"] = spec.reference_point
+            attrs["reference_point_row"], attrs["reference_point_col"] = ref_rc
+        return attrs
+
+    def _tags(self) -> dict[str, str]:
+        spec = self.spec
+        return {
+            "FRAME": str(self.frame),
+            "LAYER": spec.layer,
+            "CORRECTIONS": ",".join(spec.corrections) or "none",
+            "MASK_APPLIED": "recommended_mask" if spec.job.mask_applied else "none",
+            "NAN_POLICY": str(spec.nan_policy),
+            "REFERENCE_METHOD": str(spec.reference_method),
+            "AOI_APPLIED": "yes" if spec.job.aoi is not None else "no",
+            "SOFTWARE": f"opera-disp {__version__}",
+        }
+
+    def _writer(self, name: str, grid: Grid, area: Window, *, path: Path | None = None,
+                tags: dict[str, str] | None = None, units: str | None = None,
+                description: str | None = None) -> RasterWriter:
+        r_units, r_desc, dtype, nodata = RASTERS.get(name, RASTERS["velocity"])
+        raster = RasterSpec(area.shape[1], area.shape[0], dtype, nodata, grid.epsg,
+                            grid.window_transform(area),
+                            "average" if dtype.startswith("float") else "nearest")
+        return open_writer(self.spec.job.cog_writer, path or self.folder / f"{name}.tif",
+                           raster, tags={**self._tags(), "PRODUCT": name, **(tags or {})},
+                           units=units or r_units, description=description or r_desc,
+                           keep_pixels=path is None and name == "velocity",
+                           pool=self.encoders, scratch_dir=self.scratch)
+
+    def _date_cogs(self, cube_path: Path, grid: Grid, area: Window, chain: Chain
+                   ) -> list[OutputRecord]:
+        """One COG per date, read back from the cube band by band."""
+        import xarray as xr
+
+        first = chain.dates[0].strftime("%Y%m%d")
+        out: list[OutputRecord] = []
+        ds = xr.open_zarr(cube_path) if cube_path.suffix == ".zarr" else \
+            xr.open_dataset(cube_path, engine="h5netcdf")
+        with ds:
+            var = ds[self.spec.layer]
+            for k, d in enumerate(chain.dates):
+                name = f"{self.spec.layer}_{first}_{d:%Y%m%d}"
+                path = self.folder / f"{name}.tif"
+                with self._writer("velocity", grid, area, path=path, units="m",
+                                  description=f"{self.spec.layer} since {first}",
+                                  tags={"PRODUCT": self.spec.layer,
+                                        "REFERENCE_DATETIME": iso(chain.dates[0]),
+                                        "SECONDARY_DATETIME": iso(d)}) as w:
+                    for r0 in range(0, area.shape[0], 512):
+                        block = var[k, r0:r0 + 512, :].values.astype(np.float32)
+                        w.write(block, r0)
+                    out.append(_output(w.publish(), self.root, OutputKind.COG, name))
+        return out
+
+    def _velocity_png(self, velocity: Path, grid: Grid, area: Window, chain: Chain
+                      ) -> OutputRecord:
+        """The quicklook: velocity in mm/yr, diverging, centred on zero."""
+        import rasterio
+
+        from ..render.maps import render_map
+
+        with rasterio.open(velocity) as ds:
+            level = 0
+            while ds.overviews(1) and max(ds.shape) // (2 ** level) > 1000 and \
+                    level < len(ds.overviews(1)):
+                level += 1
+            factor = 2 ** level
+            data = ds.read(1, out_shape=(max(1, ds.height // factor),
+                                         max(1, ds.width // factor)))
+        png = self.folder / "velocity.png"
+        first, last = chain.dates[0], chain.dates[-1]
+        title = (f"LOS velocity {first:%Y-%m-%d} to {last:%Y-%m-%d} "
+                 f"({len(chain.dates)} dates)\n{frame_folder(self.frame)}, reference: "
+                 f"{self.spec.reference_method}")
+        render_map(data * 1000.0, grid.window_bounds(area), grid.epsg, png, title=title,
+                   label="LOS velocity [mm/yr] (positive: towards the satellite)",
+                   vmax=None, diverging=True, tmp_dir=self.scratch)
+        return _output(png, self.root, OutputKind.QUICKLOOK, "velocity")
+
+    def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
+                t: NDArray[np.float64]) -> list[OutputRecord]:
+        """``points.csv`` (every point's series) and ``points.png`` (with the fits)."""
+        import xarray as xr
+
+        ds = xr.open_zarr(cube_path) if cube_path.suffix == ".zarr" else \
+            xr.open_dataset(cube_path, engine="h5netcdf")
+        found: list[tuple[int, float, float, int, int, NDArray[np.float32]]] = []
+        with ds:
+            var = ds[self.spec.layer]
+            for i, (lon, lat) in enumerate(self.spec.points, start=1):
+                try:
+                    r, c = grid.rowcol(lon, lat)
+                except OutsideFrame:
+                    r, c = -1, -1
+                if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
+                    raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s "
+                                   f"area ({area}); give points inside the area")
+                series = var[:, r - area.row0, c - area.col0].values.astype(np.float32)
+                found.append((i, lon, lat, r, c, series))
+        csv_path = self.folder / "points.csv"
+        with atomic_path(csv_path, self.scratch) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["point", "lon", "lat", "row", "col", "date", self.spec.layer, "valid"])
+            for i, lon, lat, r, c, series in found:
+                for d, v in zip(chain.dates, series, strict=True):
+                    ok = bool(np.isfinite(v))
+                    w.writerow([i, f"{lon:.6f}", f"{lat:.6f}", r, c, iso(d),
+                                f"{float(v):.6g}" if ok else "", int(ok)])
+        png = self.folder / "points.png"
+        _plot_points(found, chain, t, self.spec, png, self.scratch, self.frame)
+        return [_output(csv_path, self.root, OutputKind.TABLE, self.spec.layer),
+                _output(png, self.root, OutputKind.PLOT, self.spec.layer)]
+
+
+def _plot_points(found: Sequence[tuple[int, float, float, int, int, NDArray[np.float32]]],
+                 chain: Chain, t: NDArray[np.float64], spec: SeriesSpec, png: Path,
+                 scratch: Path, frame: int) -> None:
+    """Each point's series (mm) with its fitted line (and seasonal curve)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5), dpi=100)
+    ax = fig.subplots()
+    dense = np.linspace(t[0], t[-1], 200)
+    t0 = chain.dates[0]
+    from datetime import timedelta
+    dense_dates = [t0 + timedelta(days=float(x) * 365.25) for x in dense]
+    for i, lon, lat, _r, _c, series in found:
+        fit = fit_velocity(series[:, None, None], t, segments=chain.segments,
+                           seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
+        rate = float(fit.rate[0, 0])
+        line = ax.plot(chain.dates, series * 1000.0, "o", ms=4,
+                       label=f"P{i} ({lon:.4f}, {lat:.4f})"
+                       + (f": {rate * 1000:.1f} ± {float(fit.stderr[0, 0]) * 1000:.1f} mm/yr"
+                          if math.isfinite(rate) else ": no fit"))[0]
+        if math.isfinite(rate) and not chain.gaps:
+            finite = np.isfinite(series)
+            a_cols = [np.ones_like(t[finite]), t[finite]]
+            d_cols = [np.ones_like(dense), dense]
+            if spec.seasonal:
+                a_cols += [np.sin(2 * np.pi * t[finite]), np.cos(2 * np.pi * t[finite])]
+                d_cols += [np.sin(2 * np.pi * dense), np.cos(2 * np.pi * dense)]
+            coef, *_ = np.linalg.lstsq(np.stack(a_cols, 1), series[finite].astype(np.float64),
+                                       rcond=None)
+            ax.plot(dense_dates, np.stack(d_cols, 1) @ coef * 1000.0, "-",
+                    color=line.get_color(), lw=1.2)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_ylabel(f"LOS {spec.layer.replace('_', ' ')} [mm]")
+    ax.set_title(f"{frame_folder(frame)}: series since {t0:%Y-%m-%d}, reference "
+                 f"{spec.reference_method}", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    with atomic_path(png, scratch) as tmp:
+        fig.savefig(tmp, format="png")
