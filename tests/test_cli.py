@@ -247,9 +247,9 @@ def test_demo_via_console_script(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "out" / "summary.json").read_text())
     validate_summary(doc)  # written by another process: the autouse fixture cannot see it
-    assert doc["status"] == "success" and doc["totals"]["succeeded"] == 8
-    assert len(list((tmp_path / "out").glob("*_displacement.tif"))) == 8
-    assert len(list((tmp_path / "out").glob("*_displacement.png"))) == 8
+    assert doc["status"] == "success" and doc["totals"]["succeeded"] == 12
+    assert len(list((tmp_path / "out").glob("*_displacement.tif"))) == 12
+    assert len(list((tmp_path / "out").glob("*_displacement.png"))) == 12
     # The bowl is in the demo bbox: the latest pair has subsided by centimetres.
     last = doc["granules"][-1]["statistics"]
     assert last["min"] < -0.02

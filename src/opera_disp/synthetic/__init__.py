@@ -8,6 +8,8 @@ Examples
 """
 
 from .demo import demo_archive, demo_bbox, demo_points
+from .scene import Truth, pairs, reference_pixel, truth, years_since_first
 from .writer import write_archive, write_granule
 
-__all__ = ["demo_archive", "demo_bbox", "demo_points", "write_archive", "write_granule"]
+__all__ = ["Truth", "demo_archive", "demo_bbox", "demo_points", "pairs", "reference_pixel",
+           "truth", "write_archive", "write_granule", "years_since_first"]

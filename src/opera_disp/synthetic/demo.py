@@ -22,10 +22,12 @@ class DemoParams(TypedDict):
     n_dates: int
     shape: tuple[int, int]
     seed: int
+    reference_every: int
 
 
-DEMO_PARAMS: DemoParams = {"frames": (DEFAULT_FRAME,), "n_dates": 8, "shape": (1024, 1280),
-                           "seed": 0}
+# 12 dates whose reference jumps after the 6th: the demo series has a reference change.
+DEMO_PARAMS: DemoParams = {"frames": (DEFAULT_FRAME,), "n_dates": 12, "shape": (1024, 1280),
+                           "seed": 0, "reference_every": 6}
 
 
 def default_cache_dir() -> Path:
@@ -61,13 +63,14 @@ def demo_archive(cache_dir: Path | None = None, progress: bool = True) -> Path:
     """
     p = DEMO_PARAMS
     folder = (cache_dir or default_cache_dir()) / (
-        f"demo-F{p['frames'][0]:05d}-{p['n_dates']}x{p['shape'][0]}x{p['shape'][1]}-s{p['seed']}")
+        f"demo-F{p['frames'][0]:05d}-{p['n_dates']}x{p['shape'][0]}x{p['shape'][1]}-s{p['seed']}"
+        f"-r{p['reference_every']}-v2")  # v2: displacement carries SET and iono
     marker = folder / "complete"
     if marker.is_file():
         return folder
     log.info("creating the demo sample archive in %s (once)", folder)
     write_archive(folder, frames=p["frames"], n_dates=p["n_dates"], shape=p["shape"],
-                  seed=p["seed"], progress=progress)
+                  seed=p["seed"], reference_every=p["reference_every"], progress=progress)
     marker.write_text("ok\n")
     return folder
 

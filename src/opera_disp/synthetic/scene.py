@@ -3,6 +3,18 @@
 Content is deterministic from a seed and plausible: a subsidence bowl that deepens with
 time plus a seasonal term, atmospheric-like noise, water (masked), low-coherence patches,
 a nodata corner, and a moving reference date that jumps every 15 acquisitions.
+
+The ground model (what :func:`opera_disp.synthetic.truth` returns) is, with
+``u = (col + 0.5) / width`` and ``v = (row + 0.5) / height`` the pixel centre in frame
+fractions and ``t`` the whole days since the first acquisition over 365.25 (years)::
+
+    rate(u, v)     = -0.25 * bowl(u, v) + 0.004 * (u - 0.5)          # m/yr
+    bowl(u, v)     = exp(-((u - cu)**2 + (v - cv)**2) / 0.12**2)     # (cu, cv) from the seed
+    seasonal(u, v) = 0.012 * (0.3 + v)                               # m, times sin(2 pi t)
+    ground(t)      = rate * t + seasonal * sin(2 pi t)               # ground(0) == 0
+
+On top of it, per acquisition date ``k``: a smooth atmospheric screen (noise only), a solid
+earth tide field ``tide_k`` and an ionospheric field ``iono_k``; per product: white noise.
 """
 
 from __future__ import annotations
@@ -14,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 from pyproj import Transformer
+
+from ..geometry import Window
 
 WAVELENGTH = 0.05546576
 REFERENCE_EVERY = 15
@@ -69,18 +83,44 @@ def acquisition_dates(n_dates: int, start: datetime = _FIRST_DATE) -> list[datet
             for i in range(n_dates + 1)]
 
 
-def pairs(n_dates: int) -> list[tuple[int, int]]:
+def pairs(n_dates: int, every: int = REFERENCE_EVERY) -> list[tuple[int, int]]:
     """(reference index, secondary index) of each product: the moving reference.
 
-    The reference stays fixed for 15 acquisitions, then jumps to the last secondary of
-    the previous batch, as real DISP-S1 products do.
+    The reference stays fixed for ``every`` acquisitions, then jumps to the last secondary
+    of the previous batch, as real DISP-S1 products do.
 
     Examples
     --------
     >>> pairs(17)[13:]
     [(0, 14), (0, 15), (15, 16), (15, 17)]
+    >>> pairs(5, every=2)
+    [(0, 1), (0, 2), (2, 3), (2, 4), (4, 5)]
     """
-    return [(((i - 1) // REFERENCE_EVERY) * REFERENCE_EVERY, i) for i in range(1, n_dates + 1)]
+    if every < 1:
+        raise ValueError(f"reference_every {every} must be at least 1")
+    return [(((i - 1) // every) * every, i) for i in range(1, n_dates + 1)]
+
+
+def reference_pixel(shape: tuple[int, int]) -> tuple[int, int]:
+    """(row, col) of every product's spatial reference point (its displacement is 0 there).
+
+    Examples
+    --------
+    >>> reference_pixel((1024, 1280))
+    (819, 1088)
+    """
+    return int(shape[0] * 0.8), int(shape[1] * 0.85)
+
+
+def years_since_first(dates: list[datetime]) -> list[float]:
+    """The scene's clock: whole days since ``dates[0]`` over 365.25.
+
+    Examples
+    --------
+    >>> years_since_first(acquisition_dates(2))
+    [0.0, 0.03285420944558522, 0.06570841889117043]
+    """
+    return [(d - dates[0]).days / 365.25 for d in dates]
 
 
 def round_mantissa(a: np.ndarray, keep_bits: int) -> np.ndarray:
@@ -108,9 +148,59 @@ class Scene:
         self.atmo = rng.normal(size=(64, 4))
 
     def coords(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre frame fractions ``u`` (1, w) and ``v`` (rows, 1) of rows r0..r1."""
         v = (np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5) / self.h
         u = (np.arange(self.w, dtype=np.float32)[None, :] + 0.5) / self.w
         return u, v
+
+    def point(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """``u``, ``v`` (each 1 x 1) of one pixel, computed exactly as :meth:`coords` does."""
+        u, v = self.coords(row, row + 1)
+        return u[:, col:col + 1], v
+
+    def bowl_at(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The subsidence bowl's shape, 1 at its centre (float32)."""
+        cu, cv = self.bowl
+        out: np.ndarray = np.exp(-(((u - cu) ** 2 + (v - cv) ** 2) / 0.12**2)).astype(np.float32)
+        return out
+
+    def ground_terms(self, u: np.ndarray, v: np.ndarray) -> tuple[NDArray[np.float64],
+                                                                   NDArray[np.float64]]:
+        """The linear rate (m/yr) and the coefficient of ``sin(2 pi t)`` (m), float64."""
+        u64, v64 = u.astype(np.float64), v.astype(np.float64)
+        rate = -0.25 * self.bowl_at(u, v).astype(np.float64) + 0.004 * (u64 - 0.5)
+        seasonal = np.broadcast_to(0.012 * (0.3 + v64), rate.shape)
+        return rate, seasonal
+
+    def ground(self, t_years: float, u: np.ndarray, v: np.ndarray) -> NDArray[np.float64]:
+        """True cumulative ground displacement since the first date (m, float64)."""
+        rate, seasonal = self.ground_terms(u, v)
+        out: NDArray[np.float64] = rate * t_years + seasonal * math.sin(2 * math.pi * t_years)
+        return out
+
+    def atmosphere(self, date_index: int, u: np.ndarray, v: np.ndarray) -> NDArray[np.float64]:
+        """The per-date smooth atmospheric screen (m): a nuisance, not ground motion."""
+        a = self.atmo[date_index % 64]
+        out: NDArray[np.float64] = 0.004 * (np.sin(2 * np.pi * (a[0] * u + a[1] * v) + a[2])
+                                            + 0.5 * np.cos(2 * np.pi * (2 * a[3] * u - a[0] * v)))
+        return out
+
+    def tide(self, date_index: int, u: np.ndarray, v: np.ndarray) -> NDArray[np.float64]:
+        """The per-date solid earth tide in the line of sight (m): a smooth ramp.
+
+        A product's ``solid_earth_tide`` layer is ``tide(sec) - tide(ref)``, so chains of
+        products stay consistent.
+        """
+        a, b = np.random.default_rng([self.seed, date_index, 97]).normal(size=2)
+        out: NDArray[np.float64] = 0.01 * (a * u.astype(np.float64) + b * v.astype(np.float64))
+        return out
+
+    def iono(self, date_index: int, u: np.ndarray, v: np.ndarray) -> NDArray[np.float64]:
+        """The per-date ionospheric delay (m): a gentle long-wavelength undulation."""
+        a, b, c = np.random.default_rng([self.seed, date_index, 98]).normal(size=3)
+        out: NDArray[np.float64] = 0.003 * np.sin(np.pi * (a * u.astype(np.float64)
+                                                            + b * v.astype(np.float64)) + c)
+        return out
 
     def static(self, r0: int, r1: int) -> dict[str, np.ndarray]:
         u, v = self.coords(r0, r1)
@@ -120,23 +210,93 @@ class Scene:
         low = np.zeros(np.broadcast_shapes(u.shape, v.shape), dtype=np.float32)
         for cu, cv, rad in self.lowcoh:
             low = np.maximum(low, np.exp(-(((u - cu) ** 2 + (v - cv) ** 2) / rad**2)))
-        cu, cv = self.bowl
-        bowl = np.exp(-(((u - cu) ** 2 + (v - cv) ** 2) / 0.12**2)).astype(np.float32)
-        return {"water": water, "nodata": nodata, "low": low, "bowl": bowl, "u": u, "v": v}
-
-    def cumulative(self, t_years: float, st: dict[str, np.ndarray],
-                   date_index: int) -> NDArray[np.float32]:
-        u, v = st["u"], st["v"]
-        rate = -0.25 * st["bowl"] + 0.004 * (u - 0.5)  # m/yr: an aquifer-compaction bowl
-        seasonal = 0.012 * np.sin(2 * np.pi * t_years) * (0.3 + v)
-        a = self.atmo[date_index % 64]
-        atmo = 0.004 * (np.sin(2 * np.pi * (a[0] * u + a[1] * v) + a[2]) + 0.5 * np.cos(
-            2 * np.pi * (2 * a[3] * u - a[0] * v)))
-        out: NDArray[np.float32] = (rate * t_years + seasonal + atmo).astype(np.float32)
-        return out
+        return {"water": water, "nodata": nodata, "low": low, "u": u, "v": v}
 
 
 def noise(seed: int, r0: int, shape: tuple[int, int], scale: float) -> np.ndarray:
     rng = np.random.default_rng([seed, r0])
     return (rng.standard_normal(shape, dtype=np.float32) * np.float32(scale))
 
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The ground truth of a synthetic series over a window (see :func:`truth`)."""
+
+    #: The first reference date, then every secondary date (UTC), as in the granules.
+    dates: tuple[datetime, ...]
+    #: The scene's clock for each date: whole days since ``dates[0]`` over 365.25.
+    years: tuple[float, ...]
+    #: Cumulative ground displacement since ``dates[0]`` (m), float32 ``(T, h, w)``;
+    #: ``displacement[0]`` is all zeros.
+    displacement: NDArray[np.float32]
+    #: Linear rate (m/yr), float32 ``(h, w)``.
+    rate: NDArray[np.float32]
+    #: Coefficient of ``sin(2 pi t)`` (m), float32 ``(h, w)``: the annual term's amplitude
+    #: (signed; its cosine coefficient is 0).
+    seasonal: NDArray[np.float32]
+    #: The products' reference point (row, col) in frame pixels.
+    reference_pixel: tuple[int, int]
+
+
+def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), seed: int = 0,
+          n_dates: int = 6, window: Window | None = None, *,
+          referenced: bool = True) -> Truth:
+    """The true ground displacement of the series :func:`~opera_disp.synthetic.write_archive`
+    writes with the same ``frame``, ``shape``, ``seed`` and ``n_dates``.
+
+    The model (module docstring): ``ground(t) = rate * t + seasonal * sin(2 pi t)`` with
+    ``rate = -0.25 * bowl + 0.004 * (u - 0.5)`` m/yr and ``seasonal = 0.012 * (0.3 + v)`` m,
+    ``t`` in years since the first date (:func:`years_since_first`). It does not depend on
+    ``noise``, ``mantissa_rounding`` or ``reference_every``. A product (reference date ``r``,
+    secondary ``s``) stores ``displacement = G(s) - G(r) + SET + iono [+ atmosphere + noise]``,
+    where ``G`` is this truth with ``referenced=True``; with ``noise=False`` and
+    ``mantissa_rounding=False``, ``displacement - solid_earth_tide - ionospheric_delay``
+    equals ``G(s) - G(r)`` to float32 rounding (a few 1e-9 m), except at the reference pixel
+    (NaN) and the nodata corner.
+
+    Parameters
+    ----------
+    frame, shape, seed, n_dates
+        As given to the writer.
+    window : Window, optional
+        The area in frame pixels (default: the whole frame).
+    referenced : bool
+        ``True`` (default): relative to the products' reference point
+        (:func:`reference_pixel`), as the granules are; this is what rebasing recovers
+        when the series is not re-referenced. ``False``: absolute ground motion. Rate and
+        seasonal amplitude are referenced the same way (the model is linear in both).
+
+    Returns
+    -------
+    Truth
+
+    Examples
+    --------
+    >>> t = truth(shape=(40, 50), n_dates=3, window=Window(0, 2, 10, 13))
+    >>> t.displacement.shape, len(t.dates), float(abs(t.displacement[0]).max())
+    ((4, 2, 3), 4, 0.0)
+    >>> t0 = truth(shape=(40, 50), n_dates=3)
+    >>> r, c = t0.reference_pixel
+    >>> float(abs(t0.displacement[:, r, c]).max()), float(t0.rate[r, c])
+    (0.0, 0.0)
+    """
+    h, w = shape
+    win = window or Window(0, h, 0, w)
+    if not (0 <= win.row0 < win.row1 <= h and 0 <= win.col0 < win.col1 <= w):
+        raise ValueError(f"window {win} is not inside the {h} x {w} frame")
+    scene = Scene(shape, seed + frame)
+    dates = acquisition_dates(n_dates)
+    years = years_since_first(dates)
+    u, v = scene.coords(win.row0, win.row1)
+    u = u[:, win.col0:win.col1]
+    rate, seasonal = scene.ground_terms(u, v)
+    ref = reference_pixel(shape)
+    if referenced:
+        rate_p, seasonal_p = scene.ground_terms(*scene.point(*ref))
+        rate, seasonal = rate - rate_p, seasonal - seasonal_p
+    disp = np.empty((len(dates), *win.shape), np.float32)
+    for k, t in enumerate(years):
+        disp[k] = rate * t + seasonal * math.sin(2 * math.pi * t)
+    return Truth(tuple(dates), tuple(years), disp, rate.astype(np.float32),
+                 seasonal.astype(np.float32), ref)

@@ -21,7 +21,8 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from ..files import atomic_path
 from ..product import CHUNK, LAYERS, PAGE_SIZE, DispProduct
 from .scene import (
     DEFAULT_FRAME,
+    REFERENCE_EVERY,
     SIM_THRESHOLD,
     TCOH_THRESHOLD,
     WAVELENGTH,
@@ -41,10 +43,12 @@ from .scene import (
     Scene,
     acquisition_dates,
     frame_geo,
-    noise,
     pairs,
+    reference_pixel,
     round_mantissa,
+    years_since_first,
 )
+from .scene import noise as _noise
 
 if TYPE_CHECKING:
     import h5py
@@ -78,7 +82,10 @@ _DESCRIPTIONS = {
 }
 
 
-def _bands(height: int, step: int = 1024) -> Iterator[tuple[int, int]]:
+_BAND = 1024
+
+
+def _bands(height: int, step: int = _BAND) -> Iterator[tuple[int, int]]:
     for r0 in range(0, height, step):
         yield r0, min(height, r0 + step)
 
@@ -141,6 +148,9 @@ def write_granule(
     seed: int = 0,
     generation: datetime = _GEN,
     version: str = "1.0",
+    noise: bool = True,
+    mantissa_rounding: bool = True,
+    reference_every: int = REFERENCE_EVERY,
 ) -> Path:
     """Write one synthetic granule: the ``index``-th product of a frame's series.
 
@@ -160,6 +170,24 @@ def write_granule(
         Seed for all random content.
     generation, version
         Production time and product version written into the name.
+    noise : bool
+        Add the per-date atmospheric screen and per-product white noise. Without them the
+        displacement is exactly the ground motion of :func:`~opera_disp.synthetic.truth`
+        plus the corrections (up to float32 rounding).
+    mantissa_rounding : bool
+        Round float layers' mantissas as the real writer does (``False`` stores them as
+        computed, so exact recovery can be tested).
+    reference_every : int
+        How many acquisitions the moving reference date stays fixed (:func:`pairs`).
+
+    Notes
+    -----
+    ``displacement`` is the ground displacement from the reference to the secondary date
+    plus ``solid_earth_tide`` and ``ionospheric_delay`` (each the secondary date's field
+    minus the reference date's), all relative to the product's reference point
+    (:func:`reference_pixel`), where it is therefore 0 and, as the real writer does with
+    exact zeros, stored as NaN. Subtracting the ``/corrections`` layers recovers the ground
+    motion (and the noise, when on).
 
     Returns
     -------
@@ -171,7 +199,7 @@ def write_granule(
         raise ValueError(f"shape {shape} is too small; need at least 2 x 2 pixels")
     geo = frame_geo(frame)
     dates = acquisition_dates(max(n_dates, index))
-    ref_i, sec_i = pairs(max(n_dates, index))[index - 1]
+    ref_i, sec_i = pairs(max(n_dates, index), reference_every)[index - 1]
     ref, sec = dates[ref_i], dates[sec_i]
     product = DispProduct(frame, ref.replace(microsecond=0), sec.replace(microsecond=0), version,
                           generation)
@@ -182,8 +210,32 @@ def write_granule(
     xs = geo.x0 + 15.0 + 30.0 * np.arange(w)
     ys = geo.y0 - 15.0 - 30.0 * np.arange(h)
     scene = Scene(shape, seed + frame)
-    years = [(d - dates[0]).days / 365.25 for d in dates]
-    ref_row, ref_col = int(h * 0.8), int(w * 0.85)
+    years = years_since_first(dates)
+    ref_row, ref_col = reference_pixel(shape)
+    t_ref, t_sec = years[ref_i], years[sec_i]
+
+    def motion(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """What the product measures, before referencing: ground, SET, iono (+ atmosphere)."""
+        rate, seasonal = scene.ground_terms(u, v)
+        out = (rate * (t_sec - t_ref)
+               + seasonal * (math.sin(2 * math.pi * t_sec) - math.sin(2 * math.pi * t_ref))
+               + scene.tide(sec_i, u, v) - scene.tide(ref_i, u, v)
+               + scene.iono(sec_i, u, v) - scene.iono(ref_i, u, v))
+        if noise:
+            out = out + scene.atmosphere(sec_i, u, v) - scene.atmosphere(ref_i, u, v)
+        return out
+
+    def white(r0: int, r1: int, low: np.ndarray) -> np.ndarray:
+        return _noise(seed * 7919 + sec_i, r0, (r1 - r0, w), 0.002 + 0.01 * float(low.mean()))
+
+    # The product is referenced to its reference point: its value there is subtracted.
+    up, vp = scene.point(ref_row, ref_col)
+    at_ref = float(motion(up, vp)[0, 0])
+    if noise:
+        rb0 = ref_row - ref_row % _BAND
+        rb1 = min(h, rb0 + _BAND)
+        at_ref += float(white(rb0, rb1, scene.static(rb0, rb1)["low"])[ref_row - rb0, ref_col])
+    tilt_at_ref = 0.004 * (float(up[0, 0]) - 0.5) * (t_sec - t_ref)
 
     with atomic_path(path) as tmp, h5netcdf.File(tmp, "w", fs_strategy="page",
                                                  fs_page_size=PAGE_SIZE, track_order=True) as f:
@@ -220,24 +272,25 @@ def write_granule(
             nod = np.broadcast_to(st["nodata"], bshape)
             water = np.broadcast_to(st["water"], bshape)
             low = np.broadcast_to(st["low"], bshape)
-            disp = (scene.cumulative(years[sec_i], st, sec_i)
-                    - scene.cumulative(years[ref_i], st, ref_i))
-            disp = disp + noise(seed * 7919 + sec_i, r0, bshape, 0.002 + 0.01 * float(low.mean()))
-            disp = np.broadcast_to(disp, bshape).astype(np.float32)
-            tcoh = np.clip(0.92 - 0.75 * low + noise(seed + 11, r0, bshape, 0.05), 0, 1)
-            sim = np.clip(0.85 - 0.7 * low + noise(seed + 13 + sec_i, r0, bshape, 0.06), -1, 1)
-            epq = np.clip(tcoh * 0.9 + noise(seed + 17 + sec_i, r0, bshape, 0.03), 0, 1)
+            u, v = st["u"], st["v"]
+            disp64 = motion(u, v) - at_ref
+            if noise:
+                disp64 = disp64 + white(r0, r1, low)
+            disp = np.broadcast_to(disp64, bshape).astype(np.float32)
+            tcoh = np.clip(0.92 - 0.75 * low + _noise(seed + 11, r0, bshape, 0.05), 0, 1)
+            sim = np.clip(0.85 - 0.7 * low + _noise(seed + 13 + sec_i, r0, bshape, 0.06), -1, 1)
+            epq = np.clip(tcoh * 0.9 + _noise(seed + 17 + sec_i, r0, bshape, 0.03), 0, 1)
             bad = water | ((tcoh < TCOH_THRESHOLD) & (sim < SIM_THRESHOLD))
             mask = np.where(bad, 0, 1).astype(np.uint8)
             ccl = np.where(low > 0.8, 0, 1 + (np.broadcast_to(st["u"], bshape) > 0.5)).astype(
                 np.uint16)
-            ps = (noise(seed + 19, r0, bshape, 1.0) > 2.3).astype(np.uint8)
-            shp = np.clip(60 - 50 * low + noise(seed + 23, r0, bshape, 8.0), 1, 121).astype(
+            ps = (_noise(seed + 19, r0, bshape, 1.0) > 2.3).astype(np.uint8)
+            shp = np.clip(60 - 50 * low + _noise(seed + 23, r0, bshape, 8.0), 1, 121).astype(
                 np.int16)
-            resid = np.abs(noise(seed + 29 + sec_i, r0, bshape, 0.3)) + 0.5 * low
-            # Short wavelength: remove a smooth plane-like long-wavelength part.
-            u = np.broadcast_to(st["u"], bshape)
-            swd = disp - (0.004 * (u - 0.5) * years[sec_i]).astype(np.float32)
+            resid = np.abs(_noise(seed + 29 + sec_i, r0, bshape, 0.3)) + 0.5 * low
+            # Short wavelength: remove the pair's smooth east-west tilt (long wavelength).
+            tilt = 0.004 * (np.broadcast_to(u, bshape) - 0.5) * (t_sec - t_ref) - tilt_at_ref
+            swd = disp - tilt.astype(np.float32)
             swd = np.where(mask == 0, np.nan, swd).astype(np.float32)
             data: dict[str, np.ndarray] = {
                 "displacement": disp,
@@ -252,13 +305,14 @@ def write_granule(
                 "phase_similarity": sim.astype(np.float32),
                 "timeseries_inversion_residuals": resid.astype(np.float32),
             }
-            if r0 <= ref_row < r1:
+            if r0 <= ref_row < r1:  # 0 at the reference point: nodata, as the real writer does
                 data["displacement"][ref_row - r0, ref_col] = np.nan
+                data["short_wavelength_displacement"][ref_row - r0, ref_col] = np.nan
             for name, arr in data.items():
                 layer = LAYERS[name]
                 arr = np.array(arr, dtype=layer.dtype)
                 arr[nod] = layer.fill
-                if layer.keep_bits is not None:
+                if layer.keep_bits is not None and mantissa_rounding:
                     arr = round_mantissa(arr, layer.keep_bits)
                 vars_[name][r0:r1, :] = arr
             nodata_count += int(np.count_nonzero(~np.isfinite(data["displacement"]) | nod))
@@ -266,8 +320,8 @@ def write_granule(
             tcoh_sum += float(valid_t.sum(dtype=np.float64))
             tcoh_n += valid_t.size
 
-        _write_corrections(f, xs, ys, geo.epsg, gt, sec, scene, seed, sec_i, (ref_row, ref_col),
-                           w, h)
+        _write_corrections(f, xs, ys, geo.epsg, gt, sec, scene, seed, (ref_i, sec_i),
+                           (ref_row, ref_col), w, h, mantissa_rounding)
         _write_identification(f, frame, ref, sec, geo, xs, ys, nodata_count,
                               tcoh_sum / max(tcoh_n, 1), dates, ref_i, sec_i)
         _write_metadata(f)
@@ -275,8 +329,9 @@ def write_granule(
 
 
 def _write_corrections(f: h5netcdf.File, xs: np.ndarray, ys: np.ndarray, epsg: int,
-                       gt: list[float], sec: datetime, scene: Scene, seed: int, sec_i: int,
-                       ref_rc: tuple[int, int], w: int, h: int) -> None:
+                       gt: list[float], sec: datetime, scene: Scene, seed: int,
+                       pair: tuple[int, int], ref_rc: tuple[int, int], w: int, h: int,
+                       rounding: bool) -> None:
     g = f.create_group("corrections")
     g.attrs["description"] = "Phase corrections which may be used to correct the displacement image"
     _write_grid_vars(g, xs, ys, epsg, gt, (sec - _EPOCH).total_seconds(), None,
@@ -293,8 +348,21 @@ def _write_corrections(f: h5netcdf.File, xs: np.ndarray, ys: np.ndarray, epsg: i
                                    "reference and secondary acquisitions. May be used to correct "
                                    "for DEM error."),
     }
-    rng = np.random.default_rng([seed, sec_i, 99])
-    a, b, c = rng.normal(size=3)
+    ref_i, sec_i = pair
+    c = np.random.default_rng([seed, sec_i, 99]).normal(size=3)[2]
+    up, vp = scene.point(*ref_rc)
+
+    def pair_field(fn: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+                   u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        # Secondary date minus reference date, referenced to the reference point.
+        at_ref = float((fn(sec_i, up, vp) - fn(ref_i, up, vp))[0, 0])
+        out: np.ndarray = fn(sec_i, u, v) - fn(ref_i, u, v) - at_ref
+        return out
+
+    def store(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        out: np.ndarray = np.broadcast_to(a, shape).astype(np.float32)
+        return round_mantissa(out, 10) if rounding else out
+
     vars_ = {}
     for name, (long, desc) in specs.items():
         var = _raster(g, name, "float32", np.nan)
@@ -304,11 +372,9 @@ def _write_corrections(f: h5netcdf.File, xs: np.ndarray, ys: np.ndarray, epsg: i
     for r0, r1 in _bands(h):
         u, v = scene.coords(r0, r1)
         shape = (r1 - r0, w)
-        vars_["ionospheric_delay"][r0:r1, :] = np.zeros(shape, np.float32)
-        vars_["solid_earth_tide"][r0:r1, :] = round_mantissa(
-            np.broadcast_to(0.01 * (a * u + b * v), shape).astype(np.float32), 10)
-        vars_["perpendicular_baseline"][r0:r1, :] = round_mantissa(
-            np.broadcast_to(50 * c + 3.0 * u - 2.0 * v, shape).astype(np.float32), 10)
+        vars_["ionospheric_delay"][r0:r1, :] = store(pair_field(scene.iono, u, v), shape)
+        vars_["solid_earth_tide"][r0:r1, :] = store(pair_field(scene.tide, u, v), shape)
+        vars_["perpendicular_baseline"][r0:r1, :] = store(50 * c + 3.0 * u - 2.0 * v, shape)
     rp = g.create_variable("reference_point", (), "i8", data=np.int64(0),
                            fillvalue=np.int64(0))
     tr = Transformer.from_crs(epsg, 4326, always_xy=True)
@@ -417,14 +483,35 @@ def write_archive(
     shape: tuple[int, int] = (1024, 1280),
     seed: int = 0,
     progress: bool = False,
+    noise: bool = True,
+    mantissa_rounding: bool = True,
+    reference_every: int = REFERENCE_EVERY,
+    skip: Collection[int] = (),
 ) -> list[Path]:
-    """Write a series of ``n_dates`` granules for each frame; return their paths."""
+    """Write a series of ``n_dates`` granules for each frame; return their paths.
+
+    ``noise``, ``mantissa_rounding`` and ``reference_every`` are passed to
+    :func:`write_granule`; ``skip`` lists secondary indices (1-based, as ``index``) not
+    written, e.g. a reference change's crossover product.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     paths = write_archive(d, n_dates=4, shape=(8, 9), reference_every=2, skip=[2])
+    ...     [DispProduct.from_name(p.name).secondary.day for p in paths]
+    [17, 10, 22]
+    """
     from tqdm import tqdm
 
-    jobs = [(frame, i) for frame in frames for i in range(1, n_dates + 1)]
+    bad = sorted(set(skip) - set(range(1, n_dates + 1)))
+    if bad:
+        raise ValueError(f"skip {bad} is outside the products 1..{n_dates}")
+    jobs = [(frame, i) for frame in frames for i in range(1, n_dates + 1) if i not in skip]
     out: list[Path] = []
     for frame, i in tqdm(jobs, desc="sample granules", unit="granule", disable=not progress):
         out.append(write_granule(directory, frame=frame, shape=shape, n_dates=n_dates, index=i,
-                                 seed=seed))
+                                 seed=seed, noise=noise, mantissa_rounding=mantissa_rounding,
+                                 reference_every=reference_every))
     return out
 
