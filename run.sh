@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MAAP DPS entry point for opera-disp-subset.
+# MAAP DPS entry point for opera-disp-subset (product subset, the default, or timeseries).
 #
 #   run.sh P1 ... PN          legacy DPS: exactly N positionals in algorithm_config.yaml order,
 #                             any of them '' (= not given)
@@ -16,7 +16,13 @@
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points)
+# Inputs only one product takes (the others take both).
+subset_only=" cog_writer "
+series_only=" corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points "
+# Yes/no inputs: their option when true (and when false, if it has one).
+declare -A flag_true=([seasonal]=--seasonal [allow_gaps]=--allow-gaps [date_cogs]=--date-cogs)
+declare -A flag_false=()
 n=${#names[@]}
 
 usage() {
@@ -82,10 +88,34 @@ elif [[ $mode == positional ]]; then
   done
 fi
 
+product=${given[product]:-subset}
+case "$product" in
+  subset|timeseries) ;;
+  *) fail "product '$product' is not allowed; choose subset or timeseries" ;;
+esac
+
 args=()
 for name in "${names[@]}"; do
   value=${given[$name]:-}
-  [[ -n "$value" ]] && args+=("--${name//_/-}" "$value")
+  [[ -z "$value" || $name == product ]] && continue
+  if [[ $product == subset && "$series_only" == *" $name "* ]]; then
+    fail "input '$name' applies to product timeseries only (product is subset)"
+  fi
+  if [[ $product == timeseries && "$subset_only" == *" $name "* ]]; then
+    fail "input '$name' applies to product subset only (product is timeseries)"
+  fi
+  if [[ -n "${flag_true[$name]:-}" ]]; then
+    case "${value,,}" in
+      true|yes|1) args+=("${flag_true[$name]}") ;;
+      false|no|0) [[ -n "${flag_false[$name]:-}" ]] && args+=("${flag_false[$name]}") ;;
+      *) fail "input '$name' is '$value'; expected true or false" ;;
+    esac
+    continue
+  fi
+  option="--${name//_/-}"
+  # A time series is made of one layer.
+  [[ $product == timeseries && $name == layers ]] && option=--layer
+  args+=("$option" "$value")
 done
 
 # File inputs DPS localised into ./input: a .nc granule makes ./input an archive to
@@ -114,14 +144,14 @@ args+=(--output "$outdir" --log-file "$log")
 find_cli
 
 if [[ -n "${OPERA_DISP_DRY_RUN:-}" ]]; then
-  printf '%s\n' subset "${args[@]}"
+  printf '%s\n' "$product" "${args[@]}"
   exit 0
 fi
 
 mkdir -p "$outdir"
-echo "run.sh: ${cli[*]} subset ${args[*]}" >>"$log"
+echo "run.sh: ${cli[*]} $product ${args[*]}" >>"$log"
 status=0
-"${cli[@]}" subset "${args[@]}" || status=$?
+"${cli[@]}" "$product" "${args[@]}" || status=$?
 if [[ $status -eq 0 ]]; then
   cp "$log" "$outdir/opera-disp.log"
   echo "run.sh: outputs in $outdir"

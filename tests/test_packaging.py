@@ -85,25 +85,59 @@ def _run_sh(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=600)
 
 
-def _pairs(lines: list[str]) -> list[tuple[str, str]]:
-    assert lines[0] == "subset"
+def _pairs(lines: list[str], product: str = "subset") -> list[tuple[str, str]]:
+    assert lines[0] == product
     rest = lines[1:]
     return list(zip(rest[::2], rest[1::2], strict=True))
 
 
+#: Inputs only the time series takes, and the yes/no ones (they become flags).
+SERIES_ONLY = {"corrections", "nan_policy", "reference_point", "reference_method",
+               "coherence_threshold", "seasonal", "min_valid_fraction", "allow_gaps", "cube",
+               "date_cogs", "points"}
+FLAGS = {"seasonal": "--seasonal", "allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs"}
+
+
 def test_run_sh_reads_positionals_in_yaml_order(tmp_path: Path) -> None:
     names = [p["name"] for p in _config()["inputs"]["positional"]]
-    values = [f"value-{i}-{n}" for i, n in enumerate(names)]
+    values = ["" if n in SERIES_ONLY or n == "product" else f"value-{i}-{n}"
+              for i, n in enumerate(names)]
     p = _run_sh(values, tmp_path, OPERA_DISP_DRY_RUN="1")
     assert p.returncode == 0, p.stderr
     pairs = _pairs(p.stdout.splitlines())
-    expect = [(f"--{n.replace('_', '-')}", v) for n, v in zip(names, values, strict=True)]
-    assert pairs[: len(names)] == expect
+    expect = [(f"--{n.replace('_', '-')}", v) for n, v in zip(names, values, strict=True) if v]
+    assert pairs[: len(expect)] == expect
     assert ("--output", str(tmp_path / "output")) in pairs
     assert ("--log-file", str(tmp_path / "opera-disp.log")) in pairs
     # Empty positionals are "not given".
     p = _run_sh([""] * len(names), tmp_path, OPERA_DISP_DRY_RUN="1")
     assert [k for k, _ in _pairs(p.stdout.splitlines())] == ["--output", "--log-file"]
+
+
+def test_run_sh_timeseries_product(tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    values = {n: "" for n in names}
+    values.update(product="timeseries", layers="short_wavelength_displacement",
+                  corrections="none", reference_point="-103.7,24.45", seasonal="true",
+                  allow_gaps="false", cube="zarr", points="-103.7,24.45;-103.6,24.5")
+    p = _run_sh([values[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "timeseries"
+    assert "--seasonal" in lines and "--allow-gaps" not in lines
+    rest = [ln for ln in lines[1:] if ln != "--seasonal"]
+    pairs = list(zip(rest[::2], rest[1::2], strict=True))
+    assert ("--layer", "short_wavelength_displacement") in pairs
+    assert ("--reference-point", "-103.7,24.45") in pairs and ("--cube", "zarr") in pairs
+    # An input of the other product, a bad product or a bad yes/no: one line, exit 2.
+    for change, said in (({"product": "subset"}, "applies to product timeseries only"),
+                         ({"product": "mosaic"}, "product 'mosaic' is not allowed"),
+                         ({"seasonal": "maybe"}, "expected true or false"),
+                         ({"cog_writer": "gdal"}, "applies to product subset only")):
+        bad = {**values, **change}
+        p = _run_sh([bad[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
+        assert p.returncode == 2 and said in p.stderr, (change, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_run_sh_wrong_count_is_a_clear_error(tmp_path: Path) -> None:

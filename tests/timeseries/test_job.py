@@ -1,0 +1,254 @@
+"""The time-series job end to end on synthetic stacks whose truth is known."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+
+from opera_disp import api, synthetic
+from opera_disp.geometry import Window
+from opera_disp.io.local import LocalFile
+
+SHAPE = (300, 280)
+N_DATES = 7  # reference changes after dates 3 and 6
+EVERY = 3
+SEED = 5
+WIN = Window(20, 280, 10, 270)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Noise-free, unrounded products: rebasing must recover the truth to float32 rounding."""
+    folder = tmp_path_factory.mktemp("clean")
+    synthetic.write_archive(folder, n_dates=N_DATES, shape=SHAPE, seed=SEED, noise=False,
+                            mantissa_rounding=False, reference_every=EVERY)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("noisy")
+    synthetic.write_archive(folder, n_dates=24, shape=SHAPE, seed=SEED, reference_every=8)
+    return folder
+
+
+def _cube(out: Path, name: str = "displacement") -> np.ndarray:
+    with h5py.File(out / "F40291" / "timeseries.nc") as f:
+        return np.asarray(f[name][...])
+
+
+def _truth(n_dates: int = N_DATES) -> synthetic.Truth:
+    return synthetic.truth(shape=SHAPE, seed=SEED, n_dates=n_dates, window=WIN)
+
+
+def test_rebased_series_recovers_the_truth_across_reference_changes(clean: Path) -> None:
+    r = api.timeseries(source=clean, window=str(WIN), mask="none", reference_method="none",
+                       corrections="solid_earth_tide,ionospheric_delay", output="o",
+                       progress=False)
+    assert r.exit_code == 0, r.message
+    frame = r.summary["timeseries"]["frames"][0]
+    assert len(frame["reference_changes"]) == 2 and frame["gaps"] == 0
+    assert [c["product"] for c in frame["reference_changes"]] == \
+        [p["name"] for p in frame["products"]][EVERY - 1::EVERY][:2]
+    got = _cube(Path("o"))
+    want = _truth().displacement
+    ok = np.isfinite(got)
+    assert ok[:, 0, 0].all() and ok.mean() > 0.95  # the nodata corner and ref pixel only
+    np.testing.assert_allclose(got[ok], want[ok], atol=2e-6)
+    assert np.all(got[0][ok[0]] == 0)
+
+
+def test_corrections_are_subtracted(clean: Path) -> None:
+    both = api.timeseries(source=clean, window=str(WIN), mask="none", reference_method="none",
+                          corrections="solid_earth_tide,ionospheric_delay", output="a",
+                          progress=False)
+    none = api.timeseries(source=clean, window=str(WIN), mask="none", reference_method="none",
+                          corrections="none", output="b", progress=False)
+    assert both.exit_code == none.exit_code == 0
+    diff = _cube(Path("b")) - _cube(Path("a"))
+    # What separates them is the corrections' own chained series: not zero, smooth.
+    assert np.nanmax(np.abs(diff[1:])) > 1e-4
+    assert both.summary["timeseries"]["settings"]["corrections"] == \
+        ["solid_earth_tide", "ionospheric_delay"]
+
+
+def test_velocity_recovers_rate_and_seasonal_amplitude(clean: Path) -> None:
+    r = api.timeseries(source=clean, window=str(WIN), mask="none", reference_method="none",
+                       corrections="solid_earth_tide,ionospheric_delay", seasonal=True,
+                       output="o", progress=False, min_valid_fraction=0.9)
+    assert r.exit_code == 0, r.message
+    t = _truth()
+    with rasterio.open("o/F40291/velocity.tif") as v, \
+            rasterio.open("o/F40291/seasonal_amplitude.tif") as a:
+        rate, amp = v.read(1), a.read(1)
+        assert v.crs.to_epsg() == 32613 and v.tags()["REFERENCE_METHOD"] == "none"
+    ok = np.isfinite(rate)
+    assert ok.mean() > 0.95
+    np.testing.assert_allclose(rate[ok], t.rate[ok], atol=2e-4)
+    np.testing.assert_allclose(amp[ok], np.abs(t.seasonal[ok]), atol=2e-4)
+
+
+def test_velocity_within_tolerance_with_noise(noisy: Path) -> None:
+    """With noise (atmosphere, decorrelation), the rate is within 5 mm/yr of the truth
+    over the coherent pixels, and the true rate is within 4 standard errors for 95 %."""
+    r = api.timeseries(source=noisy, window=str(WIN), reference_method="none",
+                       corrections="solid_earth_tide,ionospheric_delay", seasonal=True,
+                       output="o", progress=False)
+    assert r.exit_code == 0, r.message
+    t = synthetic.truth(shape=SHAPE, seed=SEED, n_dates=24, window=WIN)
+    with rasterio.open("o/F40291/velocity.tif") as v, \
+            rasterio.open("o/F40291/velocity_stderr.tif") as s:
+        rate, err = v.read(1), s.read(1)
+    ok = np.isfinite(rate)
+    assert ok.mean() > 0.5
+    assert np.median(np.abs(rate[ok] - t.rate[ok])) < 0.005
+    assert np.mean(np.abs(rate[ok] - t.rate[ok]) < 4 * err[ok]) > 0.95
+
+
+def test_missing_crossover_is_caught_and_gaps_allowed(tmp_path: Path) -> None:
+    folder = tmp_path / "gap"
+    synthetic.write_archive(folder, n_dates=N_DATES, shape=SHAPE, seed=SEED, noise=False,
+                            reference_every=EVERY, skip={EVERY})
+    r = api.timeseries(source=folder, window="0:64,0:64", output="o", progress=False,
+                       reference_method="none")
+    assert r.exit_code == 2 and r.summary["status"] == "bad_input"
+    assert "crossover product (2016-07-05 -> 2016-08-10)" in r.message
+    g = api.timeseries(source=folder, window="0:64,0:64", output="g", progress=False,
+                       reference_method="none", allow_gaps=True)
+    assert g.exit_code == 0, g.message
+    frame = g.summary["timeseries"]["frames"][0]
+    assert frame["gaps"] == 1 and frame["segments"] == [0, 0, 0, 1, 1, 1, 1]
+    assert [c["product"] for c in frame["reference_changes"]][-1] is None
+
+
+def test_reference_point_zero_series_and_masked_point_refused(clean: Path) -> None:
+    t = _truth()
+    lon, lat = _lonlat(clean, 100, 120)
+    r = api.timeseries(source=clean, window=str(WIN), mask="none", reference_point=(lon, lat),
+                       corrections="solid_earth_tide,ionospheric_delay", output="o",
+                       progress=False)
+    assert r.exit_code == 0, r.message
+    ref = r.summary["timeseries"]["frames"][0]["spatial_reference"]
+    assert (ref["row"], ref["col"]) == (100, 120) and ref["method"] == "point"
+    cube = _cube(Path("o"))
+    assert np.all(cube[:, 100 - WIN.row0, 120 - WIN.col0] == 0)
+    want = t.displacement - t.displacement[:, 100 - WIN.row0, 120 - WIN.col0][:, None, None]
+    ok = np.isfinite(cube)
+    np.testing.assert_allclose(cube[ok], want[ok], atol=3e-6)
+    # The products' own reference pixel is NaN in every product: refused, naming dates.
+    rr, rc = synthetic.reference_pixel(SHAPE)
+    bad = api.timeseries(source=clean, window=str(WIN), reference_point=_lonlat(clean, rr, rc),
+                         output="b", progress=False)
+    assert bad.exit_code == 2
+    assert f"(row {rr}, col {rc}) has no valid value on 2016-07-17" in bad.message
+
+
+def _lonlat(folder: Path, row: int, col: int) -> tuple[float, float]:
+    from pyproj import Transformer
+
+    from opera_disp.hdf5.index import open_index
+    from opera_disp.product import DispProduct
+
+    path = sorted(folder.glob("*.nc"))[0]
+    idx = open_index(LocalFile(path), [], DispProduct.from_name(path.name))
+    g = idx.grid
+    tr = Transformer.from_crs(g.epsg, 4326, always_xy=True)
+    lon, lat = tr.transform(g.x0 + (col + 0.5) * g.res, g.y0 - (row + 0.5) * g.res)
+    return float(lon), float(lat)
+
+
+def test_median_and_high_coherence_subtract_the_per_date_median(clean: Path) -> None:
+    base = api.timeseries(source=clean, window=str(WIN), reference_method="none", output="n",
+                          progress=False)
+    assert base.exit_code == 0
+    series = _cube(Path("n"))
+    with h5py.File("n/F40291/timeseries.nc") as f:
+        coh = np.asarray(f["average_temporal_coherence"][...])
+    for method, good in (("median", np.ones(coh.shape, bool)), ("high-coherence", coh > 0.7)):
+        r = api.timeseries(source=clean, window=str(WIN), reference_method=method,
+                           output=method, progress=False)
+        assert r.exit_code == 0, r.message
+        want = np.array([np.median(s[good & np.isfinite(s)]) for s in series], np.float32)
+        ref = r.summary["timeseries"]["frames"][0]["spatial_reference"]
+        np.testing.assert_allclose(ref["values"], want, atol=1e-7)
+        assert ref["pixels"] == int(good.sum())
+        np.testing.assert_allclose(_cube(Path(method)), series - want[:, None, None],
+                                   atol=1e-7)
+    none = api.timeseries(source=clean, window=str(WIN), reference_method="high-coherence",
+                          coherence_threshold=1.0, output="x", progress=False)
+    assert none.exit_code == 2 and "--coherence-threshold" in none.message
+
+
+def test_cube_opens_in_gdal_with_crs_and_transform_and_zarr_too(clean: Path) -> None:
+    r = api.timeseries(source=clean, window=str(WIN), output="o", progress=False,
+                       date_cogs=True, points=f"{_lonlat(clean, 150, 150)[0]},"
+                       f"{_lonlat(clean, 150, 150)[1]}")
+    assert r.exit_code == 0, r.message
+    with rasterio.open('NETCDF:"o/F40291/timeseries.nc":displacement') as ds, \
+            rasterio.open("o/F40291/velocity.tif") as v:
+        assert ds.count == N_DATES + 1
+        assert ds.crs.to_epsg() == 32613 and ds.transform == v.transform
+        np.testing.assert_array_equal(ds.read(3), _cube(Path("o"))[2])
+    frame = r.summary["timeseries"]["frames"][0]
+    paths = {o["path"] for o in frame["outputs"]}
+    assert {"F40291/velocity.png", "F40291/points.csv", "F40291/points.png",
+            "F40291/timeseries.nc", "F40291/valid_count.tif"} <= paths
+    assert sum(p.startswith("F40291/displacement_20160705_") for p in paths) == N_DATES + 1
+    rows = Path("o/F40291/points.csv").read_text().splitlines()
+    assert rows[0].startswith("point,lon,lat,row,col,date") and len(rows) == N_DATES + 2
+    z = api.timeseries(source=clean, window=str(WIN), output="z", progress=False, cube="zarr")
+    assert z.exit_code == 0
+    import xarray as xr
+
+    with xr.open_zarr("z/F40291/timeseries.zarr") as ds:
+        np.testing.assert_array_equal(ds["displacement"].values, _cube(Path("o")))
+
+
+def test_demo_runs_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = api.timeseries(demo=True, output="d", progress=False)
+    assert r.exit_code == 0, r.message
+    frame = r.summary["timeseries"]["frames"][0]
+    assert frame["reference_changes"] and frame["velocity"]["count"] > 1000
+    doc = json.loads(Path("d/summary.json").read_text())
+    assert doc["timeseries"]["settings"]["reference_method"] == "high-coherence"
+
+
+def test_frames_get_their_own_folders(archive: Path) -> None:
+    r = api.timeseries(source=archive, bbox="-104.2,24.3,-103.4,25.2",
+                       reference_method="median", output="o", progress=False)
+    assert r.exit_code == 0, r.message
+    assert [f["folder"] for f in r.summary["timeseries"]["frames"]] == ["F40291", "F40292"]
+    assert Path("o/F40292/velocity.tif").is_file()
+
+
+@pytest.fixture
+def served(clean: Path) -> Iterator[str]:
+    from ..fakes.servers import Server, ServerState
+
+    srv = Server(ServerState(files={p.name: p for p in clean.glob("*.nc")})).start()
+    yield srv.url
+    srv.shutdown()
+
+
+def test_remote_equals_local_and_reads_only_the_area(clean: Path, served: str) -> None:
+    from opera_disp.io.access import Access
+
+    names = sorted(p.name for p in clean.glob("*.nc"))
+    local = api.timeseries(source=clean, window="0:256,0:256", output="l", progress=False)
+    access = Access("https")
+    try:
+        remote = api.timeseries(granules=[f"{served}/plain/{n}" for n in names],
+                                window="0:256,0:256", output="r", progress=False,
+                                source_factory=access.open)
+    finally:
+        access.close()
+    assert remote.exit_code == local.exit_code == 0, remote.message
+    assert _cube(Path("r")).tobytes() == _cube(Path("l")).tobytes()
+    for p in remote.summary["timeseries"]["frames"][0]["products"]:
+        assert p["requests"] <= 3, p
