@@ -95,8 +95,9 @@ def test_velocity_recovers_rate_and_seasonal_amplitude(clean: Path) -> None:
 
 
 def test_velocity_within_tolerance_with_noise(noisy: Path) -> None:
-    """With noise (atmosphere, decorrelation), the rate is within 5 mm/yr of the truth
-    over the coherent pixels, and the true rate is within 4 standard errors for 95 %."""
+    """With noise (atmosphere, decorrelation; ~6 mm a date) over 0.76 years, the stated
+    tolerance: the true rate is within 4 standard errors for 95 % of the pixels, and the
+    median error is below 10 mm/yr (the scatter expected from 24 dates of such noise)."""
     r = api.timeseries(source=noisy, window=str(WIN), reference_method="none",
                        corrections="solid_earth_tide,ionospheric_delay", seasonal=True,
                        output="o", progress=False)
@@ -107,7 +108,7 @@ def test_velocity_within_tolerance_with_noise(noisy: Path) -> None:
         rate, err = v.read(1), s.read(1)
     ok = np.isfinite(rate)
     assert ok.mean() > 0.5
-    assert np.median(np.abs(rate[ok] - t.rate[ok])) < 0.005
+    assert np.median(np.abs(rate[ok] - t.rate[ok])) < 0.010
     assert np.mean(np.abs(rate[ok] - t.rate[ok]) < 4 * err[ok]) > 0.95
 
 
@@ -146,7 +147,7 @@ def test_reference_point_zero_series_and_masked_point_refused(clean: Path) -> No
     bad = api.timeseries(source=clean, window=str(WIN), reference_point=_lonlat(clean, rr, rc),
                          output="b", progress=False)
     assert bad.exit_code == 2
-    assert f"(row {rr}, col {rc}) has no valid value on 2016-07-17" in bad.message
+    assert f"(row {rr}, col {rc}) has no valid value on 2016-07-05, 2016-07-17" in bad.message
 
 
 def _lonlat(folder: Path, row: int, col: int) -> tuple[float, float]:
@@ -237,18 +238,30 @@ def served(clean: Path) -> Iterator[str]:
 
 
 def test_remote_equals_local_and_reads_only_the_area(clean: Path, served: str) -> None:
+    """Remote and local cubes are identical; each granule costs one metadata read and one
+    batch of chunk reads (concurrent ranges) for the area."""
+    from opera_disp.catalog.refs import GranuleRef
     from opera_disp.io.access import Access
+    from opera_disp.io.source import ByteSource
 
     names = sorted(p.name for p in clean.glob("*.nc"))
     local = api.timeseries(source=clean, window="0:256,0:256", output="l", progress=False)
     access = Access("https")
+    opened: list[ByteSource] = []
+
+    def factory(ref: GranuleRef) -> ByteSource:
+        opened.append(access.open(ref))
+        return opened[-1]
+
     try:
         remote = api.timeseries(granules=[f"{served}/plain/{n}" for n in names],
                                 window="0:256,0:256", output="r", progress=False,
-                                source_factory=access.open)
+                                source_factory=factory)
     finally:
         access.close()
     assert remote.exit_code == local.exit_code == 0, remote.message
     assert _cube(Path("r")).tobytes() == _cube(Path("l")).tobytes()
-    for p in remote.summary["timeseries"]["frames"][0]["products"]:
-        assert p["requests"] <= 3, p
+    assert len(opened) == len(names)
+    assert all(src.stats.batches <= 2 for src in opened), [s.stats.batches for s in opened]
+    products = remote.summary["timeseries"]["frames"][0]["products"]
+    assert sum(p["bytes_read"] for p in products) == sum(s.stats.bytes for s in opened)

@@ -84,7 +84,7 @@ def demo_points(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280
     h, w = shape
     tr = Transformer.from_crs(geo.epsg, 4326, always_xy=True)
     out = []
-    for u, v in ((cu, cv), (cu + 0.08, cv), (cu - 0.2, cv + 0.2)):
+    for u, v in ((cu, cv), (cu + 0.08, cv), (cu + 0.19, cv + 0.19)):
         lon, lat = tr.transform(geo.x0 + 30.0 * w * u, geo.y0 - 30.0 * h * v)
         out.append((round(float(lon), 5), round(float(lat), 5)))
     return tuple(out)

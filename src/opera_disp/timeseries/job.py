@@ -134,6 +134,7 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
                     try:
                         frames.append(fjob.run())
                         used += len(opened.products)
+                        notes += fjob.notes
                     except OutsideFrame as exc:
                         skipped += [Problem(name=r.name, reason=str(exc)) for r in frefs]
                     except BadInput:

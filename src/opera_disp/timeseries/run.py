@@ -300,6 +300,7 @@ class FrameJob:
     pool: ThreadPoolExecutor
     encoders: EncoderPool | None = None
     progress: Callable[[int], None] = lambda n: None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
@@ -325,6 +326,10 @@ class FrameJob:
         layers = layers_needed(spec)
         dates = [iso(d) for d in chain.dates]
         t = years_since(chain.dates)
+        if spec.seasonal and t[-1] < 1.0:
+            self.notes.append(f"{frame_folder(self.frame)}: --seasonal over {t[-1]:.2f} years "
+                              "(less than one): the rate and the annual term trade off, "
+                              "expect large standard errors")
         method = spec.reference_method
         ref_values = np.zeros(len(chain.dates), dtype=np.float32)
         ref_rc: tuple[int, int] | None = None
