@@ -1,0 +1,1 @@
+"""The time series: rebased, corrected, re-referenced displacement cubes and velocity."""
