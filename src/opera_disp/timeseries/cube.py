@@ -62,6 +62,7 @@ import os
 import shutil
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -221,7 +222,8 @@ def _var_attrs(layout: CubeLayout) -> dict[str, str]:
 
 def _shuffle_deflate(chunk: np.ndarray) -> bytes:
     """HDF5's shuffle filter (bytes of each element split into planes) then deflate."""
-    planes = np.ascontiguousarray(chunk.reshape(-1).view(np.uint8).reshape(-1, 4).T)
+    planes = np.ascontiguousarray(
+        np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).reshape(-1, 4).T)
     out: bytes = isal_zlib.compress(planes.data, DEFLATE_LEVEL)
     return out
 
@@ -241,8 +243,9 @@ class CubeWriter:
         self._tmp = scratch / f".{self.path.name}.{uuid.uuid4().hex[:12]}.part"
         self._extra = {name for name, _, _ in layout.extra_2d}
         self._done = False
-        self._pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)),
-                                        thread_name_prefix="cube")
+        workers = max(1, min(8, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cube")
+        self._in_flight = 4 * workers
         self._h5: Any = None
         try:
             if self.fmt is CubeFormat.NETCDF:
@@ -378,10 +381,11 @@ class CubeWriter:
         lead = block.ndim - 2
         cy, cx = chunks[-2:]
         h, w = block.shape[-2:]
-        todo: list[tuple[tuple[int, ...], Future[bytes]]] = []
+        pending: deque[tuple[tuple[int, ...], Future[bytes]]] = deque()
         slow: list[tuple[slice, slice]] = []
         # Chunk rows/cols the block touches; whole ones (or whole up to the area's edge)
-        # are compressed here, the rest goes through HDF5's filters.
+        # are compressed on the worker threads, a bounded number in flight (memory stays
+        # ~ the block), and stored in order; the rest goes through HDF5's own filters.
         for y0 in range(r0 - r0 % cy, r0 + h, cy):
             for x0 in range(c0 - c0 % cx, c0 + w, cx):
                 ye, xe = min(y0 + cy, full[-2]), min(x0 + cx, full[-1])
@@ -397,10 +401,13 @@ class CubeWriter:
                         pad[tuple(slice(0, n) for n in sub.shape)] = sub
                         sub = pad
                     offset: tuple[int, ...] = (k, y0, x0) if lead else (y0, x0)
-                    todo.append((offset, self._pool.submit(_shuffle_deflate,
-                                                           np.ascontiguousarray(sub))))
-        for offset, fut in todo:
-            ds.id.write_direct_chunk(offset, fut.result())
+                    pending.append((offset, self._pool.submit(_shuffle_deflate, sub)))
+                    if len(pending) > self._in_flight:
+                        done, fut = pending.popleft()
+                        ds.id.write_direct_chunk(done, fut.result())
+        while pending:
+            done, fut = pending.popleft()
+            ds.id.write_direct_chunk(done, fut.result())
         for sy, sx in slow:
             ds[..., sy, sx] = block[..., sy.start - r0:sy.stop - r0, sx.start - c0:sx.stop - c0]
 
