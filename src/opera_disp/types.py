@@ -51,6 +51,13 @@ class CogWriterKind(StrEnum):
     GDAL = "gdal"
 
 
+class CubeFormat(StrEnum):
+    """The time-series cube's format (``--cube``)."""
+
+    NETCDF = "netcdf"
+    ZARR = "zarr"
+
+
 class HeadMode(StrEnum):
     """The first read of a remote granule (``OPERA_DISP_HEAD``)."""
 
@@ -128,10 +135,3 @@ class ReferenceMethod(StrEnum):
     MEDIAN = "median"
     HIGH_COHERENCE = "high-coherence"
     NONE = "none"
-
-
-class CubeFormat(StrEnum):
-    """The time-series cube's format (``--cube``)."""
-
-    NETCDF = "netcdf"
-    ZARR = "zarr"

@@ -25,6 +25,11 @@ of redirecting to Earthdata Login, as a token-only mirror does). For the fault b
 body: ``cut_reset`` drops it with a TCP reset, else the connection just closes),
 ``signed_expires`` (presigned URLs expire after that many seconds and then answer 403,
 while ``Cache-Control`` still says 3540 s). Every request is recorded.
+
+For benchmarks: ``bandwidth`` (bytes/s) is one link shared by every connection: each answer
+body goes out in 64 KiB slices, each waiting for its turn on the link, so N concurrent
+downloads share the rate (with ``latency`` per request: e.g. 30 ms and 200 Mbit/s =
+``bandwidth=25e6``).
 """
 
 from __future__ import annotations
@@ -72,8 +77,22 @@ class ServerState:
     cut_next: int = 0
     cut_reset: bool = False
     signed_expires: float | None = None
+    bandwidth: float = 0.0  # bytes/s through one link shared by all connections; 0: no limit
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _link_free: float = 0.0  # when the shared link has sent everything booked on it
+    _link_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pace(self, nbytes: int) -> None:
+        """Book ``nbytes`` on the shared link and wait until they have gone through it."""
+        if self.bandwidth <= 0:
+            return
+        with self._link_lock:
+            start = max(time.monotonic(), self._link_free)
+            self._link_free = done = start + nbytes / self.bandwidth
+        delay = done - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def count(self, prefix: str) -> int:
         """Requests whose path starts with ``prefix``."""
@@ -104,7 +123,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if body and self.command != "HEAD" and self._cut and code in (200, 206):
-            self.wfile.write(body[: len(body) // 2])
+            self._write_paced(body[: len(body) // 2])
             self.wfile.flush()
             if self.server.state.cut_reset:  # RST, not FIN
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -113,7 +132,20 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
         elif body and self.command != "HEAD":
+            self._write_paced(body)
+
+    _SLICE = 64 * 1024
+
+    def _write_paced(self, body: bytes) -> None:
+        st = self.server.state
+        if st.bandwidth <= 0:
             self.wfile.write(body)
+            return
+        view = memoryview(body)
+        for k in range(0, len(body), self._SLICE):
+            piece = view[k:k + self._SLICE]
+            st.pace(len(piece))  # its turn on the shared link, then out
+            self.wfile.write(piece)
 
     def _json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps(doc).encode(), {"Content-Type": "application/json",

@@ -95,6 +95,7 @@ def test_noise_and_rounding_are_on_by_default(tmp_path: Path) -> None:
     with h5py.File(noisy) as fn, h5py.File(clean) as fc:
         dn, dc = fn["displacement"][...], fc["displacement"][...]
         assert float(np.nanstd(dn - dc)) > 1e-3  # atmosphere and white noise
+        assert float(np.nanstd(np.diff(dn - dc, axis=1))) > 1e-3  # white: not only smooth
         bits = dn.view(np.uint32)[np.isfinite(dn)]
         assert not np.any(bits & ((1 << (23 - LAYERS["displacement"].keep_bits)) - 1))
         assert np.any(dc.view(np.uint32)[np.isfinite(dc)] & 0xFF)
