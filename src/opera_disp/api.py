@@ -240,7 +240,8 @@ def timeseries(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layer=layer, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, corrections=corrections, nan_policy=nan_policy, reference_point=reference_point,
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, corrections=corrections,
+        nan_policy=nan_policy, reference_point=reference_point,
         reference_method=reference_method, coherence_threshold=coherence_threshold,
         seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
         cube=cube, date_cogs=date_cogs, points=points)

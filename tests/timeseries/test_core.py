@@ -36,7 +36,7 @@ def test_chain_orders_products_and_finds_crossovers() -> None:
 
 def test_chain_matches_dates_not_seconds() -> None:
     """A date's time of day may differ by a second between two products' names."""
-    products = _products([(0, 1), (0, 2)]) + [("q", D[2] + timedelta(seconds=1), D[3])]
+    products = [*_products([(0, 1), (0, 2)]), ("q", D[2] + timedelta(seconds=1), D[3])]
     assert plan_chain(products).crossovers[0].product == "p0_2"
 
 

@@ -267,7 +267,7 @@ class SpatialReference(TypedDict):
     col: int | None
     """Its pixel column in the frame grid (``point`` only)."""
     pixels: int | None
-    """Pixels the median was taken over (``high-coherence``: coherent pixels; ``median``: the area)."""
+    """Pixels the median was taken over (coherent pixels, or the whole area for ``median``)."""
     values: list[float | None]
     """The value subtracted at each date, metres (null: no valid reference that date)."""
 

@@ -16,10 +16,18 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from ..catalog.refs import GranuleRef
-from ..errors import BadInput, ExitCode, OperaDispError, OutputError, OutsideFrame, \
-    ServiceError, one_line
+from ..errors import (
+    BadInput,
+    ExitCode,
+    OperaDispError,
+    OutputError,
+    OutsideFrame,
+    ServiceError,
+    one_line,
+)
 from ..files import write_json
 from ..job.folder import OutputFolder
 from ..job.resume import listed_outputs, unlisted_files, unlisted_note
@@ -36,8 +44,15 @@ from ..job.summary import (
 )
 from ..tiff.pool import EncoderPool
 from ..types import JobStatus
-from .run import FrameFailure, FrameJob, SourceFactory, iso, layers_needed, open_products, \
-    settings_of
+from .run import (
+    FrameFailure,
+    FrameJob,
+    SourceFactory,
+    iso,
+    layers_needed,
+    open_products,
+    settings_of,
+)
 from .spec import SeriesSpec
 
 log = logging.getLogger(__name__)
@@ -129,8 +144,11 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
                         continue
                     bar = tqdm(desc=f"F{frame:05d}", unit="px", unit_scale=True,
                                disable=(progress is False) if progress is not None else None)
+                    def tick(n: int, bar: Any = bar) -> None:
+                        bar.update(n)
+
                     fjob = FrameJob(spec, frame, opened.products, job.output, folder.scratch,
-                                    pool, encoders, progress=bar.update)
+                                    pool, encoders, progress=tick)
                     try:
                         frames.append(fjob.run())
                         used += len(opened.products)

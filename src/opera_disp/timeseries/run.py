@@ -106,7 +106,7 @@ def settings_of(spec: SeriesSpec) -> SeriesSettings:
 
 def layers_needed(spec: SeriesSpec) -> tuple[str, ...]:
     """The datasets read from every product: the layer, the mask, corrections, coherence."""
-    names = [spec.layer]
+    names: list[str] = [spec.layer]
     if spec.job.mask_applied:
         names.append(MASK_LAYER)
     names += [f"corrections/{c}" for c in spec.corrections]
@@ -665,6 +665,12 @@ class FrameJob:
                 _output(png, self.root, OutputKind.PLOT, self.spec.layer)]
 
 
+def _when(dates: Sequence[datetime]) -> NDArray[np.datetime64]:
+    """Times for matplotlib's date axis (UTC, naive)."""
+    return np.array([np.datetime64(d.astimezone(UTC).replace(tzinfo=None), "s")
+                     for d in dates])
+
+
 def _plot_points(found: Sequence[tuple[int, float, float, int, int, NDArray[np.float32]]],
                  chain: Chain, t: NDArray[np.float64], spec: SeriesSpec, png: Path,
                  scratch: Path, frame: int) -> None:
@@ -681,7 +687,7 @@ def _plot_points(found: Sequence[tuple[int, float, float, int, int, NDArray[np.f
         fit = fit_velocity(series[:, None, None], t, segments=chain.segments,
                            seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
         rate = float(fit.rate[0, 0])
-        line = ax.plot(chain.dates, series * 1000.0, "o", ms=4,
+        line = ax.plot(_when(chain.dates), series * 1000.0, "o", ms=4,
                        label=f"P{i} ({lon:.4f}, {lat:.4f})"
                        + (f": {rate * 1000:.1f} ± {float(fit.stderr[0, 0]) * 1000:.1f} mm/yr"
                           if math.isfinite(rate) else ": no fit"))[0]
@@ -694,7 +700,7 @@ def _plot_points(found: Sequence[tuple[int, float, float, int, int, NDArray[np.f
                 d_cols += [np.sin(2 * np.pi * dense), np.cos(2 * np.pi * dense)]
             coef, *_ = np.linalg.lstsq(np.stack(a_cols, 1), series[finite].astype(np.float64),
                                        rcond=None)
-            ax.plot(dense_dates, np.stack(d_cols, 1) @ coef * 1000.0, "-",
+            ax.plot(_when(dense_dates), np.stack(d_cols, 1) @ coef * 1000.0, "-",
                     color=line.get_color(), lw=1.2)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_ylabel(f"LOS {spec.layer.replace('_', ' ')} [mm]")
