@@ -29,11 +29,15 @@ def inverse_sum(stack: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArra
     """Sum of ``1 / value`` over dates and the number of dates summed.
 
     A NaN anywhere makes the pixel's sum NaN (as opera-utils' harmonic mean with
-    ``skipna=False``); 0 makes it infinite (harmonic mean 0).
+    ``skipna=False``); 0 makes it infinite (harmonic mean 0). Summed one date at a time in
+    float64 (no float64 copy of the whole stack; the same bits whatever the order the
+    dates were read in).
     """
+    total = np.zeros(stack.shape[1:], dtype=np.float64)
     with np.errstate(divide="ignore"):
-        inv = 1.0 / stack.astype(np.float64)
-    return inv.sum(axis=0), np.full(stack.shape[1:], stack.shape[0], dtype=np.int32)
+        for layer in stack:
+            total += 1.0 / layer.astype(np.float64)
+    return total, np.full(stack.shape[1:], stack.shape[0], dtype=np.int32)
 
 
 def harmonic_mean(inv_sum: NDArray[np.float64], count: NDArray[np.int32]

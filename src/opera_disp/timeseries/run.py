@@ -66,7 +66,7 @@ from ..types import OutputKind, ReferenceMethod
 from .cube import CubeLayout, CubeWriter, open_cube
 from .plan import FIT_PIXELS, tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
-from .reference import harmonic_mean, median_per_date
+from .reference import harmonic_mean, inverse_sum, median_per_date
 from .spec import SeriesSpec
 from .velocity import VelocityFit, fit_velocity, years_since
 
@@ -394,11 +394,8 @@ class FrameJob:
                     stack, coh = read_stack(products, spec, layers, tile, self.pool)
                     series = rebase(stack, chain, spec.nan_policy)
                     del stack
-                    inv = (1.0 / coh.astype(np.float64)) if coh.size else coh
-                    with np.errstate(divide="ignore"):
-                        avg = harmonic_mean(inv.sum(axis=0),
-                                            np.full(tile.shape, len(products), np.int32))
-                    del coh, inv
+                    avg = harmonic_mean(*inverse_sum(coh))
+                    del coh
                     if aoi is not None:
                         inside = grid.geometry_mask(aoi, tile)
                         counts["outside_aoi"] += int(np.count_nonzero(~inside))
