@@ -59,11 +59,13 @@ def median_per_date(values: NDArray[np.float32], good: NDArray[np.bool_] | None 
     >>> median_per_date(np.array([1.0, np.nan, 3.0, 2.0], dtype=np.float32))
     2.0
     """
-    v = values if good is None else values[good]
-    v = v[np.isfinite(v)]
+    keep = np.isfinite(values)
+    if good is not None:
+        keep &= good
+    v = values[keep]  # the one copy: the median partitions it in place
     if v.size == 0:
         return float("nan")
-    return float(np.median(v))
+    return float(np.median(v, overwrite_input=True))
 
 
 def describe_invalid(series: NDArray[np.float32], dates: list[str]) -> str:

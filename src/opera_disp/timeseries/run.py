@@ -66,7 +66,7 @@ from ..types import OutputKind, ReferenceMethod
 from .cube import CubeLayout, CubeWriter, open_cube
 from .plan import FIT_PIXELS, tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
-from .reference import harmonic_mean, inverse_sum, median_per_date
+from .reference import describe_invalid, harmonic_mean, inverse_sum, median_per_date
 from .spec import SeriesSpec
 from .velocity import VelocityFit, fit_velocity, years_since
 
@@ -344,9 +344,8 @@ class FrameJob:
             one = Window(ref_rc[0], ref_rc[0] + 1, ref_rc[1], ref_rc[1] + 1)
             stack, _ = read_stack(products, spec, layers, one, self.pool)
             ref_values = rebase(stack, chain, spec.nan_policy)[:, 0, 0]
-            bad = [d[:10] for d, v in zip(dates, ref_values, strict=True) if not np.isfinite(v)]
-            if bad:
-                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            if not np.isfinite(ref_values).all():
+                shown = describe_invalid(ref_values, [d[:10] for d in dates])
                 lon, lat = spec.reference_point
                 raise BadInput(f"reference point {lon:g},{lat:g} (row {ref_rc[0]}, col "
                                f"{ref_rc[1]}) has no valid value on {shown}; choose a "
