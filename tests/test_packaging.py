@@ -194,6 +194,24 @@ def test_run_sh_end_to_end_with_input_symlinks(archive: Path, tmp_path: Path) ->
     assert "Z [INFO]" in (tmp_path / "opera-disp.log").read_text()
 
 
+def test_run_sh_timeseries_end_to_end(archive: Path, tmp_path: Path) -> None:
+    names = [p["name"] for p in _config()["inputs"]["positional"]]
+    (tmp_path / "input").mkdir()
+    for g in sorted(archive.glob("*F40291*.nc")):
+        (tmp_path / "input" / g.name).symlink_to(g)
+    values = {n: "" for n in names}
+    values.update(window="0:128,0:128", product="timeseries", reference_method="median",
+                  date_cogs="true")
+    p = _run_sh([values[n] for n in names], tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "output"
+    doc = json.loads((out / "summary.json").read_text())
+    validate_summary(doc)
+    assert doc["timeseries"]["settings"]["date_cogs"] is True
+    assert (out / "F40291" / "velocity.tif").is_file()
+    assert len(list((out / "F40291").glob("displacement_*.tif"))) == 4
+
+
 def test_run_sh_failure_keeps_log_for_triage(tmp_path: Path) -> None:
     names = [p["name"] for p in _config()["inputs"]["positional"]]
     values = {n: "" for n in names}
