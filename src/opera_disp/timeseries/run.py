@@ -193,6 +193,18 @@ def read_stack(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[s
     return stack, coh
 
 
+def rebase_tile(stack: NDArray[np.float32], coh: NDArray[np.float32], chain: Chain,
+                spec: SeriesSpec, inside: NDArray[np.bool_] | None = None
+                ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """A tile's rebased series and harmonic-mean coherence (NaN outside the AOI) - pure."""
+    series = rebase(stack, chain, spec.nan_policy)
+    avg = harmonic_mean(*inverse_sum(coh))
+    if inside is not None:
+        series[:, ~inside] = np.nan
+        avg[~inside] = np.nan
+    return series, avg
+
+
 def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
              spec: SeriesSpec) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
@@ -390,16 +402,12 @@ class FrameJob:
             for band, band_tiles in _tile_bands(area, shape):
                 rasters.start_band(band)
                 for tile in band_tiles:
-                    stack, coh = read_stack(products, spec, layers, tile, self.pool)
-                    series = rebase(stack, chain, spec.nan_policy)
-                    del stack
-                    avg = harmonic_mean(*inverse_sum(coh))
-                    del coh
-                    if aoi is not None:
-                        inside = grid.geometry_mask(aoi, tile)
+                    inside = grid.geometry_mask(aoi, tile) if aoi is not None else None
+                    if inside is not None:
                         counts["outside_aoi"] += int(np.count_nonzero(~inside))
-                        series[:, ~inside] = np.nan
-                        avg[~inside] = np.nan
+                    series, avg = rebase_tile(*read_stack(products, spec, layers, tile,
+                                                          self.pool),
+                                              chain, spec, inside)
                     rows, cols = self._rel(area, tile)
                     rasters.put("average_temporal_coherence", tile, avg)
                     if two_pass:
