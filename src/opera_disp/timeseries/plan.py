@@ -12,7 +12,7 @@ Examples
 --------
 >>> from opera_disp.geometry import Window
 >>> tile_shape(30, (2048, 2048))
-(512, 1536)
+(512, 1024)
 >>> [str(t) for t in tiles(Window(100, 700, 0, 300), (512, 1024))]
 ['100:612,0:300', '612:700,0:300']
 """
@@ -28,7 +28,7 @@ from ..product import CHUNK
 #: each), and the reads in flight.
 BYTES_PER_PIXEL_DATE = 16
 #: Memory for one tile's arrays.
-TILE_BUDGET = 384 << 20
+TILE_BUDGET = 256 << 20
 #: Pixels fitted at once (the fit's float64 working arrays: ~40 bytes per pixel and date).
 FIT_PIXELS = 1 << 16
 MAX_TILE = 2048
@@ -68,7 +68,7 @@ def peak_bytes(n_products: int, area: tuple[int, int]) -> int:
     Examples
     --------
     >>> round(peak_bytes(30, (2048, 2048)) / 2**20)
-    490
+    366
     """
     th, tw = tile_shape(n_products, area)
     tile = BYTES_PER_PIXEL_DATE * th * tw * (n_products + 1)

@@ -184,9 +184,13 @@ def read_stack(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[s
     coh = np.empty_like(stack)
 
     def one(k: int) -> None:
-        arrays = read_window(products[k].source, products[k].index, layers, win)
-        stack[k] = prepare(arrays, spec)
-        coh[k] = arrays[COHERENCE_LAYER]
+        # The layer and the coherence are decoded straight into the stacks; only the mask
+        # and the corrections get buffers of their own.
+        arrays = read_window(products[k].source, products[k].index, layers, win,
+                             out={spec.layer: stack[k], COHERENCE_LAYER: coh[k]})
+        values = prepare(arrays, spec)
+        if not np.shares_memory(values, stack[k]):
+            stack[k] = values
 
     for _ in pool.map(one, range(len(products))):
         pass
