@@ -88,6 +88,7 @@ def subset(
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
     overwrite: bool = False,
+    stac: bool = True,
 ) -> JobResult:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
@@ -97,7 +98,8 @@ def subset(
     point it at local servers; by default ``--access`` decides). Rerun into its folder,
     the same job reuses the granules whose outputs are complete; a job with other
     settings is refused unless ``overwrite``, which first removes the outputs the old
-    summary lists.
+    summary lists. ``stac`` writes ``catalog.json``, a STAC catalog of the outputs, when
+    the job ends.
 
     Returns
     -------
@@ -128,7 +130,8 @@ def subset(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
+        stac=stac)
     # The output folder first: one that cannot be written, or that another job holds, is
     # refused before any granule is looked at.
     with OutputFolder(spec.output) as folder:

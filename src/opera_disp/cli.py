@@ -191,6 +191,8 @@ def subset(
                               "with a bbox over its deforming area.")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
                                    "(other settings) left in the output folder.")] = False,
+    stac: Annotated[bool, Opt("--stac/--no-stac", help="Write catalog.json, a STAC catalog "
+                              "of the outputs (one item per granule).")] = True,
     log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
                                          **_path("log file", "FILE"))] = None,
     progress: Progress = None,
@@ -205,7 +207,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress, overwrite=overwrite)
+        demo=demo, progress=progress, overwrite=overwrite, stac=stac)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
