@@ -42,7 +42,7 @@ def cogs(tmp_path: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     files = {}
     for i in range(3):
-        data = rng.normal(0, 0.01, SHAPE).astype("float32")
+        data = rng.normal(0.02 * i - 0.01, 0.01, SHAPE).astype("float32")
         data[:50, :70] = np.nan
         files[f"d{i}"] = _cog(out / f"disp_{i}.tif", data, float("nan"), "meters")
     mask = rng.integers(0, 2, SHAPE).astype("uint8")
