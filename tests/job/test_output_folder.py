@@ -337,6 +337,8 @@ def test_signal_mid_job_finishes_in_flight_and_records_interrupted(
     assert not list(out.glob(f"{gs[2].stem}*"))
     _assert_listed_files_complete(out, doc)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no lock, no scratch"
+    # A signalled job ends without cataloguing (its rerun does): no catalog.json at all.
+    assert doc["catalog"] is None and not (out / "catalog.json").exists()
 
 
 
