@@ -45,6 +45,8 @@ def _check_catalog_matches_summary(out: Path, monkeypatch: pytest.MonkeyPatch) -
         assert props["opera:frame"] == g["frame"] and props["opera:granule"] == g["name"]
         assert props["opera:product_version"] == g["version"]
         assert props["opera:mask_applied"] == g["mask_applied"]
+        assert g["orbit_direction"] in ("ascending", "descending")  # read from the local file
+        assert props["sat:orbit_state"] == g["orbit_direction"]
         assert props["processing:software"]["opera-disp"] == summary["software"]["opera_disp"]
         w, s, e, n = g["window"]["lonlat_bounds"]
         assert item.bbox == pytest.approx([w, s, e, n], abs=1e-6)

@@ -20,6 +20,7 @@ SCHEMAS = {
     f"{EXT}/raster/v1.1.0/schema.json": "raster-v1.1.0.json",
     f"{EXT}/file/v2.1.0/schema.json": "file-v2.1.0.json",
     f"{EXT}/processing/v1.2.0/schema.json": "processing-v1.2.0.json",
+    f"{EXT}/sat/v1.0.0/schema.json": "sat-v1.0.0.json",
 }
 
 

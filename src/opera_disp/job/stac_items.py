@@ -26,6 +26,7 @@ from ..types import OutputKind
 from .summary import CatalogRecord, GranuleRecord
 
 SUBSET_COLLECTION: Final = "opera-disp-subset"
+SAT_SCHEMA: Final = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 SUMMARY_NAME: Final = "summary.json"
 
 
@@ -53,6 +54,7 @@ def granule_item(record: GranuleRecord) -> ItemSpec:
     assets.append(AssetSpec("summary", Path(SUMMARY_NAME), ("metadata",), media_type=JSON,
                             title="the job's summary.json", checksum=False))
     window = record["window"]
+    orbit = record.get("orbit_direction")
     return ItemSpec(
         id=record["name"],
         datetime=_when(record["secondary_datetime"]),
@@ -67,8 +69,10 @@ def granule_item(record: GranuleRecord) -> ItemSpec:
             "opera:granule": record["name"],
             "opera:mask_applied": record["mask_applied"],
             "opera:window": [*window["rows"], *window["cols"]],
+            **({"sat:orbit_state": orbit} if orbit else {}),
         },
         title=f"{record['name']} ({window['shape'][0]}x{window['shape'][1]} px)",
+        stac_extensions=(SAT_SCHEMA,) if orbit else (),
     )
 
 

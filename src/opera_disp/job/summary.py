@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NotRequired, get_args
 
 import numpy as np
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
@@ -170,6 +170,9 @@ class GranuleRecord(TypedDict):
     """Where the window lies."""
     mask_applied: bool
     """Whether ``recommended_mask`` was applied."""
+    orbit_direction: NotRequired[Literal["ascending", "descending"] | None]
+    """The satellite's pass (from the catalog, or read from a local file; null when
+    unknown: reading it from a remote file would cost a request of its own)."""
     pixels: Pixels
     """Pixel accounting."""
     statistics: Statistics

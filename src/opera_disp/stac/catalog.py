@@ -100,7 +100,9 @@ class ItemSpec:
     ``datetime`` is the item's nominal time; ``start``/``end`` the interval it covers
     (either may be None; with ``datetime`` None both are required, as STAC asks). The
     geometry and bbox are the lon/lat footprint of the first GeoTIFF asset unless
-    ``geometry`` (GeoJSON, lon/lat) is given.
+    ``geometry`` (GeoJSON, lon/lat) is given. ``stac_extensions`` names the schemas of
+    extension fields in ``properties`` (``proj``, ``raster``, ``file`` and ``processing``
+    are added as needed).
     """
 
     id: str
@@ -111,6 +113,7 @@ class ItemSpec:
     properties: Mapping[str, Any] = field(default_factory=dict)
     geometry: Mapping[str, Any] | None = None
     title: str | None = None
+    stac_extensions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ def _item(folder: Path, collection_dir: Path, spec: ItemSpec) -> pystac.Item:
         props["title"] = spec.title
     item = pystac.Item(id=spec.id, geometry=geometry, bbox=bbox, datetime=spec.datetime,
                        start_datetime=spec.start, end_datetime=spec.end, properties=props,
-                       stac_extensions=[PROCESSING_SCHEMA])
+                       stac_extensions=[PROCESSING_SCHEMA, *spec.stac_extensions])
     for a, file, asset, facts in assets:
         item.add_asset(a.key, asset)
         _extend(asset, a, file, facts)
