@@ -97,6 +97,7 @@ def subset(
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
     overwrite: bool = False,
+    stac: bool = True,
 ) -> JobResult:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
@@ -106,7 +107,8 @@ def subset(
     point it at local servers; by default ``--access`` decides). Rerun into its folder,
     the same job reuses the granules whose outputs are complete; a job with other
     settings is refused unless ``overwrite``, which first removes the outputs the old
-    summary lists.
+    summary lists. ``stac`` writes ``catalog.json``, a STAC catalog of the outputs, when
+    the job ends.
 
     Returns
     -------
@@ -137,7 +139,8 @@ def subset(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
+        stac=stac)
     # The output folder first: one that cannot be written, or that another job holds, is
     # refused before any granule is looked at.
     with OutputFolder(spec.output) as folder:
@@ -181,6 +184,7 @@ def timeseries(
     cube: CubeFormat | str = CubeFormat.NETCDF,
     date_cogs: bool = False,
     points: str | Path | Sequence[tuple[float, float]] | None = None,
+    stac: bool = True,
     output: str | Path = "output",
     tolerated_failure_percentage: float = 0.0,
     workers: int = DEFAULT_WORKERS,
@@ -199,7 +203,9 @@ def timeseries(
     ``<output>/F<frame>/``: ``timeseries.nc`` (or ``.zarr``), ``velocity.tif``,
     ``velocity_stderr.tif``, ``valid_count.tif``, ``average_temporal_coherence.tif``,
     ``velocity.png``, and with ``date_cogs``/``points`` one COG per date and
-    ``points.csv``/``points.png``; ``summary.json`` gains a ``timeseries`` section.
+    ``points.csv``/``points.png``; ``summary.json`` gains a ``timeseries`` section, and
+    ``stac`` writes ``catalog.json`` (an item per frame's velocity products, one per date
+    COG).
 
     Raises
     ------
@@ -244,7 +250,7 @@ def timeseries(
         nan_policy=nan_policy, reference_point=reference_point,
         reference_method=reference_method, coherence_threshold=coherence_threshold,
         seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
-        cube=cube, date_cogs=date_cogs, points=points)
+        cube=cube, date_cogs=date_cogs, points=points, stac=stac)
     with OutputFolder(spec.job.output) as folder:
         _, resumed = previous_job(spec.job, folder.path, overwrite=overwrite,
                                   series=settings_of(spec))

@@ -200,6 +200,8 @@ def subset(
                               "with a bbox over its deforming area.")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
                                    "(other settings) left in the output folder.")] = False,
+    stac: Annotated[bool, Opt("--stac/--no-stac", help="Write catalog.json, a STAC catalog "
+                              "of the outputs (one item per granule).")] = True,
     log_file: Annotated[Path | None, Opt(help="Also write the log to this file.",
                                          **_path("log file", "FILE"))] = None,
     progress: Progress = None,
@@ -214,7 +216,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress, overwrite=overwrite)
+        demo=demo, progress=progress, overwrite=overwrite, stac=stac)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
@@ -287,6 +289,8 @@ def timeseries(
     limit: Limit = None,
     access: AccessOpt = AccessMode.AUTO,
     cmr_url: CmrUrl = None,
+    stac: Annotated[bool, Opt("--stac/--no-stac", help="Write catalog.json, a STAC catalog "
+                              "of the outputs.")] = True,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive with a bbox "
                               "over its deforming area and three points.")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
@@ -309,7 +313,7 @@ def timeseries(
         cube=cube, date_cogs=date_cogs, points=points, output=output,
         tolerated_failure_percentage=tolerated_failure_percentage, workers=workers,
         limit=limit, access=access, cmr_url=cmr_url, demo=demo, progress=progress,
-        overwrite=overwrite)
+        overwrite=overwrite, stac=stac)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)

@@ -115,6 +115,11 @@ def test_parse_reconstructed_disp_record() -> None:
     assert ref.s3_credentials_url == "https://cumulus.asf.earthdatacloud.nasa.gov/s3credentials"
     assert ref.size == 364811000 and ref.checksum == ("md5", "0" * 32)
     assert ref.footprint and len(ref.footprint[0]) == 5
+    assert ref.orbit_direction == "ascending"  # AdditionalAttributes ASCENDING_DESCENDING
+    item = json.loads(json.dumps(page["items"][0]))
+    item["umm"]["AdditionalAttributes"] = [{"Name": "ASCENDING_DESCENDING",
+                                            "Values": ["sideways"]}]
+    assert parse_umm_g(item).orbit_direction is None
 
 
 def test_real_cslc_page_is_not_mistaken_for_disp() -> None:

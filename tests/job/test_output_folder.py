@@ -119,6 +119,13 @@ def _listed(doc: dict[str, Any]) -> dict[str, tuple[int, str]]:
             for o in g["outputs"]}
 
 
+def _catalog_entries(doc: dict[str, Any]) -> list[str]:
+    """The names the STAC catalog adds to the top of the folder (``catalog.json``, the
+    collection's folder)."""
+    files = (doc.get("catalog") or {}).get("files", [])
+    return sorted({Path(f["path"]).parts[0] for f in files})
+
+
 def _assert_listed_files_complete(out: Path, doc: dict[str, Any]) -> None:
     for path, (size, sha) in _listed(doc).items():
         assert (out / path).stat().st_size == size and sha256_file(out / path) == sha, path
@@ -254,7 +261,8 @@ def test_every_temporary_file_lives_in_the_scratch_folder(
                        output=out / writer, cog_writer=writer, progress=False)
         assert r.exit_code == 0
         assert sorted(p.name for p in (out / writer).iterdir()) == sorted(
-            [*_listed(r.summary), "summary.json"]), "only the outputs and the summary"
+            [*_listed(r.summary), *_catalog_entries(r.summary), "summary.json"]), \
+            "only the outputs, their catalog and the summary"
     # COG scratch, raw pixels, .part files of the COGs, quicklooks and summaries.
     assert {p.suffix for p in made} >= {".scratch", ".part"}
     assert {p.parent for p in made} == {out / w / SCRATCH_NAME for w in ("streaming", "gdal")}
@@ -329,6 +337,8 @@ def test_signal_mid_job_finishes_in_flight_and_records_interrupted(
     assert not list(out.glob(f"{gs[2].stem}*"))
     _assert_listed_files_complete(out, doc)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no lock, no scratch"
+    # A signalled job ends without cataloguing (its rerun does): no catalog.json at all.
+    assert doc["catalog"] is None and not (out / "catalog.json").exists()
 
 
 
@@ -396,7 +406,7 @@ def test_other_settings_into_a_used_folder_exit_2_unless_overwrite(
     assert "--overwrite: removed 2 output(s)" in notes
     assert "1 file(s) in the output folder are not outputs of this job: my-notes.txt" in notes
     assert sorted(q.name for q in tmp_path.iterdir()) == sorted(
-        [*_listed(r.summary), "summary.json", "my-notes.txt"])
+        [*_listed(r.summary), *_catalog_entries(r.summary), "summary.json", "my-notes.txt"])
 
 
 def test_a_summary_that_cannot_be_written_is_one_line_not_a_bug(

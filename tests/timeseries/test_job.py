@@ -265,3 +265,29 @@ def test_remote_equals_local_and_reads_only_the_area(clean: Path, served: str) -
     assert all(src.stats.batches <= 2 for src in opened), [s.stats.batches for s in opened]
     products = remote.summary["timeseries"]["frames"][0]["products"]
     assert sum(p["bytes_read"] for p in products) == sum(s.stats.bytes for s in opened)
+
+
+def test_stac_catalog_of_a_series(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One item for the velocity products (with the cube), one per date COG; the summary
+    lists the catalog; stac-validator passes it (offline, every extension's schema)."""
+    import pystac
+
+    from ..stac.helpers import validate_catalog
+
+    r = api.timeseries(source=clean, window="0:128,0:128", output="o", progress=False,
+                       date_cogs=True, reference_method="median")
+    assert r.exit_code == 0, r.message
+    cat = r.summary["catalog"]
+    assert cat is not None and cat["items"] == 1 + N_DATES + 1
+    root = pystac.Catalog.from_file("o/catalog.json")
+    items = {i.id: i for i in root.get_items(recursive=True)}
+    vel = items["F40291_velocity"]
+    assert vel.assets["cube"].media_type == "application/x-netcdf"
+    assert {"velocity", "velocity_stderr", "valid_count", "quicklook"} <= set(vel.assets)
+    dated = sorted(i for i in items if i != "F40291_velocity")
+    assert dated[0].endswith("_20160705_20160705") and len(dated) == N_DATES + 1
+    messages = validate_catalog(Path("o/catalog.json"), monkeypatch)
+    assert len(messages) == 2 + cat["items"]
+    none = api.timeseries(source=clean, window="0:128,0:128", output="n", progress=False,
+                          stac=False, reference_method="median")
+    assert none.summary["catalog"] is None and not Path("n/catalog.json").exists()

@@ -254,6 +254,9 @@ def parse_umm_g(item: dict[str, Any]) -> GranuleRef:
         pts = poly.get("Boundary", {}).get("Points") or []
         rings.append(tuple((float(p["Longitude"]), float(p["Latitude"])) for p in pts))
     locations = https + s3
+    orbit = next((str(v[0]).lower() for a in umm.get("AdditionalAttributes") or []
+                  if a.get("Name") == "ASCENDING_DESCENDING" and (v := a.get("Values"))), None)
     return GranuleRef(product=product, location=locations[0], alternates=tuple(locations[1:]),
                       size=size, checksum=checksum, footprint=tuple(rings) or None,
-                      s3_credentials_url=creds)
+                      s3_credentials_url=creds,
+                      orbit_direction=orbit if orbit in ("ascending", "descending") else None)

@@ -30,6 +30,8 @@ class GranuleRef:
         Outline from the catalog, for area filtering and maps.
     s3_credentials_url : str or None
         The granule's own temporary-credentials endpoint.
+    orbit_direction : str or None
+        ``ascending`` or ``descending`` when the catalog says so.
     """
 
     product: DispProduct
@@ -39,6 +41,7 @@ class GranuleRef:
     checksum: tuple[str, str] | None = None
     footprint: tuple[tuple[tuple[float, float], ...], ...] | None = None
     s3_credentials_url: str | None = None
+    orbit_direction: str | None = None
 
     @property
     def name(self) -> str:

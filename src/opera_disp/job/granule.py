@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from ..catalog.refs import GranuleRef
 from ..errors import OperaDispError, OutsideFrame, ServiceError, one_line
 from ..files import sha256_file
 from ..geometry import Grid, Window
-from ..hdf5.index import GranuleIndex, layer_info, open_index
+from ..hdf5.index import GranuleIndex, decode_attr, layer_info, open_index
 from ..io.auth import public_url
 from ..io.local import LocalFile
 from ..io.source import ByteSource
@@ -175,6 +176,7 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
         record["location"] = public_url(str(getattr(source, "url", ref.location)))
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
+        record["orbit_direction"] = orbit_direction(ref, source)  # after the I/O count
         record["seconds"] = round(time.perf_counter() - t0, 3)
         return Outcome(ref.name, GranuleStatus.OK, record, note=clipped_note(spec.window, win,
                                                                              ref.product.frame))
@@ -191,6 +193,23 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
     finally:
         if source is not None:
             source.close()
+
+
+def orbit_direction(ref: GranuleRef, source: ByteSource
+                    ) -> Literal["ascending", "descending"] | None:
+    """``ascending``/``descending``: from the catalog, else from a local file's
+    ``identification/orbit_pass_direction``; None for a remote file the catalog said
+    nothing about (one more request per granule is not worth it)."""
+    value = ref.orbit_direction
+    if value is None and not getattr(source, "remote", True):
+        try:
+            with source.open_h5() as f:
+                value = str(decode_attr(f["identification/orbit_pass_direction"][()])).lower()
+        except (KeyError, OSError, ValueError):
+            return None
+    if value == "ascending":
+        return "ascending"
+    return "descending" if value == "descending" else None
 
 
 def _writer(plan: GranulePlan, name: str, workers: Workers) -> RasterWriter:

@@ -26,7 +26,8 @@ from .summary import SUMMARY_SCHEMA, GranuleRecord, describe_inputs
 
 SUMMARY_NAME = "summary.json"
 #: Inputs that do not change what the outputs are.
-_NOT_SHAPING = frozenset({"output", "workers", "tolerated_failure_percentage", "access"})
+_NOT_SHAPING = frozenset({"output", "workers", "tolerated_failure_percentage", "access",
+                          "stac"})
 
 
 def _shaping(inputs: Any) -> dict[str, Any]:

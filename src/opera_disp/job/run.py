@@ -25,6 +25,7 @@ from .granule import Outcome, SourceFactory, Workers, iso, local_source, process
 from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,
+    CatalogRecord,
     GranuleRecord,
     Problem,
     Summary,
@@ -135,6 +136,11 @@ def run_job(
     if reuse is None:
         reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
         notes += resumed
+    # A catalog.json never outlives the summary that lists it: an earlier run's goes now,
+    # this run's is written when it ends (see _catalog).
+    from ..stac.catalog import remove_catalog
+
+    remove_catalog(folder.path)
     outcomes: list[Outcome] = [Outcome(r.name, GranuleStatus.OK, reuse[r.name], reused=True)
                                for r in refs if r.name in reuse]
     todo = [r for r in refs if r.name not in reuse]
@@ -143,13 +149,19 @@ def run_job(
     def write(status: JobStatus, code: ExitCode | None, message: str) -> Summary:
         outcomes.sort(key=lambda o: order.get(o.name, 0))
         final = notes
+        catalog = None
         if code is not None:  # files nobody listed are named, never silently mixed in
-            listed = {o["path"] for x in outcomes if x.record is not None
-                      for o in x.record["outputs"]}
+            records = [x.record for x in outcomes if x.record is not None]
+            if status is not JobStatus.INTERRUPTED:  # a signalled job ends without delay
+                catalog = _catalog(spec, records, folder)
+            listed = {o["path"] for r in records for o in r["outputs"]}
+            if catalog is not None:
+                listed |= {f["path"] for f in catalog["files"]}
             final = [*notes, *unlisted_note(unlisted_files(folder.path, listed))]
         summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
                            started=started, finished=None if code is None else
-                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final)
+                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final,
+                           catalog=catalog)
         try:
             write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
         except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
@@ -228,6 +240,23 @@ def run_job(
     return JobResult(write(status, code, message), code, message)
 
 
+def _catalog(spec: JobSpec, records: list[GranuleRecord], folder: OutputFolder
+             ) -> CatalogRecord | None:
+    """Write the STAC catalog of the granules the summary lists (whatever the verdict, as
+    long as there is one; an interrupted job writes none, its rerun does); its record."""
+    if not spec.stac or not records:
+        return None
+    from .stac_items import catalog_record, write_subset_catalog
+
+    try:
+        written = write_subset_catalog(spec.output, records, tmp_dir=folder.scratch)
+    except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
+        raise OutputError(f"cannot write the STAC catalog in {spec.output} "
+                          f"({exc.strerror or one_line(exc)})") from None
+    log.info("STAC catalog: %s (%d item(s))", spec.output / written.root.path, written.items)
+    return catalog_record(written)
+
+
 def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
     """130 for Ctrl-C (SIGINT), 143 for SIGTERM (raised as :class:`Terminated`)."""
     return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
@@ -235,7 +264,8 @@ def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
 
 def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
              status: JobStatus, code: ExitCode | None, message: str, started: datetime,
-             finished: datetime | None, seconds: float, notes: list[str]) -> Summary:
+             finished: datetime | None, seconds: float, notes: list[str],
+             catalog: CatalogRecord | None = None) -> Summary:
     records = [o.record for o in outcomes if o.record is not None]
 
     def problems(kind: GranuleStatus) -> list[Problem]:
@@ -268,4 +298,5 @@ def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
                               if o.record is not None and not o.reused),
             "seconds": round(seconds, 3),
         },
+        catalog=catalog,
     )

@@ -82,6 +82,8 @@ class Inputs(TypedDict):
     """How remote granules were read."""
     cog_writer: CogWriterKind
     """Which encoder wrote the COGs."""
+    stac: bool
+    """Whether the job writes a STAC catalog (``catalog.json``)."""
 
 
 class WindowRecord(TypedDict):
@@ -179,6 +181,9 @@ class GranuleRecord(TypedDict):
     """Where the window lies."""
     mask_applied: bool
     """Whether ``recommended_mask`` was applied."""
+    orbit_direction: NotRequired[Literal["ascending", "descending"] | None]
+    """The satellite's pass (from the catalog, or read from a local file; null when
+    unknown: reading it from a remote file would cost a request of its own)."""
     pixels: Pixels
     """Pixel accounting."""
     statistics: Statistics
@@ -200,6 +205,34 @@ class Problem(TypedDict):
     """Granule name."""
     reason: str
     """One line."""
+
+
+class StacFile(TypedDict):
+    """One file of the STAC catalog."""
+
+    path: str
+    """Relative to the output folder."""
+    bytes: int
+    """Size in bytes."""
+    sha256: str
+    """Hex SHA-256 of the file."""
+
+
+class CatalogRecord(TypedDict):
+    """The STAC catalog written with the outputs (one collection, one item per granule)."""
+
+    path: str
+    """The root, ``catalog.json`` (relative to the output folder)."""
+    bytes: int
+    """Size of the root in bytes."""
+    sha256: str
+    """Hex SHA-256 of the root."""
+    collection: str
+    """The collection's id."""
+    items: int
+    """Items in the collection (one per granule in ``granules``)."""
+    files: list[StacFile]
+    """Every file of the catalog: the root, the collection, the items."""
 
 
 class Totals(TypedDict):
@@ -389,6 +422,9 @@ class Summary(TypedDict):
     """Granules that failed, one line each."""
     totals: Totals
     """Counts over the whole job."""
+    catalog: CatalogRecord | None
+    """The STAC catalog, written when the job ends with at least one granule (null while
+    running, after an interrupt, with ``--no-stac``, or without granules)."""
     timeseries: NotRequired[SeriesSection]
     """A time-series job's dates, chain, reference, pixels, velocity and outputs."""
 
@@ -413,8 +449,8 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # does, does not import pydantic). Each field's docstring becomes its description; no other
 # key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
-               Totals, ProductUse, ReferenceChange, SpatialReference, SeriesPixels,
-               FrameSeries, SeriesSettings, SeriesSection, Summary):
+               StacFile, CatalogRecord, Totals, ProductUse, ReferenceChange, SpatialReference,
+               SeriesPixels, FrameSeries, SeriesSettings, SeriesSection, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
 
@@ -491,6 +527,7 @@ def describe_inputs(spec: JobSpec) -> Inputs:
         limit=spec.limit,
         access=spec.access,
         cog_writer=spec.cog_writer,
+        stac=spec.stac,
     )
 
 

@@ -34,6 +34,7 @@ from ..job.resume import listed_outputs, unlisted_files, unlisted_note
 from ..job.run import JobResult, interrupt_code
 from ..job.summary import (
     SUMMARY_SCHEMA,
+    CatalogRecord,
     FrameSeries,
     Problem,
     SeriesSection,
@@ -95,8 +96,16 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
     def write(status: JobStatus, code: ExitCode | None, message: str) -> Summary:
         outputs = [o for f in frames for o in f["outputs"]]
         final = notes
+        catalog: CatalogRecord | None = None
         if code is not None:
+            # The catalog is written when the job ends with frames written (as subset's:
+            # not for bad input, nothing matched or an interrupt), from the same records.
+            if job.stac and frames and status is not JobStatus.INTERRUPTED and \
+                    code not in (ExitCode.BAD_INPUT, ExitCode.NO_MATCH):
+                catalog = _catalog(frames)
             listed = set(listed_outputs({"timeseries": {"frames": frames}}))
+            if catalog is not None:
+                listed |= {f["path"] for f in catalog["files"]}
             final = [*notes, *unlisted_note(unlisted_files(folder.path, listed))]
         summary = Summary(
             schema=SUMMARY_SCHEMA, status=status, message=message,
@@ -104,6 +113,7 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
             started=iso(started), finished=None if code is None else iso(datetime.now(UTC)),
             software=dict(software_versions()), inputs=describe_inputs(job),
             notes=list(dict.fromkeys(final)), granules=[], skipped=skipped, failed=failed,
+            catalog=catalog,
             totals={"matched": len(refs), "succeeded": used, "reused": 0,
                     "skipped": len(skipped), "failed": len(failed), "outputs": len(outputs),
                     "output_bytes": sum(o["bytes"] for o in outputs),
@@ -117,9 +127,26 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
                               f"({exc.strerror or one_line(exc)})") from None
         return summary
 
+    def _catalog(done: list[FrameSeries]) -> CatalogRecord:
+        from .catalog import write_series_catalog
+
+        try:
+            record = write_series_catalog(job.output, done, settings_of(spec),
+                                          tmp_dir=folder.scratch)
+        except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
+            raise OutputError(f"cannot write the STAC catalog in {job.output} "
+                              f"({exc.strerror or one_line(exc)})") from None
+        log.info("STAC catalog: %s (%d item(s))", job.output / record["path"],
+                 record["items"])
+        return record
+
     def end(code: ExitCode, status: JobStatus, message: str) -> JobResult:
         return JobResult(write(status, code, message), code, message)
 
+    # A catalog.json never outlives the summary that lists it.
+    from ..stac.catalog import remove_catalog
+
+    remove_catalog(folder.path)
     if not refs:
         return end(ExitCode.NO_MATCH, JobStatus.NO_MATCH, "no granule matched the inputs")
     write(JobStatus.RUNNING, None, f"running: {len(by_frame)} frame(s), {len(refs)} granule(s)")

@@ -194,6 +194,7 @@ def make_series_spec(
     cube: CubeFormat | str = CubeFormat.NETCDF,
     date_cogs: bool = False,
     points: str | Path | Sequence[tuple[float, float]] | None = None,
+    stac: bool = True,
 ) -> SeriesSpec:
     """Check a time-series job's inputs and build its :class:`SeriesSpec`.
 
@@ -213,7 +214,7 @@ def make_series_spec(
     job = make_spec(granules=granules, granule_list=granule_list, source=source, bbox=bbox,
                     aoi=aoi, window=window, start=start, end=end, frame=frame,
                     layers=(layer_v,), mask=mask, output=output, workers=workers,
-                    tolerated_failure_percentage=tolerated_failure_percentage,
+                    tolerated_failure_percentage=tolerated_failure_percentage, stac=stac,
                     limit=limit, access=access, cmr_url=cmr_url)
     point: tuple[float, float] | None = None
     if reference_point is not None:

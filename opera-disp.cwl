@@ -1,0 +1,230 @@
+# Generated from algorithm_config.yaml by `python -m opera_disp.cwl`; do not edit.
+# tests/test_cwl.py checks that it is up to date.
+cwlVersion: v1.2
+$namespaces:
+  s: https://schema.org/
+s:author:
+- class: s:Person
+  s:name: opera-disp
+s:contributor:
+- class: s:Person
+  s:name: opera-disp
+s:citation: https://github.com/opera-disp/opera-disp
+s:codeRepository: https://github.com/opera-disp/opera-disp.git
+s:keywords: OGC, OPERA, DISP-S1, InSAR, Sentinel-1, displacement, COG, STAC
+s:license: Apache-2.0
+s:releaseNotes: https://github.com/opera-disp/opera-disp/releases/tag/0.2.0
+s:softwareVersion: 0.2.0
+s:version: 0.2.0
+$graph:
+- class: Workflow
+  id: opera-disp-subset
+  label: opera-disp-subset
+  doc: 'Subset OPERA L3 DISP-S1 granules to an area and time range: apply recommended_mask and write
+    masked displacement (and any other layer) as Cloud-Optimized GeoTIFFs, quicklook PNGs and a machine-readable
+    summary.json.'
+  inputs:
+    granule_list:
+      label: Granule list
+      doc: Optional text file of granule names, paths or URLs (one per line). A .nc granule given
+        here instead is used as a local archive.
+      type: File?
+    granules:
+      label: Granules
+      doc: Comma-separated granule names or URLs (empty = search instead).
+      type: string?
+    bbox:
+      label: Bounding box
+      doc: Area as W,S,E,N in degrees, e.g. -103.80,24.39,-103.64,24.51.
+      type: string?
+    aoi:
+      label: AOI
+      doc: AOI as inline GeoJSON (Polygon/MultiPolygon); outside pixels become nodata.
+      type: string?
+    window:
+      label: Window
+      doc: Pixel window ROW0:ROW1,COL0:COL1 of the frame grid.
+      type: string?
+    start:
+      label: Start
+      doc: First secondary date, ISO (YYYY-MM-DD).
+      type: string?
+    end:
+      label: End
+      doc: Last secondary date, ISO, inclusive.
+      type: string?
+    frame:
+      label: Frame
+      doc: OPERA frame number, e.g. 40291.
+      type: int?
+    layers:
+      label: Layers
+      doc: Comma-separated layers to write (default displacement).
+      type: string?
+      default: displacement
+    mask:
+      label: Mask
+      doc: 'recommended (default: apply recommended_mask) or none (write the mask as its own COG).'
+      type: string?
+      default: recommended
+    tolerated_failure_percentage:
+      label: Tolerated failure percentage
+      doc: Percentage of granules allowed to fail before the job fails (default 0).
+      type: float?
+      default: 0.0
+    workers:
+      label: Workers
+      doc: Granules processed concurrently (default 2).
+      type: int?
+      default: 2
+    limit:
+      label: Limit
+      doc: Process at most this many granules.
+      type: int?
+    access:
+      label: Access
+      doc: 'auto (default: S3 in us-west-2, else HTTPS), https, s3 or local.'
+      type: string?
+      default: auto
+    cmr_url:
+      label: CMR URL
+      doc: CMR search endpoint (default production; e.g. https://cmr.uat.earthdata.nasa.gov/search).
+      type: string?
+    cog_writer:
+      label: COG writer
+      doc: 'streaming (default: opera-disp''s encoder) or gdal (GDAL''s COG driver; slower, a way
+        out of an encoder bug).'
+      type: string?
+      default: streaming
+  outputs:
+    out:
+      type: Directory
+      outputSource: process/outputs_result
+  steps:
+    process:
+      run: '#main'
+      in:
+        granule_list: granule_list
+        granules: granules
+        bbox: bbox
+        aoi: aoi
+        window: window
+        start: start
+        end: end
+        frame: frame
+        layers: layers
+        mask: mask
+        tolerated_failure_percentage: tolerated_failure_percentage
+        workers: workers
+        limit: limit
+        access: access
+        cmr_url: cmr_url
+        cog_writer: cog_writer
+      out:
+      - outputs_result
+- class: CommandLineTool
+  id: main
+  requirements:
+    DockerRequirement:
+      dockerPull: opera-disp-subset:0.2.0
+    NetworkAccess:
+      networkAccess: true
+    ResourceRequirement:
+      ramMin: 16384
+      coresMin: 2
+      outdirMax: 20480
+  baseCommand: /app/opera-disp/run.sh
+  successCodes:
+  - 0
+  inputs:
+    granule_list:
+      type: File?
+      inputBinding:
+        position: 1
+        prefix: --granule_list
+    granules:
+      type: string?
+      inputBinding:
+        position: 2
+        prefix: --granules
+    bbox:
+      type: string?
+      inputBinding:
+        position: 3
+        prefix: --bbox
+    aoi:
+      type: string?
+      inputBinding:
+        position: 4
+        prefix: --aoi
+    window:
+      type: string?
+      inputBinding:
+        position: 5
+        prefix: --window
+    start:
+      type: string?
+      inputBinding:
+        position: 6
+        prefix: --start
+    end:
+      type: string?
+      inputBinding:
+        position: 7
+        prefix: --end
+    frame:
+      type: int?
+      inputBinding:
+        position: 8
+        prefix: --frame
+    layers:
+      type: string?
+      default: displacement
+      inputBinding:
+        position: 9
+        prefix: --layers
+    mask:
+      type: string?
+      default: recommended
+      inputBinding:
+        position: 10
+        prefix: --mask
+    tolerated_failure_percentage:
+      type: float?
+      default: 0.0
+      inputBinding:
+        position: 11
+        prefix: --tolerated_failure_percentage
+    workers:
+      type: int?
+      default: 2
+      inputBinding:
+        position: 12
+        prefix: --workers
+    limit:
+      type: int?
+      inputBinding:
+        position: 13
+        prefix: --limit
+    access:
+      type: string?
+      default: auto
+      inputBinding:
+        position: 14
+        prefix: --access
+    cmr_url:
+      type: string?
+      inputBinding:
+        position: 15
+        prefix: --cmr_url
+    cog_writer:
+      type: string?
+      default: streaming
+      inputBinding:
+        position: 16
+        prefix: --cog_writer
+  outputs:
+    outputs_result:
+      type: Directory
+      outputBinding:
+        glob: ./output*
