@@ -14,7 +14,8 @@ import pytest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "stac-schemas"
 EXT = "https://stac-extensions.github.io"
-#: The extension schemas our catalogs declare -> the copies in tests/fixtures/stac-schemas.
+#: The extension schemas our catalogs declare -> our own restatements of them, in
+#: tests/fixtures/stac-schemas (see the README there).
 SCHEMAS = {
     f"{EXT}/projection/v2.0.0/schema.json": "projection-v2.0.0.json",
     f"{EXT}/raster/v1.1.0/schema.json": "raster-v1.1.0.json",
@@ -67,10 +68,11 @@ def _no_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
     raise OSError(f"name lookup in a test: {host}")
 
 
-def validate_catalog(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Validate ``root`` and everything it links, recursively, with every extension's
-    schema; return stac-validator's messages (one per object). Fails the test when any
-    object is invalid."""
+def stac_validate(root: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> tuple[bool, list[dict[str, Any]]]:
+    """Run stac-validator on ``root`` and everything it links, recursively, with every
+    extension's schema, offline; return whether all passed and its messages (one per
+    object; a failed one names ``failed_schema`` and ``error_message``)."""
     from stac_validator.validate import StacValidate
 
     with no_network(monkeypatch):
@@ -78,6 +80,12 @@ def validate_catalog(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[s
                                  links=False, assets=False, schema_map=schema_map())
         ok = validator.run()
     messages: list[dict[str, Any]] = validator.message
+    return ok, messages
+
+
+def validate_catalog(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """:func:`stac_validate` that fails the test when any object is invalid."""
+    ok, messages = stac_validate(root, monkeypatch)
     bad = [m for m in messages if not m.get("valid_stac")]
     assert ok and not bad, bad or messages
     return messages

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pystac
@@ -17,9 +19,10 @@ from shapely.geometry import shape
 from opera_disp import stac
 from opera_disp.files import sha256_file
 
-from .helpers import SCHEMAS, no_network, validate_catalog
+from .helpers import SCHEMAS, no_network, stac_validate, validate_catalog
 
 T0 = datetime(2020, 1, 1, 6, 0, tzinfo=UTC)
+SAT = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 SHAPE = (300, 350)  # rows, cols: several 128x128 tiles, not a multiple of them
 TRANSFORM = from_origin(600000, 2700000, 30, 30)
 
@@ -55,7 +58,8 @@ def _items(folder: Path, cogs: dict[str, Path]) -> list[stac.ItemSpec]:
     items = [stac.ItemSpec(f"date-{i}", datetime=T0 + timedelta(days=12 * i),
                            start=T0, end=T0 + timedelta(days=12 * i),
                            assets=(stac.AssetSpec("displacement", cogs[f"d{i}"], ("data",)),),
-                           properties={"opera:frame": 40291})
+                           properties={"opera:frame": 40291, "sat:orbit_state": "ascending"},
+                           stac_extensions=(SAT,))
              for i in range(3)]
     cube = folder / "cube.nc"
     cube.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
@@ -150,16 +154,126 @@ def test_catalog_of_cogs_validates_offline_and_loads_back(
             np.testing.assert_array_equal(ds["displacement"].values[i], src.read(1))
 
 
-def test_a_broken_item_fails_validation(cogs: dict[str, Path],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+Doc = dict[str, Any]
+
+
+def _asset(doc: Doc) -> Doc:
+    asset: Doc = doc["assets"]["displacement"]
+    return asset
+
+
+def _band(doc: Doc) -> Doc:
+    band: Doc = _asset(doc)["raster:bands"][0]
+    return band
+
+
+def _drop_processing(doc: Doc) -> None:
+    del doc["properties"]["processing:software"]
+
+
+#: (schema, what to break in date-1's item (or the collection), words of the error).
+#: Each schema sees its own fields broken; each break makes valid JSON of the wrong kind.
+BROKEN: list[tuple[str, str, Any, str]] = [
+    ("projection", "item", lambda d: _asset(d).update({"proj:shape": "300x350"}),
+     "'300x350' is not of type 'array'.*proj:shape"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:shape": [300]}),
+     r"\[300\] is too short"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:shape": [300.5, 350]}),
+     "300.5 is not of type 'integer'"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:code": 32613}),
+     "32613 is not valid.*proj:code"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:transform": [30.0] * 5}),
+     "is not valid.*proj:transform"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:bbox": [1, 2, 3]}),
+     "is not valid.*proj:bbox"),
+    ("projection", "item", lambda d: _asset(d).update({"proj:epsg": 32613}),
+     "'proj:epsg' is not valid"),
+    ("raster", "item", lambda d: _band(d).update({"data_type": "float99"}),
+     "'float99' is not one of"),
+    ("raster", "item", lambda d: _band(d).update({"nodata": "none"}),
+     "'none' is not valid.*nodata"),
+    ("raster", "item", lambda d: _band(d)["statistics"].update({"valid_percent": 150}),
+     "150 is greater than the maximum of 100"),
+    ("raster", "item", lambda d: _band(d)["statistics"].update({"min": 0}),
+     "'min' is not one of"),
+    ("raster", "item", lambda d: _band(d).update({"unit": 1}),
+     "1 is not of type 'string'.*unit"),
+    ("file", "item", lambda d: _asset(d).update({"file:size": -1}),
+     "-1 is less than the minimum of 0"),
+    ("file", "item", lambda d: _asset(d).update({"file:size": "123"}),
+     "'123' is not of type 'integer'"),
+    ("file", "item", lambda d: _asset(d).update({"file:checksum": "sha256:00"}),
+     "'sha256:00' does not match"),
+    ("file", "item", lambda d: _asset(d).update({"file:checksum": "1220ABCD"}),
+     "'1220ABCD' does not match"),
+    ("processing", "item", lambda d: d["properties"].update({"processing:software":
+                                                             {"opera-disp": 1}}),
+     "1 is not of type 'string'.*processing:software"),
+    ("processing", "item", lambda d: d["properties"].update({"processing:level": 2}),
+     "2 is not of type 'string'.*processing:level"),
+    ("processing", "item", _drop_processing, "is not valid under any of the given schemas"),
+    ("processing", "collection", lambda d: d["providers"][-1].update(
+        {"processing:software": "opera-disp 1.0"}), "'opera-disp 1.0' is not of type 'object'"),
+    ("sat", "item", lambda d: d["properties"].update({"sat:orbit_state": "sideways"}),
+     "'sideways' is not one of"),
+    ("sat", "item", lambda d: d["properties"].update({"sat:relative_orbit": 0}),
+     "0 is less than the minimum of 1"),
+    ("sat", "item", lambda d: d["properties"].pop("sat:orbit_state"), "sat_names"),
+]
+
+
+@pytest.mark.parametrize(("schema", "target", "breaks", "words"), BROKEN,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BROKEN)])
+def test_a_broken_field_fails_its_schema(cogs: dict[str, Path],
+                                         monkeypatch: pytest.MonkeyPatch, schema: str,
+                                         target: str, breaks: Any, words: str) -> None:
+    """Our own extension schemas reject a wrong value of each extension's fields (the
+    intact catalog passes: the first test)."""
     folder = cogs["d0"].parent
     written = stac.write_catalog(folder, "example", _items(folder, cogs))
-    item = folder / next(f.path for f in written.files if f.path.endswith("date-1.json"))
-    doc = json.loads(item.read_text())
-    doc["assets"]["displacement"]["proj:code"] = 32613  # the schema asks for a string
-    item.write_text(json.dumps(doc))
-    with pytest.raises(AssertionError, match="proj"):
-        validate_catalog(folder / "catalog.json", monkeypatch)
+    name = "date-1.json" if target == "item" else "collection.json"
+    path = folder / next(f.path for f in written.files if f.path.endswith(name))
+    doc = json.loads(path.read_text())
+    (version,) = [u.split("/")[-2] for u in doc["stac_extensions"] if f"/{schema}/" in u]
+    breaks(doc)
+    path.write_text(json.dumps(doc))
+    ok, messages = stac_validate(folder / "catalog.json", monkeypatch)
+    (bad,) = [m for m in messages if not m["valid_stac"]]
+    assert not ok and Path(bad["path"]).name == name
+    assert Path(bad["failed_schema"]).name == SCHEMAS[
+        f"https://stac-extensions.github.io/{schema}/{version}/schema.json"], bad
+    assert re.search(words, bad["error_message"]), bad["error_message"]
+
+
+def test_other_values_the_specifications_allow_pass(cogs: dict[str, Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schemas are not stricter than the extensions: values opera-disp does not write
+    today, but the specifications allow, validate."""
+    folder = cogs["d0"].parent
+    written = stac.write_catalog(folder, "example", _items(folder, cogs))
+    path = folder / next(f.path for f in written.files if f.path.endswith("date-1.json"))
+    doc = json.loads(path.read_text())
+    asset = _asset(doc)
+    asset.update({"proj:code": None, "proj:wkt2": None, "proj:projjson": None,
+                  "proj:transform": [*asset["proj:transform"], 0, 0, 1],
+                  "proj:bbox": [0, 0, 0, 1, 1, 10], "proj:centroid": {"lat": 24.3, "lon": -104},
+                  "file:byte_order": "little-endian", "file:header_size": 0,
+                  "file:local_path": "dates/disp_1.tif",
+                  # the processing fields may sit in an asset instead of the properties
+                  "processing:software": doc["properties"].pop("processing:software")})
+    _band(doc).update({"nodata": "-inf", "sampling": "area", "scale": 0.001, "offset": 0,
+                       "bits_per_sample": 12, "spatial_resolution": 30,
+                       "histogram": {"count": 3, "min": 0, "max": 1, "buckets": [4, 0, 9]}})
+    doc["properties"].update({"sat:orbit_state": "geostationary", "sat:absolute_orbit": 5,
+                              "sat:relative_orbit": 175,
+                              "sat:anx_datetime": "2020-01-13T05:40:12.5+01:00",
+                              "sat:platform_international_designator": "2014-016A"})
+    doc["assets"]["second"] = {"href": "../../mask.tif", "processing:level": "L3",
+                               "processing:datetime": "2024-02-29T23:59:59Z",
+                               "processing:expression": {"format": "rio-calc",
+                                                         "expression": "(b1 - b2)"}}
+    path.write_text(json.dumps(doc))
+    validate_catalog(folder / "catalog.json", monkeypatch)
 
 
 def test_rewrite_removes_stale_items_and_remove_catalog_cleans_up(
