@@ -214,6 +214,8 @@ BROKEN: list[tuple[str, str, Any, str]] = [
     ("processing", "item", _drop_processing, "is not valid under any of the given schemas"),
     ("processing", "collection", lambda d: d["providers"][-1].update(
         {"processing:software": "opera-disp 1.0"}), "'opera-disp 1.0' is not of type 'object'"),
+    ("processing", "collection", lambda d: d["providers"][-1].pop("processing:software"),
+     "not valid under any|'summaries' is a required"),  # declared, used nowhere
     ("sat", "item", lambda d: d["properties"].update({"sat:orbit_state": "sideways"}),
      "'sideways' is not one of"),
     ("sat", "item", lambda d: d["properties"].update({"sat:relative_orbit": 0}),
