@@ -95,7 +95,58 @@ $graph:
       doc: 'streaming (default: opera-disp''s encoder) or gdal (GDAL''s COG driver; slower, a way
         out of an encoder bug).'
       type: string?
-      default: streaming
+    product:
+      label: Product
+      doc: 'subset (default: masked COGs per granule) or timeseries (one rebased, corrected, re-referenced
+        series and velocity per frame).'
+      type: string?
+    corrections:
+      label: Corrections
+      doc: 'timeseries: /corrections layers subtracted, comma-separated solid_earth_tide,ionospheric_delay,
+        or none (default solid_earth_tide).'
+      type: string?
+    nan_policy:
+      label: Nan policy
+      doc: 'timeseries: propagate (default) or omit: what a NaN in a reference-crossover product does
+        to later dates.'
+      type: string?
+    reference_point:
+      label: Reference point
+      doc: 'timeseries: LON,LAT of the spatial reference pixel (implies reference_method point).'
+      type: string?
+    reference_method:
+      label: Reference method
+      doc: 'timeseries: point, median, high-coherence (default without a point) or none.'
+      type: string?
+    coherence_threshold:
+      label: Coherence threshold
+      doc: 'timeseries: harmonic-mean temporal coherence of a coherent pixel (default 0.7).'
+      type: float?
+    seasonal:
+      label: Seasonal
+      doc: 'timeseries: true to fit an annual sine and cosine with the velocity (default false).'
+      type: string?
+    min_valid_fraction:
+      label: Min valid fraction
+      doc: 'timeseries: pixels valid on fewer dates than this fraction get no velocity (default 0.5).'
+      type: float?
+    allow_gaps:
+      label: Allow gaps
+      doc: 'timeseries: true to start a new segment where a crossover product is missing (default
+        false: exit 2).'
+      type: string?
+    cube:
+      label: Cube
+      doc: 'timeseries: netcdf (default, timeseries.nc) or zarr (timeseries.zarr, Zarr v3).'
+      type: string?
+    date_cogs:
+      label: Date cogs
+      doc: 'timeseries: true to also write one COG per date (default false).'
+      type: string?
+    points:
+      label: Points
+      doc: 'timeseries: LON,LAT;LON,LAT... points whose series go to points.csv and points.png.'
+      type: string?
   outputs:
     out:
       type: Directory
@@ -120,6 +171,18 @@ $graph:
         access: access
         cmr_url: cmr_url
         cog_writer: cog_writer
+        product: product
+        corrections: corrections
+        nan_policy: nan_policy
+        reference_point: reference_point
+        reference_method: reference_method
+        coherence_threshold: coherence_threshold
+        seasonal: seasonal
+        min_valid_fraction: min_valid_fraction
+        allow_gaps: allow_gaps
+        cube: cube
+        date_cogs: date_cogs
+        points: points
       out:
       - outputs_result
 - class: CommandLineTool
@@ -219,10 +282,69 @@ $graph:
         prefix: --cmr_url
     cog_writer:
       type: string?
-      default: streaming
       inputBinding:
         position: 16
         prefix: --cog_writer
+    product:
+      type: string?
+      inputBinding:
+        position: 17
+        prefix: --product
+    corrections:
+      type: string?
+      inputBinding:
+        position: 18
+        prefix: --corrections
+    nan_policy:
+      type: string?
+      inputBinding:
+        position: 19
+        prefix: --nan_policy
+    reference_point:
+      type: string?
+      inputBinding:
+        position: 20
+        prefix: --reference_point
+    reference_method:
+      type: string?
+      inputBinding:
+        position: 21
+        prefix: --reference_method
+    coherence_threshold:
+      type: float?
+      inputBinding:
+        position: 22
+        prefix: --coherence_threshold
+    seasonal:
+      type: string?
+      inputBinding:
+        position: 23
+        prefix: --seasonal
+    min_valid_fraction:
+      type: float?
+      inputBinding:
+        position: 24
+        prefix: --min_valid_fraction
+    allow_gaps:
+      type: string?
+      inputBinding:
+        position: 25
+        prefix: --allow_gaps
+    cube:
+      type: string?
+      inputBinding:
+        position: 26
+        prefix: --cube
+    date_cogs:
+      type: string?
+      inputBinding:
+        position: 27
+        prefix: --date_cogs
+    points:
+      type: string?
+      inputBinding:
+        position: 28
+        prefix: --points
   outputs:
     outputs_result:
       type: Directory

@@ -176,3 +176,20 @@ def test_cwltool_runs_the_package_on_a_granule_list(archive: Path, tmp_path: Pat
         assert all((folder / o["path"]).is_file() for o in g["outputs"])
     assert summary["catalog"]["items"] == 2 and (folder / "catalog.json").is_file()
     assert (folder / "opera-disp.log").is_file()
+
+
+@pytest.mark.parametrize("product", ["subset", "timeseries"])
+def test_every_default_suits_both_products(product: str, tmp_path: Path) -> None:
+    """MAAP sends every input that has a default: run.sh must accept them all whichever
+    product is chosen (an input only one product takes has none)."""
+    graph = _yaml(cwl.CWL_NAME)["$graph"]
+    tool = next(g for g in graph if g["class"] == "CommandLineTool")
+    args = [a for name, spec in tool["inputs"].items() if "default" in spec
+            for a in (f"--{name}", str(spec["default"]))]
+    assert len(args) >= 10
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPERA_DISP_DRY_RUN": "1",
+           "OPERA_DISP_CLI": CLI}
+    p = subprocess.run(["bash", str(ROOT / "run.sh"), *args, "--product", product],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == product

@@ -120,8 +120,30 @@ def _label(name: str) -> str:
     return text[0].upper() + text[1:]
 
 
+def _shared_defaults() -> set[str]:
+    """DPS inputs whose default suits both products (``subset`` and ``timeseries``).
+
+    ``run.sh`` refuses an input the chosen product does not take, so an input only one
+    product takes must have no default (MAAP would always send it). ``layers`` reaches the
+    time series as ``--layer``.
+    """
+    import inspect
+
+    from .. import cli
+
+    sub = inspect.signature(cli.subset).parameters
+    series = inspect.signature(cli.timeseries).parameters
+    out = set()
+    for name, param in sub.items():
+        other = series.get({"layers": "layer"}.get(name, name))
+        if other is not None and other.default == param.default:
+            out.add(name)
+    return out
+
+
 def _inputs(config: dict[str, Any]) -> list[dict[str, Any]]:
     options = _command_parameters()
+    shared = _shared_defaults()
     items = [(i, True) for i in config["inputs"].get("file", [])]
     items += [(i, False) for i in config["inputs"].get("positional", [])]
     out = []
@@ -129,7 +151,7 @@ def _inputs(config: dict[str, Any]) -> list[dict[str, Any]]:
         kind, default = cwl_type(item["name"], is_file, options)
         entry: dict[str, Any] = {"name": item["name"], "label": _label(item["name"]),
                                  "type": kind, "doc": " ".join(item["description"].split())}
-        if default is not None:
+        if default is not None and item["name"] in shared:
             entry["default"] = default
         out.append(entry)
     return out
