@@ -247,6 +247,7 @@ class CubeWriter:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cube")
         self._in_flight = 4 * workers
         self._h5: Any = None
+        self._arrays: dict[str, Any] = {}  # the Zarr arrays, opened once
         try:
             if self.fmt is CubeFormat.NETCDF:
                 self._create_netcdf()
@@ -369,7 +370,9 @@ class CubeWriter:
         if self.fmt is CubeFormat.ZARR:
             import zarr
 
-            arr = zarr.open_array(self._tmp, path=name, mode="r+")
+            arr = self._arrays.get(name)
+            if arr is None:
+                arr = self._arrays[name] = zarr.open_array(self._tmp, path=name, mode="r+")
             arr[(..., slice(r0, r1), slice(c0, c1))] = block
         else:
             self._write_netcdf(name, r0, c0, block)
