@@ -101,8 +101,12 @@ class CubeLayout:
     """What a cube holds: where (grid and window), when (times) and which variables.
 
     ``times[0]`` is the first reference date (its map is all zeros when the series starts
-    there). ``reference_times`` defaults to ``times[0]`` for every date, or, with
-    ``segment``, to the first date of each date's segment.
+    there). ``reference_times`` (written as ``reference_time(time)``: what each value is
+    relative to) defaults to ``times[0]`` for every date, or, with ``segment``, to the
+    first date of each date's segment. ``product_reference_times``, when given, is written
+    as ``product_reference_time(time)``: the reference date of the granule each date came
+    from (what opera-utils' ``reformat`` stores as ``reference_time``); ``times[0]``
+    comes from no granule: pass ``times[0]`` itself for it.
     """
 
     grid: Grid
@@ -114,6 +118,7 @@ class CubeLayout:
     extra_2d: tuple[tuple[str, str, str], ...] = ()
     segment: tuple[int, ...] | None = None
     reference_times: tuple[datetime, ...] | None = None
+    product_reference_times: tuple[datetime, ...] | None = None
 
     def __post_init__(self) -> None:
         w, g = self.window, self.grid
@@ -128,10 +133,12 @@ class CubeLayout:
         if self.variable not in VARIABLES:
             raise ValueError(f"variable {self.variable!r} is not one of {', '.join(VARIABLES)}")
         names = [n for n, _, _ in self.extra_2d]
-        reserved = {self.variable, "time", "reference_time", "x", "y", "spatial_ref", "segment"}
+        reserved = {self.variable, "time", "reference_time", "x", "y", "spatial_ref", "segment",
+                    "product_reference_time"}
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"extra_2d names {names} repeat or clash with {sorted(reserved)}")
-        for name, seq in (("segment", self.segment), ("reference_times", self.reference_times)):
+        for name, seq in (("segment", self.segment), ("reference_times", self.reference_times),
+                          ("product_reference_times", self.product_reference_times)):
             if seq is not None and len(seq) != len(self.times):
                 raise ValueError(f"{name} has {len(seq)} values for {len(self.times)} times")
 
@@ -206,6 +213,7 @@ def _time_attrs(long_name: str) -> dict[str, str]:
 
 _TIME_LONG = "Time of the secondary acquisition"
 _REF_LONG = "Time of the reference acquisition the value is relative to"
+_PRODUCT_REF_LONG = "Reference time of the granule the value comes from (before rebasing)"
 
 
 def _cf_time(long_name: str) -> dict[str, str]:
@@ -274,6 +282,10 @@ class CubeWriter:
         rv = f.create_variable("reference_time", ("time",), "f8",
                                data=_seconds(lay.reference_of_each_time()))
         rv.attrs.update(_time_attrs(_REF_LONG))
+        if lay.product_reference_times is not None:
+            pv = f.create_variable("product_reference_time", ("time",), "f8",
+                                   data=_seconds(lay.product_reference_times))
+            pv.attrs.update(_time_attrs(_PRODUCT_REF_LONG))
         for axis, vals in (("y", lay.y()), ("x", lay.x())):
             f.create_variable(axis, (axis,), "f8", data=vals).attrs.update(_coord_attrs(axis))
         sr = f.create_variable("spatial_ref", (), "i4", data=np.int32(0))
@@ -304,10 +316,11 @@ class CubeWriter:
         shard = (t, min(SHARD_YX, h), min(SHARD_YX, w))
         inner = (min(CHUNK_T, t), min(CHUNK_YX, h), min(CHUNK_YX, w))
         codec = [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
-        times = np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
-                          for x in lay.times])
-        refs = np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
-                         for x in lay.reference_of_each_time()])
+        def dt64(seq: tuple[datetime, ...]) -> np.ndarray:
+            return np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
+                             for x in seq])
+
+        times, refs = dt64(lay.times), dt64(lay.reference_of_each_time())
         data: dict[str, Any] = {
             lay.variable: (("time", "y", "x"), da.zeros((t, h, w), "f4", chunks=shard),
                            _var_attrs(lay)),
@@ -324,6 +337,11 @@ class CubeWriter:
                           {"units": units, "long_name": long_name, "grid_mapping": "spatial_ref"})
             enc[name] = {"chunks": inner[1:], "shards": shard[1:], "compressors": codec,
                          "_FillValue": np.float32(np.nan)}
+        time_enc = {"units": TIME_UNITS, "calendar": "standard", "dtype": "f8"}
+        if lay.product_reference_times is not None:
+            data["product_reference_time"] = (("time",), dt64(lay.product_reference_times),
+                                              _cf_time(_PRODUCT_REF_LONG))
+            enc["product_reference_time"] = time_enc
         if lay.segment is not None:
             data["segment"] = (("time",), np.array(lay.segment, np.int32),
                                {"long_name": "Index of the continuous segment of the series",
