@@ -83,6 +83,7 @@ from ..types import CubeFormat
 CHUNK_T, CHUNK_YX = 1, 128
 #: Zarr shards: every date x 256 x 256 pixels (whole shards per 256-row block).
 SHARD_YX = 256
+_ZARR_BATCH = 64
 #: ISA-L deflate level of the netCDF chunks (0-3; 1 is fast and nearly as small as 3).
 DEFLATE_LEVEL = 1
 #: The time encoding of the granules.
@@ -315,7 +316,7 @@ class CubeWriter:
         t, h, w = lay.shape
         shard = (t, min(SHARD_YX, h), min(SHARD_YX, w))
         inner = (min(CHUNK_T, t), min(CHUNK_YX, h), min(CHUNK_YX, w))
-        codec = [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
+        codec = [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")]
         def dt64(seq: tuple[datetime, ...]) -> np.ndarray:
             return np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
                              for x in seq])
@@ -391,7 +392,9 @@ class CubeWriter:
             arr = self._arrays.get(name)
             if arr is None:
                 arr = self._arrays[name] = zarr.open_array(self._tmp, path=name, mode="r+")
-            arr[(..., slice(r0, r1), slice(c0, c1))] = block
+            # Encode a shard's inner chunks in one batch (zarr's default is one at a time).
+            with zarr.config.set({"codec_pipeline.batch_size": _ZARR_BATCH}):
+                arr[(..., slice(r0, r1), slice(c0, c1))] = block
         else:
             self._write_netcdf(name, r0, c0, block)
 
