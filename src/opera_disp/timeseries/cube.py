@@ -13,28 +13,37 @@ attributes.
 Chunking. One pixel's whole series and one date's map must both be cheap. With chunks of
 ``(t, c, c)``, a series reads ``ceil(T / t)`` chunks, about ``T * c * c * 4`` bytes
 whatever ``t``, and a map reads ``t`` maps' worth. So ``t = 1`` and a small ``c``,
-bounded by the per-chunk overhead. Measured on a 2048 x 2048 x 31 cube of the synthetic
-truth plus 3 mm noise (shuffle + deflate, 2-core machine shared with other jobs, warm page
-cache; mean over 20 pixels and 3 dates; bytes are the compressed chunks touched):
+bounded by the per-chunk overhead. ``benchmarks/cube_chunks.py`` measured, on a
+2048 x 2048 x 31 cube of the synthetic truth plus 3 mm noise (shuffle + deflate; 2-core
+machine shared with other jobs, so times are rough; warm page cache, fresh file handle per
+read; mean over 20 pixels and 3 dates; bytes are the compressed chunks touched):
 
-=================  ==========  ===========  ============  =============  =========
-chunks             series kB   series ms    map MB        map ms         file MB
-=================  ==========  ===========  ============  =============  =========
-(1, 256, 256)      6665        204          14.4           448            429
-(1, 128, 128)      1740        67           15.0           637            445
-=================  ==========  ===========  ============  =============  =========
+============  =========  =========  ======  ======  =======  =======
+chunks        series kB  series ms  map MB  map ms  write s  file MB
+============  =========  =========  ======  ======  =======  =======
+1x256x256          6724        231    14.4     366     10.1      429
+**1x128x128**      1748         38    15.0     223     10.1      445
+2x128x128          1734         28    25.0     498      3.9      442
+4x256x256          6559         99    47.2     824      5.6      418
+8x64x64             436          6   108.8    1661      5.7      444
+31x64x64            417          8   424.8    6078      5.8      425
+1x64x64             438         12    15.0     279     11.1      447
+============  =========  =========  ======  ======  =======  =======
 
-``(1, 128, 128)`` wins: a series costs ~1.7 MB and tens of milliseconds, 4x less than
-256 x 256 map chunks, and a map costs exactly one map (chunks holding several dates make
-it several times dearer); 64 x 64 saves little more on a series but quadruples the chunk
-count (a whole frame would be ~560 k chunks). The Zarr store uses the same inner chunks,
-grouped in shards of ``(T, 256, 256)`` so a whole frame is ~1200 files, not ~140 000.
+(``4x256x256`` is opera-utils' ``reformat`` default.) ``1x128x128`` it is: a map costs
+exactly one map (chunks holding several dates make it 2-30x dearer), a series ~1.7 MB
+(4x less than 256 x 256 chunks). ``1x64x64`` reads a series 4x cheaper still, but
+quadruples the chunk count (a whole 7915 x 9548 x 30 frame: 560 k chunks against 140 k,
+and the writer's per-chunk cost with it). The Zarr store uses the same inner chunks, in
+shards of ``(T, 256, 256)``: a whole frame is ~1200 files, not ~140 000.
 
 Writing. Blocks arrive whole-chunk aligned (256-row bands from the area's origin), so the
 netCDF writer compresses each chunk itself (byte shuffle + ISA-L deflate level 1, which is
 ~20x faster than zlib level 4 for the same standard stream) on worker threads and stores it
 with HDF5's direct chunk write; chunks a block only partly covers go through HDF5's own
 filters. The output is built in ``scratch`` and renamed into place by :meth:`CubeWriter.close`.
+Measured (same machine, 31 x 2048 x 2048, 256 x 2048 blocks): netCDF 4.7 s (~110 MB/s of
+float32 in), Zarr 17.8 s (~30 MB/s: zarr-python's per-chunk cost dominates).
 
 Examples
 --------
