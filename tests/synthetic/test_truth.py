@@ -122,3 +122,22 @@ def test_skip_leaves_out_products(tmp_path: Path) -> None:
         synthetic.write_archive(tmp_path, n_dates=5, shape=(20, 30), skip=[6])
     with pytest.raises(ValueError, match="reference_every 0"):
         synthetic.write_archive(tmp_path, n_dates=5, shape=(20, 30), reference_every=0)
+
+
+def test_uncorrected_chain_carries_the_cumulative_corrections(clean: list[Path]) -> None:
+    t = synthetic.truth(shape=SHAPE, seed=4, n_dates=N, corrections=True)
+    assert t.solid_earth_tide is not None and t.ionospheric_delay is not None
+    np.testing.assert_array_equal(t.solid_earth_tide[0], 0.0)
+    # Rebase the raw products along the moving reference (sum the crossovers' values).
+    offset = rebased = np.zeros(SHAPE, np.float32)
+    current = 0
+    for path, (r, s) in zip(clean, synthetic.pairs(N, EVERY), strict=True):
+        disp = _read(path)[0]
+        if r != current:
+            offset = rebased
+            current = r
+        rebased = disp + offset
+        expect = t.displacement[s] + t.solid_earth_tide[s] + t.ionospheric_delay[s]
+        valid = np.isfinite(rebased)
+        np.testing.assert_allclose(rebased[valid], expect[valid], rtol=0, atol=5e-8)
+    assert float(np.abs(t.solid_earth_tide[-1]).max()) > 1e-3

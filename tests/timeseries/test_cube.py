@@ -142,8 +142,9 @@ def test_gdal_reads_one_band_per_date(tmp_path: Path) -> None:
 
 def test_zarr_opens_in_xarray(tmp_path: Path) -> None:
     cube = _cube()
-    path = _write(tmp_path / "ts.zarr", CubeFormat.ZARR, cube,
-                  _layout(segment=(0, 0, 0, 1, 1)))
+    products = (TIMES[0], TIMES[0], TIMES[0], TIMES[2], TIMES[2])
+    layout = _layout(segment=(0, 0, 0, 1, 1), product_reference_times=products)
+    path = _write(tmp_path / "ts.zarr", CubeFormat.ZARR, cube, layout)
     with xr.open_zarr(path) as ds:
         np.testing.assert_array_equal(ds["displacement"].values, cube)
         assert ds["displacement"].dims == ("time", "y", "x")
@@ -155,9 +156,15 @@ def test_zarr_opens_in_xarray(tmp_path: Path) -> None:
         np.testing.assert_array_equal(refs, want[[0, 0, 0, 3, 3]])
         np.testing.assert_array_equal(ds["time"].values.astype("datetime64[us]"), want)
         np.testing.assert_array_equal(ds["velocity"].values, cube[-1] * 2)
-    with xr.open_dataset(_write(tmp_path / "ts.nc", CubeFormat.NETCDF, cube),
+        np.testing.assert_array_equal(
+            ds["product_reference_time"].values.astype("datetime64[us]"), want[[0, 0, 0, 2, 2]])
+    with xr.open_dataset(_write(tmp_path / "ts.nc", CubeFormat.NETCDF, cube, layout),
                          engine="h5netcdf") as nc, xr.open_zarr(path) as zr:
-        assert set(nc.variables) - {"segment"} == set(zr.variables) - {"segment"}
+        assert set(nc.variables) == set(zr.variables)
+        np.testing.assert_array_equal(nc["segment"].values, [0, 0, 0, 1, 1])
+        np.testing.assert_array_equal(nc["reference_time"].values, zr["reference_time"].values)
+        np.testing.assert_array_equal(nc["product_reference_time"].values,
+                                      zr["product_reference_time"].values)
         for name in nc.variables:
             assert set(nc[name].attrs) <= set(zr[name].attrs) | {"_FillValue"}, name
 

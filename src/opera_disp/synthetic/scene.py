@@ -237,11 +237,16 @@ class Truth:
     seasonal: NDArray[np.float32]
     #: The products' reference point (row, col) in frame pixels.
     reference_pixel: tuple[int, int]
+    #: With ``corrections=True``: the cumulative ``solid_earth_tide`` and
+    #: ``ionospheric_delay`` since ``dates[0]`` (m), float32 ``(T, h, w)``, referenced like
+    #: ``displacement``: what the rebased uncorrected series carries on top of the truth.
+    solid_earth_tide: NDArray[np.float32] | None = None
+    ionospheric_delay: NDArray[np.float32] | None = None
 
 
 def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), seed: int = 0,
           n_dates: int = 6, window: Window | None = None, *,
-          referenced: bool = True) -> Truth:
+          referenced: bool = True, corrections: bool = False) -> Truth:
     """The true ground displacement of the series :func:`~opera_disp.synthetic.write_archive`
     writes with the same ``frame``, ``shape``, ``seed`` and ``n_dates``.
 
@@ -266,6 +271,11 @@ def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), see
         (:func:`reference_pixel`), as the granules are; this is what rebasing recovers
         when the series is not re-referenced. ``False``: absolute ground motion. Rate and
         seasonal amplitude are referenced the same way (the model is linear in both).
+    corrections : bool
+        Also return the cumulative solid earth tide and ionospheric delay: rebasing the
+        uncorrected ``displacement`` gives ``displacement + solid_earth_tide +
+        ionospheric_delay`` of this truth (each granule's correction layer is the
+        secondary date's field minus the reference date's, so they chain like the ground).
 
     Returns
     -------
@@ -298,5 +308,15 @@ def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), see
     disp = np.empty((len(dates), *win.shape), np.float32)
     for k, t in enumerate(years):
         disp[k] = rate * t + seasonal * math.sin(2 * math.pi * t)
+    fields: dict[str, NDArray[np.float32]] = {}
+    if corrections:
+        up, vp = scene.point(*ref)
+        for name, fn in (("solid_earth_tide", scene.tide), ("ionospheric_delay", scene.iono)):
+            out = np.empty_like(disp)
+            base, base_p = fn(0, u, v), float(fn(0, up, vp)[0, 0])
+            for k in range(len(dates)):
+                at_ref = float(fn(k, up, vp)[0, 0]) - base_p if referenced else 0.0
+                out[k] = fn(k, u, v) - base - at_ref
+            fields[name] = out
     return Truth(tuple(dates), tuple(years), disp, rate.astype(np.float32),
-                 seasonal.astype(np.float32), ref)
+                 seasonal.astype(np.float32), ref, **fields)

@@ -13,28 +13,37 @@ attributes.
 Chunking. One pixel's whole series and one date's map must both be cheap. With chunks of
 ``(t, c, c)``, a series reads ``ceil(T / t)`` chunks, about ``T * c * c * 4`` bytes
 whatever ``t``, and a map reads ``t`` maps' worth. So ``t = 1`` and a small ``c``,
-bounded by the per-chunk overhead. Measured on a 2048 x 2048 x 31 cube of the synthetic
-truth plus 3 mm noise (shuffle + deflate, 2-core machine shared with other jobs, warm page
-cache; mean over 20 pixels and 3 dates; bytes are the compressed chunks touched):
+bounded by the per-chunk overhead. ``benchmarks/cube_chunks.py`` measured, on a
+2048 x 2048 x 31 cube of the synthetic truth plus 3 mm noise (shuffle + deflate; 2-core
+machine shared with other jobs, so times are rough; warm page cache, fresh file handle per
+read; mean over 20 pixels and 3 dates; bytes are the compressed chunks touched):
 
-=================  ==========  ===========  ============  =============  =========
-chunks             series kB   series ms    map MB        map ms         file MB
-=================  ==========  ===========  ============  =============  =========
-(1, 256, 256)      6665        204          14.4           448            429
-(1, 128, 128)      1740        67           15.0           637            445
-=================  ==========  ===========  ============  =============  =========
+============  =========  =========  ======  ======  =======  =======
+chunks        series kB  series ms  map MB  map ms  write s  file MB
+============  =========  =========  ======  ======  =======  =======
+1x256x256          6724        231    14.4     366     10.1      429
+**1x128x128**      1748         38    15.0     223     10.1      445
+2x128x128          1734         28    25.0     498      3.9      442
+4x256x256          6559         99    47.2     824      5.6      418
+8x64x64             436          6   108.8    1661      5.7      444
+31x64x64            417          8   424.8    6078      5.8      425
+1x64x64             438         12    15.0     279     11.1      447
+============  =========  =========  ======  ======  =======  =======
 
-``(1, 128, 128)`` wins: a series costs ~1.7 MB and tens of milliseconds, 4x less than
-256 x 256 map chunks, and a map costs exactly one map (chunks holding several dates make
-it several times dearer); 64 x 64 saves little more on a series but quadruples the chunk
-count (a whole frame would be ~560 k chunks). The Zarr store uses the same inner chunks,
-grouped in shards of ``(T, 256, 256)`` so a whole frame is ~1200 files, not ~140 000.
+(``4x256x256`` is opera-utils' ``reformat`` default.) ``1x128x128`` it is: a map costs
+exactly one map (chunks holding several dates make it 2-30x dearer), a series ~1.7 MB
+(4x less than 256 x 256 chunks). ``1x64x64`` reads a series 4x cheaper still, but
+quadruples the chunk count (a whole 7915 x 9548 x 30 frame: 560 k chunks against 140 k,
+and the writer's per-chunk cost with it). The Zarr store uses the same inner chunks, in
+shards of ``(T, 256, 256)``: a whole frame is ~1200 files, not ~140 000.
 
 Writing. Blocks arrive whole-chunk aligned (256-row bands from the area's origin), so the
 netCDF writer compresses each chunk itself (byte shuffle + ISA-L deflate level 1, which is
 ~20x faster than zlib level 4 for the same standard stream) on worker threads and stores it
 with HDF5's direct chunk write; chunks a block only partly covers go through HDF5's own
 filters. The output is built in ``scratch`` and renamed into place by :meth:`CubeWriter.close`.
+Measured (same machine, 31 x 2048 x 2048, 256 x 2048 blocks): netCDF 4.7 s (~110 MB/s of
+float32 in), Zarr 17.8 s (~30 MB/s: zarr-python's per-chunk cost dominates).
 
 Examples
 --------
@@ -83,6 +92,7 @@ from ..types import CubeFormat
 CHUNK_T, CHUNK_YX = 1, 128
 #: Zarr shards: every date x 256 x 256 pixels (whole shards per 256-row block).
 SHARD_YX = 256
+_ZARR_BATCH = 64
 #: ISA-L deflate level of the netCDF chunks (0-3; 1 is fast and nearly as small as 3).
 DEFLATE_LEVEL = 1
 #: The time encoding of the granules.
@@ -101,8 +111,12 @@ class CubeLayout:
     """What a cube holds: where (grid and window), when (times) and which variables.
 
     ``times[0]`` is the first reference date (its map is all zeros when the series starts
-    there). ``reference_times`` defaults to ``times[0]`` for every date, or, with
-    ``segment``, to the first date of each date's segment.
+    there). ``reference_times`` (written as ``reference_time(time)``: what each value is
+    relative to) defaults to ``times[0]`` for every date, or, with ``segment``, to the
+    first date of each date's segment. ``product_reference_times``, when given, is written
+    as ``product_reference_time(time)``: the reference date of the granule each date came
+    from (what opera-utils' ``reformat`` stores as ``reference_time``); ``times[0]``
+    comes from no granule: pass ``times[0]`` itself for it.
     """
 
     grid: Grid
@@ -114,6 +128,7 @@ class CubeLayout:
     extra_2d: tuple[tuple[str, str, str], ...] = ()
     segment: tuple[int, ...] | None = None
     reference_times: tuple[datetime, ...] | None = None
+    product_reference_times: tuple[datetime, ...] | None = None
 
     def __post_init__(self) -> None:
         w, g = self.window, self.grid
@@ -128,10 +143,12 @@ class CubeLayout:
         if self.variable not in VARIABLES:
             raise ValueError(f"variable {self.variable!r} is not one of {', '.join(VARIABLES)}")
         names = [n for n, _, _ in self.extra_2d]
-        reserved = {self.variable, "time", "reference_time", "x", "y", "spatial_ref", "segment"}
+        reserved = {self.variable, "time", "reference_time", "x", "y", "spatial_ref", "segment",
+                    "product_reference_time"}
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"extra_2d names {names} repeat or clash with {sorted(reserved)}")
-        for name, seq in (("segment", self.segment), ("reference_times", self.reference_times)):
+        for name, seq in (("segment", self.segment), ("reference_times", self.reference_times),
+                          ("product_reference_times", self.product_reference_times)):
             if seq is not None and len(seq) != len(self.times):
                 raise ValueError(f"{name} has {len(seq)} values for {len(self.times)} times")
 
@@ -206,6 +223,7 @@ def _time_attrs(long_name: str) -> dict[str, str]:
 
 _TIME_LONG = "Time of the secondary acquisition"
 _REF_LONG = "Time of the reference acquisition the value is relative to"
+_PRODUCT_REF_LONG = "Reference time of the granule the value comes from (before rebasing)"
 
 
 def _cf_time(long_name: str) -> dict[str, str]:
@@ -247,6 +265,7 @@ class CubeWriter:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cube")
         self._in_flight = 4 * workers
         self._h5: Any = None
+        self._arrays: dict[str, Any] = {}  # the Zarr arrays, opened once
         try:
             if self.fmt is CubeFormat.NETCDF:
                 self._create_netcdf()
@@ -273,6 +292,10 @@ class CubeWriter:
         rv = f.create_variable("reference_time", ("time",), "f8",
                                data=_seconds(lay.reference_of_each_time()))
         rv.attrs.update(_time_attrs(_REF_LONG))
+        if lay.product_reference_times is not None:
+            pv = f.create_variable("product_reference_time", ("time",), "f8",
+                                   data=_seconds(lay.product_reference_times))
+            pv.attrs.update(_time_attrs(_PRODUCT_REF_LONG))
         for axis, vals in (("y", lay.y()), ("x", lay.x())):
             f.create_variable(axis, (axis,), "f8", data=vals).attrs.update(_coord_attrs(axis))
         sr = f.create_variable("spatial_ref", (), "i4", data=np.int32(0))
@@ -302,11 +325,12 @@ class CubeWriter:
         t, h, w = lay.shape
         shard = (t, min(SHARD_YX, h), min(SHARD_YX, w))
         inner = (min(CHUNK_T, t), min(CHUNK_YX, h), min(CHUNK_YX, w))
-        codec = [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
-        times = np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
-                          for x in lay.times])
-        refs = np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
-                         for x in lay.reference_of_each_time()])
+        codec = [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")]
+        def dt64(seq: tuple[datetime, ...]) -> np.ndarray:
+            return np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
+                             for x in seq])
+
+        times, refs = dt64(lay.times), dt64(lay.reference_of_each_time())
         data: dict[str, Any] = {
             lay.variable: (("time", "y", "x"), da.zeros((t, h, w), "f4", chunks=shard),
                            _var_attrs(lay)),
@@ -323,6 +347,11 @@ class CubeWriter:
                           {"units": units, "long_name": long_name, "grid_mapping": "spatial_ref"})
             enc[name] = {"chunks": inner[1:], "shards": shard[1:], "compressors": codec,
                          "_FillValue": np.float32(np.nan)}
+        time_enc = {"units": TIME_UNITS, "calendar": "standard", "dtype": "f8"}
+        if lay.product_reference_times is not None:
+            data["product_reference_time"] = (("time",), dt64(lay.product_reference_times),
+                                              _cf_time(_PRODUCT_REF_LONG))
+            enc["product_reference_time"] = time_enc
         if lay.segment is not None:
             data["segment"] = (("time",), np.array(lay.segment, np.int32),
                                {"long_name": "Index of the continuous segment of the series",
@@ -369,8 +398,12 @@ class CubeWriter:
         if self.fmt is CubeFormat.ZARR:
             import zarr
 
-            arr = zarr.open_array(self._tmp, path=name, mode="r+")
-            arr[(..., slice(r0, r1), slice(c0, c1))] = block
+            arr = self._arrays.get(name)
+            if arr is None:
+                arr = self._arrays[name] = zarr.open_array(self._tmp, path=name, mode="r+")
+            # Encode a shard's inner chunks in one batch (zarr's default is one at a time).
+            with zarr.config.set({"codec_pipeline.batch_size": _ZARR_BATCH}):
+                arr[(..., slice(r0, r1), slice(c0, c1))] = block
         else:
             self._write_netcdf(name, r0, c0, block)
 
