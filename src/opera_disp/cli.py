@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -539,7 +540,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+@functools.cache
+def _add_rooms() -> None:
+    """Add the command groups of other rooms (imported here: they use the options above)."""
+    from .dps.cli import app as dps_app
+
+    app.add_typer(dps_app, name="dps")
+
+
 def _main(argv: list[str] | None) -> int:
+    _add_rooms()
     try:
         rv = app(args=argv, prog_name="opera-disp", standalone_mode=False)
     except OperaDispError as exc:
@@ -570,7 +580,6 @@ def _main(argv: list[str] | None) -> int:
         _to_log_file(_log_file_arg(argv), logging.ERROR, f"interrupted (exit {int(code)})")
         return int(code)
     return int(rv) if isinstance(rv, int) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NotRequired, get_args
 
 import numpy as np
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
@@ -214,6 +214,25 @@ class Totals(TypedDict):
     """Wall time of the job."""
 
 
+class DpsJobRecord(TypedDict):
+    """One DPS job whose summary a merged summary holds (``opera-disp dps collect``)."""
+
+    key: str
+    """The job's key in the plan and ledger."""
+    job_id: str | None
+    """DPS job id."""
+    status: str
+    """DPS status when collected."""
+    frame: int
+    """Frame of its granules."""
+    granules: int
+    """Granules planned for it."""
+    location: str | None
+    """Where its outputs were read (folder or URL); null if not collected."""
+    error: str | None
+    """Why it was not collected, or DPS's error text."""
+
+
 class Summary(TypedDict):
     """``summary.json``: one per job, in the output folder."""
 
@@ -243,6 +262,8 @@ class Summary(TypedDict):
     """Granules that failed, one line each."""
     totals: Totals
     """Counts over the whole job."""
+    dps_jobs: NotRequired[list[DpsJobRecord]]
+    """Only in a summary merged by ``dps collect``: the DPS jobs merged (provenance)."""
 
 
 def summary_exit_code(code: ExitCode) -> SummaryExitCode:
@@ -265,7 +286,7 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # does, does not import pydantic). Each field's docstring becomes its description; no other
 # key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
-               Totals, Summary):
+               Totals, DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
 
