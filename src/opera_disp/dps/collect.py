@@ -26,7 +26,7 @@ import requests
 
 from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
 from ..files import atomic_path, write_json
-from ..job.summary import SUMMARY_SCHEMA, DpsJobRecord, Problem, Summary
+from ..job.summary import SUMMARY_SCHEMA, DpsJobRecord, Engine, Problem, Summary
 from ..types import JobStatus
 from .ledger import Ledger
 from .maap import DpsStatus
@@ -269,6 +269,7 @@ def merge_summaries(parts: list[tuple[DpsJobRecord, Summary | None]], output: Pa
         started=started.isoformat().replace("+00:00", "Z"),
         finished=finished.isoformat().replace("+00:00", "Z"),
         software=first["software"], inputs=inputs,  # type: ignore[typeddict-item]
+        engine=Engine(scheduler="dps", workers=len(got)),
         notes=list(dict.fromkeys(notes)), granules=granules, skipped=skipped, failed=failed,
         totals={**totals, "seconds": round((finished - started).total_seconds(), 3)},  # type: ignore[typeddict-item]
         dps_jobs=[r for r, _ in parts])

@@ -214,6 +214,17 @@ class Totals(TypedDict):
     """Wall time of the job."""
 
 
+class Engine(TypedDict):
+    """Where the granules ran."""
+
+    scheduler: str | None
+    """The dask scheduler (its address, ``local:N`` for a LocalCluster of this machine, ``dps``
+    for a summary merged from DPS jobs); null: threads of this process."""
+    workers: int
+    """Dask workers when the job started (DPS jobs for a merged summary); without a scheduler,
+    the granules processed at once (``--workers``)."""
+
+
 class DpsJobRecord(TypedDict):
     """One DPS job whose summary a merged summary holds (``opera-disp dps collect``)."""
 
@@ -252,6 +263,8 @@ class Summary(TypedDict):
     """Versions of opera_disp, python, numpy, h5py, hdf5, rasterio, gdal, pyproj, proj."""
     inputs: Inputs
     """The inputs as understood."""
+    engine: Engine
+    """Where the granules ran (the scheduler and its worker count)."""
     notes: list[str]
     """Remarks (e.g. how many archive granules matched, a window clipped to the frame grid)."""
     granules: list[GranuleRecord]
@@ -286,7 +299,7 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # does, does not import pydantic). Each field's docstring becomes its description; no other
 # key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
-               Totals, DpsJobRecord, Summary):
+               Totals, Engine, DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
 
