@@ -104,8 +104,9 @@ def test_scheduler_values(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_local_cluster_outputs_are_the_local_bytes(archive: Path, tmp_path: Path, cluster: Any,
                                                    local_run: dict[str, str]) -> None:
-    result = api.subset(source=archive, window=WINDOW, frame=FRAME, output=tmp_path / "out",
-                        progress=False, client=cluster)
+    # Relative paths, as typed: the workers run in folders of their own.
+    result = api.subset(source=os.path.relpath(archive), window=WINDOW, frame=FRAME,
+                        output="out", progress=False, client=cluster)
     assert result.exit_code == 0, result.message
     assert _files(tmp_path / "out") == local_run == _outputs(result.summary)
     assert result.summary["engine"]["workers"] == 2

@@ -219,10 +219,9 @@ def test_cli_plan_submit_status_collect(archive: Path, tmp_path: Path, fake: Fak
                               "--maap-host", fake.url], capsys)
     assert code == 0, err
     assert "submitted 1" in out
-    code, out, err = run(["dps", "status", "--maap-host", fake.url], capsys)
+    code, out, err = run(["dps", "status"], capsys)  # the host: the ledger's
     assert code == 3 and "1 running" in err  # unfinished
-    code, out, err = run(["dps", "status", "--maap-host", fake.url, "--wait",
-                              "--interval", "0"], capsys)
+    code, out, err = run(["dps", "status", "--wait", "--interval", "0"], capsys)
     assert code == 0 and "1 succeeded" in out
     code, out, err = run(["dps", "collect", "-o", "merged"], capsys)
     assert code == 0, err

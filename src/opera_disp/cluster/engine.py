@@ -33,7 +33,11 @@ class DaskEngine:
                  source_factory: SourceFactory | None = None):
         self.client = client
         self._executor = client.get_executor(pure=False)
-        self._spec, self._target, self._factory = spec, target, source_factory
+        # Workers run in folders of their own: every path they get is absolute.
+        self._spec = dataclasses.replace(spec, output=spec.output.resolve())
+        self._target = dataclasses.replace(
+            target, scratch=target.scratch.resolve() if target.scratch else None)
+        self._factory = source_factory
         self._engine = Engine(scheduler=label, workers=worker_count(client))
 
     @property
@@ -41,6 +45,8 @@ class DaskEngine:
         return self._engine
 
     def submit(self, ref: GranuleRef) -> Future[Outcome]:
+        if not ref.is_remote:
+            ref = dataclasses.replace(ref, location=str(Path(ref.location).resolve()))
         fut: Future[Outcome] = self._executor.submit(run_granule, ref, self._spec,
                                                      self._target, self._factory)
         return fut

@@ -169,6 +169,9 @@ def submit_cmd(
     the_plan = read_plan(plan)
     dps = connect(api_kind, maap_host, process_id)
     book = ledger_for(the_plan, ledger, dps.api)
+    # How to reach these jobs again (dps status), never a credential.
+    book.doc.update(api=dps.api, maap_host=maap_host or book.doc.get("maap_host"),
+                    process_id=process_id or book.doc.get("process_id"))
     book.save()
     report = submit(the_plan, book, dps, tag=tag, queue=queue)
     code = ExitCode.SERVICE if report.refused else ExitCode.OK
@@ -183,9 +186,10 @@ def status_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     api_kind: Annotated[ApiKind, Opt("--api", help="As for dps submit (default: the "
                                      "ledger's).", **_enum(ApiKind, "api"))] = ApiKind.AUTO,
-    maap_host: Host = None,
-    process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id.",
-                                          metavar="ID")] = None,
+    maap_host: Annotated[str | None, Opt(help="MAAP API host (default: the ledger's).",
+                                         metavar="HOST")] = None,
+    process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id "
+                                          "(default: the ledger's).", metavar="ID")] = None,
     wait: Annotated[bool, Opt("--wait", help="Poll until every job is finished.")] = False,
     interval: Annotated[float, Opt(help="First wait between polls, seconds (then x1.5 each "
                                    "time, at most 300).", min=0.0)] = 15.0,
@@ -203,7 +207,8 @@ def status_cmd(
     book = read_ledger(ledger)
     if api_kind is ApiKind.AUTO and book.doc.get("api") in ("legacy", "ogc"):
         api_kind = ApiKind(book.doc["api"])
-    poll(book, connect(api_kind, maap_host, process_id), wait=wait, timeout=timeout,
+    poll(book, connect(api_kind, maap_host or book.doc.get("maap_host"),
+                       process_id or book.doc.get("process_id")), wait=wait, timeout=timeout,
          backoff=Backoff(first=interval, longest=max(interval, 300.0)))
     if as_json:
         print(json.dumps(book.jobs, indent=2))
