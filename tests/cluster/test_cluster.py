@@ -60,7 +60,7 @@ def cluster() -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as lc, Client(lc) as client:
+                      dashboard_address=":0") as lc, Client(lc) as client:
         yield client
 
 
@@ -144,6 +144,24 @@ def test_a_worker_killed_mid_task_is_retried(archive: Path, tmp_path: Path, clus
     assert _files(tmp_path / "out") == local_run  # ... and the job's bytes are the same
     cluster.wait_for_workers(2, timeout=60)  # the nanny brings it back
     assert killed not in set(cluster.run(os.getpid).values())
+
+
+def test_a_task_dask_gives_up_on_is_the_granules_failure(archive: Path,
+                                                         tmp_path: Path) -> None:
+    """Workers that keep dying on a task (allowed failures used up: KilledWorker) fail that
+    granule, as any granule fails: a line in the summary and the job's exit code, no crash."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                         dashboard_address=":0") as lc, Client(lc) as client:
+        result = api.subset(source=archive, window=WINDOW, frame=FRAME, limit=1,
+                            output=tmp_path / "out", progress=False, client=client,
+                            source_factory=KillOnce(tmp_path / "killed"))
+    assert result.exit_code == 1
+    assert result.summary["totals"]["failed"] == 1
+    assert "its dask task failed: KilledWorker" in result.summary["failed"][0]["reason"]
 
 
 class GraphWatch:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.refs import GranuleRef
+from ..errors import one_line
 from ..job.granule import Outcome, SourceFactory
 from ..job.summary import Engine
 from ..spec import JobSpec
+from ..types import GranuleStatus
 from .objstore import S3Target
 from .scheduler import SchedulerSpec, open_client, parse_scheduler, worker_count
 from .secrets import Courier, KeyPlugin, client_credentials
@@ -47,9 +49,29 @@ class DaskEngine:
     def submit(self, ref: GranuleRef) -> Future[Outcome]:
         if not ref.is_remote:
             ref = dataclasses.replace(ref, location=str(Path(ref.location).resolve()))
-        fut: Future[Outcome] = self._executor.submit(run_granule, ref, self._spec,
-                                                     self._target, self._factory)
-        return fut
+        task = self._executor.submit(run_granule, ref, self._spec, self._target,
+                                     self._factory)
+        out: Future[Outcome] = Future()
+        name = ref.name
+
+        def settle(done: Future[Outcome]) -> None:
+            # A task dask gave up on (its workers kept dying: KilledWorker) is the
+            # granule's failure, not the job's crash.
+            if out.done():  # cancelled by the job (interrupted)
+                return
+            if done.cancelled():
+                out.cancel()
+                out.set_running_or_notify_cancel()
+            elif (exc := done.exception()) is not None:
+                reason = f"its dask task failed: {exc.__class__.__name__}: {one_line(exc)}"
+                log.warning("granule %s failed: %s", name, reason)
+                out.set_result(Outcome(name, GranuleStatus.FAILED, reason=reason))
+            else:
+                out.set_result(done.result())
+
+        task.add_done_callback(settle)
+        out.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        return out
 
 
 class ThreadEngine:
