@@ -79,7 +79,7 @@ def open_client(spec: SchedulerSpec) -> Iterator[Any]:
             # compression threads.
             cluster = stack.enter_context(dist.LocalCluster(
                 n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.WARNING))
+                dashboard_address=":0", silence_logs=logging.WARNING))
             client = stack.enter_context(dist.Client(cluster))
         else:
             try:
@@ -92,4 +92,5 @@ def open_client(spec: SchedulerSpec) -> Iterator[Any]:
         except TimeoutError:
             raise Unreachable(f"dask scheduler {spec.label} has no worker after "
                               f"{WAIT_FOR_WORKERS:.0f} s") from None
+        log.info("dask dashboard: %s", client.dashboard_link)
         yield client
