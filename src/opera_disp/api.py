@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -98,6 +99,7 @@ def subset(
     source_factory: SourceFactory | None = None,
     overwrite: bool = False,
     stac: bool = True,
+    client: Any = None,
 ) -> JobResult:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
@@ -110,6 +112,13 @@ def subset(
     summary lists. ``stac`` writes ``catalog.json``, a STAC catalog of the outputs, when
     the job ends.
 
+    ``client`` runs each granule as a task on dask.distributed workers: a
+    ``distributed.Client``, or the text of ``--scheduler`` (``"local:4"``, an address); the
+    outputs are the same bytes as a local run's. ``output`` may then be a folder every
+    worker reaches, or ``s3://bucket/prefix`` (each task uploads its files with their
+    SHA-256; also without ``client``). With a ``client``, ``source_factory`` must be
+    picklable.
+
     Returns
     -------
     JobResult
@@ -121,8 +130,11 @@ def subset(
         For inputs a user must fix (exit code 2), before anything is read.
     """
     from .catalog.resolve import resolve_granules
+    from .cluster.engine import open_engine
+    from .cluster.objstore import S3Target, is_s3_url, publish_summary
     from .io.access import Access
     from .job.folder import OutputFolder
+    from .job.granule import local_source
     from .job.resume import previous_job
     from .job.run import run_job
 
@@ -135,6 +147,16 @@ def subset(
         source = synthetic.demo_archive(progress=progress is not False)
         if bbox is None and aoi is None and window is None:
             bbox = synthetic.demo_bbox()
+    s3 = None
+    early: list[str] = []
+    if is_s3_url(str(output)):
+        s3 = S3Target.parse(str(output))
+        if stac:  # the COGs go up from the workers: their facts are not on this machine
+            stac = False
+            early.append("no STAC catalog with an s3:// output: the COGs are uploaded where "
+                         "they are made (write to a folder for catalog.json)")
+        staging = tempfile.TemporaryDirectory(prefix="opera-disp-s3-")  # the summary's
+        output = staging.name
     spec = make_spec(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
@@ -146,18 +168,24 @@ def subset(
     with OutputFolder(spec.output) as folder:
         reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
         refs, notes = resolve_granules(selection(spec))
-        notes = [*notes, *resumed]
+        notes = [*early, *notes, *resumed]
         log.info("%d granule(s) matched", len(refs))
         opened = None
-        if source_factory is None:
+        if source_factory is None and client is None:
             opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
             source_factory = opened.open
         try:
-            return run_job(spec, refs, source_factory=source_factory, progress=progress,
-                           notes=notes, folder=folder, reuse=reuse)
+            with open_engine(client, spec, folder.scratch, source_factory, s3) as engine:
+                result = run_job(spec, refs, source_factory=source_factory or local_source,
+                                 progress=progress, notes=notes, folder=folder, reuse=reuse,
+                                 engine=engine)
         finally:
             if opened is not None:
                 opened.close()
+    if s3 is not None:
+        result = publish_summary(result, spec.output / "summary.json", s3)
+        staging.cleanup()
+    return result
 
 
 def timeseries(

@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -181,9 +182,13 @@ def subset(
     mask: Annotated[MaskMode, Opt(help="recommended: apply recommended_mask; none: write it "
                                   "as its own COG.", **_enum(MaskMode, "mask"))] =
         MaskMode.RECOMMENDED,
-    output: Annotated[Path, Opt("--output", "-o", help="Output folder.",
-                                **_path("output", "DIR"))] = \
-        Path("output"),
+    output: Annotated[str, Opt("--output", "-o", help="Output folder, or s3://BUCKET/PREFIX "
+                               "(each granule written locally, then uploaded with its "
+                               "SHA-256).", metavar="DIR|s3://BUCKET/PREFIX")] = "output",
+    scheduler: Annotated[str | None, Opt(help="Run each granule as a task on dask workers: "
+                                         "local[:N] (N worker processes here, default 2) or "
+                                         "a scheduler address (tcp://host:8786).",
+                                         metavar="local[:N]|ADDRESS")] = None,
     tolerated_failure_percentage: Annotated[float, Opt(
         help="Failed granules tolerated, %.",
         **_float(TOLERANCE, "tolerated failure percentage"))] = 0.0,
@@ -216,17 +221,17 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress, overwrite=overwrite, stac=stac)
-    out = output.resolve()
+        demo=demo, progress=progress, overwrite=overwrite, stac=stac, client=scheduler)
+    out: Any = output if output.startswith("s3://") else Path(output).resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
     _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
                  f"outcome (exit {int(result.exit_code)}): {result.message}")
-    print(f"opera-disp: summary: {out / 'summary.json'}", file=stream)
+    print(f"opera-disp: summary: {_join(out, 'summary.json')}", file=stream)
     if demo and result.exit_code == 0:
         for g in result.summary["granules"]:
             for o in g["outputs"]:
-                print(f"  {out / o['path']}")
+                print(f"  {_join(out, o['path'])}")
     return int(result.exit_code)
 
 
@@ -325,6 +330,11 @@ def timeseries(
             for o in f["outputs"]:
                 print(f"  {out / o['path']}")
     return int(result.exit_code)
+
+
+def _join(folder: Path | str, name: str) -> str:
+    """A file of the output folder, or of the ``s3://`` prefix."""
+    return f"{folder.rstrip('/')}/{name}" if isinstance(folder, str) else str(folder / name)
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -647,7 +657,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+@functools.cache
+def _add_rooms() -> None:
+    """Add the command groups of other rooms (imported here: they use the options above)."""
+    from .dps.cli import app as dps_app
+
+    app.add_typer(dps_app, name="dps")
+
+
 def _main(argv: list[str] | None) -> int:
+    _add_rooms()
     try:
         rv = app(args=argv, prog_name="opera-disp", standalone_mode=False)
     except OperaDispError as exc:
@@ -678,7 +697,6 @@ def _main(argv: list[str] | None) -> int:
         _to_log_file(_log_file_arg(argv), logging.ERROR, f"interrupted (exit {int(code)})")
         return int(code)
     return int(rv) if isinstance(rv, int) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

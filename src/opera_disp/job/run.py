@@ -7,12 +7,14 @@ status and exit code (the table in :mod:`opera_disp.errors`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode, OutputError, Terminated, one_line
@@ -26,6 +28,7 @@ from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,
     CatalogRecord,
+    Engine,
     GranuleRecord,
     Problem,
     Summary,
@@ -35,6 +38,19 @@ from .summary import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class GranuleEngine(Protocol):
+    """Runs granules elsewhere (e.g. on dask workers: :mod:`opera_disp.cluster`); each
+    future's result is the granule's :class:`Outcome`, whose output paths are relative to
+    ``spec.output`` as a local run's are."""
+
+    @property
+    def engine(self) -> Engine:
+        """The scheduler and worker count, for the summary."""
+
+    def submit(self, ref: GranuleRef) -> Future[Outcome]:
+        """Start one granule."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,7 @@ def run_job(
     folder: OutputFolder | None = None,
     reuse: Mapping[str, GranuleRecord] | None = None,
     overwrite: bool = False,
+    engine: GranuleEngine | None = None,
 ) -> JobResult:
     """Process ``refs`` concurrently and write ``summary.json``; decide the exit code.
 
@@ -123,11 +140,15 @@ def run_job(
         :func:`~opera_disp.job.resume.previous_job`); None: looked up here.
     overwrite
         Replace the outputs of another job in the folder (when ``reuse`` is None).
+    engine
+        Runs the granules elsewhere (dask workers); None: threads of this process
+        (``spec.workers`` granules at once).
     """
     if folder is None:
         with OutputFolder(spec.output) as held:
             return run_job(spec, refs, source_factory=source_factory, progress=progress,
-                           notes=notes, folder=held, reuse=reuse, overwrite=overwrite)
+                           notes=notes, folder=held, reuse=reuse, overwrite=overwrite,
+                           engine=engine)
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -161,7 +182,9 @@ def run_job(
         summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
                            started=started, finished=None if code is None else
                            datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final,
-                           catalog=catalog)
+                           catalog=catalog,
+                           engine=engine.engine if engine is not None else
+                           Engine(scheduler=None, workers=spec.workers))
         try:
             write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
         except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
@@ -177,15 +200,28 @@ def run_job(
             log.info("reusing %d granule(s) an earlier run of this job completed",
                      len(outcomes))
         if todo:
-            log.info("processing %d granule(s) with %d worker(s) -> %s", len(todo),
-                     spec.workers, spec.output)
-            # Decoding and compression threads are shared by all granules and layers; the
-            # encoders bound how many rows of tiles wait in memory.
-            with ThreadPoolExecutor(max(2, min(4, spec.workers * 2)),
-                                    thread_name_prefix="decode") as decoders, \
-                    EncoderPool() as encoders, \
-                    ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as granules:
-                shared = Workers(source_factory, decoders, encoders, folder.scratch)
+            where = engine.engine if engine is not None else \
+                Engine(scheduler=None, workers=spec.workers)
+            log.info("processing %d granule(s) with %d worker(s)%s -> %s", len(todo),
+                     where["workers"], f" of {where['scheduler']}" if where["scheduler"]
+                     else "", spec.output)
+            with contextlib.ExitStack() as stack:
+                submit: Callable[[GranuleRef], Future[Outcome]]
+                if engine is not None:
+                    submit = engine.submit
+                else:
+                    # Decoding and compression threads are shared by all granules and
+                    # layers; the encoders bound how many rows of tiles wait in memory.
+                    decoders = stack.enter_context(ThreadPoolExecutor(
+                        max(2, min(4, spec.workers * 2)), thread_name_prefix="decode"))
+                    encoders = stack.enter_context(EncoderPool())
+                    granules = stack.enter_context(ThreadPoolExecutor(
+                        spec.workers, thread_name_prefix="granule"))
+                    shared = Workers(source_factory, decoders, encoders, folder.scratch)
+
+                    def submit(r: GranuleRef) -> Future[Outcome]:
+                        return granules.submit(process_granule, r, spec, shared)
+
                 bar = tqdm(total=len(todo), unit="granule", desc="subset",
                            disable=(progress is False) if progress is not None else None)
                 futures: list[Future[Outcome]] = []
@@ -205,7 +241,7 @@ def run_job(
 
                 try:
                     for r in todo:
-                        futures.append(granules.submit(process_granule, r, spec, shared))
+                        futures.append(submit(r))
                     for fut in as_completed(futures):
                         take(fut)
                 except KeyboardInterrupt as exc:
@@ -265,7 +301,7 @@ def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
 def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
              status: JobStatus, code: ExitCode | None, message: str, started: datetime,
              finished: datetime | None, seconds: float, notes: list[str],
-             catalog: CatalogRecord | None = None) -> Summary:
+             engine: Engine, catalog: CatalogRecord | None = None) -> Summary:
     records = [o.record for o in outcomes if o.record is not None]
 
     def problems(kind: GranuleStatus) -> list[Problem]:
@@ -282,6 +318,7 @@ def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
         finished=None if finished is None else iso(finished),
         software=dict(software_versions()),
         inputs=describe_inputs(spec),
+        engine=engine,
         notes=list(dict.fromkeys([*notes, *(o.note for o in outcomes if o.note)])),
         granules=records,
         skipped=problems(GranuleStatus.SKIPPED),

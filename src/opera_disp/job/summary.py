@@ -391,6 +391,34 @@ class SeriesSection(TypedDict):
     """The settings."""
     frames: list[FrameSeries]
     """One entry per frame (each in its own folder)."""
+class Engine(TypedDict):
+    """Where the granules ran."""
+
+    scheduler: str | None
+    """The dask scheduler (its address, ``local:N`` for a LocalCluster of this machine, ``dps``
+    for a summary merged from DPS jobs); null: threads of this process."""
+    workers: int
+    """Dask workers when the job started (DPS jobs for a merged summary); without a scheduler,
+    the granules processed at once (``--workers``)."""
+
+
+class DpsJobRecord(TypedDict):
+    """One DPS job whose summary a merged summary holds (``opera-disp dps collect``)."""
+
+    key: str
+    """The job's key in the plan and ledger."""
+    job_id: str | None
+    """DPS job id."""
+    status: str
+    """DPS status when collected."""
+    frame: int
+    """Frame of its granules."""
+    granules: int
+    """Granules planned for it."""
+    location: str | None
+    """Where its outputs were read (folder or URL); null if not collected."""
+    error: str | None
+    """Why it was not collected, or DPS's error text."""
 
 
 class Summary(TypedDict):
@@ -412,6 +440,8 @@ class Summary(TypedDict):
     """Versions of opera_disp, python, numpy, h5py, hdf5, rasterio, gdal, pyproj, proj."""
     inputs: Inputs
     """The inputs as understood."""
+    engine: Engine
+    """Where the granules ran (the scheduler and its worker count)."""
     notes: list[str]
     """Remarks (e.g. how many archive granules matched, a window clipped to the frame grid)."""
     granules: list[GranuleRecord]
@@ -427,6 +457,8 @@ class Summary(TypedDict):
     running, after an interrupt, with ``--no-stac``, or without granules)."""
     timeseries: NotRequired[SeriesSection]
     """A time-series job's dates, chain, reference, pixels, velocity and outputs."""
+    dps_jobs: NotRequired[list[DpsJobRecord]]
+    """Only in a summary merged by ``dps collect``: the DPS jobs merged (provenance)."""
 
 
 def summary_exit_code(code: ExitCode) -> SummaryExitCode:
@@ -450,7 +482,8 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # key is allowed.
 for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
                StacFile, CatalogRecord, Totals, ProductUse, ReferenceChange, SpatialReference,
-               SeriesPixels, FrameSeries, SeriesSettings, SeriesSection, Summary):
+               SeriesPixels, FrameSeries, SeriesSettings, SeriesSection, Engine,
+               DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
 

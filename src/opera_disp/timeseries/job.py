@@ -35,6 +35,7 @@ from ..job.run import JobResult, interrupt_code
 from ..job.summary import (
     SUMMARY_SCHEMA,
     CatalogRecord,
+    Engine,
     FrameSeries,
     Problem,
     SeriesSection,
@@ -112,6 +113,7 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
             exit_code=None if code is None else summary_exit_code(code),
             started=iso(started), finished=None if code is None else iso(datetime.now(UTC)),
             software=dict(software_versions()), inputs=describe_inputs(job),
+            engine=Engine(scheduler=None, workers=job.workers),
             notes=list(dict.fromkeys(final)), granules=[], skipped=skipped, failed=failed,
             catalog=catalog,
             totals={"matched": len(refs), "succeeded": used, "reused": 0,

@@ -1,0 +1,96 @@
+"""``--scheduler``: a LocalCluster of this machine (``local[:N]``) or a running scheduler.
+
+Examples
+--------
+>>> parse_scheduler("local:3"), parse_scheduler("local")
+(SchedulerSpec(address=None, local_workers=3), SchedulerSpec(address=None, local_workers=2))
+>>> parse_scheduler("tcp://10.0.0.5:8786").label
+'tcp://10.0.0.5:8786'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadInput, Unreachable, one_line
+
+log = logging.getLogger(__name__)
+DEFAULT_LOCAL_WORKERS = 2
+MAX_LOCAL_WORKERS = 256
+WAIT_FOR_WORKERS = 60.0  # seconds a running scheduler may take to have a worker
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Where the tasks go: ``address`` of a running scheduler, or N local worker processes."""
+
+    address: str | None = None
+    local_workers: int = DEFAULT_LOCAL_WORKERS
+
+    @property
+    def label(self) -> str:
+        """How the summary names it."""
+        return self.address if self.address else f"local:{self.local_workers}"
+
+
+def parse_scheduler(text: str) -> SchedulerSpec:
+    """``local``, ``local:N`` or a scheduler address (``tcp://host:port``, ``tls://…``,
+    ``gateway://…``, ``host:port``).
+
+    Raises
+    ------
+    BadInput
+        For anything else, one line naming the value.
+    """
+    value = text.strip()
+    m = re.fullmatch(r"local(?::(\d+))?", value)
+    if m:
+        n = int(m.group(1)) if m.group(1) else DEFAULT_LOCAL_WORKERS
+        if not 1 <= n <= MAX_LOCAL_WORKERS:
+            raise BadInput(f"scheduler {text!r}: local workers must be 1..{MAX_LOCAL_WORKERS}")
+        return SchedulerSpec(local_workers=n)
+    if re.fullmatch(r"[a-z]+://[^\s/]+(/\S*)?", value) or \
+            re.fullmatch(r"[A-Za-z0-9.\-]+:\d+", value):
+        return SchedulerSpec(address=value)
+    raise BadInput(f"scheduler {text!r} is not local, local:N or an address like "
+                   "tcp://host:8786")
+
+
+def worker_count(client: Any) -> int:
+    """Workers the scheduler has now."""
+    return len(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+@contextlib.contextmanager
+def open_client(spec: SchedulerSpec) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``spec`` (a LocalCluster of worker processes is started
+    and stopped here); waits until the scheduler has a worker."""
+    import distributed
+
+    dist: Any = distributed  # distributed's constructors are untyped
+    with contextlib.ExitStack() as stack:
+        if spec.address is None:
+            # One task per worker process: each granule already runs its own decoding and
+            # compression threads.
+            cluster = stack.enter_context(dist.LocalCluster(
+                n_workers=spec.local_workers, threads_per_worker=1, processes=True,
+                dashboard_address=":0", silence_logs=logging.WARNING))
+            client = stack.enter_context(dist.Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(dist.Client(spec.address, timeout=30))
+            except (OSError, TimeoutError) as exc:
+                raise Unreachable(f"dask scheduler {spec.address} cannot be reached "
+                                  f"({one_line(exc)})") from None
+        try:
+            client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
+        except TimeoutError:
+            raise Unreachable(f"dask scheduler {spec.label} has no worker after "
+                              f"{WAIT_FOR_WORKERS:.0f} s") from None
+        log.info("dask dashboard: %s", client.dashboard_link)
+        yield client

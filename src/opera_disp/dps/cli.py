@@ -1,0 +1,249 @@
+"""``opera-disp dps``: plan, submit, poll and collect DPS jobs (fan-out, then merge)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli import (
+    Aoi,
+    AsJson,
+    BBoxOpt,
+    CmrUrl,
+    End,
+    Frame,
+    GranuleList,
+    Granules,
+    Limit,
+    Source,
+    Start,
+    WindowOpt,
+    _enum,
+    _path,
+)
+from ..errors import BadInput, ExitCode
+from ..logs import setup_logging
+from ..types import AccessMode, CogWriterKind, MaskMode
+from .config import read_algorithm
+from .maap import ApiKind
+from .plan import JobKind
+
+Opt = typer.Option
+app = typer.Typer(help="Fan out to MAAP DPS jobs and merge their outputs: plan, submit, "
+                       "status, collect.", no_args_is_help=True)
+
+AlgConfig = Annotated[Path | None, Opt(help="The algorithm's algorithm_config.yaml (default: "
+                                       "$OPERA_DISP_ALGORITHM_CONFIG or the checkout's).",
+                                       **_path("algorithm config", "FILE"))]
+LedgerOpt = Annotated[Path, Opt("--ledger", help="The ledger of submitted jobs.",
+                                **_path("ledger", "FILE"))]
+Host = Annotated[str | None, Opt(help="MAAP API host (default $MAAP_API_HOST or "
+                                 "api.maap-project.org).", metavar="HOST")]
+ApiOpt = Annotated[ApiKind, Opt(help="DPS route: legacy (maap-py 4.x submitJob), ogc (maap-py "
+                                "5.x submit_job), auto (by the installed maap-py).",
+                                **_enum(ApiKind, "api"))]
+Verbose = Annotated[bool, Opt("--verbose", "-v", help="Debug logging.")]
+
+
+def _input_values(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise BadInput(f"--input {pair!r} is malformed; expected NAME=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def _aoi_text(aoi: str) -> str:
+    """An AOI as the job takes it: inline GeoJSON (a local file is not in the job's reach)."""
+    path = Path(aoi)
+    try:
+        return path.read_text() if len(aoi) < 4096 and path.is_file() else aoi
+    except OSError as exc:
+        raise BadInput(f"aoi file {aoi!r} cannot be read ({exc.strerror})") from None
+
+
+@app.command("plan")
+def plan_cmd(
+    granules: Granules = None,
+    granule_list: GranuleList = None,
+    source: Source = None,
+    bbox: BBoxOpt = None,
+    aoi: Aoi = None,
+    window: WindowOpt = None,
+    start: Start = None,
+    end: End = None,
+    frame: Frame = None,
+    limit: Limit = None,
+    cmr_url: CmrUrl = None,
+    layers: Annotated[str | None, Opt(help="Layers each job writes (default: the job's).",
+                                      metavar="LAYER[,LAYER...]")] = None,
+    mask: Annotated[MaskMode | None, Opt(help="Each job's --mask.",
+                                         **_enum(MaskMode, "mask"))] = None,
+    access: Annotated[AccessMode | None, Opt(help="Each job's --access.",
+                                             **_enum(AccessMode, "access"))] = None,
+    cog_writer: Annotated[CogWriterKind | None, Opt(help="Each job's --cog-writer.",
+                                                    **_enum(CogWriterKind, "cog writer"))
+                          ] = None,
+    inputs: Annotated[list[str] | None, Opt(
+        "--input", help="Any other job input of algorithm_config.yaml, NAME=VALUE "
+        "(repeatable).", metavar="NAME=VALUE")] = None,
+    granules_per_job: Annotated[int, Opt(help="At most this many granules per job.",
+                                         min=1)] = 50,
+    kind: Annotated[JobKind, Opt(help="The job kind.", **_enum(JobKind, "kind"))] =
+        JobKind.SUBSET,
+    queue: Annotated[str | None, Opt(help="DPS queue (default: algorithm_config.yaml's).",
+                                     metavar="QUEUE")] = None,
+    algorithm_config: AlgConfig = None,
+    save: Annotated[Path | None, Opt(help="Write the plan to this file (for dps submit).",
+                                     **_path("plan file", "FILE"))] = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> int:
+    """Split a selection into DPS jobs, per frame, at most --granules-per-job each; submits
+    nothing."""
+    from .. import api
+    from .plan import make_plan, save_plan
+
+    setup_logging(verbose)
+    algorithm = read_algorithm(algorithm_config)
+    names = [g.strip() for g in (granules or "").split(",") if g.strip()]
+    if granule_list is not None:
+        try:
+            names += [ln.strip() for ln in granule_list.read_text().splitlines()
+                      if ln.strip() and not ln.startswith("#")]
+        except OSError as exc:
+            raise BadInput(f"granule list {str(granule_list)!r} cannot be read "
+                           f"({exc.strerror})") from None
+    refs = api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                      source=source, granules=names, cmr_url=cmr_url)
+    if not refs:
+        print("opera-disp: no granule matched the inputs", file=sys.stderr)
+        return int(ExitCode.NO_MATCH)
+    values = {k: v for k, v in {
+        "bbox": bbox, "aoi": _aoi_text(aoi) if aoi else None,
+        "window": str(window) if window else None, "layers": layers,
+        "mask": mask.value if mask else None, "access": access.value if access else None,
+        "cmr_url": cmr_url, "cog_writer": cog_writer.value if cog_writer else None}.items()
+        if v is not None}
+    values.update(_input_values(inputs or []))
+    # Remote granules go by name (each job finds and reads them itself); local ones by path.
+    plan = make_plan([(str(Path(r.location).resolve()) if not r.is_remote else r.name,
+                       r.product.frame)
+                      for r in refs], algorithm, values, granules_per_job, kind, queue)
+    if save is not None:
+        save_plan(plan, save)
+    print(json.dumps(plan.to_json(), indent=2) if as_json else plan.table())
+    return 0
+
+
+@app.command("submit")
+def submit_cmd(
+    plan: Annotated[Path, typer.Argument(help="Plan file (dps plan --save).")],
+    ledger: LedgerOpt = Path("jobs.json"),
+    api_kind: Annotated[ApiKind, Opt("--api", help="DPS route: legacy (maap-py 4.x "
+                                     "submitJob), ogc (5.x submit_job), auto (by the "
+                                     "installed maap-py).", **_enum(ApiKind, "api"))] =
+        ApiKind.AUTO,
+    maap_host: Host = None,
+    process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id.",
+                                          metavar="ID")] = None,
+    queue: Annotated[str | None, Opt(help="DPS queue (default: the plan's).",
+                                     metavar="QUEUE")] = None,
+    tag: Annotated[str | None, Opt(help="Prefix of every job's tag (DPS identifier).",
+                                   metavar="TAG")] = None,
+    verbose: Verbose = False,
+) -> int:
+    """Submit the plan's jobs and record them in the ledger; a rerun submits only the jobs
+    missing, refused or failed."""
+    from .ledger import ledger_for, submit
+    from .maap import connect
+    from .plan import read_plan
+
+    setup_logging(verbose)
+    the_plan = read_plan(plan)
+    dps = connect(api_kind, maap_host, process_id)
+    book = ledger_for(the_plan, ledger, dps.api)
+    # How to reach these jobs again (dps status), never a credential.
+    book.doc.update(api=dps.api, maap_host=maap_host or book.doc.get("maap_host"),
+                    process_id=process_id or book.doc.get("process_id"))
+    book.save()
+    report = submit(the_plan, book, dps, tag=tag, queue=queue)
+    code = ExitCode.SERVICE if report.refused else ExitCode.OK
+    stream = sys.stdout if code is ExitCode.OK else sys.stderr
+    print(f"opera-disp: submitted {report.submitted}, kept {report.kept}, refused "
+          f"{report.refused}; {book.line()}; ledger: {ledger}", file=stream)
+    return int(code)
+
+
+@app.command("status")
+def status_cmd(
+    ledger: LedgerOpt = Path("jobs.json"),
+    api_kind: Annotated[ApiKind, Opt("--api", help="As for dps submit (default: the "
+                                     "ledger's).", **_enum(ApiKind, "api"))] = ApiKind.AUTO,
+    maap_host: Annotated[str | None, Opt(help="MAAP API host (default: the ledger's).",
+                                         metavar="HOST")] = None,
+    process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id "
+                                          "(default: the ledger's).", metavar="ID")] = None,
+    wait: Annotated[bool, Opt("--wait", help="Poll until every job is finished.")] = False,
+    interval: Annotated[float, Opt(help="First wait between polls, seconds (then x1.5 each "
+                                   "time, at most 300).", min=0.0)] = 15.0,
+    timeout: Annotated[float | None, Opt(help="Stop waiting after this many seconds.",
+                                         min=0.0)] = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> int:
+    """Poll the ledger's unfinished jobs (with backoff) and update it; exit 0 when every
+    job succeeded, 1 if any failed, 3 while some are unfinished."""
+    from .ledger import Backoff, poll, read_ledger
+    from .maap import DpsStatus, connect
+
+    setup_logging(verbose)
+    book = read_ledger(ledger)
+    if api_kind is ApiKind.AUTO and book.doc.get("api") in ("legacy", "ogc"):
+        api_kind = ApiKind(book.doc["api"])
+    poll(book, connect(api_kind, maap_host or book.doc.get("maap_host"),
+                       process_id or book.doc.get("process_id")), wait=wait, timeout=timeout,
+         backoff=Backoff(first=interval, longest=max(interval, 300.0)))
+    if as_json:
+        print(json.dumps(book.jobs, indent=2))
+    states = [DpsStatus(j["status"]) for j in book.jobs]
+    code = (ExitCode.FAILED if any(s.finished and s is not DpsStatus.SUCCEEDED
+                                   for s in states)
+            else ExitCode.NO_MATCH if any(not s.finished for s in states) else ExitCode.OK)
+    print(f"opera-disp: {book.line()}; ledger: {ledger}",
+          file=sys.stdout if code is ExitCode.OK else sys.stderr)
+    return int(code)
+
+
+@app.command("collect")
+def collect_cmd(
+    ledger: LedgerOpt = Path("jobs.json"),
+    output: Annotated[Path, Opt("--output", "-o", help="Merged output folder.",
+                                **_path("output", "DIR"))] = Path("merged"),
+    workspace: Annotated[Path | None, Opt(help="Folder holding dps_output (in the ADE: "
+                                          "/projects/my-private-bucket); default: read the "
+                                          "result URLs over HTTPS.",
+                                          **_path("workspace", "DIR"))] = None,
+    verbose: Verbose = False,
+) -> int:
+    """Copy every succeeded job's outputs into one folder (checking each SHA-256); merge
+    the summaries (with per-job provenance) and the STAC catalogs. Exit 1 when any job is
+    missing."""
+    from .collect import collect
+    from .ledger import read_ledger
+
+    setup_logging(verbose)
+    got = collect(read_ledger(ledger), output, workspace=workspace)
+    stream = sys.stdout if got.complete else sys.stderr
+    print(f"opera-disp: {got.summary['message']}"
+          + (f"; {got.stac_items} STAC item(s) in {output / 'catalog.json'}"
+             if got.stac_items else ""), file=stream)
+    print(f"opera-disp: summary: {output / 'summary.json'}", file=stream)
+    return int(ExitCode.OK if got.complete else ExitCode.FAILED)
+

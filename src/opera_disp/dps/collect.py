@@ -1,0 +1,264 @@
+"""Gather finished DPS jobs' outputs into one folder: one summary, one STAC catalog.
+
+Each succeeded job's output folder is found in the workspace (``--workspace``: the folder
+holding ``dps_output``, ``/projects/my-private-bucket`` in the ADE) or read over HTTP from
+the job's result URL. Its ``summary.json`` lists every output with its SHA-256: each file
+is copied (hashed while copied, compared) into the merged folder. The summaries merge into
+one ``summary.json`` of the usual schema whose ``dps_jobs`` names each job (provenance);
+the merged granules get one STAC catalog (``catalog.json``, as a single job writes it),
+whose assets are the merged copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import requests
+
+from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
+from ..files import atomic_path, write_json
+from ..job.stac_items import catalog_record, write_subset_catalog
+from ..job.summary import SUMMARY_SCHEMA, DpsJobRecord, Engine, Problem, Summary
+from ..types import JobStatus
+from .ledger import Ledger
+from .maap import DpsStatus
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+class JobFolder(Protocol):
+    """A finished job's output folder, wherever it is."""
+
+    @property
+    def where(self) -> str:
+        """The folder or URL, for messages and provenance."""
+
+    def open(self, rel: str) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        """The file's bytes in chunks (:class:`FileNotFoundError` if absent)."""
+
+
+@dataclass(frozen=True)
+class LocalJobFolder:
+    """A job's ``dps_output`` folder as the workspace mounts it."""
+
+    path: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[Iterator[bytes]]:
+        with (self.path / rel).open("rb") as f:
+            yield iter(lambda: f.read(CHUNK), b"")
+
+
+@dataclass(frozen=True)
+class HttpJobFolder:
+    """A job's output folder read over HTTP(S) from its result URL."""
+
+    url: str
+    session: requests.Session
+
+    @property
+    def where(self) -> str:
+        return self.url
+
+    def _url(self, rel: str) -> str:
+        return f"{self.url.rstrip('/')}/{rel}"
+
+    @contextlib.contextmanager
+    def open(self, rel: str) -> Iterator[Iterator[bytes]]:
+        try:
+            r = self.session.get(self._url(rel), stream=True, timeout=120)
+        except requests.RequestException as exc:
+            raise ServiceError(f"cannot read {self._url(rel)} ({one_line(exc)})") from None
+        with r:
+            if r.status_code == 404:
+                raise FileNotFoundError(self._url(rel))
+            if r.status_code != 200:
+                raise ServiceError(f"cannot read {self._url(rel)} (HTTP {r.status_code})")
+            yield r.iter_content(CHUNK)
+
+
+def job_folder(urls: list[str], workspace: Path | None,
+               session: requests.Session) -> JobFolder:
+    """Where a finished job's outputs are: the workspace's copy, else its HTTP(S) URL.
+
+    Raises
+    ------
+    OutputError
+        When no result URL leads to the outputs.
+    """
+    if workspace is not None:
+        for url in urls:
+            path = urlparse(url).path
+            if "dps_output/" in path:
+                local = Path(workspace) / path[path.index("dps_output/"):].strip("/")
+                if local.is_dir():
+                    return LocalJobFolder(local)
+    for url in urls:
+        if urlparse(url).scheme in ("http", "https") and "console.aws" not in url:
+            return HttpJobFolder(url, session)
+    raise OutputError("no result URL leads to the job's outputs"
+                      + (f" under {workspace}" if workspace else "; give --workspace"))
+
+
+def _copy(folder: JobFolder, rel: str, dest: Path, sha256: str) -> None:
+    """Copy ``rel`` to ``dest`` (atomically), hashing it; a mismatch leaves nothing."""
+    h = hashlib.sha256()
+    with atomic_path(dest) as tmp, folder.open(rel) as chunks, tmp.open("wb") as out:
+        for chunk in chunks:
+            h.update(chunk)
+            out.write(chunk)
+        if h.hexdigest() != sha256:
+            raise OutputError(f"{rel} from {folder.where}: SHA-256 {h.hexdigest()[:12]}… "
+                              f"differs from its summary's {sha256[:12]}…")
+
+
+def _summary(folder: JobFolder) -> Summary:
+    try:
+        with folder.open("summary.json") as chunks:
+            doc: Summary = json.loads(b"".join(chunks))
+    except FileNotFoundError:
+        raise OutputError(f"no summary.json in {folder.where}") from None
+    except ValueError:
+        raise OutputError(f"summary.json in {folder.where} is not JSON") from None
+    if doc.get("schema") != SUMMARY_SCHEMA:
+        raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary")
+    return doc
+
+
+@dataclass
+class Collected:
+    """What :func:`collect` merged, and the merged summary."""
+
+    summary: Summary
+    jobs: int
+    missing: list[str] = field(default_factory=list)
+    stac_items: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every job of the ledger was collected."""
+        return not self.missing
+
+
+def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
+            session: requests.Session | None = None) -> Collected:
+    """Merge every succeeded job of ``ledger`` into ``output``.
+
+    Jobs not succeeded (still running, failed) are named in the merged summary's notes
+    and ``dps_jobs``; a failed job's granules are listed as failed. A job whose outputs
+    cannot be found or whose checksums do not match is not merged and counts as missing.
+    """
+    session = session or requests.Session()
+    output = Path(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"output folder {str(output)!r} cannot be created "
+                       f"({exc.strerror})") from None
+    parts: list[tuple[DpsJobRecord, Summary | None]] = []
+    failed: list[Problem] = []
+    copied: dict[str, str] = {}  # path -> sha256, across jobs
+    missing: list[str] = []
+    for rec in ledger.jobs:
+        status = DpsStatus(rec["status"])
+        record = DpsJobRecord(key=rec["key"], job_id=rec["job_id"], status=status.value,
+                              frame=rec["frame"], granules=len(rec["granules"]),
+                              location=None, error=rec["error"])
+        if status is not DpsStatus.SUCCEEDED:
+            missing.append(rec["key"])
+            if status is DpsStatus.FAILED:
+                failed += [Problem(name=g, reason=f"DPS job {rec['job_id']} failed"
+                                   + (f": {rec['error']}" if rec["error"] else ""))
+                           for g in rec["granules"]]
+            parts.append((record, None))
+            continue
+        try:
+            folder = job_folder(rec["urls"], workspace, session)
+            record["location"] = folder.where
+            summary = _summary(folder)
+            for g in summary["granules"]:
+                for out in g["outputs"]:
+                    if copied.get(out["path"], out["sha256"]) != out["sha256"]:
+                        raise OutputError(f"{out['path']} differs between jobs")
+                    if out["path"] not in copied or not (output / out["path"]).exists():
+                        _copy(folder, out["path"], output / out["path"], out["sha256"])
+                    copied[out["path"]] = out["sha256"]
+        except (OperaDispError, OSError) as exc:
+            log.error("job %s not collected: %s", rec["key"], one_line(exc))
+            record["error"] = one_line(exc)
+            missing.append(rec["key"])
+            parts.append((record, None))
+            continue
+        parts.append((record, summary))
+    merged = merge_summaries(parts, output, failed)
+    # One catalog of every merged granule, as a single job writes it (from the merged
+    # records and the merged copies, so it agrees with the merged summary).
+    write_json(output / "summary.json", merged)  # the items name it: it must exist first
+    if merged["granules"]:
+        merged["catalog"] = catalog_record(write_subset_catalog(output, merged["granules"]))
+        write_json(output / "summary.json", merged)
+    n_items = merged["catalog"]["items"] if merged["catalog"] else 0
+    return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def merge_summaries(parts: list[tuple[DpsJobRecord, Summary | None]], output: Path,
+                    failed: list[Problem]) -> Summary:
+    """One summary of the usual schema from the jobs' summaries (None: not collected)."""
+    got = [s for _, s in parts if s is not None]
+    if not got:
+        raise OutputError("no job could be collected (none succeeded, or their outputs "
+                          "were not found)")
+    missing = [r["key"] for r, s in parts if s is None]
+    first = got[0]
+    started = min(t for s in got if (t := _time(s["started"])) is not None)
+    finished = max((t for s in got if (t := _time(s["finished"])) is not None),
+                   default=started)
+    granules = [g for s in got for g in s["granules"]]
+    failed = [*failed, *(p for s in got for p in s["failed"])]
+    skipped = [p for s in got for p in s["skipped"]]
+    inputs = dict(first["inputs"])
+    inputs["granules"] = [g for s in got for g in s["inputs"]["granules"]]
+    frames = {s["inputs"]["frame"] for s in got}
+    inputs["frame"] = frames.pop() if len(frames) == 1 else None
+    inputs["output"] = str(output)
+    notes = [f"merged from {len(got)} DPS job(s) of {len(parts)} (see dps_jobs)"]
+    if missing:
+        notes.append(f"{len(missing)} job(s) not collected: {', '.join(missing)}")
+    if any(s["software"] != first["software"] for s in got):
+        notes.append("the jobs ran different software versions; software lists the first's")
+    notes += [n for s in got for n in s["notes"]]
+    ok = not missing and all(s["status"] == JobStatus.SUCCESS for s in got)
+    totals = {k: sum(s["totals"][k] for s in got)  # type: ignore[literal-required]
+              for k in first["totals"] if k != "seconds"}
+    totals["matched"] = sum(r["granules"] for r, _ in parts)
+    totals["failed"] = len(failed)
+    message = (f"{len(granules)} granule(s) from {len(got)} DPS job(s) merged into {output}"
+               + ("" if not missing else f"; {len(missing)} job(s) missing"))
+    return Summary(
+        schema=SUMMARY_SCHEMA, status=JobStatus.SUCCESS if ok else JobStatus.PARTIAL,
+        message=message, exit_code=0 if ok else 1,
+        started=started.isoformat().replace("+00:00", "Z"),
+        finished=finished.isoformat().replace("+00:00", "Z"),
+        software=first["software"], inputs=inputs,  # type: ignore[typeddict-item]
+        engine=Engine(scheduler="dps", workers=len(got)),
+        notes=list(dict.fromkeys(notes)), granules=granules, skipped=skipped, failed=failed,
+        totals={**totals, "seconds": round((finished - started).total_seconds(), 3)},  # type: ignore[typeddict-item]
+        catalog=None, dps_jobs=[r for r, _ in parts])
