@@ -84,6 +84,7 @@ def subset(
     access: AccessMode | str = AccessMode.AUTO,
     cmr_url: str | None = None,
     cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
+    quicklooks: bool = True,
     demo: bool = False,
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
@@ -128,7 +129,8 @@ def subset(
         granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer)
+        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
+        quicklooks=quicklooks)
     # The output folder first: one that cannot be written, or that another job holds, is
     # refused before any granule is looked at.
     with OutputFolder(spec.output) as folder:

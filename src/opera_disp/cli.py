@@ -187,6 +187,8 @@ def subset(
         help="COG encoder: streaming (opera-disp's, compresses while reading) or gdal "
              "(GDAL's COG driver, the way out of an encoder bug).",
         **_enum(CogWriterKind, "cog writer"))] = CogWriterKind.STREAMING,
+    quicklooks: Annotated[bool, Opt("--quicklooks/--no-quicklooks",
+                                    help="Draw a quicklook PNG per granule.")] = True,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
@@ -205,7 +207,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress, overwrite=overwrite)
+        quicklooks=quicklooks, demo=demo, progress=progress, overwrite=overwrite)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)

@@ -178,6 +178,8 @@ class JobSpec:
         CMR search endpoint (None: ``$OPERA_DISP_CMR_URL`` or production).
     cog_writer
         The COG encoder: opera-disp's streaming encoder, or GDAL's COG driver.
+    quicklooks
+        Draw a quicklook PNG of each granule's summarised layer.
     """
 
     granules: tuple[str, ...] = ()
@@ -198,6 +200,7 @@ class JobSpec:
     access: AccessMode = AccessMode.AUTO
     cmr_url: str | None = None
     cog_writer: CogWriterKind = CogWriterKind.STREAMING
+    quicklooks: bool = True
 
     @property
     def mask_applied(self) -> bool:
@@ -308,6 +311,7 @@ def make_spec(
     access: AccessMode | str = AccessMode.AUTO,
     cmr_url: str | None = None,
     cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
+    quicklooks: bool = True,
 ) -> JobSpec:
     """Check a subset job's inputs and build its :class:`JobSpec`.
 
@@ -375,6 +379,7 @@ def make_spec(
         access=choice(AccessMode, access, "access"),
         cmr_url=parse_cmr_url(cmr_url),
         cog_writer=choice(CogWriterKind, cog_writer, "cog writer"),
+        quicklooks=bool(quicklooks),
     )
 
 

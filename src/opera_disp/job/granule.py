@@ -224,7 +224,7 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
     tally = Tally(step=max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS)))
     tally.counts["total"] = win.size
     paths = [plan.path(n) for n in plan.write_layers]
-    png = plan.path(slayer, ".png")
+    png = plan.path(slayer, ".png") if plan.spec.quicklooks else None
     with contextlib.ExitStack() as stack:
         writers = {n: stack.enter_context(_writer(plan, n, workers))
                    for n in plan.write_layers}
@@ -248,22 +248,25 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
                              for n, w in writers.items() if n != slayer}
                 with contextlib.closing(writers[slayer].read_back()) as back:
                     published[slayer] = side.submit(_publish, writers[slayer], out_dir, slayer)
-                    look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png,
-                                       units, workers.scratch_dir)
+                    look = None if png is None else side.submit(
+                        _quicklook, plan, np.concatenate(tally.preview), png, units,
+                        workers.scratch_dir)
                     # Float blocks go in whole: NaN never falls in a selected bin.
                     statistics = tally.stats.result(
                         lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
                                  for b in back))
-                look.result()
+                if look is not None:
+                    look.result()
                 entries = {n: f.result() for n, f in published.items()}
         except BaseException:
             # A failed granule leaves no outputs at all, not even its finished files.
-            for path in [*paths, png]:
+            for path in [*paths, *([png] if png else [])]:
                 path.unlink(missing_ok=True)
             raise
     tally.counts["valid"] = int(statistics["count"] or 0)
     outputs = [entries[n] for n in plan.write_layers]
-    outputs.append(_output_entry(png, out_dir, OutputKind.QUICKLOOK, slayer))
+    if png is not None:
+        outputs.append(_output_entry(png, out_dir, OutputKind.QUICKLOOK, slayer))
     bounds = grid.window_bounds(win)
     return GranuleRecord(
         name=plan.ref.name,
@@ -328,6 +331,8 @@ def _mask_band(plan: GranulePlan, band: Window, arrays: dict[str, np.ndarray],
         tally.stats.update(arr[ok])
         n_valid = int(np.count_nonzero(ok))
     counts["nodata"] += kept - n_valid
+    if not spec.quicklooks:
+        return
     sample = band_sample(arr, band, plan.window, tally.step)
     sub = sample.astype(np.float64)
     if arr.dtype.kind != "f":

@@ -71,6 +71,8 @@ class Inputs(TypedDict):
     """How remote granules were read."""
     cog_writer: CogWriterKind
     """Which encoder wrote the COGs."""
+    quicklooks: bool
+    """Whether a quicklook PNG was drawn per granule."""
 
 
 class WindowRecord(TypedDict):
@@ -342,6 +344,7 @@ def describe_inputs(spec: JobSpec) -> Inputs:
         limit=spec.limit,
         access=spec.access,
         cog_writer=spec.cog_writer,
+        quicklooks=spec.quicklooks,
     )
 
 
