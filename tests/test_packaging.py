@@ -118,15 +118,16 @@ def test_run_sh_wrong_count_is_a_clear_error(tmp_path: Path) -> None:
     assert f"expected {n} positional inputs" in (tmp_path / "opera-disp.log").read_text()
 
 
-def test_run_sh_cmr_url_without_scheme_is_one_line_in_stderr_and_log(tmp_path: Path) -> None:
+def test_run_sh_bad_cmr_url_is_one_line_in_stderr_and_log(tmp_path: Path) -> None:
     names = [p["name"] for p in _config()["inputs"]["positional"]]
     values = {n: "" for n in names}
-    values.update(granules="x", cmr_url="cmr.earthdata.nasa.gov/search")
+    values.update(granules="x", cmr_url="ftp://cmr.earthdata.nasa.gov/search")
     p = _run_sh([values[n] for n in names], tmp_path)
     assert p.returncode == 2, p.stderr
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("opera-disp: error:")]
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert "CMR URL 'cmr.earthdata.nasa.gov/search' is not an http(s) URL" in errors[0]
+    assert "CMR URL 'ftp://cmr.earthdata.nasa.gov/search' is not a CMR host or http(s) URL" \
+        in errors[0]
     log = (tmp_path / "opera-disp.log").read_text()
     assert "[ERROR] opera_disp.cli: error: Invalid value for '--cmr-url': CMR URL" in log
 

@@ -123,15 +123,31 @@ def test_float_range_parse_and_check() -> None:
 
 
 @pytest.mark.parametrize("url", ["not a url", "ftp://cmr.earthdata.nasa.gov/search",
-                                 "cmr.earthdata.nasa.gov/search", "https://", "http:///x"])
-def test_cmr_url_must_be_http_s(url: str, granule: Path, tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="is not an http\\(s\\) URL") as exc:
+                                 "https://", "http:///x", "cmr.example:port",
+                                 "https://cmr.example/search?x=1"])
+def test_cmr_url_must_be_a_host_or_http_s(url: str, granule: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="is not a CMR host or http\\(s\\) URL") as exc:
         make_spec(granules=str(granule), output=str(tmp_path / "o"), cmr_url=url)
-    assert repr(url) in _one_line(exc) and "http(s)://host" in _one_line(exc)
+    assert repr(url) in _one_line(exc) and "cmr.earthdata.nasa.gov" in _one_line(exc)
     for call in (lambda: api.search(source=tmp_path, cmr_url=url),
                  lambda: api.collection(cmr_url=url)):
-        with pytest.raises(BadInput, match="is not an http\\(s\\) URL"):
+        with pytest.raises(BadInput, match="is not a CMR host or http\\(s\\) URL"):
             call()
+
+
+@pytest.mark.parametrize(("url", "endpoint"), [
+    ("cmr.earthdata.nasa.gov", "https://cmr.earthdata.nasa.gov/search"),  # maap-py's cmr_host
+    ("cmr.uat.earthdata.nasa.gov", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("cmr.earthdata.nasa.gov/search", "https://cmr.earthdata.nasa.gov/search"),
+    ("https://cmr.uat.earthdata.nasa.gov", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("https://cmr.uat.earthdata.nasa.gov/", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("https://cmr.earthdata.nasa.gov/search/", "https://cmr.earthdata.nasa.gov/search"),
+    ("http://127.0.0.1:8080/mirror/search", "http://127.0.0.1:8080/mirror/search"),
+])
+def test_cmr_url_takes_what_maap_users_write(url: str, endpoint: str, granule: Path,
+                                             tmp_path: Path) -> None:
+    spec = make_spec(granules=str(granule), output=str(tmp_path / "o"), cmr_url=url)
+    assert spec.cmr_url == endpoint
     ok = make_spec(granules=str(granule), output=str(tmp_path / "o"),
                    cmr_url=" https://cmr.uat.earthdata.nasa.gov/search ")
     assert ok.cmr_url == "https://cmr.uat.earthdata.nasa.gov/search"

@@ -227,6 +227,7 @@ def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
     with _granule_source(granule, access, cmr_url) as src:
         doc = inspect_granule(src)
         doc["requests"] = src.stats.requests
+        doc["round_trips"] = src.stats.batches
         doc["bytes_read"] = src.stats.bytes
         return doc
 

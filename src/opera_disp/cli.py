@@ -128,7 +128,8 @@ End = Annotated[date | None, Opt(help="Last secondary date (ISO, inclusive).",
 Frame = Annotated[int | None, Opt(help="Frame number, e.g. 40291.",
                                   **_typed(parse_frame, "FRAME"))]
 Limit = Annotated[int | None, Opt(help="At most this many granules.", **_int(LIMIT, "limit"))]
-CmrUrl = Annotated[str | None, Opt(help="CMR search endpoint, http(s)://host/path (default "
+CmrUrl = Annotated[str | None, Opt(help="CMR: a host (cmr.earthdata.nasa.gov, as maap-py's "
+                                        "cmr_host), a base URL or the search URL (default "
                                         "$OPERA_DISP_CMR_URL or production).",
                                    **_typed(parse_cmr_url, "URL"))]
 AccessOpt = Annotated[AccessMode, Opt(help="How remote granules are read (auto: S3 in "
@@ -408,7 +409,8 @@ def download(
 @app.command()
 def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = AccessMode.AUTO,
             cmr_url: CmrUrl = None) -> int:
-    """Describe a granule from its metadata only (1-2 requests when remote)."""
+    """Describe a granule from its metadata only (remote: 2 round trips, the first read and
+    one concurrent batch of small reads; the report prints both counts)."""
     from . import api
     from .render.text import inspect_text
 

@@ -235,32 +235,45 @@ def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
 
 
 def parse_cmr_url(value: str | None, name: str = "CMR URL") -> str | None:
-    """A CMR search endpoint checked once: ``http(s)://host[/path]`` (None stays None).
+    """A CMR search endpoint checked once, from any form MAAP users write (None stays None).
+
+    maap-py's host form (``cmr.earthdata.nasa.gov``, ``cmr.uat.earthdata.nasa.gov``) means
+    HTTPS; a base URL without a path gets CMR's ``/search``; a URL with a path (the search
+    endpoint, or a mirror's) is kept as given, without a trailing slash.
 
     Examples
     --------
-    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search ")
+    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search/ ")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("cmr.earthdata.nasa.gov")
+    'https://cmr.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("https://cmr.uat.earthdata.nasa.gov")
     'https://cmr.uat.earthdata.nasa.gov/search'
     >>> parse_cmr_url("ftp://cmr.example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not an http(s) URL; ...
+    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not a CMR host or http(s) URL; ...
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         raise BadInput(f"{name} is empty; give a value or leave the option out")
+    # maap-py's cmr_host: a bare host name (perhaps with a port or a path) means HTTPS.
+    full = text if "://" in text else f"https://{text}"
     try:
-        parts = urlsplit(text)
+        parts = urlsplit(full)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         parts, host = None, None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not host or \
-            any(c.isspace() for c in text):
-        raise BadInput(f"{name} {value!r} is not an http(s) URL; expected http(s)://host/path, "
-                       "e.g. https://cmr.earthdata.nasa.gov/search")
-    return text
+            any(c.isspace() for c in text) or parts.query or parts.fragment:
+        raise BadInput(f"{name} {value!r} is not a CMR host or http(s) URL; expected e.g. "
+                       "cmr.earthdata.nasa.gov, https://cmr.uat.earthdata.nasa.gov or "
+                       "https://cmr.earthdata.nasa.gov/search")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc}{path or '/search'}"
 
 
 def read_granule_list(path: str | Path) -> list[str]:
