@@ -394,11 +394,29 @@ def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: P
     assert code == 0 and "(window 0:600,0:10," in out  # clipped to the frame, as a bbox is
     for args, needle in ((["--window", "600:5000,0:10"], "outside the frame"),
                          (["--vmax", "abc"], "vmax 'abc' is not a number"),
-                         (["--vmax", "-1"], "not allowed"),
+                         (["--vmin", "1", "--vmax", "0.5"], "vmin 1 is not below vmax 0.5"),
+                         (["--vmax", "0"], "empty colour range"),
+                         (["-o", str(tmp_path / "p.tif")], "the format follows the extension"),
                          (["--layer", "nope"], "unknown layer 'nope'"),
                          (["--bbox", "10,10,11,11"], "does not intersect")):
         code, _, err = run(["plot", str(granule), "-o", str(png), *args], capsys)
         assert code == 2 and needle in one_line_error(err), args
+
+
+def test_plot_mask_as_categories_in_any_format(granule: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for name, magic in (("m.jpg", b"\xff\xd8"), ("m.svg", b"<?xml"), ("m.pdf", b"%PDF")):
+        out = tmp_path / name
+        code, _text, err = run(["plot", str(granule), "--layer", "recommended_mask",
+                               "--window", "0:200,0:300", "-o", str(out)], capsys)
+        assert code == 0, err
+        assert out.read_bytes()[:len(magic)] == magic, name
+    svg = (tmp_path / "m.svg").read_text()
+    # Drawn as categories: the mask's meanings on the colour bar, a count per category.
+    assert "bad (masked)" in svg and "categories" in svg
+    code, _, err = run(["plot", str(granule), "--layer", "temporal_coherence", "--vmin",
+                        "0.2", "--vmax", "0.9", "-o", str(tmp_path / "c.png")], capsys)
+    assert code == 0, err
 
 
 def test_layout_and_footprints_through_the_servers(server: Server, granule: Path,

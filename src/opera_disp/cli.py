@@ -38,6 +38,7 @@ from .geometry import Window
 from .logs import DATEFMT, FORMAT, setup_logging
 from .product import LAYERS, parse_frame
 from .spec import (
+    COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
     DEFAULT_WORKERS,
     DOWNLOAD_WORKERS,
@@ -46,7 +47,6 @@ from .spec import (
     SAMPLE_SIDE,
     SEED,
     TOLERANCE,
-    VMAX,
     WORKERS,
     FloatRange,
     IntRange,
@@ -249,6 +249,7 @@ def sample_cmd(
     shape: Annotated[str, Opt(help="Frame grid (full size: 7915x9548).",
                               metavar="ROWSxCOLS")] = "1024x1280",
     seed: Annotated[int, Opt(help="Random seed.", **_int(SEED, "seed"))] = 0,
+    progress: Progress = None,
 ) -> int:
     """Write synthetic, spec-faithful DISP-S1 v1.0 granules (the embedded sample archive)."""
     from . import synthetic
@@ -257,7 +258,7 @@ def sample_cmd(
     if outdir.exists() and not outdir.is_dir():
         raise BadInput(f"output {str(outdir)!r} is a file; expected a folder")
     paths = synthetic.write_archive(outdir, frames=_frames(frames), n_dates=dates,
-                                    shape=_shape(shape), seed=seed, progress=True)
+                                    shape=_shape(shape), seed=seed, progress=progress)
     print(f"opera-disp: wrote {len(paths)} granule(s) to {outdir}")
     return 0
 
@@ -436,24 +437,30 @@ def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = Acc
 @app.command()
 def plot(
     granule: GranuleArg,
-    output: Annotated[Path, Opt("--output", "-o", help="PNG to write.",
+    output: Annotated[Path, Opt("--output", "-o", help="File to write; the format follows "
+                                "the extension: .png, .jpg, .jpeg, .pdf or .svg.",
                                 **_path("output", "FILE"))] = \
         Path("plot.png"),
     layer: Annotated[str, Opt(help="Layer to plot.", metavar="LAYER")] = "displacement",
     window: WindowOpt = None,
     bbox: BBoxOpt = None,
-    vmax: Annotated[float, Opt(help="Colour range ±vmax in metres.",
-                               **_float(VMAX, "vmax"))] = 0.1,
+    vmin: Annotated[float | None, Opt(help="Low end of the colour range (the layer's units; "
+                                      "displacement alone: -vmin..vmin).",
+                                      **_float(COLOUR_BOUND, "vmin"))] = None,
+    vmax: Annotated[float | None, Opt(help="High end of the colour range (displacement "
+                                      "alone: ±vmax; default ±0.1 m, other layers the "
+                                      "2nd-98th percentiles).",
+                                      **_float(COLOUR_BOUND, "vmax"))] = None,
     mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.")] = True,
     access: AccessOpt = AccessMode.AUTO,
     cmr_url: CmrUrl = None,
 ) -> int:
-    """The tutorial's map and histogram of a (masked) layer, in one PNG."""
+    """The tutorial's map and histogram of a (masked) layer (masks and labels: categories)."""
     from . import api
 
     setup_logging()
-    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmax=vmax,
-                   mask=mask, access=access, cmr_url=cmr_url)
+    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmin=vmin,
+                   vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
     return 0
 

@@ -130,8 +130,8 @@ DEFAULT_DOWNLOAD_WORKERS = 4
 LIMIT = IntRange(1, None)
 #: Failed granules tolerated, in percent.
 TOLERANCE = FloatRange(0.0, 100.0)
-#: Colour range of a plot, ±vmax metres.
-VMAX = FloatRange(0.0, None, above=True)
+#: Either end of a plot's colour range (any layer, in its units).
+COLOUR_BOUND = FloatRange(-1e9, 1e9)
 #: Synthetic archives: dates per frame, grid side, seed.
 SAMPLE_DATES = IntRange(1, 1000)
 SAMPLE_SIDE = IntRange(2, 20000)

@@ -151,7 +151,10 @@ def run_job(
                            started=started, finished=None if code is None else
                            datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final)
         try:
-            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
+            # The running summary, rewritten after every granule, is compact (json's C
+            # encoder); the final one is indented for people.
+            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch,
+                       indent=None if code is None else 2)
         except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
             raise OutputError(f"cannot write {spec.output / 'summary.json'} "
                               f"({exc.strerror or one_line(exc)})") from None

@@ -416,14 +416,16 @@ def write_archive(
     n_dates: int = 6,
     shape: tuple[int, int] = (1024, 1280),
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> list[Path]:
     """Write a series of ``n_dates`` granules for each frame; return their paths."""
     from tqdm import tqdm
 
     jobs = [(frame, i) for frame in frames for i in range(1, n_dates + 1)]
     out: list[Path] = []
-    for frame, i in tqdm(jobs, desc="sample granules", unit="granule", disable=not progress):
+    # None: a bar only when stderr is a terminal (tqdm's rule), never into a log or a pipe.
+    for frame, i in tqdm(jobs, desc="sample granules", unit="granule",
+                         disable=(not progress) if progress is not None else None):
         out.append(write_granule(directory, frame=frame, shape=shape, n_dates=n_dates, index=i,
                                  seed=seed))
     return out
