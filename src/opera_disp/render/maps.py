@@ -243,9 +243,10 @@ class QuicklookTemplate:
 
     The image is coloured through the colormap's 256-entry lookup table and resampled
     to the axes' pixels by nearest neighbour (what ``imshow`` with ``interpolation=
-    "nearest"`` shows), straight into a copy of the kept background; matplotlib then
-    draws only the axes frame over it and the title. Matplotlib figures are not
-    thread-safe: a template draws one map at a time (its lock).
+    "nearest"`` shows), straight into a copy of the kept background; the axes frame is
+    composited over its edge pixels and the title drawn by Pillow. Matplotlib draws only
+    when the template is built (:func:`template` builds one at a time); rendering touches
+    nothing shared, so granules in parallel threads render at once.
     """
 
     def __init__(self, key: TemplateKey) -> None:
@@ -253,7 +254,6 @@ class QuicklookTemplate:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        self.lock = threading.Lock()
         self.key = key
         size, map_box, bar_box = quicklook_layout(key.shape[0], key.shape[1])
         fig = Figure(figsize=size, dpi=100)
