@@ -141,7 +141,6 @@ def png_bytes(rgb: np.ndarray, level: int = 2) -> bytes:
     True
     """
     import struct
-    import zlib
 
     from isal import isal_zlib
 
@@ -152,7 +151,7 @@ def png_bytes(rgb: np.ndarray, level: int = 2) -> bytes:
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+                + struct.pack(">I", isal_zlib.crc32(kind + body) & 0xFFFFFFFF))
 
     header = struct.pack(">IIBBBBB", cols, rows, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
@@ -337,7 +336,9 @@ class QuicklookTemplate:
     def colours(self, data: np.ndarray) -> np.ndarray:
         """``data`` resampled to the axes' pixels and coloured (RGB, uint8)."""
         # Rows first, then columns: two cheap gathers instead of one 2-D fancy index.
-        shown = data.take(self.row_of, axis=0).take(self.col_of, axis=1).astype(np.float32)
+        shown = data.take(self.row_of, axis=0).take(self.col_of, axis=1)  # a copy: ours
+        if shown.dtype != np.float32:
+            shown = shown.astype(np.float32)
         n = len(self.lut) - 1
         lo, hi = self.key.lo, self.key.hi
         # matplotlib's rule: the normalised value times N, the top edge in the last bin;
@@ -346,7 +347,8 @@ class QuicklookTemplate:
         shown *= np.float32(n / (hi - lo))
         np.clip(shown, 0, n - 1, out=shown)
         np.nan_to_num(shown, copy=False, nan=n)
-        rgb: np.ndarray = self.lut[shown.astype(np.uint16)]
+        # np.take, not fancy indexing: several times faster for a small table.
+        rgb: np.ndarray = np.take(self.lut, shown.astype(np.uint16), axis=0)
         return rgb
 
     def render(self, data: np.ndarray, title: str) -> np.ndarray:
