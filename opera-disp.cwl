@@ -88,7 +88,8 @@ $graph:
       default: auto
     cmr_url:
       label: CMR URL
-      doc: CMR search endpoint (default production; e.g. https://cmr.uat.earthdata.nasa.gov/search).
+      doc: CMR host (cmr.earthdata.nasa.gov or cmr.uat.earthdata.nasa.gov, as maap-py's cmr_host),
+        base URL or search URL (default production).
       type: string?
     cog_writer:
       label: COG writer
@@ -147,6 +148,14 @@ $graph:
       label: Points
       doc: 'timeseries: LON,LAT;LON,LAT... points whose series go to points.csv and points.png.'
       type: string?
+    quicklooks:
+      label: Quicklooks
+      doc: 'subset: false for no quicklook PNGs (default true).'
+      type: string?
+    stac:
+      label: STAC
+      doc: false for no STAC catalog (catalog.json) of the outputs (default true).
+      type: string?
   outputs:
     out:
       type: Directory
@@ -183,6 +192,8 @@ $graph:
         cube: cube
         date_cogs: date_cogs
         points: points
+        quicklooks: quicklooks
+        stac: stac
       out:
       - outputs_result
 - class: CommandLineTool
@@ -345,6 +356,16 @@ $graph:
       inputBinding:
         position: 28
         prefix: --points
+    quicklooks:
+      type: string?
+      inputBinding:
+        position: 29
+        prefix: --quicklooks
+    stac:
+      type: string?
+      inputBinding:
+        position: 30
+        prefix: --stac
   outputs:
     outputs_result:
       type: Directory

@@ -16,13 +16,14 @@
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points quicklooks stac)
 # Inputs only one product takes (the others take both).
-subset_only=" cog_writer "
+subset_only=" cog_writer quicklooks "
 series_only=" corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points "
 # Yes/no inputs: their option when true (and when false, if it has one).
-declare -A flag_true=([seasonal]=--seasonal [allow_gaps]=--allow-gaps [date_cogs]=--date-cogs)
-declare -A flag_false=()
+declare -A flag_true=([seasonal]=--seasonal [allow_gaps]=--allow-gaps [date_cogs]=--date-cogs
+  [quicklooks]=--quicklooks [stac]=--stac)
+declare -A flag_false=([quicklooks]=--no-quicklooks [stac]=--no-stac)
 n=${#names[@]}
 
 usage() {

@@ -44,9 +44,9 @@ from .helpers import one_line_error, run, validate_summary
     (["--nonsense"], "No such option"),
     (["--aoi", ""], "aoi is empty"),
     (["--cmr-url", " "], "CMR URL is empty"),
-    (["--cmr-url", "not a url"], "CMR URL 'not a url' is not an http(s) URL; expected "
-                                 "http(s)://host/path"),
-    (["--cmr-url", "ftp://cmr.earthdata.nasa.gov/search"], "is not an http(s) URL"),
+    (["--cmr-url", "not a url"], "CMR URL 'not a url' is not a CMR host or http(s) URL; "
+                                 "expected e.g. cmr.earthdata.nasa.gov"),
+    (["--cmr-url", "ftp://cmr.earthdata.nasa.gov/search"], "is not a CMR host or http(s) URL"),
     (["--bbox", "170,-10,-170,10"], "crossing the antimeridian is unsupported"),
     (["--bbox", "-104,24,-104,25"], "has zero area (west == east == -104.0)"),
     (["--layers", ""], "no layer given; allowed: displacement"),
@@ -90,7 +90,7 @@ def test_output_is_a_file(tmp_path: Path, archive: Path, capsys: pytest.CaptureF
 
 def test_no_granules_given(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["subset", "--start", "2020-01-01"], capsys)
-    assert code == 2 and "no granules" in one_line_error(err)
+    assert code == 2 and "subset needs an area or a frame" in one_line_error(err)
 
 
 def test_cmr_unreachable_is_one_line(capsys: pytest.CaptureFixture[str],
@@ -151,7 +151,7 @@ def test_cmr_url_checked_by_every_command(capsys: pytest.CaptureFixture[str]) ->
                  ["footprints"], ["download"]):
         code, _, err = run([*args, "--cmr-url", "ftp://cmr.example/search"], capsys)
         assert code == 2, args
-        assert "CMR URL 'ftp://cmr.example/search' is not an http(s) URL" in \
+        assert "CMR URL 'ftp://cmr.example/search' is not a CMR host or http(s) URL" in \
             one_line_error(err), args
 
 

@@ -95,12 +95,13 @@ def _pairs(lines: list[str], product: str = "subset") -> list[tuple[str, str]]:
 SERIES_ONLY = {"corrections", "nan_policy", "reference_point", "reference_method",
                "coherence_threshold", "seasonal", "min_valid_fraction", "allow_gaps", "cube",
                "date_cogs", "points"}
-FLAGS = {"seasonal": "--seasonal", "allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs"}
+FLAGS = {"seasonal": "--seasonal", "allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs",
+         "quicklooks": "--quicklooks", "stac": "--stac"}
 
 
 def test_run_sh_reads_positionals_in_yaml_order(tmp_path: Path) -> None:
     names = [p["name"] for p in _config()["inputs"]["positional"]]
-    values = ["" if n in SERIES_ONLY or n == "product" else f"value-{i}-{n}"
+    values = ["" if n in SERIES_ONLY or n in FLAGS or n == "product" else f"value-{i}-{n}"
               for i, n in enumerate(names)]
     p = _run_sh(values, tmp_path, OPERA_DISP_DRY_RUN="1")
     assert p.returncode == 0, p.stderr
@@ -119,13 +120,14 @@ def test_run_sh_timeseries_product(tmp_path: Path) -> None:
     values = {n: "" for n in names}
     values.update(product="timeseries", layers="short_wavelength_displacement",
                   corrections="none", reference_point="-103.7,24.45", seasonal="true",
-                  allow_gaps="false", cube="zarr", points="-103.7,24.45;-103.6,24.5")
+                  allow_gaps="false", cube="zarr", points="-103.7,24.45;-103.6,24.5",
+                  stac="false")
     p = _run_sh([values[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "timeseries"
-    assert "--seasonal" in lines and "--allow-gaps" not in lines
-    rest = [ln for ln in lines[1:] if ln != "--seasonal"]
+    assert "--seasonal" in lines and "--allow-gaps" not in lines and "--no-stac" in lines
+    rest = [ln for ln in lines[1:] if ln not in ("--seasonal", "--no-stac")]
     pairs = list(zip(rest[::2], rest[1::2], strict=True))
     assert ("--layer", "short_wavelength_displacement") in pairs
     assert ("--reference-point", "-103.7,24.45") in pairs and ("--cube", "zarr") in pairs
@@ -133,7 +135,8 @@ def test_run_sh_timeseries_product(tmp_path: Path) -> None:
     for change, said in (({"product": "subset"}, "applies to product timeseries only"),
                          ({"product": "mosaic"}, "product 'mosaic' is not allowed"),
                          ({"seasonal": "maybe"}, "expected true or false"),
-                         ({"cog_writer": "gdal"}, "applies to product subset only")):
+                         ({"cog_writer": "gdal"}, "applies to product subset only"),
+                         ({"quicklooks": "false"}, "applies to product subset only")):
         bad = {**values, **change}
         p = _run_sh([bad[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
         assert p.returncode == 2 and said in p.stderr, (change, p.stderr)
@@ -152,15 +155,16 @@ def test_run_sh_wrong_count_is_a_clear_error(tmp_path: Path) -> None:
     assert f"expected {n} positional inputs" in (tmp_path / "opera-disp.log").read_text()
 
 
-def test_run_sh_cmr_url_without_scheme_is_one_line_in_stderr_and_log(tmp_path: Path) -> None:
+def test_run_sh_bad_cmr_url_is_one_line_in_stderr_and_log(tmp_path: Path) -> None:
     names = [p["name"] for p in _config()["inputs"]["positional"]]
     values = {n: "" for n in names}
-    values.update(granules="x", cmr_url="cmr.earthdata.nasa.gov/search")
+    values.update(granules="x", cmr_url="ftp://cmr.earthdata.nasa.gov/search")
     p = _run_sh([values[n] for n in names], tmp_path)
     assert p.returncode == 2, p.stderr
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("opera-disp: error:")]
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert "CMR URL 'cmr.earthdata.nasa.gov/search' is not an http(s) URL" in errors[0]
+    assert "CMR URL 'ftp://cmr.earthdata.nasa.gov/search' is not a CMR host or http(s) URL" \
+        in errors[0]
     log = (tmp_path / "opera-disp.log").read_text()
     assert "[ERROR] opera_disp.cli: error: Invalid value for '--cmr-url': CMR URL" in log
 

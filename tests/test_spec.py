@@ -9,7 +9,7 @@ import pytest
 
 from opera_disp import api
 from opera_disp.errors import BadInput
-from opera_disp.spec import TOLERANCE, VMAX, FloatRange, IntRange, make_spec
+from opera_disp.spec import COLOUR_BOUND, TOLERANCE, FloatRange, IntRange, make_spec
 
 
 def _one_line(exc: pytest.ExceptionInfo[BadInput]) -> str:
@@ -60,17 +60,19 @@ def test_tolerance_accepts_ints_and_floats(granule: Path, tmp_path: Path) -> Non
         assert type(spec.tolerated_failure_percentage) is float
 
 
-@pytest.mark.parametrize(("vmax", "needle"), [
-    (0, "vmax 0 is not allowed; expected a number > 0"),
-    (-0.1, "vmax -0.1 is not allowed; expected a number > 0"),
-    (float("inf"), "vmax inf is not allowed; expected a number > 0"),
-    (float("nan"), "vmax nan is not allowed; expected a number > 0"),
-    ("0.1", "vmax '0.1' is not a number; expected a number > 0"),
+@pytest.mark.parametrize(("bounds", "needle"), [
+    ({"vmax": 0}, "vmax 0 gives displacement an empty colour range (one bound makes it "
+                  "symmetric about zero)"),
+    ({"vmin": 0.2, "vmax": -0.1}, "vmin 0.2 is not below vmax -0.1; give vmin < vmax"),
+    ({"vmax": float("inf")}, "vmax inf is outside -1e+09..1e+09"),
+    ({"vmin": float("nan")}, "vmin nan is outside -1e+09..1e+09"),
+    ({"vmax": "0.1"}, "vmax '0.1' is not a number; expected -1e+09..1e+09"),
 ])
-def test_plot_vmax_is_checked_before_anything_is_read(tmp_path: Path, vmax: Any,
-                                                      needle: str) -> None:
+def test_plot_colour_range_is_checked_before_anything_is_read(tmp_path: Path,
+                                                              bounds: dict[str, Any],
+                                                              needle: str) -> None:
     with pytest.raises(BadInput) as exc:
-        api.plot(str(tmp_path / "missing.nc"), tmp_path / "p.png", vmax=vmax)
+        api.plot(str(tmp_path / "missing.nc"), tmp_path / "p.png", **bounds)
     assert _one_line(exc) == needle
     assert not (tmp_path / "p.png").exists()
 
@@ -97,12 +99,14 @@ def test_int_range_parse_and_check() -> None:
 
 
 def test_float_range_parse_and_check() -> None:
-    assert str(TOLERANCE) == "0..100" and str(VMAX) == "a number > 0"
+    vmax = FloatRange(0.0, None, above=True)
+    assert str(TOLERANCE) == "0..100" and str(vmax) == "a number > 0"
     assert str(FloatRange(0)) == "a number >= 0"
     assert TOLERANCE.parse("t", "12.5") == 12.5 and TOLERANCE.parse("t", 3) == 3.0
     assert TOLERANCE.check("t", 0) == 0.0 and TOLERANCE.check("t", 100) == 100.0
     assert FloatRange(0).check("x", 0) == 0.0  # low included unless `above`
-    assert VMAX.parse("vmax", "1e-3") == 0.001
+    assert vmax.parse("vmax", "1e-3") == 0.001
+    assert COLOUR_BOUND.parse("vmin", "-0.25") == -0.25
     cases = [
         (lambda: TOLERANCE.parse("t", "lots"), "t 'lots' is not a number; expected 0..100"),
         (lambda: TOLERANCE.parse("t", "101"), "t 101 is outside 0..100"),
@@ -110,10 +114,11 @@ def test_float_range_parse_and_check() -> None:
         (lambda: TOLERANCE.check("t", -1), "t -1 is outside 0..100"),
         (lambda: TOLERANCE.check("t", False), "t False is not a number; expected 0..100"),
         (lambda: TOLERANCE.check("t", "5"), "t '5' is not a number; expected 0..100"),
-        (lambda: VMAX.parse("vmax", "0"), "vmax 0 is not allowed; expected a number > 0"),
-        (lambda: VMAX.parse("vmax", "-inf"), "vmax -inf is not allowed; expected a number > 0"),
-        (lambda: VMAX.check("vmax", float("inf")),
+        (lambda: vmax.parse("vmax", "0"), "vmax 0 is not allowed; expected a number > 0"),
+        (lambda: vmax.parse("vmax", "-inf"), "vmax -inf is not allowed; expected a number > 0"),
+        (lambda: vmax.check("vmax", float("inf")),
          "vmax inf is not allowed; expected a number > 0"),
+        (lambda: COLOUR_BOUND.parse("vmax", "inf"), "vmax inf is outside -1e+09..1e+09"),
         (lambda: FloatRange(0).check("x", -0.5), "x -0.5 is not allowed; expected a number >= 0"),
     ]
     for call, message in cases:
@@ -123,15 +128,31 @@ def test_float_range_parse_and_check() -> None:
 
 
 @pytest.mark.parametrize("url", ["not a url", "ftp://cmr.earthdata.nasa.gov/search",
-                                 "cmr.earthdata.nasa.gov/search", "https://", "http:///x"])
-def test_cmr_url_must_be_http_s(url: str, granule: Path, tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="is not an http\\(s\\) URL") as exc:
+                                 "https://", "http:///x", "cmr.example:port",
+                                 "https://cmr.example/search?x=1"])
+def test_cmr_url_must_be_a_host_or_http_s(url: str, granule: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="is not a CMR host or http\\(s\\) URL") as exc:
         make_spec(granules=str(granule), output=str(tmp_path / "o"), cmr_url=url)
-    assert repr(url) in _one_line(exc) and "http(s)://host" in _one_line(exc)
+    assert repr(url) in _one_line(exc) and "cmr.earthdata.nasa.gov" in _one_line(exc)
     for call in (lambda: api.search(source=tmp_path, cmr_url=url),
                  lambda: api.collection(cmr_url=url)):
-        with pytest.raises(BadInput, match="is not an http\\(s\\) URL"):
+        with pytest.raises(BadInput, match="is not a CMR host or http\\(s\\) URL"):
             call()
+
+
+@pytest.mark.parametrize(("url", "endpoint"), [
+    ("cmr.earthdata.nasa.gov", "https://cmr.earthdata.nasa.gov/search"),  # maap-py's cmr_host
+    ("cmr.uat.earthdata.nasa.gov", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("cmr.earthdata.nasa.gov/search", "https://cmr.earthdata.nasa.gov/search"),
+    ("https://cmr.uat.earthdata.nasa.gov", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("https://cmr.uat.earthdata.nasa.gov/", "https://cmr.uat.earthdata.nasa.gov/search"),
+    ("https://cmr.earthdata.nasa.gov/search/", "https://cmr.earthdata.nasa.gov/search"),
+    ("http://127.0.0.1:8080/mirror/search", "http://127.0.0.1:8080/mirror/search"),
+])
+def test_cmr_url_takes_what_maap_users_write(url: str, endpoint: str, granule: Path,
+                                             tmp_path: Path) -> None:
+    spec = make_spec(granules=str(granule), output=str(tmp_path / "o"), cmr_url=url)
+    assert spec.cmr_url == endpoint
     ok = make_spec(granules=str(granule), output=str(tmp_path / "o"),
                    cmr_url=" https://cmr.uat.earthdata.nasa.gov/search ")
     assert ok.cmr_url == "https://cmr.uat.earthdata.nasa.gov/search"

@@ -71,6 +71,29 @@ def test_search_local_table_and_formats(archive: Path, tmp_path: Path,
             assert all(f["geometry"]["type"] == "Polygon" for f in fc["features"])
 
 
+def test_tutorial_searches_with_only_a_limit_or_only_dates(
+        server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Step 2: only a limit; the earliest secondaries of the collection, from one page.
+    code, out, err = run(["search", "--limit", "2", "--format", "json"], capsys)
+    rows = json.loads(out)
+    assert code == 0, err
+    assert [r["secondary"][:10] for r in rows] == ["2016-07-17", "2016-07-17"]
+    assert {r["frame"] for r in rows} == {40291, 40292}
+    searches = [r for r in server.state.log if r["path"] == "/search/granules.umm_json"]
+    assert len(searches) == 1 and "bounding_box" not in searches[0]["query"]
+    assert "attribute" not in searches[0]["query"]
+    # Step 4: only a temporal range (secondary dates), every frame.
+    code, out, err = run(["search", "--start", "2016-07-20", "--end", "2016-08-01",
+                          "--format", "json"], capsys)
+    assert code == 0, err
+    assert sorted(r["secondary"][:10] for r in json.loads(out)) == ["2016-07-29"] * 2
+    # footprints and download search the same way; subset says in one line what it needs.
+    code, _, err = run(["footprints", "--limit", "2", "-o", str(tmp_path / "m.html")], capsys)
+    assert code == 0, err
+    code, _, err = run(["subset", "--limit", "2", "-o", str(tmp_path / "o")], capsys)
+    assert code == 2 and "subset needs an area or a frame to search CMR" in one_line_error(err)
+
+
 def test_search_cmr(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["search", "--frame", "40291", "--start", "2016-07-20",
                         "--format", "json"], capsys)
@@ -288,11 +311,31 @@ def test_inspect_local_and_remote(server: Server, granule: Path,
     assert names["shp_counts"]["fill"] == 0
     assert doc["secondary_datetime"].startswith("2016-07-29")
     remote = api.inspect(f"{server.url}/data/{granule.name}", access="https")
-    assert {k: v for k, v in remote.items() if k not in ("requests", "bytes_read")} == \
-        {k: v for k, v in doc.items() if k not in ("requests", "bytes_read")}
+    io_keys = ("requests", "round_trips", "bytes_read")
+    assert {k: v for k, v in remote.items() if k not in io_keys} == \
+        {k: v for k, v in doc.items() if k not in io_keys}
     assert remote["requests"] <= 3
     code, out, _ = run(["inspect", str(granule)], capsys)
     assert "EPSG:32613" in out and "orbit_pass_direction" in out
+
+
+def test_inspect_help_and_report_agree_on_remote_reads(
+        server: Server, granule: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    code, out, _ = run(["inspect", f"{server.url}/data/{granule.name}", "--access", "https"],
+                       capsys)
+    assert code == 0
+    n, trips = map(int, re.search(r"\((\d+) request\(s\) in (\d+) round trip\(s\)",
+                                  out).groups())
+    from typer.testing import CliRunner
+
+    from opera_disp.cli import app
+
+    helptext = " ".join(CliRunner().invoke(app, ["inspect", "--help"]).output.split())
+    promised = int(re.search(r"remote: (\d+) round trips", helptext).group(1))
+    assert trips == promised == 2 and n >= trips
+    assert "1-2 requests" not in helptext
 
 
 def test_layout_matches_h5py_low_level(granule: Path, capsys: pytest.CaptureFixture[str]
@@ -351,11 +394,29 @@ def test_plot_local_remote_and_errors(server: Server, granule: Path, tmp_path: P
     assert code == 0 and "(window 0:600,0:10," in out  # clipped to the frame, as a bbox is
     for args, needle in ((["--window", "600:5000,0:10"], "outside the frame"),
                          (["--vmax", "abc"], "vmax 'abc' is not a number"),
-                         (["--vmax", "-1"], "not allowed"),
+                         (["--vmin", "1", "--vmax", "0.5"], "vmin 1 is not below vmax 0.5"),
+                         (["--vmax", "0"], "empty colour range"),
+                         (["-o", str(tmp_path / "p.tif")], "the format follows the extension"),
                          (["--layer", "nope"], "unknown layer 'nope'"),
                          (["--bbox", "10,10,11,11"], "does not intersect")):
         code, _, err = run(["plot", str(granule), "-o", str(png), *args], capsys)
         assert code == 2 and needle in one_line_error(err), args
+
+
+def test_plot_mask_as_categories_in_any_format(granule: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for name, magic in (("m.jpg", b"\xff\xd8"), ("m.svg", b"<?xml"), ("m.pdf", b"%PDF")):
+        out = tmp_path / name
+        code, _text, err = run(["plot", str(granule), "--layer", "recommended_mask",
+                               "--window", "0:200,0:300", "-o", str(out)], capsys)
+        assert code == 0, err
+        assert out.read_bytes()[:len(magic)] == magic, name
+    svg = (tmp_path / "m.svg").read_text()
+    # Drawn as categories: the mask's meanings on the colour bar, a count per category.
+    assert "bad (masked)" in svg and "categories" in svg
+    code, _, err = run(["plot", str(granule), "--layer", "temporal_coherence", "--vmin",
+                        "0.2", "--vmax", "0.9", "-o", str(tmp_path / "c.png")], capsys)
+    assert code == 0, err
 
 
 def test_layout_and_footprints_through_the_servers(server: Server, granule: Path,

@@ -39,12 +39,12 @@ from .io.source import ByteSource
 from .job.granule import SourceFactory
 from .job.plot import PlotResult
 from .job.run import JobResult
-from .product import parse_layers
+from .product import LAYERS, parse_layers
 from .spec import (
+    COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
     DEFAULT_WORKERS,
     DOWNLOAD_WORKERS,
-    VMAX,
     JobSpec,
     choice,
     make_spec,
@@ -94,6 +94,7 @@ def subset(
     access: AccessMode | str = AccessMode.AUTO,
     cmr_url: str | None = None,
     cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
+    quicklooks: bool = True,
     demo: bool = False,
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
@@ -144,7 +145,7 @@ def subset(
         if source is not None or granules or granule_list is not None:
             raise BadInput("--demo runs on the embedded sample archive; drop --source, "
                            "--granules and --granule-list")
-        source = synthetic.demo_archive(progress=progress is not False)
+        source = synthetic.demo_archive(progress=progress)  # None: only on a terminal
         if bbox is None and aoi is None and window is None:
             bbox = synthetic.demo_bbox()
     s3 = None
@@ -162,7 +163,7 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        stac=stac)
+        stac=stac, quicklooks=quicklooks)
     # The output folder first: one that cannot be written, or that another job holds, is
     # refused before any granule is looked at.
     with OutputFolder(spec.output) as folder:
@@ -373,6 +374,7 @@ def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
     with _granule_source(granule, access, cmr_url) as src:
         doc = inspect_granule(src)
         doc["requests"] = src.stats.requests
+        doc["round_trips"] = src.stats.batches
         doc["bytes_read"] = src.stats.bytes
         return doc
 
@@ -388,10 +390,18 @@ def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
 
 def plot(granule: str, output: str | Path, *, layer: str = "displacement",
          window: Window | str | None = None, bbox: BBox | str | None = None,
-         vmax: float = 0.1, mask: bool = True, access: AccessMode | str = AccessMode.AUTO,
-         cmr_url: str | None = None, max_pixels: int = 2048) -> PlotResult:
-    """The tutorial's map + histogram of a (masked) layer over a window, in one PNG."""
+         vmin: float | None = None, vmax: float | None = None, mask: bool = True,
+         access: AccessMode | str = AccessMode.AUTO, cmr_url: str | None = None,
+         max_pixels: int = 2048) -> PlotResult:
+    """The tutorial's map + histogram of a (masked) layer over a window, in one file.
+
+    ``vmin``/``vmax`` set the colour range of any layer (a displacement layer with one of
+    them is symmetric about zero; with neither it is ±0.1 m); masks and labels are drawn
+    in discrete colours with a count per category. The format follows the extension of
+    ``output``: ``.png``, ``.jpg``/``.jpeg``, ``.pdf`` or ``.svg``.
+    """
     from .job.plot import plot_granule
+    from .render.maps import PLOT_FORMATS
 
     if window is not None and bbox is not None:
         raise BadInput("--window and --bbox were both given; choose one")
@@ -400,13 +410,24 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
         raise BadInput(f"layer {layer!r}: plot one layer at a time")
     win_v = Window.parse(window) if isinstance(window, str) else window
     bbox_v = parse_bbox(bbox) if isinstance(bbox, str) else bbox
-    VMAX.check("vmax", vmax)
+    for name, value in (("vmin", vmin), ("vmax", vmax)):
+        if value is not None:
+            COLOUR_BOUND.check(name, value)
+    if vmin is not None and vmax is not None and vmin >= vmax:
+        raise BadInput(f"vmin {vmin:g} is not below vmax {vmax:g}; give vmin < vmax")
+    if LAYERS[names[0]].units == "meters" and (vmin, vmax).count(None) == 1 and \
+            (vmin or vmax) == 0:
+        raise BadInput(f"{'vmin' if vmin is not None else 'vmax'} 0 gives {names[0]} an "
+                       "empty colour range (one bound makes it symmetric about zero)")
     out = Path(output)
     if out.is_dir():
-        raise BadInput(f"output {str(output)!r} is a folder; expected a .png file path")
+        raise BadInput(f"output {str(output)!r} is a folder; expected a file path")
+    if out.suffix.lower() not in PLOT_FORMATS:
+        raise BadInput(f"output {str(output)!r}: the format follows the extension; use "
+                       f"{', '.join(PLOT_FORMATS)}")
     with _granule_source(granule, access, cmr_url, out) as src:
-        return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v, vmax=vmax,
-                            mask=mask, max_pixels=max_pixels)
+        return plot_granule(src, out, layer=names[0], window=win_v, bbox=bbox_v, vmin=vmin,
+                            vmax=vmax, mask=mask, max_pixels=max_pixels)
 
 
 def footprints(refs: list[GranuleRef], output: str | Path, *,

@@ -39,6 +39,7 @@ from .geometry import Window
 from .logs import DATEFMT, FORMAT, setup_logging
 from .product import LAYERS, parse_frame
 from .spec import (
+    COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
     DEFAULT_WORKERS,
     DOWNLOAD_WORKERS,
@@ -47,7 +48,6 @@ from .spec import (
     SAMPLE_SIDE,
     SEED,
     TOLERANCE,
-    VMAX,
     WORKERS,
     FloatRange,
     IntRange,
@@ -138,7 +138,8 @@ End = Annotated[date | None, Opt(help="Last secondary date (ISO, inclusive).",
 Frame = Annotated[int | None, Opt(help="Frame number, e.g. 40291.",
                                   **_typed(parse_frame, "FRAME"))]
 Limit = Annotated[int | None, Opt(help="At most this many granules.", **_int(LIMIT, "limit"))]
-CmrUrl = Annotated[str | None, Opt(help="CMR search endpoint, http(s)://host/path (default "
+CmrUrl = Annotated[str | None, Opt(help="CMR: a host (cmr.earthdata.nasa.gov, as maap-py's "
+                                        "cmr_host), a base URL or the search URL (default "
                                         "$OPERA_DISP_CMR_URL or production).",
                                    **_typed(parse_cmr_url, "URL"))]
 AccessOpt = Annotated[AccessMode, Opt(help="How remote granules are read (auto: S3 in "
@@ -201,6 +202,8 @@ def subset(
         help="COG encoder: streaming (opera-disp's, compresses while reading) or gdal "
              "(GDAL's COG driver, the way out of an encoder bug).",
         **_enum(CogWriterKind, "cog writer"))] = CogWriterKind.STREAMING,
+    quicklooks: Annotated[bool, Opt("--quicklooks/--no-quicklooks",
+                                    help="Draw a quicklook PNG per granule.")] = True,
     demo: Annotated[bool, Opt("--demo", help="Run on the embedded sample archive (made once) "
                               "with a bbox over its deforming area.")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace the outputs another job "
@@ -221,7 +224,8 @@ def subset(
         window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
         output=output, tolerated_failure_percentage=tolerated_failure_percentage,
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        demo=demo, progress=progress, overwrite=overwrite, stac=stac, client=scheduler)
+        quicklooks=quicklooks, demo=demo, progress=progress, overwrite=overwrite, stac=stac,
+        client=scheduler)
     out: Any = output if output.startswith("s3://") else Path(output).resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
@@ -364,6 +368,7 @@ def sample_cmd(
     shape: Annotated[str, Opt(help="Frame grid (full size: 7915x9548).",
                               metavar="ROWSxCOLS")] = "1024x1280",
     seed: Annotated[int, Opt(help="Random seed.", **_int(SEED, "seed"))] = 0,
+    progress: Progress = None,
 ) -> int:
     """Write synthetic, spec-faithful DISP-S1 v1.0 granules (the embedded sample archive)."""
     from . import synthetic
@@ -372,7 +377,7 @@ def sample_cmd(
     if outdir.exists() and not outdir.is_dir():
         raise BadInput(f"output {str(outdir)!r} is a file; expected a folder")
     paths = synthetic.write_archive(outdir, frames=_frames(frames), n_dates=dates,
-                                    shape=_shape(shape), seed=seed, progress=True)
+                                    shape=_shape(shape), seed=seed, progress=progress)
     print(f"opera-disp: wrote {len(paths)} granule(s) to {outdir}")
     return 0
 
@@ -524,7 +529,8 @@ def download(
 @app.command()
 def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = AccessMode.AUTO,
             cmr_url: CmrUrl = None) -> int:
-    """Describe a granule from its metadata only (1-2 requests when remote)."""
+    """Describe a granule from its metadata only (remote: 2 round trips, the first read and
+    one concurrent batch of small reads; the report prints both counts)."""
     from . import api
     from .render.text import inspect_text
 
@@ -550,24 +556,30 @@ def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = Acc
 @app.command()
 def plot(
     granule: GranuleArg,
-    output: Annotated[Path, Opt("--output", "-o", help="PNG to write.",
+    output: Annotated[Path, Opt("--output", "-o", help="File to write; the format follows "
+                                "the extension: .png, .jpg, .jpeg, .pdf or .svg.",
                                 **_path("output", "FILE"))] = \
         Path("plot.png"),
     layer: Annotated[str, Opt(help="Layer to plot.", metavar="LAYER")] = "displacement",
     window: WindowOpt = None,
     bbox: BBoxOpt = None,
-    vmax: Annotated[float, Opt(help="Colour range ±vmax in metres.",
-                               **_float(VMAX, "vmax"))] = 0.1,
+    vmin: Annotated[float | None, Opt(help="Low end of the colour range (the layer's units; "
+                                      "displacement alone: -vmin..vmin).",
+                                      **_float(COLOUR_BOUND, "vmin"))] = None,
+    vmax: Annotated[float | None, Opt(help="High end of the colour range (displacement "
+                                      "alone: ±vmax; default ±0.1 m, other layers the "
+                                      "2nd-98th percentiles).",
+                                      **_float(COLOUR_BOUND, "vmax"))] = None,
     mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.")] = True,
     access: AccessOpt = AccessMode.AUTO,
     cmr_url: CmrUrl = None,
 ) -> int:
-    """The tutorial's map and histogram of a (masked) layer, in one PNG."""
+    """The tutorial's map and histogram of a (masked) layer (masks and labels: categories)."""
     from . import api
 
     setup_logging()
-    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmax=vmax,
-                   mask=mask, access=access, cmr_url=cmr_url)
+    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmin=vmin,
+                   vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
     return 0
 

@@ -42,11 +42,16 @@ class RetryPolicy:
         Longest wait a server's ``Retry-After`` can ask for, in seconds. The backoff is
         the floor of every wait: a shorter ``Retry-After`` (``0`` included) does not
         shorten it.
+    connect_retries
+        Tries after the first one when no connection could be made at all (refused, no
+        route, DNS, connect timeout); None: ``retries``. A service that cannot be reached
+        is said so in seconds, not after the whole backoff.
     """
 
     retries: int = 4
     backoff: float = 0.2
     retry_after_cap: float = 30.0
+    connect_retries: int | None = None
 
     def wait(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait after failed try ``attempt`` (0-based).
@@ -62,6 +67,26 @@ class RetryPolicy:
         except ValueError:
             return default
         return max(default, asked)
+
+
+def not_connected(exc: BaseException) -> bool:
+    """Whether a request failed before any connection was made (nothing was sent).
+
+    Examples
+    --------
+    >>> not_connected(requests.exceptions.ConnectTimeout())
+    True
+    >>> not_connected(requests.exceptions.ReadTimeout())
+    False
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    import urllib3.exceptions
+
+    reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionRefusedError)
 
 
 def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy, *,
@@ -81,11 +106,17 @@ def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy
     sleep
         Injected for tests.
     """
+    connect_failures = 0
     for attempt in range(policy.retries + 1):
         last = attempt == policy.retries
         try:
             resp = send()
         except TRANSIENT as exc:
+            if not_connected(exc):
+                connect_failures += 1
+                if policy.connect_retries is not None and \
+                        connect_failures > policy.connect_retries:
+                    last = True
             if last:
                 raise give_up(f"{exc.__class__.__name__} after {attempt + 1} tries",
                               None) from None

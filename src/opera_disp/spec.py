@@ -130,8 +130,8 @@ DEFAULT_DOWNLOAD_WORKERS = 4
 LIMIT = IntRange(1, None)
 #: Failed granules tolerated, in percent.
 TOLERANCE = FloatRange(0.0, 100.0)
-#: Colour range of a plot, ±vmax metres.
-VMAX = FloatRange(0.0, None, above=True)
+#: Either end of a plot's colour range (any layer, in its units).
+COLOUR_BOUND = FloatRange(-1e9, 1e9)
 #: Synthetic archives: dates per frame, grid side, seed.
 SAMPLE_DATES = IntRange(1, 1000)
 SAMPLE_SIDE = IntRange(2, 20000)
@@ -180,6 +180,8 @@ class JobSpec:
         The COG encoder: opera-disp's streaming encoder, or GDAL's COG driver.
     stac
         Write a STAC catalog of the outputs (``catalog.json``) when the job ends.
+    quicklooks
+        Draw a quicklook PNG of each granule's summarised layer.
     """
 
     granules: tuple[str, ...] = ()
@@ -201,6 +203,7 @@ class JobSpec:
     cmr_url: str | None = None
     cog_writer: CogWriterKind = CogWriterKind.STREAMING
     stac: bool = True
+    quicklooks: bool = True
 
     @property
     def mask_applied(self) -> bool:
@@ -235,32 +238,45 @@ def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
 
 
 def parse_cmr_url(value: str | None, name: str = "CMR URL") -> str | None:
-    """A CMR search endpoint checked once: ``http(s)://host[/path]`` (None stays None).
+    """A CMR search endpoint checked once, from any form MAAP users write (None stays None).
+
+    maap-py's host form (``cmr.earthdata.nasa.gov``, ``cmr.uat.earthdata.nasa.gov``) means
+    HTTPS; a base URL without a path gets CMR's ``/search``; a URL with a path (the search
+    endpoint, or a mirror's) is kept as given, without a trailing slash.
 
     Examples
     --------
-    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search ")
+    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search/ ")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("cmr.earthdata.nasa.gov")
+    'https://cmr.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("https://cmr.uat.earthdata.nasa.gov")
     'https://cmr.uat.earthdata.nasa.gov/search'
     >>> parse_cmr_url("ftp://cmr.example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not an http(s) URL; ...
+    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not a CMR host or http(s) URL; ...
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         raise BadInput(f"{name} is empty; give a value or leave the option out")
+    # maap-py's cmr_host: a bare host name (perhaps with a port or a path) means HTTPS.
+    full = text if "://" in text else f"https://{text}"
     try:
-        parts = urlsplit(text)
+        parts = urlsplit(full)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         parts, host = None, None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not host or \
-            any(c.isspace() for c in text):
-        raise BadInput(f"{name} {value!r} is not an http(s) URL; expected http(s)://host/path, "
-                       "e.g. https://cmr.earthdata.nasa.gov/search")
-    return text
+            any(c.isspace() for c in text) or parts.query or parts.fragment:
+        raise BadInput(f"{name} {value!r} is not a CMR host or http(s) URL; expected e.g. "
+                       "cmr.earthdata.nasa.gov, https://cmr.uat.earthdata.nasa.gov or "
+                       "https://cmr.earthdata.nasa.gov/search")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc}{path or '/search'}"
 
 
 def read_granule_list(path: str | Path) -> list[str]:
@@ -312,6 +328,7 @@ def make_spec(
     cmr_url: str | None = None,
     cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
     stac: bool = True,
+    quicklooks: bool = True,
 ) -> JobSpec:
     """Check a subset job's inputs and build its :class:`JobSpec`.
 
@@ -380,6 +397,7 @@ def make_spec(
         cmr_url=parse_cmr_url(cmr_url),
         cog_writer=choice(CogWriterKind, cog_writer, "cog writer"),
         stac=stac,
+        quicklooks=bool(quicklooks),
     )
 
 

@@ -199,25 +199,88 @@ def test_paging_stops_once_the_limit_is_final(cmr: Server) -> None:
     assert cmr.state.count("/search/granules.umm_json") == 2
 
 
-def test_limit_without_a_frame_reads_every_page_lowest_frame_first(cmr: Server) -> None:
-    # Frame 40292's products end first, so a page sorted by end date holds only them; the
-    # limit keeps the lowest frame first (as every route does), whose products come on
-    # later pages. An early stop would return 40292's two earliest instead.
+def test_limit_without_a_frame_keeps_the_earliest_secondaries_and_stops_early(
+        cmr: Server) -> None:
+    # The tutorial's step 2: a search with only a limit. Frame 40292's products end first,
+    # so the first page sorted by end date holds the earliest secondaries of the whole
+    # collection: the limit keeps them and the search stops there, never paging through
+    # every frame on Earth.
     ref = datetime(2016, 7, 5, 0, 55, 55)
     early = [_pair(ref, ref + timedelta(days=12 * (k + 1)), frame=40292) for k in range(4)]
     ref2 = ref + timedelta(days=240)
     late = [_pair(ref2, ref2 + timedelta(days=12 * (k + 1)), frame=40291) for k in range(4)]
     cmr.state.cmr_items = [umm_item(n, cmr.url) for n in early + late]
-    refs = _client(cmr).search(CmrQuery(limit=2), page_size=2)
+    refs = _client(cmr).search(CmrQuery(limit=3), page_size=2)
     pages = cmr.state.count("/search/granules.umm_json")
     everything = _client(cmr).search(CmrQuery(), page_size=2)
     assert [r.product.frame for r in everything] == [40291] * 4 + [40292] * 4
-    assert refs == everything[:2]
-    assert [f"{r.product.secondary:%Y-%m-%d}" for r in refs] == ["2017-03-14", "2017-03-26"]
-    assert pages == 4, "every page is read"
+    assert [(r.product.frame, f"{r.product.secondary:%Y-%m-%d}") for r in refs] == [
+        (40292, "2016-07-17"), (40292, "2016-07-29"), (40292, "2016-08-10")]
+    assert pages == 2, "the 4th item is past the 3rd kept: two pages settle it"
+    # The same limit on a local list keeps the same granules (every route agrees).
+    from opera_disp.catalog.select import select
+
+    assert select(everything, limit=3) == refs
 
 
 def test_granule_params_sort_by_the_secondary_date() -> None:
     for q in (CmrQuery(), CmrQuery(limit=2), CmrQuery(start=datetime(2017, 1, 1, tzinfo=UTC))):
         sort = [v for k, v in granule_params(q) if k == "sort_key[]"]
         assert sort == ["end_date"]
+
+
+# -- CMR unreachable: said in seconds, one line, exit 4 ------------------------------------
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, then closed: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("args", [["collection"], ["search", "--limit", "5"],
+                                  ["search", "--frame", "40291"]])
+def test_unreachable_cmr_is_one_line_exit_4_after_two_tries(
+        args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from ..helpers import one_line_error, run
+
+    code, _, err = run([*args, "--cmr-url", f"http://127.0.0.1:{_closed_port()}/search"],
+                       capsys)
+    line = one_line_error(err)
+    assert code == 4, err
+    assert "is unreachable (ConnectionError after 2 tries)" in line and "--cmr-url" in line
+
+
+def test_cmr_connects_within_seconds_and_gives_up_on_connecting_after_one_retry() -> None:
+    import requests
+
+    from opera_disp.catalog.cmr import CMR_RETRIES, CMR_TIMEOUT
+    from opera_disp.errors import CmrError
+
+    connect, read = CMR_TIMEOUT
+    assert connect <= 5.0 < read  # a blackholed host costs seconds, a slow page is waited for
+    sent: list[object] = []
+    waits: list[float] = []
+
+    class NoRoute(requests.Session):
+        def get(self, url: str | bytes, **kwargs: object) -> requests.Response:  # type: ignore[override]
+            sent.append(kwargs["timeout"])
+            raise requests.exceptions.ConnectTimeout("connect timed out")
+
+    client = CmrClient("http://192.0.2.1/search", session=NoRoute(), sleep=waits.append)
+    with pytest.raises(CmrError, match="unreachable"):
+        client.collection()
+    assert sent == [CMR_TIMEOUT, CMR_TIMEOUT] and waits == [CMR_RETRIES.wait(0)]
+    # A dropped connection mid-answer is not "unreachable": the whole backoff applies.
+    sent.clear()
+    waits.clear()
+
+    class Drops(requests.Session):
+        def get(self, url: str | bytes, **kwargs: object) -> requests.Response:  # type: ignore[override]
+            sent.append(kwargs["timeout"])
+            raise requests.exceptions.ReadTimeout("read timed out")
+
+    with pytest.raises(CmrError):
+        CmrClient("http://192.0.2.1/search", session=Drops(), sleep=waits.append).collection()
+    assert len(sent) == CMR_RETRIES.retries + 1

@@ -517,3 +517,25 @@ def test_presigned_granule_urls_are_redacted_in_the_summary(server: Server, gran
         text = (tmp_path / str(i) / "summary.json").read_text()
         assert "c0ffee42" not in text and "X-Amz" not in text and "#frag" not in text
     assert server.state.count("/signed/") >= 2  # the signed URL was used as given
+
+
+def test_lean_head_reads_metadata_beyond_its_first_mib(server: Server, granule: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lean first read holds the first MiB; a read between it and the page's end grows
+    the head to the page in one request (it once deadlocked on the head's lock)."""
+    import threading
+
+    from opera_disp.io.cache import HEAD_BYTES, PAGE_BYTES
+
+    monkeypatch.setenv("OPERA_DISP_HEAD", "lean")
+    g = _granule(server, granule, "plain", _client(server))
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(g.read_at(HEAD_BYTES + 100, 64)),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "read_at beyond the lean head hangs"
+    with open(granule, "rb") as f:
+        f.seek(HEAD_BYTES + 100)
+        assert got == [f.read(64)]
+    assert g.stats.batches == 2 and len(g._head) == PAGE_BYTES  # one more request, whole page

@@ -415,7 +415,7 @@ def test_a_summary_that_cannot_be_written_is_one_line_not_a_bug(
     """A full disk when the summary is written is the job's output error (exit 1, one line)."""
     from opera_disp.cli import main
 
-    def full(path: Path, doc: Any, tmp_dir: Path | None = None) -> None:
+    def full(path: Path, doc: Any, tmp_dir: Path | None = None, indent: int | None = 2) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(job_run, "write_json", full)

@@ -138,3 +138,19 @@ def test_deterministic(tmp_path: Path) -> None:
 def test_rejects_tiny_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="too small"):
         synthetic.write_granule(tmp_path, shape=(1, 5))
+
+
+def test_sample_draws_no_progress_bar_into_a_pipe(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def sample(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opera_disp.cli", "sample",
+                               str(tmp_path / f"s{len(extra)}"), "--dates", "2",
+                               "--shape", "64x64", *extra],
+                              capture_output=True, text=True, timeout=300, check=True)
+
+    quiet = sample()  # stderr is a pipe here, as in a log file or DPS's _stderr.txt
+    assert "sample granules" not in quiet.stderr and "\r" not in quiet.stderr, quiet.stderr
+    assert "wrote 2 granule(s)" in quiet.stdout
+    assert "sample granules" in sample("--progress").stderr  # asked for: drawn anyway

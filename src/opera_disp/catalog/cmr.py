@@ -43,7 +43,12 @@ CMR_PRODUCTION = "https://cmr.earthdata.nasa.gov/search"
 CMR_UAT = "https://cmr.uat.earthdata.nasa.gov/search"
 MAX_PAGE_SIZE = 2000
 CLIENT_ID = f"opera-disp-{__version__}"
-CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0)
+#: A CMR that cannot be reached at all is tried twice (~0.5 s apart) before the one-line
+#: error; answers that are errors (429, 5xx) and dropped connections get the full backoff.
+CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_retries=1)
+#: (connect, read) seconds: a connection is made in milliseconds or not at all, while a
+#: big search page may take CMR a while to answer.
+CMR_TIMEOUT = (3.05, 60.0)
 
 
 def cmr_base_url(explicit: str | None = None) -> str:
@@ -113,7 +118,8 @@ class CmrClient:
     """A small CMR search client with retries; the session is injectable for tests."""
 
     def __init__(self, base_url: str | None = None, *, session: requests.Session | None = None,
-                 policy: RetryPolicy | None = None, timeout: float = 60.0,
+                 policy: RetryPolicy | None = None,
+                 timeout: float | tuple[float, float] = CMR_TIMEOUT,
                  sleep: Callable[[float], None] = time.sleep):
         self.base_url = cmr_base_url(base_url)
         self.session = session or requests.Session()
@@ -133,7 +139,8 @@ class CmrClient:
 
         def give_up(why: str, status: int | None) -> Exception:
             if status is None:
-                return CmrError(f"CMR at {self.base_url} is unreachable ({why})")
+                return CmrError(f"CMR at {self.base_url} is unreachable ({why}); check the "
+                                "network or --cmr-url")
             return CmrError(f"CMR at {self.base_url} answered {why}", status)
 
         resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
@@ -147,11 +154,11 @@ class CmrClient:
     def search(self, q: CmrQuery, page_size: int = MAX_PAGE_SIZE) -> list[GranuleRef]:
         """All matching granules (at most ``q.limit``), secondary-date filtered, de-duplicated.
 
-        Pages until the hits run out or, with a limit and a frame, until ``limit``
-        granules survive the filters and the page has moved past the last of them (so a
-        reprocessed duplicate of a kept pair cannot be on the next page). Without a frame
-        the limit keeps the lowest frames first (as every route does), which a page sorted
-        by date cannot settle early: those searches read every page.
+        Pages until the hits run out or, with a limit, until ``limit`` granules survive
+        the filters and the page has moved past the latest of them (so a reprocessed
+        duplicate of a kept pair cannot be on the next page). The limit keeps the earliest
+        secondary dates (pages come sorted by them), with or without a frame: the
+        tutorial's search with only a limit reads one page.
         """
         params = granule_params(q, page_size)
         size = int(dict(params)["page_size"])
@@ -172,10 +179,10 @@ class CmrClient:
             hits = int(resp.headers.get("CMR-Hits", "0") or 0)
             if len(page) < size or not search_after or n_items >= hits:
                 break
-            if q.limit is not None and q.frame is not None and refs:
+            if q.limit is not None and refs:
                 kept = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
-                if len(kept) == q.limit and \
-                        max(r.product.secondary for r in refs) > kept[-1].product.secondary:
+                if len(kept) == q.limit and max(r.product.secondary for r in refs) > \
+                        max(r.product.secondary for r in kept):
                     break
         out = select(refs, frame=q.frame, start=q.start, end=q.end, limit=q.limit)
         log.info("CMR: %d item(s), %d after secondary-date filter and de-duplication",

@@ -3,6 +3,8 @@ references, a local archive, or a CMR search, with the same filters on every rou
 
 from __future__ import annotations
 
+import logging
+
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import BadInput
@@ -11,6 +13,8 @@ from .cmr import CmrClient, CmrQuery
 from .local import resolve_explicit, scan_archive, with_footprint
 from .refs import GranuleRef
 from .select import Selection, apply
+
+log = logging.getLogger(__name__)
 
 
 def touches(ref: GranuleRef, area: BaseGeometry | None) -> bool:
@@ -36,17 +40,21 @@ def cmr_query(sel: Selection) -> CmrQuery:
     return CmrQuery(bbox=bbox, start=sel.start, end=sel.end, frame=sel.frame, limit=sel.limit)
 
 
-def resolve_granules(sel: Selection) -> tuple[list[GranuleRef], list[str]]:
+def resolve_granules(sel: Selection, *, job: bool = True
+                     ) -> tuple[list[GranuleRef], list[str]]:
     """The granules a selection covers, and notes on how they were found.
 
     Explicit granules win (bare names are looked up in ``source`` or CMR); otherwise the
     local archive is searched, its granules kept where their footprint meets the area;
-    otherwise CMR is searched with the area, dates and frame.
+    otherwise CMR is searched with the area, dates and frame. A search (``job=False``:
+    ``search``, ``footprints``, ``download``) may be frame-less and area-less, as the
+    tutorial's searches with only a limit or only dates are; the subset job needs an
+    area or a frame to search CMR.
 
     Raises
     ------
     BadInput
-        If nothing says where to look, or a named granule does not exist.
+        If the job has nothing to say where to look, or a named granule does not exist.
     """
     notes: list[str] = []
     if sel.granules:
@@ -67,9 +75,14 @@ def resolve_granules(sel: Selection) -> tuple[list[GranuleRef], list[str]]:
         notes.append(f"local archive {sel.source}: {len(found_local)} granule(s), "
                      f"{len(kept)} matched")
         return kept, notes
-    if sel.bbox is None and sel.aoi is None and sel.frame is None:
-        raise BadInput("no granules to process: give --granules, --granule-list or --source, "
-                       "or search CMR with --bbox, --aoi or --frame (and dates)")
+    if job and sel.bbox is None and sel.aoi is None and sel.frame is None:
+        raise BadInput("subset needs an area or a frame to search CMR: give --bbox, --aoi or "
+                       "--frame (or --granules, --granule-list, --source); `opera-disp "
+                       "search` searches without them")
+    if sel.bbox is None and sel.aoi is None and sel.frame is None and sel.limit is None \
+            and sel.start is None and sel.end is None:
+        log.warning("searching CMR without an area, frame, dates or limit: every granule of "
+                    "the collection (add --limit N for the first N)")
     client = CmrClient(sel.cmr_url)
     found_cmr = client.search(cmr_query(sel))
     kept = [r for r in found_cmr if touches(r, sel.aoi)]
@@ -81,7 +94,7 @@ def resolve_granules(sel: Selection) -> tuple[list[GranuleRef], list[str]]:
 def search(sel: Selection) -> list[GranuleRef]:
     """Granules for a search, footprints filled in; an archive search is also trimmed to
     granules whose footprint meets the area (as CMR's spatial search does)."""
-    refs, _notes = resolve_granules(sel)
+    refs, _notes = resolve_granules(sel, job=False)
     refs = [with_footprint(r) for r in refs]
     if sel.source is not None and not sel.granules:
         refs = [r for r in refs if touches(r, sel.area)]

@@ -69,12 +69,22 @@ def in_dates(p: DispProduct, start: datetime | None, end: datetime | None) -> bo
 def select(refs: list[GranuleRef], *, frame: int | None = None,
            start: datetime | None = None, end: datetime | None = None,
            limit: int | None = None) -> list[GranuleRef]:
-    """Frame and secondary-date filters, one product per pair (newest), at most ``limit``."""
+    """Frame and secondary-date filters, one product per pair (newest), at most ``limit``.
+
+    The limit keeps the earliest secondary dates, whatever the frame (ties: the lower
+    frame): the order CMR's pages come in, so a CMR search with a limit stops after the
+    first page or two even without a frame, as the tutorial's ``limit=100`` does. The
+    result is ordered by frame, then secondary date.
+    """
     kept = [r for r in refs if (frame is None or r.product.frame == frame)
             and in_dates(r.product, start, end)]
     by_product = {r.product: r for r in kept}
     out = [by_product[p] for p in dedupe(list(by_product))]
-    return out[:limit] if limit is not None else out
+    if limit is not None and len(out) > limit:
+        first = {r.product for r in sorted(out, key=lambda r: (
+            r.product.secondary, r.product.frame, r.product.reference))[:limit]}
+        out = [r for r in out if r.product in first]
+    return out
 
 
 def apply(refs: list[GranuleRef], sel: Selection) -> list[GranuleRef]:

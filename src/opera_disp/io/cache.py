@@ -29,7 +29,15 @@ PAGE_BYTES = 4 << 20
 
 
 def head_mode_from_env() -> HeadMode:
-    """The first-read layout from ``OPERA_DISP_HEAD`` (``page`` when unset)."""
+    """The first-read layout from ``OPERA_DISP_HEAD`` (``page`` when unset).
+
+    ``lean`` (two concurrent requests: the first MiB and the raw page's first 256 KiB)
+    moves 3 MB less per granule than ``page`` (the whole 4 MiB metadata page) and makes the
+    whole subset job faster on plain HTTP (benchmarks/remote_window.py), but through
+    Earthdata Login and ASF's redirect both first requests log in and ask for a presigned
+    URL: twice the login and redirect traffic per granule. It stays an option until the
+    two share one redirect.
+    """
     value = os.environ.get("OPERA_DISP_HEAD", "page")
     try:
         return HeadMode(value)
@@ -192,9 +200,10 @@ class RangeGranule(ABC):
             return data
         end = offset + length
         if offset < PAGE_BYTES:
+            size = self.size  # not under the lock: ``size`` takes it (lean heads got here)
             with self._lock:
                 have = len(self._head)
-                upto = min(max(end, PAGE_BYTES), self.size)
+                upto = min(max(end, PAGE_BYTES), size)
                 if upto > have:
                     more, _ = self._fetch(have, upto - have)
                     self.stats.add(1, len(more))

@@ -31,7 +31,7 @@ from ..io.auth import public_url
 from ..io.local import LocalFile
 from ..io.source import ByteSource
 from ..product import LAYERS, MASK_LAYER
-from ..render.maps import map_text, render_map
+from ..render.maps import map_text, prepare, render_map
 from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
@@ -42,6 +42,10 @@ from .summary import GranuleRecord, OutputRecord, Pixels, Statistics
 
 log = logging.getLogger(__name__)
 QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
+#: Windows up to this many pixels keep the summarised layer's values in memory (16 MiB of
+#: float32) for the statistics' second pass, instead of decoding the COG's scratch tiles
+#: again: the common small window costs no read-back.
+IN_MEMORY_PIXELS = 1 << 22
 
 SourceFactory = Callable[[GranuleRef], ByteSource]
 
@@ -106,9 +110,11 @@ class GranulePlan:
 
 @dataclass
 class Tally:
-    """What the bands add up to: pixel counts, streaming statistics, the quicklook sample."""
+    """What the bands add up to: pixel counts, streaming statistics, the quicklook sample,
+    and (small windows) the summarised layer's bands for the statistics' second pass."""
 
     step: int
+    kept: list[np.ndarray] | None = None
     counts: Pixels = field(default_factory=lambda: Pixels(total=0, outside_aoi=0, masked=0,
                                                           nodata=0, valid=0))
     stats: StreamingStats = field(default_factory=StreamingStats)
@@ -232,7 +238,8 @@ def _writer(plan: GranulePlan, name: str, workers: Workers) -> RasterWriter:
                         plan.grid.window_transform(win), resampling_for(str(lay.dtype)))
     return open_writer(spec.cog_writer, plan.path(name), raster, tags=tags,
                        units=str(info["units"]), description=str(info["long_name"]),
-                       keep_pixels=name == plan.summary_layer, pool=workers.encoders,
+                       keep_pixels=name == plan.summary_layer and
+                       plan.window.size > IN_MEMORY_PIXELS, pool=workers.encoders,
                        scratch_dir=workers.scratch_dir)
 
 
@@ -240,10 +247,13 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
     """Read, mask and write every band; then finish the COGs, quicklook and statistics."""
     win, grid, slayer = plan.window, plan.grid, plan.summary_layer
     out_dir = plan.spec.output
-    tally = Tally(step=max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS)))
+    tally = Tally(step=max(1, math.ceil(max(win.shape) / QUICKLOOK_PIXELS)),
+                  kept=[] if win.size <= IN_MEMORY_PIXELS else None)
     tally.counts["total"] = win.size
     paths = [plan.path(n) for n in plan.write_layers]
-    png = plan.path(slayer, ".png")
+    png = plan.path(slayer, ".png") if plan.spec.quicklooks else None
+    if png is not None:
+        _prepare_quicklook(plan, tally.step)
     with contextlib.ExitStack() as stack:
         writers = {n: stack.enter_context(_writer(plan, n, workers))
                    for n in plan.write_layers}
@@ -260,29 +270,34 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
         # own thread and the quicklook is drawn in another, while this thread makes the
         # statistics' second pass; compression, hashing and numpy release the GIL. The
         # summarised layer's pixels are read back (decoded from its scratch tiles) before
-        # its publishing consumes them: its publish waits until ``back`` is closed.
+        # its publishing consumes them: its publish waits until ``back`` is closed. A
+        # small window's pixels are still in memory: no read-back.
         try:
             with ThreadPoolExecutor(len(writers) + 1, thread_name_prefix="finish") as side:
                 published = {n: side.submit(_publish, w, out_dir, n)
                              for n, w in writers.items() if n != slayer}
-                with contextlib.closing(writers[slayer].read_back()) as back:
+                with (contextlib.nullcontext(iter(tally.kept)) if tally.kept is not None
+                      else contextlib.closing(writers[slayer].read_back())) as back:
                     published[slayer] = side.submit(_publish, writers[slayer], out_dir, slayer)
-                    look = side.submit(_quicklook, plan, np.concatenate(tally.preview), png,
-                                       units, workers.scratch_dir)
+                    look = None if png is None else side.submit(
+                        _quicklook, plan, np.concatenate(tally.preview), png, units,
+                        workers.scratch_dir)
                     # Float blocks go in whole: NaN never falls in a selected bin.
                     statistics = tally.stats.result(
                         lambda: (b if b.dtype.kind == "f" else b[valid_pixels(b, fill)]
                                  for b in back))
-                look.result()
+                if look is not None:
+                    look.result()
                 entries = {n: f.result() for n, f in published.items()}
         except BaseException:
             # A failed granule leaves no outputs at all, not even its finished files.
-            for path in [*paths, png]:
+            for path in [*paths, *([png] if png else [])]:
                 path.unlink(missing_ok=True)
             raise
     tally.counts["valid"] = int(statistics["count"] or 0)
     outputs = [entries[n] for n in plan.write_layers]
-    outputs.append(_output_entry(png, out_dir, OutputKind.QUICKLOOK, slayer))
+    if png is not None:
+        outputs.append(_output_entry(png, out_dir, OutputKind.QUICKLOOK, slayer))
     bounds = grid.window_bounds(win)
     return GranuleRecord(
         name=plan.ref.name,
@@ -347,20 +362,37 @@ def _mask_band(plan: GranulePlan, band: Window, arrays: dict[str, np.ndarray],
         tally.stats.update(arr[ok])
         n_valid = int(np.count_nonzero(ok))
     counts["nodata"] += kept - n_valid
+    if tally.kept is not None:
+        tally.kept.append(arr.copy())  # band buffers are reused: a copy
+    if not spec.quicklooks:
+        return
     sample = band_sample(arr, band, plan.window, tally.step)
-    sub = sample.astype(np.float64)
+    sub = sample.astype(np.float32)  # values of every layer are exact in float32
     if arr.dtype.kind != "f":
         sub[~valid_pixels(sample, fill)] = np.nan
     tally.preview.append(sub)
 
 
+def _quicklook_text(plan: GranulePlan, units: str) -> tuple[str, str, bool]:
+    return map_text(plan.summary_layer, units, plan.index.reference_time,
+                    plan.index.secondary_time, plan.ref.product.frame,
+                    " (recommended_mask applied)" if plan.spec.mask_applied else
+                    " (unmasked)")
+
+
+def _prepare_quicklook(plan: GranulePlan, step: int) -> None:
+    """Have the quicklook's template built while the bands are read (see maps.prepare)."""
+    title, label, diverging = _quicklook_text(plan, str(layer_info(plan.index,
+                                                                   plan.summary_layer)["units"]))
+    rows, cols = plan.window.shape
+    prepare((-(-rows // step), -(-cols // step)), plan.grid.window_bounds(plan.window),
+            plan.grid.epsg, title=title, label=label, vmax=0.1 if diverging else None,
+            diverging=diverging)
+
+
 def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str,
                tmp_dir: Path | None = None) -> None:
-    layer = plan.summary_layer
-    title, label, diverging = map_text(
-        layer, units, plan.index.reference_time, plan.index.secondary_time,
-        plan.ref.product.frame,
-        " (recommended_mask applied)" if plan.spec.mask_applied else " (unmasked)")
+    title, label, diverging = _quicklook_text(plan, units)
     render_map(data, plan.grid.window_bounds(plan.window), plan.grid.epsg, png, title=title,
                label=label, vmax=0.1 if diverging else None, diverging=diverging,
                tmp_dir=tmp_dir)

@@ -18,7 +18,7 @@ from ..geometry import Window
 from ..hdf5.index import open_index
 from ..io.source import ByteSource
 from ..product import LAYERS, MASK_LAYER, DispProduct
-from ..render.maps import map_text, plot_window
+from ..render.maps import CATEGORIES, map_text, plot_window
 from ..types import BBox
 from .bands import BAND_ROWS, band_sample, keep_pixels, read_bands
 from .stats import valid_pixels
@@ -38,9 +38,14 @@ class PlotResult:
 
 
 def plot_granule(source: ByteSource, output: Path, *, layer: str = "displacement",
-                 window: Window | None = None, bbox: BBox | None = None, vmax: float = 0.1,
+                 window: Window | None = None, bbox: BBox | None = None,
+                 vmin: float | None = None, vmax: float | None = None,
                  mask: bool = True, max_pixels: int = 2048) -> PlotResult:
-    """Draw the map and histogram of ``layer`` over a window of ``source`` into a PNG."""
+    """Draw the map and histogram of ``layer`` over a window of ``source`` into a file.
+
+    ``vmin``/``vmax`` set the colour range (see :func:`~opera_disp.render.maps.plot_range`);
+    masks and labels are drawn as categories. The format follows ``output``'s extension.
+    """
     product = DispProduct.from_name(source.name)
     apply_mask = mask and layer != MASK_LAYER
     layers = [layer, MASK_LAYER] if apply_mask else [layer]
@@ -67,6 +72,6 @@ def plot_granule(source: ByteSource, output: Path, *, layer: str = "displacement
         layer, LAYERS[layer].units, index.reference_time, index.secondary_time,
         product.frame, f", window {win}" + (" (recommended_mask applied)" if apply_mask else ""))
     plot_window(data, grid.window_bounds(win), grid.epsg, output, title=title, label=label,
-                vmax=vmax, diverging=diverging)
+                vmin=vmin, vmax=vmax, diverging=diverging, categories=CATEGORIES.get(layer))
     return PlotResult(output, win, step, int(np.count_nonzero(np.isfinite(data))), int(data.size),
                       source.stats.requests)

@@ -186,7 +186,10 @@ def run_job(
                            engine=engine.engine if engine is not None else
                            Engine(scheduler=None, workers=spec.workers))
         try:
-            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch)
+            # The running summary, rewritten after every granule, is compact (json's C
+            # encoder); the final one is indented for people.
+            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch,
+                       indent=None if code is None else 2)
         except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
             raise OutputError(f"cannot write {spec.output / 'summary.json'} "
                               f"({exc.strerror or one_line(exc)})") from None

@@ -84,6 +84,8 @@ class Inputs(TypedDict):
     """Which encoder wrote the COGs."""
     stac: bool
     """Whether the job writes a STAC catalog (``catalog.json``)."""
+    quicklooks: bool
+    """Whether a quicklook PNG was drawn per granule."""
 
 
 class WindowRecord(TypedDict):
@@ -561,6 +563,7 @@ def describe_inputs(spec: JobSpec) -> Inputs:
         access=spec.access,
         cog_writer=spec.cog_writer,
         stac=spec.stac,
+        quicklooks=spec.quicklooks,
     )
 
 

@@ -23,7 +23,8 @@ def inspect_text(doc: dict[str, Any]) -> str:
     for v in doc["variables"]:
         out.append(f"    {v['name']:<32s} {v['dtype']:<8s} {v['shape']!s:<14s} "
               f"units={v['units'] or '-':<9s} fill={v['fill'] if v['fill'] is not None else '-'}")
-    out.append(f"  ({doc['requests']} request(s), {doc['bytes_read']} bytes read)")
+    out.append(f"  ({doc['requests']} request(s) in {doc['round_trips']} round trip(s), "
+               f"{doc['bytes_read']} bytes read)")
     return "\n".join(out)
 
 

@@ -56,7 +56,7 @@ def demo_bbox(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280),
     return (round(west, 4), round(south, 4), round(east, 4), round(north, 4))
 
 
-def demo_archive(cache_dir: Path | None = None, progress: bool = True) -> Path:
+def demo_archive(cache_dir: Path | None = None, progress: bool | None = None) -> Path:
     """Create (once) and return the demo's sample archive folder.
 
     A ``complete`` marker written last makes an interrupted generation start over.

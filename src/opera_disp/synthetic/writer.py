@@ -482,7 +482,7 @@ def write_archive(
     n_dates: int = 6,
     shape: tuple[int, int] = (1024, 1280),
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = False,
     noise: bool = True,
     mantissa_rounding: bool = True,
     reference_every: int = REFERENCE_EVERY,
@@ -509,7 +509,9 @@ def write_archive(
         raise ValueError(f"skip {bad} is outside the products 1..{n_dates}")
     jobs = [(frame, i) for frame in frames for i in range(1, n_dates + 1) if i not in skip]
     out: list[Path] = []
-    for frame, i in tqdm(jobs, desc="sample granules", unit="granule", disable=not progress):
+    # None: a bar only when stderr is a terminal (tqdm's rule), never into a log or a pipe.
+    for frame, i in tqdm(jobs, desc="sample granules", unit="granule",
+                         disable=(not progress) if progress is not None else None):
         out.append(write_granule(directory, frame=frame, shape=shape, n_dates=n_dates, index=i,
                                  seed=seed, noise=noise, mantissa_rounding=mantissa_rounding,
                                  reference_every=reference_every))
