@@ -333,6 +333,8 @@ def timeseries(
         for f in result.summary.get("timeseries", {"frames": []})["frames"]:
             for o in f["outputs"]:
                 print(f"  {out / o['path']}")
+        if result.summary["catalog"]:
+            print(f"  {out / result.summary['catalog']['path']}")
     return int(result.exit_code)
 
 
