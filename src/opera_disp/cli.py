@@ -236,6 +236,8 @@ def subset(
         for g in result.summary["granules"]:
             for o in g["outputs"]:
                 print(f"  {_join(out, o['path'])}")
+        if result.summary["catalog"]:
+            print(f"  {_join(out, result.summary['catalog']['path'])}")
     return int(result.exit_code)
 
 
