@@ -142,3 +142,20 @@ def test_a_worker_killed_mid_tile_is_retried(stack: Path, client: Any, tmp_path:
     assert _files(tmp_path / "dask" / "F40291") == _files(tmp_path / "local" / "F40291")
     assert _bytes_read(dask.summary) == _bytes_read(local.summary)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_the_only_worker_killed_mid_tile(stack: Path, tmp_path: Path) -> None:
+    """A one-worker cluster whose worker dies: the frame's facts died with it; they are
+    scattered again to the restarted worker and the job completes, same bytes."""
+    from distributed import Client, LocalCluster
+
+    kwargs: dict[str, Any] = dict(source=stack, progress=False, reference_method="none")
+    local = api.timeseries(output=tmp_path / "local", **kwargs)
+    assert local.exit_code == 0, local.message
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as lc, Client(lc) as one:
+        dask = api.timeseries(output=tmp_path / "dask", client=one,
+                              source_factory=KillOnWorker(tmp_path / "killed"), **kwargs)
+    assert (tmp_path / "killed").exists()
+    assert dask.exit_code == 0, dask.message
+    assert _files(tmp_path / "dask" / "F40291") == _files(tmp_path / "local" / "F40291")

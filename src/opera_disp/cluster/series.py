@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from distributed.client import FutureCancelledError
 from numpy.typing import NDArray
 
 from ..catalog.refs import GranuleRef
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 #: Tasks in flight per worker: one running, one queued (results wait on the workers until
 #: the client takes them, in order, one at a time).
 IN_FLIGHT_PER_WORKER = 2
+#: Times a frame's facts are scattered again after every worker holding them died.
+MAX_RESCATTER = 3
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,17 @@ def run_tile(facts: FrameFacts, tile: Window, inside: NDArray[np.bool_] | None
     return dataclasses.replace(result, io=io)
 
 
+def _trimmed(index: GranuleIndex, area: Window) -> GranuleIndex:
+    """The index with only the chunk tables' entries of ``area``: what the workers need
+    (a full frame's tables are ~0.4 MB per product)."""
+    layers = {}
+    for name, lay in index.layers.items():
+        keep = set(lay.chunk_positions(area))
+        layers[name] = dataclasses.replace(
+            lay, chunks={k: v for k, v in lay.chunks.items() if k in keep})
+    return dataclasses.replace(index, layers=layers)
+
+
 def _nbytes(result: TileResult) -> int:
     """The arrays a tile's result brings to the client."""
     fit = result.fit
@@ -138,8 +152,14 @@ class DaskTiles:
         self._pool = pool
         self.engine = Engine(scheduler=label, workers=worker_count(client))
 
+    def _scatter(self, facts: FrameFacts) -> Any:
+        """The frame's facts on every worker (broadcast: a dying worker takes no copy
+        that others lack)."""
+        [shared] = self.client.scatter([facts], broadcast=True, hash=False)
+        return shared
+
     def run_tiles(self, products: Sequence[Product], spec: SeriesSpec,
-                  layers: Sequence[str], chain: Chain,
+                  layers: Sequence[str], chain: Chain, area: Window,
                   work: Iterable[tuple[Window, NDArray[np.bool_] | None]],
                   ref_values: NDArray[np.float32] | None, t: NDArray[np.float64]
                   ) -> Iterator[tuple[Window, NDArray[np.bool_] | None, TileResult]]:
@@ -159,11 +179,12 @@ class DaskTiles:
             if not ref.is_remote:
                 ref = dataclasses.replace(ref, location=str(Path(ref.location).resolve()))
             refs.append(ref)
-        facts = FrameFacts(tuple(refs), tuple(p.index for p in products), spec,
+        facts = FrameFacts(tuple(refs), tuple(_trimmed(p.index, area) for p in products), spec,
                            tuple(layers), chain, ref_values, t, self._credentials,
                            self._factory)
         # broadcast: every worker holds a copy, so a dying worker takes none with it.
-        [shared] = self.client.scatter([facts], broadcast=True, hash=False)
+        shared = self._scatter(facts)
+        rescattered = 0
         ahead = max(2, IN_FLIGHT_PER_WORKER * worker_count(self.client))
         queue: collections.deque[tuple[Window, NDArray[np.bool_] | None, Any]] = \
             collections.deque()
@@ -183,6 +204,24 @@ class DaskTiles:
                     result: TileResult = future.result()
                 except (OperaDispError, OSError):
                     raise
+                except FutureCancelledError as exc:
+                    # Every worker holding the facts died (a one-worker cluster): scatter
+                    # them again and resubmit this tile and those queued after it.
+                    if rescattered >= MAX_RESCATTER:
+                        raise FrameFailure(f"tile {tile}: its dask task failed: "
+                                           f"{one_line(exc)}") from None
+                    rescattered += 1
+                    log.warning("dask: the frame's facts were lost with their workers; "
+                                "scattered again (%d)", rescattered)
+                    pending = [(tile, inside), *[(w, i) for w, i, _ in queue]]
+                    for _, _, f in queue:
+                        f.cancel()
+                    queue.clear()
+                    shared = self._scatter(facts)
+                    for w, i in pending:
+                        queue.append((w, i, self.client.submit(run_tile, shared, w, i,
+                                                               pure=False)))
+                    continue
                 except Exception as exc:
                     raise FrameFailure(f"tile {tile}: its dask task failed: "
                                        f"{exc.__class__.__name__}: {one_line(exc)}") from None
@@ -190,10 +229,10 @@ class DaskTiles:
                 n += 1
                 nbytes += _nbytes(result)
                 yield tile, inside, result
+        finally:
             # The benchmark (scaleout.py --series) reads this line: what the gather costs.
             log.info("dask tiles: %d gathered, %.1f MB, client waited %.2f s", n,
                      nbytes / 1e6, waited)
-        finally:
             for _, _, future in queue:
                 future.cancel()
             with contextlib.suppress(Exception):

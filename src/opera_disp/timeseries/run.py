@@ -242,7 +242,7 @@ class TileRunner(Protocol):
     """Runs a frame's tiles elsewhere (dask workers) and hands the results back in order."""
 
     def run_tiles(self, products: Sequence[Product], spec: SeriesSpec,
-                  layers: Sequence[str], chain: Chain,
+                  layers: Sequence[str], chain: Chain, area: Window,
                   work: Iterable[tuple[Window, NDArray[np.bool_] | None]],
                   ref_values: NDArray[np.float32] | None, t: NDArray[np.float64]
                   ) -> Iterator[tuple[Window, NDArray[np.bool_] | None, TileResult]]:
@@ -456,7 +456,7 @@ class FrameJob:
                                                 self.pool, inside, fit_values, t))
                     for tile, inside in work)
             else:
-                results = self.runner.run_tiles(products, spec, layers, chain, work,
+                results = self.runner.run_tiles(products, spec, layers, chain, area, work,
                                                 fit_values, t)
             for band, band_tiles in _tile_bands(area, shape):
                 rasters.start_band(band)
