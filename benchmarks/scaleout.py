@@ -23,7 +23,8 @@ tiles of a ``--tile-budget`` (MB; the production budget gives few tiles on a sma
 locally and on 1 and 2 local workers. Per run: wall time, tiles per second, the mean time
 a tile took inside its task (dask's task stream), the scheduler's overhead per tile task
 (wall time minus the tasks' own time spread over the workers, per tile) and what gathering
-the tiles to the client cost (megabytes, and the time the client waited on results).
+the tiles to the client cost (megabytes, the time the client waited on results, and the
+bare round trip of one tile-sized array from a worker to the client).
 Every run's files in ``F<frame>/`` are checked byte for byte against the local run's.
 
 Usage: python benchmarks/scaleout.py [--granules 8] [--shape 1024x1024] [--workdir DIR]
@@ -53,6 +54,12 @@ from opera_disp import api, synthetic  # noqa: E402
 
 def _noop(i: int) -> int:
     return i
+
+
+def _array(nbytes: int, seed: int) -> Any:
+    import numpy as np
+
+    return np.full(nbytes // 4, seed, dtype=np.float32)
 
 
 def _hashes(summary: dict[str, Any]) -> dict[str, str]:
@@ -162,20 +169,27 @@ def series_main(args: argparse.Namespace, rows: int, cols: int) -> None:
                           dashboard_address=":0") as lc, Client(lc) as client:
             client.submit(_noop, -1).result()
             _series(archive, args.workdir / "series-warm-up", point, client=client)
-            results.append((f"dask local:{w}",
-                            _series(archive, args.workdir / f"series-dask-{w}", point,
-                                    client=client)))
+            r = _series(archive, args.workdir / f"series-dask-{w}", point, client=client)
+            # The bare cost of bringing one tile's result to the client: an array of its
+            # size made on a worker and gathered, 20 times.
+            size = int(r["gathered_mb"] * 1e6 / max(1, r["tiles"]))
+            t1 = time.perf_counter()
+            for k in range(20):
+                client.submit(_array, size, k, pure=False).result()
+            r["transfer"] = (time.perf_counter() - t1) / 20
+            results.append((f"dask local:{w}", r))
     ref = results[0][1]["hashes"]
     print(f"\n| run | workers | wall s | tiles/s | s per tile (in task) | overhead per tile "
-          f"task s | gathered MB | client waited s |\n|{' --- |' * 8}")
+          f"task s | gathered MB | client waited s | one tile's gather s |\n|{' --- |' * 9}")
     for name, r in results:
         same = "" if r["hashes"] == ref else " (OUTPUTS DIFFER)"
         task = "–" if r["task"] is None else f"{r['task']:.2f}"
         over = "–" if r["overhead"] is None else f"{r['overhead']:.2f}"
         gath = "–" if not r["tiles"] else f"{r['gathered_mb']:.0f}"
         wait = "–" if not r["tiles"] else f"{r['waited']:.1f}"
+        gone = "–" if "transfer" not in r else f"{r['transfer']:.3f}"
         print(f"| {name}{same} | {r['workers']} | {r['wall']:.1f} | {n_tiles / r['wall']:.2f} "
-              f"| {task} | {over} | {gath} | {wait} |")
+              f"| {task} | {over} | {gath} | {wait} | {gone} |")
     if any(r["hashes"] != ref for _, r in results):
         raise SystemExit("outputs differ between runs")
     print(f"\nall runs wrote the same bytes (SHA-256 of all {len(ref)} files of F40291/)")
