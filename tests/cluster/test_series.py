@@ -4,6 +4,7 @@ bytes as a local run's, the summary naming the scheduler and its workers."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -159,3 +160,27 @@ def test_the_only_worker_killed_mid_tile(stack: Path, tmp_path: Path) -> None:
     assert (tmp_path / "killed").exists()
     assert dask.exit_code == 0, dask.message
     assert _files(tmp_path / "dask" / "F40291") == _files(tmp_path / "local" / "F40291")
+
+
+def test_credentials_reach_the_workers_never_tasks_or_logs(
+        stack: Path, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from .test_cluster import GraphWatch
+
+    secret = "edl-token-opera-disp-series-SECRET-41c9"  # fake
+    monkeypatch.setenv("EARTHDATA_TOKEN", secret)
+    watch = type("Watch", (GraphWatch, SchedulerPlugin), {})()
+    client.register_plugin(watch, name="series-graph-watch")
+    result = api.timeseries(source=stack, progress=False, reference_method="none",
+                            output=tmp_path / "out", client=client)
+    assert result.exit_code == 0, result.message
+    specs = client.run_on_scheduler(lambda dask_scheduler: [
+        s for p in dask_scheduler.plugins.values() if hasattr(p, "specs") for s in p.specs])
+    assert any(b"run_tile" in s for s in specs)  # the watch saw the tile tasks ...
+    assert all(secret.encode() not in s for s in specs)  # ... none carried the secret
+    logs = json.dumps([client.get_scheduler_logs(n=10_000), client.get_worker_logs(n=10_000)])
+    assert secret not in logs
+    assert secret not in (tmp_path / "out" / "summary.json").read_text()
+    # The workers hold it, sealed for each of them by the job's courier.
+    assert set(client.run(lambda: os.environ.get("EARTHDATA_TOKEN")).values()) == {secret}
