@@ -224,6 +224,7 @@ def timeseries(
     progress: bool | None = None,
     source_factory: SourceFactory | None = None,
     overwrite: bool = False,
+    client: Any = None,
 ) -> JobResult:
     """A rebased, corrected, re-referenced displacement series and velocity per frame.
 
@@ -235,6 +236,13 @@ def timeseries(
     ``points.csv``/``points.png``; ``summary.json`` gains a ``timeseries`` section, and
     ``stac`` writes ``catalog.json`` (an item per frame's velocity products, one per date
     COG).
+
+    ``client`` computes each spatial tile (all dates) as a task on dask.distributed
+    workers: a ``distributed.Client``, or the text of ``--scheduler`` (``"local:4"``, an
+    address). The workers read and rebase (and fit) the tiles; this process writes the
+    outputs, the same bytes as a local run's. Workers must reach the granules (a shared
+    path, or the remote access with the credentials handed to them); a ``source_factory``
+    given with a ``client`` opens the granules on the workers too and must be picklable.
 
     Raises
     ------
@@ -253,6 +261,7 @@ def timeseries(
     (<ExitCode.OK: 0>, 5)
     """
     from .catalog.resolve import resolve_granules
+    from .cluster.series import open_tiles
     from .io.access import Access
     from .job.folder import OutputFolder
     from .job.resume import previous_job
@@ -286,12 +295,14 @@ def timeseries(
         refs, notes = resolve_granules(selection(spec.job))
         log.info("%d granule(s) matched", len(refs))
         opened = None
+        worker_factory = source_factory
         if source_factory is None:
             opened = Access(spec.job.access, max_connections=max(16, 8 * spec.job.workers))
             source_factory = opened.open
         try:
-            return run_series(spec, refs, source_factory=source_factory, folder=folder,
-                              progress=progress, notes=[*notes, *resumed])
+            with open_tiles(client, worker_factory) as runner:
+                return run_series(spec, refs, source_factory=source_factory, folder=folder,
+                                  progress=progress, notes=[*notes, *resumed], runner=runner)
         finally:
             if opened is not None:
                 opened.close()

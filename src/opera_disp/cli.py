@@ -292,6 +292,11 @@ def timeseries(
              "or LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...")] = None,
     output: Annotated[Path, Opt("--output", "-o", help="Output folder (one subfolder per "
                                 "frame).", **_path("output", "DIR"))] = Path("output"),
+    scheduler: Annotated[str | None, Opt(help="Read and rebase each tile as a task on dask "
+                                         "workers (the outputs are written here): local[:N] "
+                                         "(N worker processes, default 2) or a scheduler "
+                                         "address (tcp://host:8786).",
+                                         metavar="local[:N]|ADDRESS")] = None,
     tolerated_failure_percentage: Annotated[float, Opt(
         help="Granules whose metadata cannot be read tolerated, % (their dates are left "
              "out).", **_float(TOLERANCE, "tolerated failure percentage"))] = 0.0,
@@ -324,7 +329,7 @@ def timeseries(
         cube=cube, date_cogs=date_cogs, points=points, output=output,
         tolerated_failure_percentage=tolerated_failure_percentage, workers=workers,
         limit=limit, access=access, cmr_url=cmr_url, demo=demo, progress=progress,
-        overwrite=overwrite, stac=stac)
+        overwrite=overwrite, stac=stac, client=scheduler)
     out = output.resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)

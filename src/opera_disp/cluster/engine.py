@@ -125,25 +125,39 @@ def open_engine(client: Any, spec: JobSpec, scratch: Path | None,
         with ThreadPoolExecutor(spec.workers, thread_name_prefix="granule") as pool:
             yield ThreadEngine(spec, target, source_factory, pool)
         return
+    with dask_client(client, s3_output=s3 is not None) as (dask, label, credentials):
+        engine = DaskEngine(dask, label, spec,
+                            dataclasses.replace(target, credentials=credentials),
+                            source_factory)
+        log.info("dask: %d worker(s) on %s", engine.engine["workers"], label)
+        yield engine
+
+
+@contextlib.contextmanager
+def dask_client(client: Any, s3_output: bool = False) -> Iterator[tuple[Any, str, bool]]:
+    """A job's dask client, its label for the summary, and whether its workers were sent
+    credentials (a task then waits for them).
+
+    ``client``: a ``distributed.Client`` (the caller's; left open), a
+    :class:`~.scheduler.SchedulerSpec` or its text (a client opened and closed here).
+    Credentials reach each worker sealed for it, outside the task graph; when the job
+    ends, the workers' shared pools are stopped.
+    """
     with contextlib.ExitStack() as stack:
         if isinstance(client, str | SchedulerSpec):
             sched = parse_scheduler(client) if isinstance(client, str) else client
             client, label = stack.enter_context(open_client(sched)), sched.label
         else:
             label = scheduler_label(client)
-        # Credentials reach each worker sealed for it, outside the task graph.
-        values = client_credentials(s3_output=s3 is not None)
+        values = client_credentials(s3_output=s3_output)
         if values:
             stack.enter_context(Courier(client, values))
-            target = dataclasses.replace(target, credentials=True)
         else:
             client.register_plugin(KeyPlugin())  # the pools still close with the worker
-        engine = DaskEngine(client, label, spec, target, source_factory)
-        log.info("dask: %d worker(s) on %s", engine.engine["workers"], label)
         try:
-            yield engine
+            yield client, label, bool(values)
         finally:
-            # The workers' granule pools end with the job: their threads would otherwise
-            # hold a closing worker up (and a caller's client outlives the job).
+            # The workers' pools end with the job: their threads would otherwise hold a
+            # closing worker up (and a caller's client outlives the job).
             with contextlib.suppress(Exception):
                 client.run(close_shared)

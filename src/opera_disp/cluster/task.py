@@ -40,6 +40,7 @@ class Target:
 _lock = threading.Lock()
 _pools: tuple[ThreadPoolExecutor, EncoderPool] | None = None
 _access: dict[AccessMode, SourceFactory] = {}
+_readers: ThreadPoolExecutor | None = None
 
 
 def _shared(access: AccessMode) -> tuple[ThreadPoolExecutor, EncoderPool, SourceFactory]:
@@ -55,14 +56,32 @@ def _shared(access: AccessMode) -> tuple[ThreadPoolExecutor, EncoderPool, Source
         return (*_pools, _access[access])
 
 
+def read_pool(size: int) -> ThreadPoolExecutor:
+    """This process's pool for reading many products at once (a time-series tile; made on
+    first use with ``size`` threads)."""
+    global _readers
+    with _lock:
+        if _readers is None:
+            _readers = ThreadPoolExecutor(size, thread_name_prefix="read")
+        return _readers
+
+
+def access_of(access: AccessMode) -> SourceFactory:
+    """This process's access to the granules by ``access``."""
+    return _shared(access)[2]
+
+
 def close_shared() -> None:
     """Stop this process's pools and access (a worker closing: its threads must not hold
     the process up)."""
-    global _pools
+    global _pools, _readers
     with _lock:
         pools, _pools = _pools, None
+        readers, _readers = _readers, None
         accesses = list(_access.values())
         _access.clear()
+    if readers is not None:
+        readers.shutdown(wait=False, cancel_futures=True)
     if pools is not None:
         pools[0].shutdown(wait=False, cancel_futures=True)
         pools[1].shutdown()

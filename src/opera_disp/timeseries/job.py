@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..catalog.refs import GranuleRef
 from ..errors import (
@@ -50,6 +50,7 @@ from .run import (
     FrameFailure,
     FrameJob,
     SourceFactory,
+    TileRunner,
     iso,
     layers_needed,
     open_products,
@@ -60,9 +61,16 @@ from .spec import SeriesSpec
 log = logging.getLogger(__name__)
 
 
+class EngineTiles(TileRunner, Protocol):
+    """A tile runner that also names its engine for the summary."""
+
+    engine: Engine
+
+
 def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: SourceFactory,
                folder: OutputFolder, progress: bool | None = None,
-               notes: list[str] | None = None) -> JobResult:
+               notes: list[str] | None = None, runner: EngineTiles | None = None
+               ) -> JobResult:
     """Make every frame's series into ``folder`` and write ``summary.json``.
 
     Parameters
@@ -79,6 +87,9 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
         Show a progress bar (None: only on a terminal).
     notes
         Remarks from earlier stages, copied into the summary.
+    runner
+        Where the tiles are computed (dask workers) and what the summary says of it; None:
+        in this process.
     """
     from tqdm import tqdm
 
@@ -113,7 +124,8 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
             exit_code=None if code is None else summary_exit_code(code),
             started=iso(started), finished=None if code is None else iso(datetime.now(UTC)),
             software=dict(software_versions()), inputs=describe_inputs(job),
-            engine=Engine(scheduler=None, workers=job.workers),
+            engine=runner.engine if runner is not None else
+            Engine(scheduler=None, workers=job.workers),
             notes=list(dict.fromkeys(final)), granules=[], skipped=skipped, failed=failed,
             catalog=catalog,
             totals={"matched": len(refs), "succeeded": used, "reused": 0,
@@ -177,7 +189,7 @@ def run_series(spec: SeriesSpec, refs: list[GranuleRef], *, source_factory: Sour
                         bar.update(n)
 
                     fjob = FrameJob(spec, frame, opened.products, job.output, folder.scratch,
-                                    pool, encoders, progress=tick)
+                                    pool, encoders, progress=tick, runner=runner)
                     try:
                         frames.append(fjob.run())
                         used += len(opened.products)

@@ -28,11 +28,12 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import h5py
 import numpy as np
@@ -209,6 +210,47 @@ def rebase_tile(stack: NDArray[np.float32], coh: NDArray[np.float32], chain: Cha
     return series, avg
 
 
+@dataclass(frozen=True)
+class TileResult:
+    """One tile's rebased series, harmonic-mean coherence and (referenced and fitted
+    there) velocity fit; ``io``: what a worker read for it per product (bytes, requests,
+    batches), added to the client's counters."""
+
+    series: NDArray[np.float32]
+    coherence: NDArray[np.float32]
+    fit: VelocityFit | None = None
+    io: tuple[tuple[int, int, int], ...] = ()
+
+
+def compute_tile(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[str],
+                 tile: Window, chain: Chain, pool: ThreadPoolExecutor,
+                 inside: NDArray[np.bool_] | None = None,
+                 ref_values: NDArray[np.float32] | None = None,
+                 t: NDArray[np.float64] | None = None) -> TileResult:
+    """Read, rebase and (given the per-date reference values) reference and fit one tile:
+    what the local loop and a dask worker both run, so their outputs are the same bytes."""
+    series, avg = rebase_tile(*read_stack(products, spec, layers, tile, pool), chain, spec,
+                              inside)
+    if ref_values is None:
+        return TileResult(series, avg)
+    assert t is not None
+    series -= ref_values[:, None, None]
+    return TileResult(series, avg, fit_tile(series, t, chain, spec))
+
+
+class TileRunner(Protocol):
+    """Runs a frame's tiles elsewhere (dask workers) and hands the results back in order."""
+
+    def run_tiles(self, products: Sequence[Product], spec: SeriesSpec,
+                  layers: Sequence[str], chain: Chain, area: Window,
+                  work: Iterable[tuple[Window, NDArray[np.bool_] | None]],
+                  ref_values: NDArray[np.float32] | None, t: NDArray[np.float64]
+                  ) -> Iterator[tuple[Window, NDArray[np.bool_] | None, TileResult]]:
+        """:func:`compute_tile` of every ``(tile, inside)`` of ``work`` (taken lazily),
+        yielded with it in ``work``'s order."""
+        ...
+
+
 def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
              spec: SeriesSpec) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
@@ -317,6 +359,8 @@ class FrameJob:
     encoders: EncoderPool | None = None
     progress: Callable[[int], None] = lambda n: None
     notes: list[str] = field(default_factory=list)
+    #: Where the tiles of pass 1 are computed (None: here, one after the other).
+    runner: TileRunner | None = None
 
     @property
     def folder(self) -> Path:
@@ -403,15 +447,28 @@ class FrameJob:
                     compression="lzf")
                 coh_all = scratch_cube.create_dataset("coherence", area.shape, "f4")
             # Pass 1: read, rebase (and with a point or none: reference, fit, write).
+            work = ((tile, grid.geometry_mask(aoi, tile) if aoi is not None else None)
+                    for tile in tiles(area, shape))
+            fit_values = None if two_pass else ref_values
+            if self.runner is None:
+                results: Iterator[tuple[Window, NDArray[np.bool_] | None, TileResult]] = (
+                    (tile, inside, compute_tile(products, spec, layers, tile, chain,
+                                                self.pool, inside, fit_values, t))
+                    for tile, inside in work)
+            else:
+                results = self.runner.run_tiles(products, spec, layers, chain, area, work,
+                                                fit_values, t)
             for band, band_tiles in _tile_bands(area, shape):
                 rasters.start_band(band)
                 for tile in band_tiles:
-                    inside = grid.geometry_mask(aoi, tile) if aoi is not None else None
+                    done, inside, result = next(results)
+                    assert done == tile, (done, tile)
+                    for p, (nbytes, requests, batches) in zip(products, result.io,
+                                                              strict=False):
+                        p.source.stats.add(requests, nbytes, batches)
                     if inside is not None:
                         counts["outside_aoi"] += int(np.count_nonzero(~inside))
-                    series, avg = rebase_tile(*read_stack(products, spec, layers, tile,
-                                                          self.pool),
-                                              chain, spec, inside)
+                    series, avg = result.series, result.coherence
                     rows, cols = self._rel(area, tile)
                     rasters.put("average_temporal_coherence", tile, avg)
                     if two_pass:
@@ -419,9 +476,8 @@ class FrameJob:
                         tmp[:, rows, cols] = series
                         coh_all[rows, cols] = avg
                     else:
-                        series -= ref_values[:, None, None]
                         self._finish_tile(series, t, chain, tile, rows, cols, cube, rasters,
-                                          counts, stats)
+                                          counts, stats, result.fit)
                     cube.write_2d("average_temporal_coherence", rows, cols, avg)
                     self.progress(tile.size)
                 rasters.end_band(["average_temporal_coherence"] if two_pass else names)
@@ -502,13 +558,16 @@ class FrameJob:
 
     def _finish_tile(self, series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
                      tile: Window, rows: slice, cols: slice, cube: CubeWriter,
-                     rasters: Rasters, counts: SeriesPixels, stats: StreamingStats) -> None:
-        """Write a referenced tile to the cube, fit it, and hand the 2-D results on."""
+                     rasters: Rasters, counts: SeriesPixels, stats: StreamingStats,
+                     fit: VelocityFit | None = None) -> None:
+        """Write a referenced tile to the cube, fit it (unless its fit came with it), and
+        hand the 2-D results on."""
         cube.write(rows, cols, series)
         finite = np.isfinite(series)
         counts["with_data"] += int(np.count_nonzero(finite.any(axis=0)))
         counts["complete"] += int(np.count_nonzero(finite.all(axis=0)))
-        fit = fit_tile(series, t, chain, self.spec)
+        if fit is None:
+            fit = fit_tile(series, t, chain, self.spec)
         counts["velocity"] += stats.update_float(fit.rate)
         rasters.put("velocity", tile, fit.rate)
         rasters.put("velocity_stderr", tile, fit.stderr)
