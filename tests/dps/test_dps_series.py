@@ -20,6 +20,8 @@ from ..fakes.maap import FakeJob, FakeMaapServer
 from ..helpers import run, validate_summary
 
 AREA = "0:200,40:440"  # two tiles of 256 columns: 40:296 and 296:440
+# Zarr shards need whole inner chunks: heights of 128 multiples (or under 128).
+ZAREA = "0:256,40:552"
 RASTERS = ("velocity", "velocity_stderr", "valid_count", "average_temporal_coherence")
 
 
@@ -31,7 +33,8 @@ def _run_job(job: FakeJob, folder: Path) -> None:
         granules=inputs["granules"].split(","), window=inputs["window"] or None,
         frame=inputs["frame"] or None, mask=inputs["mask"] or "recommended",
         reference_point=inputs["reference_point"] or None,
-        reference_method=inputs["reference_method"] or None, output=folder, progress=False)
+        reference_method=inputs["reference_method"] or None, cube=inputs["cube"] or "netcdf",
+        output=folder, progress=False)
     assert result.exit_code == 0, result.message
 
 
@@ -98,6 +101,8 @@ def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,
     code, out, err = run(["dps", "collect", "-o", "merged"], capsys)
     assert code == 0, err
     assert "1 frame(s) of time series from 2 DPS job(s)" in out
+    assert (merged_totals := json.loads(Path("merged/summary.json").read_text())["totals"])[
+        "succeeded"] == merged_totals["matched"] == 3
     merged = json.loads(Path("merged/summary.json").read_text())
     validate_summary(merged)
     assert not Path("merged/.dps-staging").exists()
@@ -139,3 +144,46 @@ def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,
     tiles[1]["dates"] = tiles[1]["dates"][:-1]
     with pytest.raises(OutputError, match="different dates"):
         check_tiles(40291, [("a", tiles[0]), ("b", tiles[1])])
+
+
+def test_zarr_tiles_of_two_frames_from_the_workspace(archive: Path, tmp_path: Path,
+                                                    fake: FakeMaapServer,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from opera_disp.dps.collect import collect
+    from opera_disp.dps.config import read_algorithm
+    from opera_disp.dps.ledger import Backoff, ledger_for, poll, submit
+    from opera_disp.dps.maap import ApiKind, connect
+    from opera_disp.dps.plan import make_series_plan
+    from opera_disp.timeseries.cube import read_2d, read_date
+
+    refs = api.search(source=archive)
+    win = Window.parse(ZAREA)
+    plan = make_series_plan([(str(r.location), r.product.frame) for r in refs],
+                            read_algorithm(),
+                            {"reference_method": "none", "cube": "zarr", "window": ZAREA},
+                            {40291: area_tiles(win, 256)})
+    assert [j.key for j in plan.jobs] == ["timeseries-f40291-001", "timeseries-f40291-002",
+                                          "timeseries-f40292-001"]
+    assert dict(plan.jobs[2].inputs)["window"] == ZAREA  # untiled: the whole area
+    dps = connect(ApiKind.OGC, fake.url, "17")
+    ledger = ledger_for(plan, tmp_path / "jobs.json", dps.api)
+    submit(plan, ledger, dps)
+    poll(ledger, dps, wait=True, backoff=Backoff(first=0), sleep=lambda s: None)
+    got = collect(ledger, tmp_path / "merged", workspace=tmp_path / "workspace")
+    assert got.complete, got.summary["notes"]
+    frames = {f["frame"]: f for f in got.summary["timeseries"]["frames"]}
+    assert sorted(frames) == [40291, 40292]
+    assert frames[40291]["window"]["cols"] == [40, 552]
+    local = api.timeseries(source=archive, frame=40291, window=ZAREA, reference_method="none",
+                           cube="zarr", output="local", progress=False)
+    assert local.exit_code == 0, local.message
+    a, b = tmp_path / "merged/F40291/timeseries.zarr", Path("local/F40291/timeseries.zarr")
+    for k in range(len(frames[40291]["dates"])):
+        assert np.array_equal(read_date(a, k), read_date(b, k), equal_nan=True)
+    assert np.array_equal(read_2d(a, "average_temporal_coherence"),
+                          read_2d(b, "average_temporal_coherence"), equal_nan=True)
+    assert (tmp_path / "merged/F40292/timeseries.zarr").is_dir()
+    # Over HTTP a Zarr store (a folder) cannot be listed: no job is collected.
+    with pytest.raises(OutputError, match="no job could be collected"):
+        collect(ledger, tmp_path / "merged2")
+    assert "collected from the workspace only; give --workspace" in caplog.text

@@ -328,6 +328,8 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
         merged["inputs"]["window"] = f"{rows[0]}:{rows[1]},{cols[0]}:{cols[1]}"
     merged["totals"]["outputs"] = len(outputs)
     merged["totals"]["matched"] = len(distinct)
+    # Tiles of a frame read the same granules: each counts once.
+    merged["totals"]["succeeded"] = sum(len(f["products"]) for f in frames)
     merged["totals"]["output_bytes"] = sum(o["bytes"] for o in outputs)
     merged["timeseries"] = SeriesSection(settings=settings, frames=frames)
     if len(frames) < len(by_frame):
