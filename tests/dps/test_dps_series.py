@@ -90,6 +90,7 @@ def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,
                           "--reference-point", point, "--mask", "none", "--save", "plan.json"],
                          capsys)
     assert code == 0, err
+    assert "timeseries-f40291-002  40291  3         0:200,296:440" in out
     plan = read_plan(Path("plan.json"))
     assert [dict(j.inputs)["window"] for j in plan.jobs] == ["0:200,40:296", "0:200,296:440"]
     assert all(dict(j.inputs)["reference_point"] == point for j in plan.jobs)

@@ -93,13 +93,17 @@ class Plan:
 
     def table(self) -> str:
         """One line per job: key, frame, granule count, first and last granule."""
-        rows = [("job", "frame", "granules", "first", "last")]
-        rows += [(j.key, str(j.frame), str(len(j.granules)), Path(j.granules[0]).name,
-                  Path(j.granules[-1]).name)
+        series = any(j.kind is JobKind.TIMESERIES for j in self.jobs)
+        rows = [("job", "frame", "granules", *(("window",) if series else ()), "first",
+                 "last")]
+        rows += [(j.key, str(j.frame), str(len(j.granules)),
+                  *((dict(j.inputs).get("window") or "-",) if series else ()),
+                  Path(j.granules[0]).name, Path(j.granules[-1]).name)
                  for j in self.jobs]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  "
-                 + r[4] for r in rows]
+        n = len(rows[0]) - 1
+        widths = [max(len(r[i]) for r in rows) for i in range(n)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:n], widths, strict=True)) + "  "
+                 + r[n] for r in rows]
         total = sum(len(j.granules) for j in self.jobs)
         lines.append(f"{len(self.jobs)} job(s), {total} granule(s) for "
                      f"{self.algorithm}:{self.version} on {self.queue or 'the default queue'}")
