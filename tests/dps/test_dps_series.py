@@ -188,3 +188,31 @@ def test_zarr_tiles_of_two_frames_from_the_workspace(archive: Path, tmp_path: Pa
     with pytest.raises(OutputError, match="no job could be collected"):
         collect(ledger, tmp_path / "merged2")
     assert "collected from the workspace only; give --workspace" in caplog.text
+
+
+def test_a_frame_with_a_missing_tile_is_not_joined(archive: Path, tmp_path: Path,
+                                                  fake: FakeMaapServer) -> None:
+    from opera_disp.dps.collect import collect
+    from opera_disp.dps.config import read_algorithm
+    from opera_disp.dps.ledger import Backoff, ledger_for, poll, submit
+    from opera_disp.dps.maap import ApiKind, connect
+    from opera_disp.dps.plan import make_series_plan
+
+    refs = api.search(source=archive)
+    plan = make_series_plan([(str(r.location), r.product.frame) for r in refs],
+                            read_algorithm(), {"reference_method": "none", "window": AREA},
+                            {40291: area_tiles(Window.parse(AREA), 256)})
+    fake.state.script = lambda inputs: ["Running", "Failed"] \
+        if inputs["window"] == "0:200,296:440" else ["Running", "Succeeded"]
+    dps = connect(ApiKind.LEGACY, fake.url)
+    ledger = ledger_for(plan, tmp_path / "jobs.json", dps.api)
+    submit(plan, ledger, dps)
+    poll(ledger, dps, wait=True, backoff=Backoff(first=0), sleep=lambda s: None)
+    got = collect(ledger, tmp_path / "merged")
+    assert not got.complete and got.summary["status"] == "partial"
+    assert [f["frame"] for f in got.summary["timeseries"]["frames"]] == [40292]
+    assert any(n.startswith("frame 40291 not joined: job(s) timeseries-f40291-002 missing")
+               for n in got.summary["notes"])
+    assert not (tmp_path / "merged/F40291").exists()
+    assert (tmp_path / "merged/F40292/velocity.tif").is_file()
+    validate_summary(got.summary)

@@ -296,9 +296,9 @@ def collect_cmd(
                                           **_path("workspace", "DIR"))] = None,
     verbose: Verbose = False,
 ) -> int:
-    """Copy every succeeded job's outputs into one folder (checking each SHA-256); merge
-    the summaries (with per-job provenance) and the STAC catalogs. Exit 1 when any job is
-    missing."""
+    """Copy every succeeded job's outputs into one folder (checking each SHA-256); join a
+    time series' tiles into one cube and one COG per raster per frame; merge the summaries
+    (with per-job provenance) and the STAC catalogs. Exit 1 when any job is missing."""
     from .collect import collect
     from .ledger import read_ledger
 
