@@ -32,7 +32,7 @@ from shapely.geometry.base import BaseGeometry
 from .catalog.refs import GranuleRef
 from .catalog.select import Selection
 from .errors import BadInput, GranuleReadError, RemoteError, one_line
-from .geometry import Window, parse_aoi, parse_bbox
+from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
 from .io.source import ByteSource
@@ -388,6 +388,16 @@ def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
         doc["round_trips"] = src.stats.batches
         doc["bytes_read"] = src.stats.bytes
         return doc
+
+
+def frame_grid(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
+               cmr_url: str | None = None) -> Grid:
+    """The frame grid of a granule (one metadata read), e.g. to tile an area in pixels."""
+    from .hdf5.index import open_index
+    from .product import DispProduct
+
+    with _granule_source(granule, access, cmr_url) as src:
+        return open_index(src, [], DispProduct.from_name(Path(granule).name)).grid
 
 
 def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,

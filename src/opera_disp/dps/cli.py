@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..catalog.refs import GranuleRef
 from ..cli import (
     Aoi,
     AsJson,
@@ -25,9 +26,10 @@ from ..cli import (
     _enum,
     _path,
 )
-from ..errors import BadInput, ExitCode
+from ..errors import BadInput, ExitCode, OutsideFrame
+from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
-from ..types import AccessMode, CogWriterKind, MaskMode
+from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
 from .config import read_algorithm
 from .maap import ApiKind
 from .plan import JobKind
@@ -95,8 +97,20 @@ def plan_cmd(
         "(repeatable).", metavar="NAME=VALUE")] = None,
     granules_per_job: Annotated[int, Opt(help="At most this many granules per job.",
                                          min=1)] = 50,
-    kind: Annotated[JobKind, Opt(help="The job kind.", **_enum(JobKind, "kind"))] =
+    kind: Annotated[JobKind, Opt("--product", "--kind", help="What each job makes: subset "
+                                 "(per granule, at most --granules-per-job each) or "
+                                 "timeseries (one job per frame, or per tile with "
+                                 "--tile-pixels).", **_enum(JobKind, "product"))] =
         JobKind.SUBSET,
+    tile_pixels: Annotated[int | None, Opt(
+        help="timeseries: split each frame's area into tiles of at most N x N pixels (N a "
+        "multiple of 256), one job each; needs --reference-point or --reference-method none "
+        "(median and high-coherence need the whole area).", min=1, metavar="N")] = None,
+    reference_point: Annotated[str | None, Opt(
+        help="timeseries: each job's --reference-point LON,LAT.", metavar="LON,LAT")] = None,
+    reference_method: Annotated[ReferenceMethod | None, Opt(
+        help="timeseries: each job's --reference-method.",
+        **_enum(ReferenceMethod, "reference method"))] = None,
     queue: Annotated[str | None, Opt(help="DPS queue (default: algorithm_config.yaml's).",
                                      metavar="QUEUE")] = None,
     algorithm_config: AlgConfig = None,
@@ -105,10 +119,10 @@ def plan_cmd(
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> int:
-    """Split a selection into DPS jobs, per frame, at most --granules-per-job each; submits
-    nothing."""
+    """Split a selection into DPS jobs, per frame, at most --granules-per-job each (a time
+    series: per frame, or per tile of the area); submits nothing."""
     from .. import api
-    from .plan import make_plan, save_plan
+    from .plan import make_plan, make_series_plan, save_plan
 
     setup_logging(verbose)
     algorithm = read_algorithm(algorithm_config)
@@ -131,15 +145,65 @@ def plan_cmd(
         "mask": mask.value if mask else None, "access": access.value if access else None,
         "cmr_url": cmr_url, "cog_writer": cog_writer.value if cog_writer else None}.items()
         if v is not None}
+    if reference_point is not None:
+        values["reference_point"] = reference_point
+    if reference_method is not None:
+        values["reference_method"] = reference_method.value
     values.update(_input_values(inputs or []))
     # Remote granules go by name (each job finds and reads them itself); local ones by path.
-    plan = make_plan([(str(Path(r.location).resolve()) if not r.is_remote else r.name,
-                       r.product.frame)
-                      for r in refs], algorithm, values, granules_per_job, kind, queue)
+    pairs = [(str(Path(r.location).resolve()) if not r.is_remote else r.name, r.product.frame)
+             for r in refs]
+    if kind is JobKind.TIMESERIES:
+        if values.get("cog_writer"):
+            raise BadInput("--cog-writer applies to --product subset only")
+        tiles = None
+        if tile_pixels is not None:
+            tiles = _series_tiles(refs, values, tile_pixels, access, cmr_url)
+        plan = make_series_plan(pairs, algorithm, values, tiles, queue)
+    else:
+        if tile_pixels is not None:
+            raise BadInput("--tile-pixels applies to --product timeseries only")
+        plan = make_plan(pairs, algorithm, values, granules_per_job, kind, queue)
     if save is not None:
         save_plan(plan, save)
     print(json.dumps(plan.to_json(), indent=2) if as_json else plan.table())
     return 0
+
+
+def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: int,
+                  access: AccessMode | None, cmr_url: str | None) -> dict[int, list[Window]]:
+    """Each frame's tiles, or none (one job per frame) when the reference needs the area."""
+    from .. import api
+    from .plan import area_tiles
+
+    method = values.get("reference_method") or ("point" if values.get("reference_point")
+                                                 else "high-coherence")
+    if method not in ("point", "none"):
+        print(f"opera-disp: reference method {method} needs the whole area: one job per "
+              "frame, not tiled (tiles need --reference-point or --reference-method none)",
+              file=sys.stderr)
+        return {}
+    if values.get("aoi"):
+        raise BadInput("--tile-pixels with --aoi: tiles are pixel windows; give --bbox or "
+                       "--window instead")
+    if values.get("points"):
+        raise BadInput("--tile-pixels with points: a point lies in one tile only; run the "
+                       "points' series without --tile-pixels")
+    firsts: dict[int, GranuleRef] = {}
+    for r in refs:
+        firsts.setdefault(r.product.frame, r)
+    window = Window.parse(values["window"]) if values.get("window") else None
+    bbox = parse_bbox(values["bbox"]) if values.get("bbox") else None
+    out = {}
+    for frame, ref in sorted(firsts.items()):
+        grid = api.frame_grid(ref.location if not ref.is_remote else ref.name,
+                              access=access or AccessMode.AUTO, cmr_url=cmr_url)
+        try:
+            area = grid.resolve_window(window=window, bbox=bbox)
+        except OutsideFrame:
+            raise BadInput(f"the area misses frame {frame}'s grid") from None
+        out[frame] = area_tiles(area, tile_pixels)
+    return out
 
 
 @app.command("submit")
@@ -232,9 +296,9 @@ def collect_cmd(
                                           **_path("workspace", "DIR"))] = None,
     verbose: Verbose = False,
 ) -> int:
-    """Copy every succeeded job's outputs into one folder (checking each SHA-256); merge
-    the summaries (with per-job provenance) and the STAC catalogs. Exit 1 when any job is
-    missing."""
+    """Copy every succeeded job's outputs into one folder (checking each SHA-256); join a
+    time series' tiles into one cube and one COG per raster per frame; merge the summaries
+    (with per-job provenance) and the STAC catalogs. Exit 1 when any job is missing."""
     from .collect import collect
     from .ledger import read_ledger
 

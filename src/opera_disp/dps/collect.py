@@ -15,6 +15,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,13 +29,24 @@ import requests
 from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
 from ..files import atomic_path, write_json
 from ..job.stac_items import catalog_record, write_subset_catalog
-from ..job.summary import SUMMARY_SCHEMA, DpsJobRecord, Engine, Problem, Summary
-from ..types import JobStatus
+from ..job.summary import (
+    SUMMARY_SCHEMA,
+    DpsJobRecord,
+    Engine,
+    FrameSeries,
+    OutputRecord,
+    Problem,
+    SeriesSection,
+    Summary,
+)
+from ..types import JobStatus, OutputKind
 from .ledger import Ledger
 from .maap import DpsStatus
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+#: Where time-series jobs' copies wait to be placed or joined (removed after).
+STAGE = ".dps-staging"
 
 
 class JobFolder(Protocol):
@@ -173,6 +186,7 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
     failed: list[Problem] = []
     copied: dict[str, str] = {}  # path -> sha256, across jobs
     missing: list[str] = []
+    staged: list[tuple[str, int, Path]] = []  # time-series jobs: key, frame, staged copy
     for rec in ledger.jobs:
         status = DpsStatus(rec["status"])
         record = DpsJobRecord(key=rec["key"], job_id=rec["job_id"], status=status.value,
@@ -197,6 +211,9 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
                     if out["path"] not in copied or not (output / out["path"]).exists():
                         _copy(folder, out["path"], output / out["path"], out["sha256"])
                     copied[out["path"]] = out["sha256"]
+            if "timeseries" in summary:
+                staged.append((rec["key"], rec["frame"], _stage_series(
+                    folder, summary, output / STAGE / rec["key"])))
         except (OperaDispError, OSError) as exc:
             log.error("job %s not collected: %s", rec["key"], one_line(exc))
             record["error"] = one_line(exc)
@@ -205,11 +222,125 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
             continue
         parts.append((record, summary))
     merged = merge_summaries(parts, output, failed)
+    if staged:
+        return _finish_series(ledger, parts, staged, merged, output, missing)
     # One catalog of every merged granule, as a single job writes it (from the merged
     # records and the merged copies, so it agrees with the merged summary).
     write_json(output / "summary.json", merged)  # the items name it: it must exist first
     if merged["granules"]:
         merged["catalog"] = catalog_record(write_subset_catalog(output, merged["granules"]))
+        write_json(output / "summary.json", merged)
+    n_items = merged["catalog"]["items"] if merged["catalog"] else 0
+    return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
+
+
+def _stage_series(folder: JobFolder, summary: Summary, dest: Path) -> Path:
+    """Copy a time-series job's outputs (each checked) under ``dest``; return ``dest``."""
+    for frame in summary["timeseries"]["frames"]:
+        for out in frame["outputs"]:
+            if out["kind"] == OutputKind.CUBE and out["path"].endswith(".zarr"):
+                _copy_store(folder, out, dest)
+            else:
+                _copy(folder, out["path"], dest / out["path"], out["sha256"])
+    return dest
+
+
+def _copy_store(folder: JobFolder, out: OutputRecord, dest: Path) -> None:
+    """Copy a Zarr store (a folder) and check its checksum (of its files, in order)."""
+    from ..timeseries.run import _output as output_record
+
+    if not isinstance(folder, LocalJobFolder):
+        raise OutputError(f"{out['path']} is a Zarr store (a folder): it is collected from "
+                          "the workspace only; give --workspace")
+    target = dest / out["path"]
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(folder.path / out["path"], target)
+    got = output_record(target, dest, OutputKind.CUBE, out["layer"])["sha256"]
+    if got != out["sha256"]:
+        shutil.rmtree(target)
+        raise OutputError(f"{out['path']} from {folder.where}: SHA-256 {got[:12]}… differs "
+                          f"from its summary's {out['sha256'][:12]}…")
+
+
+def _place(staged: Path, frame: FrameSeries, output: Path) -> None:
+    """A frame made by one job: its checked copies moved into place."""
+    for out in frame["outputs"]:
+        target = output / out["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(staged / out["path"], target)
+
+
+def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | None]],
+                   staged: list[tuple[str, int, Path]], merged: Summary, output: Path,
+                   missing: list[str]) -> Collected:
+    """Join each frame's tiles (or place its one job's files) and merge the series sections.
+
+    A frame whose jobs did not all come back is not joined (its pieces are dropped and the
+    frame named in the notes): half an area is not the series asked for.
+    """
+    from ..timeseries.catalog import write_series_catalog
+    from .series import join_frame
+
+    summaries = {r["key"]: s for r, s in parts if s is not None}
+    jobs_of: dict[int, list[str]] = {}
+    for rec in ledger.jobs:
+        jobs_of.setdefault(rec["frame"], []).append(rec["key"])
+    scratch = output / STAGE / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    frames: list[FrameSeries] = []
+    notes: list[str] = []
+    settings = None
+    try:
+        by_frame: dict[int, list[tuple[str, Path, FrameSeries]]] = {}
+        for key, _frame, where in staged:
+            section = summaries[key]["timeseries"]
+            if settings is None:
+                settings = section["settings"]
+            elif {k: v for k, v in section["settings"].items()} != dict(settings):
+                raise OutputError(f"job {key} ran with other time-series settings than "
+                                  f"{staged[0][0]}; collect one plan's jobs at a time")
+            for f in section["frames"]:
+                by_frame.setdefault(f["frame"], []).append((key, where, f))
+        for frame, pieces in sorted(by_frame.items()):
+            absent = [k for k in jobs_of.get(frame, []) if k in missing]
+            if absent:
+                notes.append(f"frame {frame} not joined: job(s) {', '.join(absent)} missing; "
+                             "resubmit them (dps submit) and collect again")
+                continue
+            if len(pieces) == 1:
+                _place(pieces[0][1], pieces[0][2], output)
+                frames.append(pieces[0][2])
+            else:
+                frames.append(join_frame(frame, pieces, output, scratch))
+                notes.append(f"frame {frame}: {len(pieces)} tiles joined")
+    finally:
+        shutil.rmtree(output / STAGE, ignore_errors=True)
+    assert settings is not None
+    outputs = [o for f in frames for o in f["outputs"]]
+    distinct = list(dict.fromkeys(merged["inputs"]["granules"]))
+    merged["inputs"]["granules"] = distinct
+    windows = {str(f["window"]["rows"] + f["window"]["cols"]) for f in frames}
+    if len(frames) == 1 and len(windows) == 1:
+        rows, cols = frames[0]["window"]["rows"], frames[0]["window"]["cols"]
+        merged["inputs"]["window"] = f"{rows[0]}:{rows[1]},{cols[0]}:{cols[1]}"
+    merged["totals"]["outputs"] = len(outputs)
+    merged["totals"]["matched"] = len(distinct)
+    # Tiles of a frame read the same granules: each counts once.
+    merged["totals"]["succeeded"] = sum(len(f["products"]) for f in frames)
+    merged["totals"]["output_bytes"] = sum(o["bytes"] for o in outputs)
+    merged["timeseries"] = SeriesSection(settings=settings, frames=frames)
+    if len(frames) < len(by_frame):
+        merged["status"], merged["exit_code"] = JobStatus.PARTIAL, 1
+    merged["notes"] = list(dict.fromkeys([*merged["notes"], *notes]))
+    merged["message"] = (f"{len(frames)} frame(s) of time series from "
+                         f"{sum(s is not None for _, s in parts)} DPS job(s) merged into "
+                         f"{output}" + (f"; {len(missing)} job(s) missing" if missing else ""))
+    write_json(output / "summary.json", merged)
+    if frames:
+        merged["catalog"] = write_series_catalog(output, frames, settings)
         write_json(output / "summary.json", merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)

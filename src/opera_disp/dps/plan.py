@@ -19,7 +19,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..files import write_json
+from ..geometry import Window
 from .config import Algorithm
 
 PLAN_SCHEMA = "opera-disp/dps-plan/1"
@@ -36,6 +37,12 @@ class JobKind(StrEnum):
     """What a DPS job runs: one of opera-disp's commands (each registered as an algorithm)."""
 
     SUBSET = "subset"
+    TIMESERIES = "timeseries"
+
+
+#: Tiles of a time series are squares of a multiple of this many pixels, from the area's
+#: origin: whole chunks of the joined cube (128) and whole 256-row bands of the COGs.
+TILE_ALIGN = 256
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,17 @@ class Plan:
 
     def table(self) -> str:
         """One line per job: key, frame, granule count, first and last granule."""
-        rows = [("job", "frame", "granules", "first", "last")]
-        rows += [(j.key, str(j.frame), str(len(j.granules)), Path(j.granules[0]).name,
-                  Path(j.granules[-1]).name)
+        series = any(j.kind is JobKind.TIMESERIES for j in self.jobs)
+        rows = [("job", "frame", "granules", *(("window",) if series else ()), "first",
+                 "last")]
+        rows += [(j.key, str(j.frame), str(len(j.granules)),
+                  *((dict(j.inputs).get("window") or "-",) if series else ()),
+                  Path(j.granules[0]).name, Path(j.granules[-1]).name)
                  for j in self.jobs]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  "
-                 + r[4] for r in rows]
+        n = len(rows[0]) - 1
+        widths = [max(len(r[i]) for r in rows) for i in range(n)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:n], widths, strict=True)) + "  "
+                 + r[n] for r in rows]
         total = sum(len(j.granules) for j in self.jobs)
         lines.append(f"{len(self.jobs)} job(s), {total} granule(s) for "
                      f"{self.algorithm}:{self.version} on {self.queue or 'the default queue'}")
@@ -138,6 +149,76 @@ def make_plan(granules: Iterable[tuple[str, int]], algorithm: Algorithm,
                                    tuple(inputs)))
     return Plan(algorithm.name, algorithm.version,
                 algorithm.queue if queue is None else queue, granules_per_job, tuple(jobs))
+
+
+def area_tiles(area: Window, tile_pixels: int) -> list[Window]:
+    """The area split into windows of at most ``tile_pixels`` square, row by row.
+
+    Boundaries fall every ``tile_pixels`` pixels from the area's origin, a multiple of
+    :data:`TILE_ALIGN`, so every tile but the last of a row or column is whole chunks.
+
+    Raises
+    ------
+    BadInput
+        When ``tile_pixels`` is not a positive multiple of 256.
+
+    Examples
+    --------
+    >>> [str(w) for w in area_tiles(Window(10, 300, 0, 600), 256)][:4]
+    ['10:266,0:256', '10:266,256:512', '10:266,512:600', '266:300,0:256']
+    """
+    if tile_pixels < TILE_ALIGN or tile_pixels % TILE_ALIGN:
+        raise BadInput(f"tile pixels {tile_pixels} is not a multiple of {TILE_ALIGN}; give "
+                       f"{TILE_ALIGN}, {2 * TILE_ALIGN}, {4 * TILE_ALIGN}, ...")
+    return [Window(r, min(r + tile_pixels, area.row1), c, min(c + tile_pixels, area.col1))
+            for r in range(area.row0, area.row1, tile_pixels)
+            for c in range(area.col0, area.col1, tile_pixels)]
+
+
+def make_series_plan(granules: Iterable[tuple[str, int]], algorithm: Algorithm,
+                     values: Mapping[str, str],
+                     tiles: Mapping[int, Sequence[Window]] | None = None,
+                     queue: str | None = None) -> Plan:
+    """Time-series jobs: one per frame (a series needs all of a frame's dates), or one per
+    tile of the frame's area when ``tiles`` gives the frame's tiles.
+
+    Each job is submitted with ``product=timeseries``; a tile's job with its ``window``
+    (and no ``bbox``: the tile is the area). Keys: ``timeseries-f<frame>-001``, one number
+    per tile.
+
+    Examples
+    --------
+    >>> from opera_disp.dps.config import Algorithm, DpsInput, InputKind
+    >>> alg = Algorithm("alg", "1", "q", tuple(DpsInput(n, InputKind.POSITIONAL, "")
+    ...                 for n in ("granules", "window", "frame", "product")))
+    >>> plan = make_series_plan([("a", 7), ("b", 7)], alg, {},
+    ...                         {7: [Window(0, 256, 0, 256), Window(0, 256, 256, 300)]})
+    >>> [(j.key, dict(j.inputs)["window"]) for j in plan.jobs]
+    [('timeseries-f00007-001', '0:256,0:256'), ('timeseries-f00007-002', '0:256,256:300')]
+    >>> dict(plan.jobs[0].inputs)["product"]
+    'timeseries'
+    """
+    by_frame: dict[int, list[str]] = {}
+    for name, frame in granules:
+        if name not in by_frame.setdefault(frame, []):
+            by_frame[frame].append(name)
+    kind = JobKind.TIMESERIES
+    jobs = []
+    for frame in sorted(by_frame):
+        names = tuple(by_frame[frame])
+        shared = {**values, "granules": ",".join(names), "frame": str(frame),
+                  "product": kind.value}
+        pieces: Sequence[Window | None] = (tiles or {}).get(frame) or [None]
+        for i, tile in enumerate(pieces, 1):
+            own = dict(shared)
+            if tile is not None:
+                own.pop("bbox", None)
+                own["window"] = str(tile)
+            jobs.append(PlannedJob(f"{kind.value}-f{frame:05d}-{i:03d}", kind, frame, names,
+                                   tuple(algorithm.job_inputs(own))))
+    return Plan(algorithm.name, algorithm.version,
+                algorithm.queue if queue is None else queue,
+                max((len(j.granules) for j in jobs), default=0), tuple(jobs))
 
 
 def read_plan(path: Path) -> Plan:

@@ -1,0 +1,325 @@
+"""Time-series DPS jobs merged: each frame's tiles joined into one cube and one COG per raster.
+
+A frame planned as tiles (``dps plan --product timeseries --tile-pixels N``) comes back as
+one output folder per tile, each a complete ``F<frame>/`` of its own window. Once every
+tile's files are copied (and their SHA-256 checked, :mod:`opera_disp.dps.collect`), the
+tiles are joined through opera-disp's own writers, exactly as a single job writes them:
+
+* the cube (netCDF or Zarr): :func:`~opera_disp.timeseries.cube.open_cube` with the
+  tiles' times, reference times, segments, CRS, attributes and 2-D layers, fed every tile
+  in blocks of 256 x 256 pixels (all dates): memory ``dates x 256 x 256 x 4`` bytes;
+* each 2-D raster (velocity, its standard error, the valid count, the coherence, the
+  seasonal amplitude, the per-date COGs): :func:`~opera_disp.tiff.writer.open_writer`,
+  fed 256-row bands across the whole area in order, with the tiles' tags;
+* ``velocity.png`` re-rendered from the joined velocity, and the frame's record: window
+  the union, dates (which must agree across tiles: a tile whose dates differ is refused),
+  products the union, pixel counts summed, velocity statistics and outputs recomputed.
+
+The values are the tiles' values: with a point reference (or none) every pixel's series
+and fit depend on that pixel alone, so the joined files equal one job over the whole area.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import OutputError
+from ..geometry import Grid, Window
+from ..job.stats import StreamingStats
+from ..job.summary import FrameSeries, OutputRecord, ProductUse, SeriesPixels, Statistics
+from ..tiff.writer import RasterSpec, open_writer, resampling_for
+from ..timeseries.cube import CubeLayout, open_cube
+from ..timeseries.run import _output as output_record
+from ..timeseries.run import _window_record as window_record
+from ..types import CogWriterKind, CubeFormat, OutputKind
+
+log = logging.getLogger(__name__)
+#: Rows (and columns) of the blocks the tiles are copied in.
+BLOCK = 256
+_EPOCH = datetime(2010, 1, 1, tzinfo=UTC)
+
+
+def window_of(frame: FrameSeries) -> Window:
+    """The frame record's area as a window of the frame grid."""
+    rows, cols = frame["window"]["rows"], frame["window"]["cols"]
+    return Window(rows[0], rows[1], cols[0], cols[1])
+
+
+def grid_of(frame: FrameSeries) -> Grid:
+    """The frame grid, from a frame record's window (its bounds, shape and CRS)."""
+    rec = frame["window"]
+    win = window_of(frame)
+    left, _bottom, right, top = rec["projected_bounds"]
+    res = (right - left) / win.shape[1]
+    return Grid(epsg=int(rec["crs"].split(":", 1)[1]), x0=left - win.col0 * res,
+                y0=top + win.row0 * res, res=res, width=rec["frame_shape"][1],
+                height=rec["frame_shape"][0])
+
+
+def union(windows: Sequence[Window]) -> Window:
+    """The smallest window holding every one of ``windows``."""
+    return Window(min(w.row0 for w in windows), max(w.row1 for w in windows),
+                  min(w.col0 for w in windows), max(w.col1 for w in windows))
+
+
+def _overlap(a: Window, b: Window) -> bool:
+    return a.row0 < b.row1 and b.row0 < a.row1 and a.col0 < b.col1 and b.col0 < a.col1
+
+
+def check_tiles(frame: int, pieces: Sequence[tuple[str, FrameSeries]]) -> Window:
+    """The tiles' union, once they are shown to be pieces of one series over it.
+
+    Raises
+    ------
+    OutputError
+        When the tiles' dates, segments, reference or settings differ, or the tiles
+        overlap or leave holes in their union.
+    """
+    key0, first = pieces[0]
+    for key, f in pieces[1:]:
+        for name in ("dates", "segments", "reference_changes", "spatial_reference"):
+            if f[name] != first[name]:
+                raise OutputError(f"frame {frame}: tiles {key0} and {key} have different "
+                                  f"{name.replace('_', ' ')}; the tiles are not one series "
+                                  "(were their granules or settings changed?)")
+        if f["window"]["frame_shape"] != first["window"]["frame_shape"] or \
+                f["window"]["crs"] != first["window"]["crs"]:
+            raise OutputError(f"frame {frame}: tiles {key0} and {key} lie on different grids")
+    wins = [window_of(f) for _, f in pieces]
+    area = union(wins)
+    for i, a in enumerate(wins):
+        for j in range(i + 1, len(wins)):
+            if _overlap(a, wins[j]):
+                raise OutputError(f"frame {frame}: tiles {pieces[i][0]} ({a}) and "
+                                  f"{pieces[j][0]} ({wins[j]}) overlap")
+    if sum(w.size for w in wins) != area.size:
+        raise OutputError(f"frame {frame}: the tiles leave holes in their union {area}")
+    return area
+
+
+def _attr(value: Any) -> str | int | float:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        item: str | int | float = value.item()
+        return item
+    if isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def _times(seconds: Any) -> tuple[datetime, ...]:
+    return tuple(_EPOCH + timedelta(seconds=float(s)) for s in np.asarray(seconds))
+
+
+@contextlib.contextmanager
+def _open_cube(path: Path) -> Iterator[Any]:
+    """A tile's cube as an xarray Dataset, times left as stored (seconds since 2010)."""
+    import xarray as xr
+
+    ds = xr.open_zarr(path, decode_times=False) if path.is_dir() else \
+        xr.open_dataset(path, engine="h5netcdf", decode_times=False)
+    with ds:
+        yield ds
+
+
+def cube_layout(path: Path, grid: Grid, area: Window) -> CubeLayout:
+    """The joined cube's layout: everything but the window from a tile's cube."""
+    with _open_cube(path) as ds:
+        variable = next(v for v in ("displacement", "short_wavelength_displacement")
+                        if v in ds.data_vars)
+        extra = tuple((str(n), str(ds[n].attrs.get("units", "")),
+                       str(ds[n].attrs.get("long_name", "")))
+                      for n in ds.data_vars if ds[n].dims == ("y", "x"))
+        attrs = {str(k): _attr(v) for k, v in ds.attrs.items() if not str(k).startswith("_")}
+        seg = ds["segment"].values if "segment" in ds.variables else None
+        prt = ds["product_reference_time"].values \
+            if "product_reference_time" in ds.variables else None
+        return CubeLayout(
+            grid=grid, window=area, times=_times(ds["time"].values),
+            crs_wkt=str(ds["spatial_ref"].attrs["crs_wkt"]), variable=variable, attrs=attrs,
+            extra_2d=extra,
+            segment=None if seg is None else tuple(int(s) for s in seg),
+            reference_times=_times(ds["reference_time"].values),
+            product_reference_times=None if prt is None else _times(prt))
+
+
+def join_cube(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, dest: Path,
+              scratch: Path) -> Path:
+    """The tiles' cubes written as one cube over ``area`` at ``dest``."""
+    layout = cube_layout(tiles[0][0], grid, area)
+    fmt = CubeFormat.ZARR if dest.suffix == ".zarr" else CubeFormat.NETCDF
+    with open_cube(dest, layout, fmt, scratch=scratch) as cube:
+        for path, win in tiles:
+            with _open_cube(path) as ds:
+                var = ds[layout.variable]
+                if var.shape != (len(layout.times), *win.shape):
+                    raise OutputError(f"{path.name} of tile {win}: shape {var.shape}, "
+                                      f"expected {(len(layout.times), *win.shape)}")
+                for r in range(0, win.shape[0], BLOCK):
+                    for c in range(0, win.shape[1], BLOCK):
+                        block = np.asarray(var[:, r:r + BLOCK, c:c + BLOCK].values,
+                                           np.float32)
+                        rows = slice(win.row0 - area.row0 + r,
+                                     win.row0 - area.row0 + r + block.shape[1])
+                        cols = slice(win.col0 - area.col0 + c,
+                                     win.col0 - area.col0 + c + block.shape[2])
+                        cube.write(rows, cols, block)
+                for name, _, _ in layout.extra_2d:
+                    cube.write_2d(name, slice(win.row0 - area.row0, win.row1 - area.row0),
+                                  slice(win.col0 - area.col0, win.col1 - area.col0),
+                                  np.asarray(ds[name].values, np.float32))
+        return cube.close()
+
+
+def join_cog(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, dest: Path,
+             scratch: Path, stats: StreamingStats | None = None) -> Path:
+    """The tiles' COGs of one raster written as one COG over ``area`` (256-row bands).
+
+    ``stats``, when given, is fed every band (the velocity's statistics).
+    """
+    import rasterio
+    from rasterio.windows import Window as RioWindow
+
+    with rasterio.open(tiles[0][0]) as ds:
+        dtype, nodata = ds.dtypes[0], ds.nodata
+        tags = {str(k): str(v) for k, v in ds.tags().items() if k != "AREA_OR_POINT"}
+        units, description = ds.units[0] or None, ds.descriptions[0] or None
+    spec = RasterSpec(area.shape[1], area.shape[0], dtype,
+                      float("nan") if nodata is None else nodata, grid.epsg,
+                      grid.window_transform(area), resampling_for(dtype))
+    with contextlib.ExitStack() as stack:
+        readers = [(stack.enter_context(rasterio.open(p)), w) for p, w in tiles]
+        writer = stack.enter_context(open_writer(
+            CogWriterKind.STREAMING, dest, spec, tags=tags, units=units,
+            description=description, scratch_dir=scratch))
+        for r0 in range(area.row0, area.row1, BLOCK):
+            r1 = min(r0 + BLOCK, area.row1)
+            band = np.full((r1 - r0, area.shape[1]), spec.nodata, dtype=dtype)
+            for src, w in readers:
+                lo, hi = max(r0, w.row0), min(r1, w.row1)
+                if lo >= hi:
+                    continue
+                part = src.read(1, window=RioWindow(0, lo - w.row0, w.shape[1], hi - lo))
+                band[lo - r0:hi - r0, w.col0 - area.col0:w.col1 - area.col0] = part
+            if stats is not None:
+                stats.update_float(band)
+            writer.write(band, r0 - area.row0)
+        return writer.publish()
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def _velocity_values(path: Path) -> Iterator[np.ndarray]:
+    """The finite values of a velocity COG, band by band (the statistics' second pass)."""
+    import rasterio
+    from rasterio.windows import Window as RioWindow
+
+    with rasterio.open(path) as ds:
+        for r0 in range(0, ds.height, BLOCK):
+            data = ds.read(1, window=RioWindow(0, r0, ds.width, min(BLOCK, ds.height - r0)))
+            yield data[np.isfinite(data)]
+
+
+def _quicklook(velocity: Path, grid: Grid, area: Window, frame: FrameSeries, png: Path,
+               scratch: Path) -> None:
+    """The joined frame's velocity map (mm/yr, diverging), as a single job draws it."""
+    import rasterio
+
+    from ..render.maps import render_map
+
+    with rasterio.open(velocity) as ds:
+        level = 0
+        while ds.overviews(1) and max(ds.shape) // (2 ** level) > 1000 and \
+                level < len(ds.overviews(1)):
+            level += 1
+        data = ds.read(1, out_shape=(max(1, ds.height // 2 ** level),
+                                     max(1, ds.width // 2 ** level)))
+    dates = frame["dates"]
+    title = (f"LOS velocity {dates[0][:10]} to {dates[-1][:10]} ({len(dates)} dates)\n"
+             f"{frame['folder']}, reference: {frame['spatial_reference']['method']}")
+    render_map(data * 1000.0, grid.window_bounds(area), grid.epsg, png, title=title,
+               label="LOS velocity [mm/yr] (positive: towards the satellite)", vmax=None,
+               diverging=True, tmp_dir=scratch)
+
+
+def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], output: Path,
+               scratch: Path) -> FrameSeries:
+    """One frame's tiles (job key, staged folder, frame record) joined into ``output``.
+
+    Raises
+    ------
+    OutputError
+        When the tiles are not pieces of one series (:func:`check_tiles`), list different
+        files, or hold point series (a point lies in one tile only).
+    """
+    area = check_tiles(frame, [(k, f) for k, _, f in pieces])
+    first = pieces[0][2]
+    grid = grid_of(first)
+    names = [o["path"] for o in first["outputs"]]
+    for key, _, f in pieces[1:]:
+        if [o["path"] for o in f["outputs"]] != names:
+            raise OutputError(f"frame {frame}: tiles {pieces[0][0]} and {key} list different "
+                              "outputs")
+    tiles_of = {rel: [(root / rel, window_of(f)) for _, root, f in pieces] for rel in names}
+    stats = StreamingStats()
+    outputs: list[OutputRecord] = []
+    velocity: Path | None = None
+    for out in first["outputs"]:
+        rel, kind = out["path"], OutputKind(out["kind"])
+        dest = output / rel
+        if kind is OutputKind.CUBE:
+            made = join_cube(tiles_of[rel], area, grid, dest, scratch)
+        elif kind is OutputKind.COG:
+            is_velocity = Path(rel).name == "velocity.tif"
+            made = join_cog(tiles_of[rel], area, grid, dest, scratch,
+                            stats if is_velocity else None)
+            if is_velocity:
+                velocity = made
+        elif kind is OutputKind.QUICKLOOK:
+            continue  # drawn from the joined velocity below
+        else:
+            raise OutputError(f"frame {frame}: {rel} cannot be joined from tiles (a point "
+                              "lies in one tile only); plan point series without tiles")
+        outputs.append(output_record(made, output, kind, out["layer"]))
+    if velocity is None:
+        raise OutputError(f"frame {frame}: the tiles list no velocity.tif")
+    for out in first["outputs"]:
+        if OutputKind(out["kind"]) is OutputKind.QUICKLOOK:
+            png = output / out["path"]
+            _quicklook(velocity, grid, area, first, png, scratch)
+            outputs.append(output_record(png, output, OutputKind.QUICKLOOK, out["layer"]))
+    figures = stats.result(lambda: _velocity_values(velocity))
+    products: dict[str, ProductUse] = {}
+    for _, _, f in pieces:
+        for p in f["products"]:
+            products.setdefault(p["name"], p)
+    pixels = SeriesPixels(total=0, outside_aoi=0, with_data=0, complete=0, velocity=0)
+    for _, _, f in pieces:
+        for k in ("total", "outside_aoi", "with_data", "complete", "velocity"):
+            pixels[k] += f["pixels"][k]
+    log.info("F%05d: %d tiles joined over %s", frame, len(pieces), area)
+    return FrameSeries(
+        frame=first["frame"], folder=first["folder"], window=window_record(grid, area),
+        dates=first["dates"], segments=first["segments"], products=list(products.values()),
+        reference_changes=first["reference_changes"], gaps=first["gaps"],
+        spatial_reference=first["spatial_reference"], pixels=pixels,
+        velocity=Statistics(
+            layer="velocity", units="m/yr", count=int(figures["count"] or 0),
+            min=_finite(figures["min"]), max=_finite(figures["max"]),
+            mean=_finite(figures["mean"]), std=_finite(figures["std"]),
+            p02=_finite(figures["p02"]), median=_finite(figures["median"]),
+            p98=_finite(figures["p98"])),
+        outputs=outputs,
+        bytes_read=sum(f["bytes_read"] for _, _, f in pieces),
+        seconds=round(sum(f["seconds"] for _, _, f in pieces), 3))
