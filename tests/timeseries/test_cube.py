@@ -206,3 +206,19 @@ def test_bad_blocks_and_layouts(tmp_path: Path) -> None:
         _layout(segment=(0, 1))
     with pytest.raises(ValueError, match="clash"):
         _layout(extra_2d=(("time", "s", "t"),))
+
+
+@pytest.mark.parametrize("shape", [(200, 300), (130, 70), (64, 520)])
+def test_zarr_areas_not_a_multiple_of_the_chunks(tmp_path: Path, shape: tuple[int, int]) -> None:
+    """Shards hold whole inner chunks whatever the area's size (200 rows: one 256-row
+    shard of two 128-row chunks)."""
+    grid = Grid(epsg=32611, x0=400000.0, y0=3800000.0, res=30.0, width=1000, height=1000)
+    h, w = shape
+    layout = CubeLayout(grid, Window(5, 5 + h, 7, 7 + w),
+                        (datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 13, tzinfo=UTC)),
+                        CRS.from_epsg(32611).to_wkt())
+    data = np.arange(2 * h * w, dtype=np.float32).reshape(2, h, w)
+    with open_cube(tmp_path / "c.zarr", layout, CubeFormat.ZARR, scratch=tmp_path) as cube:
+        cube.write(slice(0, h), slice(0, w), data)
+        path = cube.close()
+    np.testing.assert_array_equal(read_date(path, 1), data[1])

@@ -323,8 +323,11 @@ class CubeWriter:
 
         lay = self.layout
         t, h, w = lay.shape
-        shard = (t, min(SHARD_YX, h), min(SHARD_YX, w))
         inner = (min(CHUNK_T, t), min(CHUNK_YX, h), min(CHUNK_YX, w))
+        # A shard holds whole inner chunks (it may reach past the array's edge): 200 rows
+        # give one 256-row shard of two 128-row chunks, not a 200-row shard.
+        shard = (t, -(-min(SHARD_YX, h) // inner[1]) * inner[1],
+                 -(-min(SHARD_YX, w) // inner[2]) * inner[2])
         codec = [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")]
         def dt64(seq: tuple[datetime, ...]) -> np.ndarray:
             return np.array([np.datetime64(x.astimezone(UTC).replace(tzinfo=None), "ns")
