@@ -23,6 +23,7 @@ import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,7 @@ def timeseries(
     (<ExitCode.OK: 0>, 5)
     """
     from .catalog.resolve import resolve_granules
+    from .cluster.objstore import S3Target, is_s3_url, upload_outputs
     from .cluster.series import open_tiles
     from .io.access import Access
     from .job.folder import OutputFolder
@@ -289,6 +291,12 @@ def timeseries(
         reference_method=reference_method, coherence_threshold=coherence_threshold,
         seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
         cube=cube, date_cogs=date_cogs, points=points, stac=stac)
+    s3 = None
+    if is_s3_url(str(output)):
+        # Written to a local staging folder, then every file uploaded with its SHA-256.
+        s3 = S3Target.parse(str(output))
+        staging = tempfile.TemporaryDirectory(prefix="opera-disp-s3-")
+        spec = replace(spec, job=replace(spec.job, output=Path(staging.name)))
     with OutputFolder(spec.job.output) as folder:
         _, resumed = previous_job(spec.job, folder.path, overwrite=overwrite,
                                   series=settings_of(spec))
@@ -301,11 +309,16 @@ def timeseries(
             source_factory = opened.open
         try:
             with open_tiles(client, worker_factory) as runner:
-                return run_series(spec, refs, source_factory=source_factory, folder=folder,
-                                  progress=progress, notes=[*notes, *resumed], runner=runner)
+                result = run_series(spec, refs, source_factory=source_factory, folder=folder,
+                                    progress=progress, notes=[*notes, *resumed],
+                                    runner=runner)
         finally:
             if opened is not None:
                 opened.close()
+    if s3 is not None:
+        result = upload_outputs(result, spec.job.output, s3)
+        staging.cleanup()
+    return result
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,

@@ -290,8 +290,10 @@ def timeseries(
     points: Annotated[str | None, Opt(
         help="Points whose series go to points.csv and points.png: a file of LON,LAT lines "
              "or LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...")] = None,
-    output: Annotated[Path, Opt("--output", "-o", help="Output folder (one subfolder per "
-                                "frame).", **_path("output", "DIR"))] = Path("output"),
+    output: Annotated[str, Opt("--output", "-o", help="Output folder (one subfolder per "
+                               "frame), or s3://BUCKET/PREFIX (written locally, then each "
+                               "file uploaded with its SHA-256).",
+                               metavar="DIR|s3://BUCKET/PREFIX")] = "output",
     scheduler: Annotated[str | None, Opt(help="Read and rebase each tile as a task on dask "
                                          "workers (the outputs are written here): local[:N] "
                                          "(N worker processes, default 2) or a scheduler "
@@ -330,18 +332,18 @@ def timeseries(
         tolerated_failure_percentage=tolerated_failure_percentage, workers=workers,
         limit=limit, access=access, cmr_url=cmr_url, demo=demo, progress=progress,
         overwrite=overwrite, stac=stac, client=scheduler)
-    out = output.resolve()
+    out: Any = output if output.startswith("s3://") else Path(output).resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
     _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
                  f"outcome (exit {int(result.exit_code)}): {result.message}")
-    print(f"opera-disp: summary: {out / 'summary.json'}", file=stream)
+    print(f"opera-disp: summary: {_join(out, 'summary.json')}", file=stream)
     if demo and result.exit_code == 0:
         for f in result.summary.get("timeseries", {"frames": []})["frames"]:
             for o in f["outputs"]:
-                print(f"  {out / o['path']}")
+                print(f"  {_join(out, o['path'])}")
         if result.summary["catalog"]:
-            print(f"  {out / result.summary['catalog']['path']}")
+            print(f"  {_join(out, result.summary['catalog']['path'])}")
     return int(result.exit_code)
 
 

@@ -264,3 +264,24 @@ def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: 
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert "run_granule" in text  # debug logs saw the tasks ...
     assert SECRET not in text  # ... never the secret
+
+
+@pytest.mark.parametrize("cube", ["netcdf", "zarr"])
+def test_time_series_to_s3(archive: Path, tmp_path: Path, s3: Any, cube: str) -> None:
+    """A time series with an s3:// output: written locally, then every file (a Zarr store
+    file by file, the STAC catalog) uploaded with its SHA-256, the summary last; the same
+    bytes as a local run."""
+    local = api.timeseries(source=archive, window=WINDOW, frame=FRAME, cube=cube,
+                           output=tmp_path / "local", progress=False)
+    r = api.timeseries(source=archive, window=WINDOW, frame=FRAME, cube=cube,
+                       output=f"s3://results/ts-{cube}", progress=False)
+    assert r.exit_code == local.exit_code == 0, r.message
+    assert f"s3://results/ts-{cube}" in r.message
+    got = _s3_files(s3, f"ts-{cube}")
+    summary = json.loads(got["summary.json"])
+    assert summary["inputs"]["output"] == f"s3://results/ts-{cube}"
+    validate_summary(summary)
+    local_files = {str(p.relative_to(tmp_path / "local")): p.read_bytes()
+                   for p in (tmp_path / "local" / "F40291").rglob("*") if p.is_file()}
+    assert local_files and all(got[k] == v for k, v in local_files.items())
+    assert "catalog.json" in got and "opera-disp-timeseries/collection.json" in got

@@ -139,3 +139,29 @@ def publish_summary(result: JobResult, path: Path, target: S3Target) -> JobResul
     upload(target.client(), target, path, "summary.json", digest)
     message = result.message.replace(str(path.parent), target.url)
     return dataclasses.replace(result, summary=json.loads(path.read_text()), message=message)
+
+
+def upload_outputs(result: JobResult, folder: Path, target: S3Target) -> JobResult:
+    """Upload every file a finished job's summary lists from its local ``folder`` (outputs,
+    the files of a Zarr store, the STAC catalog: items and collection before its root),
+    each with its SHA-256, then the summary itself (:func:`publish_summary`)."""
+    summary = result.summary
+    rels = [o["path"] for g in summary["granules"] for o in g["outputs"]]
+    series = summary.get("timeseries")
+    if series is not None:
+        rels += [o["path"] for f in series["frames"] for o in f["outputs"]]
+    files: list[str] = []
+    for rel in rels:
+        path = folder / rel
+        if path.is_dir():  # a Zarr store: its files one by one
+            files += sorted(str(p.relative_to(folder)) for p in path.rglob("*") if p.is_file())
+        else:
+            files.append(rel)
+    catalog = summary.get("catalog")
+    if catalog:
+        files += [f["path"] for f in catalog["files"][1:]] + [catalog["files"][0]["path"]]
+    client = target.client()
+    for rel in files:
+        sha, _ = _hashes(folder / rel)
+        upload(client, target, folder / rel, rel, sha)
+    return publish_summary(result, folder / "summary.json", target)

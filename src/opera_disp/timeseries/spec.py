@@ -207,9 +207,6 @@ def make_series_spec(
     BadInput
         With one line naming the bad value and what is allowed.
     """
-    if str(output).startswith("s3://"):
-        raise BadInput(f"output {str(output)!r}: a time series is written to a folder; "
-                       "s3:// outputs are for subset (copy the folder up afterwards)")
     layer_v = layer.strip().lower() if isinstance(layer, str) else layer
     if layer_v not in SERIES_LAYERS:
         raise BadInput(f"layer {layer!r} is not allowed for a time series; choose one of "
