@@ -35,8 +35,12 @@ SCRATCH_NAME = ".opera-disp-tmp"
 # A child job: the real command line, with the granule named by $HOLD held at its first
 # band until the file $GO exists ($STARTED is written when it gets there).
 CHILD = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
+# Ctrl-C as a terminal delivers it, whatever disposition the test runner's process left
+# for its children (an ignored SIGINT is inherited across exec).
+(Path(os.environ["STARTED"]).parent / "sigint").write_text(str(signal.getsignal(signal.SIGINT)))
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from opera_disp import cli
 from opera_disp.job import granule as g
 
