@@ -3,6 +3,7 @@ worker, and a real ``dask scheduler`` + ``dask worker`` pair on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -222,11 +223,10 @@ def test_s3_output_without_a_scheduler(archive: Path, s3: Any,
     assert "catalog.json" not in got  # no STAC catalog for s3:// outputs (a note says so)
 
 
-def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: Any,
-                                             local_run: dict[str, str],
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """``dask scheduler`` and ``dask worker`` as real processes on loopback (debug logs, a
-    worker environment without any credential); the CLI's --scheduler ADDRESS."""
+@contextlib.contextmanager
+def _real_cluster(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    """``dask scheduler`` and one ``dask worker`` as real processes on loopback (debug logs,
+    a worker environment without any credential): the scheduler's address and the logs."""
     dask = str(Path(sys.executable).parent / "dask")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EARTHDATA"))}
     env.update(PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
@@ -244,17 +244,25 @@ def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: 
             [dask, "worker", "--scheduler-file", str(sched_file), "--nworkers", "1",
              "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
             env=env, stdout=subprocess.DEVNULL, stderr=logs[1].open("wb")))
-        address = json.loads(sched_file.read_text())["address"]
-        code, out, err = run(["subset", "--source", str(archive), "--window", WINDOW,
-                              "--frame", str(FRAME), "--scheduler", address, "--output",
-                              "s3://results/real", "--no-progress"], capsys)
-        assert code == 0, err
-        assert "summary: s3://results/real/summary.json" in out
+        yield json.loads(sched_file.read_text())["address"], logs
     finally:
         for p in reversed(procs):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: Any,
+                                             local_run: dict[str, str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``dask scheduler`` and ``dask worker`` as real processes on loopback (debug logs, a
+    worker environment without any credential); the CLI's --scheduler ADDRESS."""
+    with _real_cluster(tmp_path) as (address, logs):
+        code, out, err = run(["subset", "--source", str(archive), "--window", WINDOW,
+                              "--frame", str(FRAME), "--scheduler", address, "--output",
+                              "s3://results/real", "--no-progress"], capsys)
+        assert code == 0, err
+        assert "summary: s3://results/real/summary.json" in out
     got = _s3_files(s3, "real")
     assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()
             if not k.endswith(".json")} == local_run
@@ -264,6 +272,29 @@ def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: 
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert "run_granule" in text  # debug logs saw the tasks ...
     assert SECRET not in text  # ... never the secret
+
+
+def test_real_processes_run_a_time_series_byte_for_byte(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The time series' tiles on a real ``dask scheduler`` + ``dask worker`` pair: every
+    file of the frame's folder equals a local run's."""
+    args = ["timeseries", "--source", str(archive), "--window", WINDOW, "--frame", str(FRAME),
+            "--reference-method", "median", "--date-cogs", "--no-progress"]
+    code, _, err = run([*args, "--output", str(tmp_path / "local")], capsys)
+    assert code == 0, err
+    with _real_cluster(tmp_path) as (address, _logs):
+        code, _, err = run([*args, "--scheduler", address, "--output",
+                            str(tmp_path / "real")], capsys)
+        assert code == 0, err
+
+    def files(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in (folder / "F40291").rglob("*") if p.is_file()}
+
+    local = files(tmp_path / "local")
+    assert len(local) >= 8 and files(tmp_path / "real") == local
+    summary = json.loads((tmp_path / "real" / "summary.json").read_text())
+    assert summary["engine"] == {"scheduler": address, "workers": 1}
 
 
 @pytest.mark.parametrize("cube", ["netcdf", "zarr"])
