@@ -27,6 +27,8 @@ import typer
 
 if TYPE_CHECKING:  # mypy checks against the typer of the test environment (recent)
     from typer._click import exceptions as _cx
+
+    from .job.run import JobResult
 else:
     try:  # recent typer vendors click; older releases depend on it
         from typer._click import exceptions as _cx
@@ -226,18 +228,7 @@ def subset(
         workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
         quicklooks=quicklooks, demo=demo, progress=progress, overwrite=overwrite, stac=stac,
         client=scheduler)
-    out: Any = output if output.startswith("s3://") else Path(output).resolve()
-    stream = sys.stdout if result.exit_code == 0 else sys.stderr
-    print(f"opera-disp: {result.message}", file=stream)
-    _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
-                 f"outcome (exit {int(result.exit_code)}): {result.message}")
-    print(f"opera-disp: summary: {_join(out, 'summary.json')}", file=stream)
-    if demo and result.exit_code == 0:
-        for g in result.summary["granules"]:
-            for o in g["outputs"]:
-                print(f"  {_join(out, o['path'])}")
-        if result.summary["catalog"]:
-            print(f"  {_join(out, result.summary['catalog']['path'])}")
+    _report(result, output, log_file, list_outputs=demo)
     return int(result.exit_code)
 
 
@@ -332,19 +323,26 @@ def timeseries(
         tolerated_failure_percentage=tolerated_failure_percentage, workers=workers,
         limit=limit, access=access, cmr_url=cmr_url, demo=demo, progress=progress,
         overwrite=overwrite, stac=stac, client=scheduler)
+    _report(result, output, log_file, list_outputs=demo)
+    return int(result.exit_code)
+
+
+def _report(result: JobResult, output: str, log_file: Path | None, *, list_outputs: bool) -> None:
+    """A job's outcome: one line and the summary's place on stdout (stderr on failure),
+    the outcome in the log file, and with ``list_outputs`` every file the summary lists."""
     out: Any = output if output.startswith("s3://") else Path(output).resolve()
     stream = sys.stdout if result.exit_code == 0 else sys.stderr
     print(f"opera-disp: {result.message}", file=stream)
     _to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
                  f"outcome (exit {int(result.exit_code)}): {result.message}")
     print(f"opera-disp: summary: {_join(out, 'summary.json')}", file=stream)
-    if demo and result.exit_code == 0:
-        for f in result.summary.get("timeseries", {"frames": []})["frames"]:
-            for o in f["outputs"]:
-                print(f"  {_join(out, o['path'])}")
-        if result.summary["catalog"]:
-            print(f"  {_join(out, result.summary['catalog']['path'])}")
-    return int(result.exit_code)
+    if list_outputs and result.exit_code == 0:
+        summary = result.summary
+        frames = summary.get("timeseries", {"frames": []})["frames"]
+        for o in [o for g in [*summary["granules"], *frames] for o in g["outputs"]]:
+            print(f"  {_join(out, o['path'])}")
+        if summary["catalog"]:
+            print(f"  {_join(out, summary['catalog']['path'])}")
 
 
 def _join(folder: Path | str, name: str) -> str:
