@@ -24,7 +24,6 @@ by the area.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import time
@@ -42,7 +41,7 @@ from numpy.typing import NDArray
 from .. import __version__
 from ..catalog.refs import GranuleRef
 from ..errors import BadInput, OperaDispError, OutsideFrame, ServiceError, one_line
-from ..files import atomic_path, sha256_file
+from ..files import sha256_file
 from ..geometry import Grid, Window
 from ..hdf5.index import GranuleIndex, open_index
 from ..hdf5.read import read_window
@@ -700,82 +699,9 @@ class FrameJob:
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
                 t: NDArray[np.float64]) -> list[OutputRecord]:
         """``points.csv`` (every point's series) and ``points.png`` (with the fits)."""
-        import xarray as xr
+        from .points import write_points
 
-        ds = xr.open_zarr(cube_path) if cube_path.suffix == ".zarr" else \
-            xr.open_dataset(cube_path, engine="h5netcdf")
-        found: list[tuple[int, float, float, int, int, NDArray[np.float32]]] = []
-        with ds:
-            var = ds[self.spec.layer]
-            for i, (lon, lat) in enumerate(self.spec.points, start=1):
-                try:
-                    r, c = grid.rowcol(lon, lat)
-                except OutsideFrame:
-                    r, c = -1, -1
-                if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
-                    raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s "
-                                   f"area ({area}); give points inside the area")
-                series = var[:, r - area.row0, c - area.col0].values.astype(np.float32)
-                found.append((i, lon, lat, r, c, series))
-        csv_path = self.folder / "points.csv"
-        with atomic_path(csv_path, self.scratch) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["point", "lon", "lat", "row", "col", "date", self.spec.layer, "valid"])
-            for i, lon, lat, r, c, series in found:
-                for d, v in zip(chain.dates, series, strict=True):
-                    ok = bool(np.isfinite(v))
-                    w.writerow([i, f"{lon:.6f}", f"{lat:.6f}", r, c, iso(d),
-                                f"{float(v):.6g}" if ok else "", int(ok)])
-        png = self.folder / "points.png"
-        _plot_points(found, chain, t, self.spec, png, self.scratch, self.frame)
+        csv_path, png = write_points(cube_path, grid, area, chain, t, self.spec,
+                                     self.folder, self.scratch, self.frame)
         return [_output(csv_path, self.root, OutputKind.TABLE, self.spec.layer),
                 _output(png, self.root, OutputKind.PLOT, self.spec.layer)]
-
-
-def _when(dates: Sequence[datetime]) -> NDArray[np.datetime64]:
-    """Times for matplotlib's date axis (UTC, naive)."""
-    return np.array([np.datetime64(d.astimezone(UTC).replace(tzinfo=None), "s")
-                     for d in dates])
-
-
-def _plot_points(found: Sequence[tuple[int, float, float, int, int, NDArray[np.float32]]],
-                 chain: Chain, t: NDArray[np.float64], spec: SeriesSpec, png: Path,
-                 scratch: Path, frame: int) -> None:
-    """Each point's series (mm) with its fitted line (and seasonal curve)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5), dpi=100)
-    ax = fig.subplots()
-    dense = np.linspace(t[0], t[-1], 200)
-    t0 = chain.dates[0]
-    from datetime import timedelta
-    dense_dates = [t0 + timedelta(days=float(x) * 365.25) for x in dense]
-    for i, lon, lat, _r, _c, series in found:
-        fit = fit_velocity(series[:, None, None], t, segments=chain.segments,
-                           seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
-        rate = float(fit.rate[0, 0])
-        line = ax.plot(_when(chain.dates), series * 1000.0, "o", ms=4,
-                       label=f"P{i} ({lon:.4f}, {lat:.4f})"
-                       + (f": {rate * 1000:.1f} ± {float(fit.stderr[0, 0]) * 1000:.1f} mm/yr"
-                          if math.isfinite(rate) else ": no fit"))[0]
-        if math.isfinite(rate) and not chain.gaps:
-            finite = np.isfinite(series)
-            a_cols = [np.ones_like(t[finite]), t[finite]]
-            d_cols = [np.ones_like(dense), dense]
-            if spec.seasonal:
-                a_cols += [np.sin(2 * np.pi * t[finite]), np.cos(2 * np.pi * t[finite])]
-                d_cols += [np.sin(2 * np.pi * dense), np.cos(2 * np.pi * dense)]
-            coef, *_ = np.linalg.lstsq(np.stack(a_cols, 1), series[finite].astype(np.float64),
-                                       rcond=None)
-            ax.plot(_when(dense_dates), np.stack(d_cols, 1) @ coef * 1000.0, "-",
-                    color=line.get_color(), lw=1.2)
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_ylabel(f"LOS {spec.layer.replace('_', ' ')} [mm]")
-    ax.set_title(f"{frame_folder(frame)}: series since {t0:%Y-%m-%d}, reference "
-                 f"{spec.reference_method}", fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    with atomic_path(png, scratch) as tmp:
-        fig.savefig(tmp, format="png")
