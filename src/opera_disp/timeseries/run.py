@@ -377,11 +377,9 @@ class FrameJob:
             if p.index.grid != grid:
                 raise FrameFailure(f"{p.ref.name}: its grid differs from {products[0].ref.name}'s; "
                                    "one frame's products must share the frame grid")
-        try:
-            area = grid.resolve_window(window=spec.job.window, bbox=spec.job.bbox,
-                                       aoi=spec.job.aoi)
-        except OutsideFrame:
-            raise
+        # OutsideFrame goes up: the job records the frame's granules as skipped.
+        area = grid.resolve_window(window=spec.job.window, bbox=spec.job.bbox,
+                                   aoi=spec.job.aoi)
         layers = layers_needed(spec)
         dates = [iso(d) for d in chain.dates]
         t = years_since(chain.dates)
