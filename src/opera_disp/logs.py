@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 FORMAT = "%(asctime)s.%(msecs)03dZ [%(levelname)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%dT%H:%M:%S"
@@ -26,6 +28,22 @@ class _Console(logging.Formatter):
         return super().format(quiet)
 
 
+class _Stderr(logging.StreamHandler[TextIO]):
+    """A handler on whatever ``sys.stderr`` is when a record is emitted: notebooks and
+    test captures swap it, and a handler bound to the old one writes to a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> None:
     """Configure the ``opera_disp`` logger (idempotent).
 
@@ -43,7 +61,7 @@ def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> 
         if getattr(h, "_opera_disp", False):
             logger.removeHandler(h)
             h.close()
-    console = logging.StreamHandler()
+    console = _Stderr()
     console.setFormatter(_Console(verbose))
     handlers: list[logging.Handler] = [console]
     if log_file:

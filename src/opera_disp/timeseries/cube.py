@@ -238,10 +238,24 @@ def _var_attrs(layout: CubeLayout) -> dict[str, str]:
             "grid_mapping": "spatial_ref"}
 
 
+def _one_nan(a: np.ndarray) -> np.ndarray:
+    """``a`` with every NaN the same quiet NaN, so equal series give equal bytes.
+
+    NaN signs and payloads depend on the arithmetic path (SIMD width, operand order),
+    which differs between CPUs and between a local and a dask run.
+
+    >>> bits = np.array([0x7FC00000, 0xFFC00000, 0x7FC00123, 0x3F800000], np.uint32)
+    >>> [hex(int(v)) for v in _one_nan(bits.view(np.float32)).view(np.uint32)]
+    ['0x7fc00000', '0x7fc00000', '0x7fc00000', '0x3f800000']
+    """
+    nan = np.isnan(a)
+    return np.where(nan, np.float32(np.nan), a) if nan.any() else a
+
+
 def _shuffle_deflate(chunk: np.ndarray) -> bytes:
     """HDF5's shuffle filter (bytes of each element split into planes) then deflate."""
     planes = np.ascontiguousarray(
-        np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).reshape(-1, 4).T)
+        np.ascontiguousarray(_one_nan(chunk)).reshape(-1).view(np.uint8).reshape(-1, 4).T)
     out: bytes = isal_zlib.compress(planes.data, DEFLATE_LEVEL)
     return out
 
@@ -335,7 +349,7 @@ class CubeWriter:
 
         times, refs = dt64(lay.times), dt64(lay.reference_of_each_time())
         data: dict[str, Any] = {
-            lay.variable: (("time", "y", "x"), da.zeros((t, h, w), "f4", chunks=shard),
+            lay.variable: (("time", "y", "x"), da.zeros((t, h, w), dtype="f4", chunks=shard),
                            _var_attrs(lay)),
             "reference_time": (("time",), refs, _cf_time(_REF_LONG)),
         }
@@ -346,7 +360,7 @@ class CubeWriter:
             "reference_time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "f8"},
         }
         for name, units, long_name in lay.extra_2d:
-            data[name] = (("y", "x"), da.zeros((h, w), "f4", chunks=shard[1:]),
+            data[name] = (("y", "x"), da.zeros((h, w), dtype="f4", chunks=shard[1:]),
                           {"units": units, "long_name": long_name, "grid_mapping": "spatial_ref"})
             enc[name] = {"chunks": inner[1:], "shards": shard[1:], "compressors": codec,
                          "_FillValue": np.float32(np.nan)}
@@ -406,7 +420,7 @@ class CubeWriter:
                 arr = self._arrays[name] = zarr.open_array(self._tmp, path=name, mode="r+")
             # Encode a shard's inner chunks in one batch (zarr's default is one at a time).
             with zarr.config.set({"codec_pipeline.batch_size": _ZARR_BATCH}):
-                arr[(..., slice(r0, r1), slice(c0, c1))] = block
+                arr[(..., slice(r0, r1), slice(c0, c1))] = _one_nan(block)
         else:
             self._write_netcdf(name, r0, c0, block)
 
@@ -445,7 +459,8 @@ class CubeWriter:
             done, fut = pending.popleft()
             ds.id.write_direct_chunk(done, fut.result())
         for sy, sx in slow:
-            ds[..., sy, sx] = block[..., sy.start - r0:sy.stop - r0, sx.start - c0:sx.stop - c0]
+            ds[..., sy, sx] = _one_nan(
+                block[..., sy.start - r0:sy.stop - r0, sx.start - c0:sx.stop - c0])
 
     # -- publishing -------------------------------------------------------------------
 

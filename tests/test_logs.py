@@ -1,0 +1,27 @@
+"""Logging: UTC timestamps, and a console handler that follows ``sys.stderr``."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import pytest
+
+from opera_disp.logs import setup_logging
+
+
+def test_console_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A notebook (or a test capture) swaps sys.stderr; the first one may be closed by then.
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    setup_logging()
+    log = logging.getLogger("opera_disp.test")
+    log.info("one")
+    first.close()
+    monkeypatch.setattr("sys.stderr", second)
+    log.info("two")
+    out = second.getvalue()
+    assert "Logging error" not in out
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[INFO\] opera_disp\.test: two\n",
+                        out), out
