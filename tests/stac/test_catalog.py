@@ -337,3 +337,35 @@ def test_bad_item_descriptions_are_refused(cogs: dict[str, Path], change: object
     with pytest.raises(ValueError, match=message):
         stac.write_catalog(folder, "example", items)
     assert not (folder / "catalog.json").exists()
+
+
+def test_raster_facts_use_stored_statistics_else_read_the_file(tmp_path: Path) -> None:
+    from opera_disp.stac.raster import raster_facts
+
+    def tif(name: str, stored: dict[str, str] | None) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=1,
+                           dtype="float32", crs="EPSG:32613", nodata=float("nan"),
+                           transform=from_origin(500000, 30, 10, 10)) as dst:
+            dst.write(np.array([[1, 2, np.nan], [3, 4, 5]], "float32"), 1)
+            if stored:
+                dst.update_tags(1, **stored)
+        return path
+
+    # Stored statistics are taken as they are (these deliberately disagree with the
+    # pixels: the file is not decoded again).
+    stored = {"STATISTICS_MINIMUM": "-1.5", "STATISTICS_MAXIMUM": "9.0",
+              "STATISTICS_MEAN": "0.25", "STATISTICS_STDDEV": "2.0",
+              "STATISTICS_VALID_PERCENT": "12.345678"}
+    (band,) = raster_facts(tif("stored.tif", stored)).bands
+    assert (band.minimum, band.maximum, band.mean, band.stddev, band.valid_percent) == \
+        (-1.5, 9.0, 0.25, 2.0, 12.3457)
+    # None stored, or incomplete: computed from the pixels.
+    for name, tags in (("none.tif", None), ("partial.tif", {"STATISTICS_MINIMUM": "-1.5"})):
+        (band,) = raster_facts(tif(name, tags)).bands
+        assert (band.minimum, band.maximum, band.valid_percent) == (1.0, 5.0, 83.3333)
+        assert band.mean == pytest.approx(3.0) and band.stddev == pytest.approx(2 ** 0.5)
+    # A band stored as holding no data.
+    (band,) = raster_facts(tif("empty.tif", {"STATISTICS_VALID_PERCENT": "0.0"})).bands
+    assert (band.minimum, band.maximum, band.mean, band.stddev, band.valid_percent) == \
+        (None, None, None, None, 0.0)

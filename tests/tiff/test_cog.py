@@ -600,3 +600,34 @@ def test_copy_frees_the_scratch_behind_it(tmp_path: Path) -> None:
             assert src_path.read_bytes() == data
         assert os.path.getsize(src_path) == len(data), "size kept either way"
     assert (tmp_path / "dst").read_bytes() == b"head" + data
+
+
+@pytest.mark.parametrize("kind", list(CogWriterKind))
+@pytest.mark.parametrize(("dtype", "nodata"), [("float32", np.nan), ("uint8", 255),
+                                               ("int16", 0), ("float32", -9999.0)])
+def test_writers_embed_exact_band_statistics(tmp_path: Path, kind: CogWriterKind, dtype: str,
+                                             nodata: float | int) -> None:
+    # GDAL's STATISTICS_* items, from every pixel written: what gdalinfo -stats stores,
+    # and what the STAC catalog reads instead of decoding the file again.
+    a = _raster((1300, 1100), dtype, nodata, seed=11)
+    path = _publish(kind, tmp_path / "a.tif", a, nodata, resampling="nearest", step=200)
+    valid = a[np.isfinite(a) & (a != nodata)] if dtype.startswith("float") else a[a != nodata]
+    want = valid.astype(np.float64)
+    with rasterio.open(path) as src:
+        tags = src.tags(1)
+    assert float(tags["STATISTICS_MINIMUM"]) == want.min()
+    assert float(tags["STATISTICS_MAXIMUM"]) == want.max()
+    assert float(tags["STATISTICS_MEAN"]) == pytest.approx(want.mean(), rel=1e-12)
+    assert float(tags["STATISTICS_STDDEV"]) == pytest.approx(want.std(), rel=1e-12)
+    assert float(tags["STATISTICS_VALID_PERCENT"]) == pytest.approx(100 * want.size / a.size,
+                                                                     rel=1e-12)
+    assert tags["units"] == "meters"
+
+
+def test_a_raster_without_data_stores_only_its_valid_percent(tmp_path: Path) -> None:
+    a = np.full((300, 200), np.nan, np.float32)
+    path = _publish(CogWriterKind.STREAMING, tmp_path / "a.tif", a, np.nan,
+                    resampling="nearest")
+    with rasterio.open(path) as src:
+        stats = {k: v for k, v in src.tags(1).items() if k.startswith("STATISTICS_")}
+    assert stats == {"STATISTICS_VALID_PERCENT": "0.0"}

@@ -18,32 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
+
+from ..moments import SLICE, Moments, valid_pixels
+
+__all__ = ["QUANTILES", "StreamingStats", "sortable_keys", "valid_pixels"]
 
 QUANTILES = {"p02": 0.02, "median": 0.5, "p98": 0.98}
-_SLICE = 1 << 18
-
-
-def valid_pixels(arr: np.ndarray, fill: Any) -> NDArray[np.bool_]:
-    """Boolean array of pixels that hold data (finite and not the fill value).
-
-    Examples
-    --------
-    >>> valid_pixels(np.array([0, 3, 255], dtype="uint8"), 255).tolist()
-    [True, True, False]
-    """
-    # numpy types ufuncs and comparisons on an array of unknown dtype as Any
-    if arr.dtype.kind == "f":
-        ok: NDArray[np.bool_] = np.isfinite(arr)
-        if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
-            ok &= arr != fill
-        return ok
-    ok = arr != fill
-    return ok
 
 
 def sortable_keys(values: np.ndarray) -> np.ndarray:
@@ -69,28 +52,26 @@ SORTED_BIN = (sortable_keys((np.arange(65536, dtype=np.uint32) << np.uint32(16))
 class StreamingStats:
     """Count, min, max, mean, std (population) and exact quantiles over streamed blocks."""
 
-    count: int = 0
-    _mean: float = 0.0
-    _m2: float = 0.0
-    minimum: float = math.inf
-    maximum: float = -math.inf
+    moments: Moments = field(default_factory=Moments)
     _raw: np.ndarray | None = None  # counts per raw high half (unsorted bins)
 
-    # Everything works in slices of _SLICE values: the temporaries (float64 copies, the
-    # int64 indices np.bincount casts to) stay small and are reused by the allocator,
-    # instead of faulting in fresh pages for whole-band copies.
+    @property
+    def count(self) -> int:
+        """Values added so far."""
+        return self.moments.count
+
     def update(self, values: np.ndarray) -> None:
         """Add a block of valid (finite) values."""
         flat = values.reshape(-1)
-        for k in range(0, flat.size, _SLICE):
-            self._add(flat[k:k + _SLICE])
+        for k in range(0, flat.size, SLICE):
+            self._add(flat[k:k + SLICE])
 
     def update_float(self, arr: np.ndarray) -> int:
         """Add the finite values of a float array (NaN/inf skipped); return their count."""
         flat = arr.reshape(-1)
         n = 0
-        for k in range(0, flat.size, _SLICE):
-            part = flat[k:k + _SLICE]
+        for k in range(0, flat.size, SLICE):
+            part = flat[k:k + SLICE]
             finite = np.isfinite(part)
             values = part if bool(finite.all()) else part[finite]
             self._add(values)
@@ -98,22 +79,9 @@ class StreamingStats:
         return n
 
     def _add(self, values: np.ndarray) -> None:
-        n = int(values.size)
-        if n == 0:
+        if values.size == 0:
             return
-        v = values.astype(np.float64)
-        mean_b = float(np.add.reduce(v)) / n
-        v -= mean_b
-        # einsum, not np.dot: BLAS would wake its own threads, which then spin and take
-        # the cores from the compression threads.
-        m2_b = float(np.einsum("i,i->", v, v))
-        delta = mean_b - self._mean
-        total = self.count + n
-        self._mean += delta * n / total
-        self._m2 += m2_b + delta * delta * self.count * n / total
-        self.count = total
-        self.minimum = min(self.minimum, float(values.min()))
-        self.maximum = max(self.maximum, float(values.max()))
+        self.moments.add(values)
         raw = np.bincount(_raw_high_halves(values), minlength=65536)
         if self._raw is None:
             self._raw = raw
@@ -160,10 +128,10 @@ class StreamingStats:
 
         out: dict[str, float | None] = {
             "count": self.count,
-            "min": self.minimum,
-            "max": self.maximum,
-            "mean": self._mean,
-            "std": math.sqrt(max(self._m2 / self.count, 0.0)),
+            "min": self.moments.minimum,
+            "max": self.moments.maximum,
+            "mean": self.moments.mean,
+            "std": self.moments.std,
         }
         for key, (k0, k1, frac) in wanted.items():
             lo, hi = order_stat(k0), order_stat(k1)

@@ -1,8 +1,9 @@
 """What a STAC asset says about a GeoTIFF: footprint, projection, bands, statistics.
 
 Everything is read from the file itself (rasterio), so an item describes exactly the bytes
-it points at. Statistics are exact: the file is read block by block (one COG tile at a
-time), never whole.
+it points at. Statistics are exact: GDAL's band statistics (``STATISTICS_*``) when the file
+carries them — opera-disp's writers embed them, computed from every pixel written — else
+the file is read block by block (one COG tile at a time), never whole.
 """
 
 from __future__ import annotations
@@ -106,6 +107,23 @@ def _band_statistics(src: Any, band: int, nodata: float | None) -> tuple[
     return lo, hi, mean, std, percent
 
 
+_STATS = ("MINIMUM", "MAXIMUM", "MEAN", "STDDEV")
+
+
+def _stored_statistics(tags: dict[str, str]) -> tuple[
+        float | None, float | None, float | None, float | None, float] | None:
+    """GDAL's stored band statistics, when complete (a band without data stores only its
+    valid percentage, 0); None when the band has none."""
+    try:
+        percent = float(tags["STATISTICS_VALID_PERCENT"])
+        if percent == 0.0 and not any(f"STATISTICS_{k}" in tags for k in _STATS):
+            return None, None, None, None, 0.0
+        lo, hi, mean, std = (float(tags[f"STATISTICS_{k}"]) for k in _STATS)
+    except (KeyError, ValueError):
+        return None
+    return lo, hi, mean, std, round(percent, 4)
+
+
 def raster_facts(path: Path) -> RasterFacts:
     """Read a GeoTIFF's grid, footprint and per-band facts (exact statistics).
 
@@ -134,7 +152,8 @@ def raster_facts(path: Path) -> RasterFacts:
         bands = []
         for i, dtype in enumerate(src.dtypes, start=1):
             nodata = src.nodatavals[i - 1]
-            lo, hi, mean, std, percent = _band_statistics(src, i, nodata)
+            lo, hi, mean, std, percent = (_stored_statistics(src.tags(i))
+                                          or _band_statistics(src, i, nodata))
             bands.append(BandFacts(data_type=str(dtype), nodata=_nodata(nodata),
                                    unit=src.units[i - 1] or None, minimum=lo, maximum=hi,
                                    mean=mean, stddev=std, valid_percent=percent))

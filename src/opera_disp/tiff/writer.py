@@ -22,6 +22,7 @@ from rasterio.crs import CRS
 
 from ..errors import CogError, OutputError, one_line
 from ..files import atomic_path
+from ..moments import Moments
 from ..types import CogWriterKind
 from .georef import gdal_tags
 from .pool import EncoderPool
@@ -100,6 +101,8 @@ class RasterWriter(ABC):
         self._scratch: Path | None = None
         self._raster: _RawRaster | None = None
         self._rows = 0
+        # Exact statistics of every pixel written, embedded as GDAL's band statistics.
+        self._moments = Moments()
 
     def __enter__(self) -> RasterWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +133,7 @@ class RasterWriter(ABC):
             raise OutputError(f"{self.path.name}: {exc}") from None
         if self._raster is not None:
             self._raster.write(block, row_off)
+        self._moments.add_valid(block, self.spec.nodata)
         self._rows += block.shape[0]
 
     def read_back(self, rows: int = 512) -> ReadBack:
@@ -180,9 +184,12 @@ class RasterWriter(ABC):
             self._scratch.unlink(missing_ok=True)
 
     @property
-    def band_tags(self) -> dict[str, str] | None:
-        """Band metadata: the units, when known."""
-        return {"units": self.units} if self.units else None
+    def band_tags(self) -> dict[str, str]:
+        """Band metadata: the units, when known, and the exact statistics of the pixels
+        written (GDAL's ``STATISTICS_*`` items, as ``gdalinfo -stats`` stores them)."""
+        tags = {"units": self.units} if self.units else {}
+        tags.update(self._moments.gdal_metadata(self.spec.width * self.spec.height))
+        return tags
 
     @abstractmethod
     def _open(self, scratch: Path) -> None:
