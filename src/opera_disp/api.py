@@ -133,7 +133,7 @@ def subset(
     """
     from .catalog.resolve import resolve_granules
     from .cluster.engine import open_engine
-    from .cluster.objstore import S3Target, is_s3_url, publish_summary
+    from .cluster.objstore import S3Target, is_s3_url, publish_summary, upload_catalog
     from .io.access import Access
     from .job.folder import OutputFolder
     from .job.granule import local_source
@@ -150,13 +150,10 @@ def subset(
         if bbox is None and aoi is None and window is None:
             bbox = synthetic.demo_bbox()
     s3 = None
-    early: list[str] = []
     if is_s3_url(str(output)):
         s3 = S3Target.parse(str(output))
-        if stac:  # the COGs go up from the workers: their facts are not on this machine
-            stac = False
-            early.append("no STAC catalog with an s3:// output: the COGs are uploaded where "
-                         "they are made (write to a folder for catalog.json)")
+        # The COGs go up from the workers; the catalog is made here from the facts they
+        # read before uploading, and goes up with the summary.
         staging = tempfile.TemporaryDirectory(prefix="opera-disp-s3-")  # the summary's
         output = staging.name
     spec = make_spec(
@@ -170,7 +167,7 @@ def subset(
     with OutputFolder(spec.output) as folder:
         reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
         refs, notes = resolve_granules(selection(spec))
-        notes = [*early, *notes, *resumed]
+        notes = [*notes, *resumed]
         log.info("%d granule(s) matched", len(refs))
         opened = None
         if source_factory is None and client is None:
@@ -185,6 +182,9 @@ def subset(
             if opened is not None:
                 opened.close()
     if s3 is not None:
+        # The workers uploaded the granules' files; the catalog made here goes up, then
+        # the summary.
+        upload_catalog(result, spec.output, s3)
         result = publish_summary(result, spec.output / "summary.json", s3)
         staging.cleanup()
     return result

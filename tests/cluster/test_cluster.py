@@ -43,15 +43,33 @@ def _files(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_run(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The reference: the same job in this process, no scheduler."""
+def local_out(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the same job in this process, no scheduler; its folder."""
     out = tmp_path_factory.mktemp("local") / "out"
     result = api.subset(source=archive, window=WINDOW, frame=FRAME, output=out, progress=False)
     assert result.exit_code == 0 and result.summary["engine"] == {"scheduler": None,
                                                                   "workers": 2}
-    files = _files(out)
-    assert files == _outputs(result.summary) and len(files) == 6
-    return files
+    assert _files(out) == _outputs(result.summary) and len(_files(out)) == 6
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(local_out: Path) -> dict[str, str]:
+    """The reference run's COGs and quicklooks: SHA-256 by name."""
+    return _files(local_out)
+
+
+def _assert_local_catalog(got: dict[str, bytes], local_out: Path) -> None:
+    """The uploaded STAC catalog is the local run's, file for file, and the uploaded
+    summary lists it with its checksums."""
+    want = {str(p.relative_to(local_out)): p.read_bytes()
+            for p in [local_out / "catalog.json",
+                      *sorted((local_out / "opera-disp-subset").rglob("*.json"))]}
+    assert len(want) == 5  # root, collection, three items
+    assert {k: v for k, v in got.items() if k in want} == want
+    listed = json.loads(got["summary.json"])["catalog"]["files"]
+    assert {f["path"]: f["sha256"] for f in listed} == \
+        {k: hashlib.sha256(v).hexdigest() for k, v in want.items()}
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +200,7 @@ class GraphWatch:
 
 def test_s3_output_on_workers_credentials_never_in_tasks_or_logs(
         archive: Path, tmp_path: Path, cluster: Any, s3: Any,
-        local_run: dict[str, str]) -> None:
+        local_run: dict[str, str], local_out: Path) -> None:
     from distributed.diagnostics.plugin import SchedulerPlugin
 
     watch = type("Watch", (GraphWatch, SchedulerPlugin), {})()
@@ -193,7 +211,8 @@ def test_s3_output_on_workers_credentials_never_in_tasks_or_logs(
     got = _s3_files(s3, "run1")
     assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()
             if not k.endswith(".json")} == local_run
-    assert "catalog.json" not in got  # no STAC catalog for s3:// outputs (a note says so)
+    # The catalog: made by the client from the facts the workers read, the same files.
+    _assert_local_catalog(got, local_out)
     summary = json.loads(got["summary.json"])
     validate_summary(summary)
     assert summary["inputs"]["output"] == "s3://results/run1"
@@ -212,15 +231,15 @@ def test_s3_output_on_workers_credentials_never_in_tasks_or_logs(
         {SECRET}
 
 
-def test_s3_output_without_a_scheduler(archive: Path, s3: Any,
-                                       local_run: dict[str, str]) -> None:
+def test_s3_output_without_a_scheduler(archive: Path, s3: Any, local_run: dict[str, str],
+                                       local_out: Path) -> None:
     result = api.subset(source=archive, window=WINDOW, frame=FRAME, output="s3://results/plain",
                         progress=False)
     assert result.exit_code == 0 and "s3://results/plain" in result.message
     got = _s3_files(s3, "plain")
     assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()
             if not k.endswith(".json")} == local_run
-    assert "catalog.json" not in got  # no STAC catalog for s3:// outputs (a note says so)
+    _assert_local_catalog(got, local_out)
 
 
 @contextlib.contextmanager
@@ -253,7 +272,7 @@ def _real_cluster(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
 
 
 def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: Any,
-                                             local_run: dict[str, str],
+                                             local_run: dict[str, str], local_out: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """``dask scheduler`` and ``dask worker`` as real processes on loopback (debug logs, a
     worker environment without any credential); the CLI's --scheduler ADDRESS."""
@@ -266,7 +285,7 @@ def test_real_scheduler_and_worker_processes(archive: Path, tmp_path: Path, s3: 
     got = _s3_files(s3, "real")
     assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()
             if not k.endswith(".json")} == local_run
-    assert "catalog.json" not in got  # no STAC catalog for s3:// outputs (a note says so)
+    _assert_local_catalog(got, local_out)
     summary = json.loads(got["summary.json"])
     assert summary["engine"] == {"scheduler": address, "workers": 1}
     text = "".join(p.read_text(errors="replace") for p in logs)

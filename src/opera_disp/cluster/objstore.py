@@ -157,11 +157,20 @@ def upload_outputs(result: JobResult, folder: Path, target: S3Target) -> JobResu
             files += sorted(str(p.relative_to(folder)) for p in path.rglob("*") if p.is_file())
         else:
             files.append(rel)
-    catalog = summary.get("catalog")
-    if catalog:
-        files += [f["path"] for f in catalog["files"][1:]] + [catalog["files"][0]["path"]]
     client = target.client()
     for rel in files:
         sha, _ = _hashes(folder / rel)
         upload(client, target, folder / rel, rel, sha)
+    upload_catalog(result, folder, target)
     return publish_summary(result, folder / "summary.json", target)
+
+
+def upload_catalog(result: JobResult, folder: Path, target: S3Target) -> None:
+    """Upload the STAC catalog a finished job's summary lists (items and collection before
+    its root), each file with the SHA-256 the summary records; nothing without one."""
+    catalog = result.summary.get("catalog")
+    if not catalog:
+        return
+    client = target.client()
+    for f in [*catalog["files"][1:], catalog["files"][0]]:
+        upload(client, target, folder / f["path"], f["path"], f["sha256"])

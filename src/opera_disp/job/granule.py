@@ -33,6 +33,7 @@ from ..io.source import ByteSource
 from ..product import LAYERS, MASK_LAYER
 from ..render.maps import map_text, prepare, render_map
 from ..spec import JobSpec
+from ..stac.raster import RasterFacts, raster_facts
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
 from ..types import GranuleStatus, LayerName, OutputKind
@@ -84,6 +85,9 @@ class Outcome:
     bug: bool = False
     note: str | None = None
     reused: bool = False
+    #: Each COG's STAC facts (by output path), read where it was written (with ``--stac``):
+    #: the catalog needs no second look at files a worker may have uploaded elsewhere.
+    facts: dict[str, RasterFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,9 +187,12 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
         record["orbit_direction"] = orbit_direction(ref, source)  # after the I/O count
+        facts = {o["path"]: raster_facts(spec.output / o["path"]) for o in record["outputs"]
+                 if spec.stac and o["kind"] == OutputKind.COG}
         record["seconds"] = round(time.perf_counter() - t0, 3)
         return Outcome(ref.name, GranuleStatus.OK, record, note=clipped_note(spec.window, win,
-                                                                             ref.product.frame))
+                                                                             ref.product.frame),
+                       facts=facts)
     except (OperaDispError, OSError) as exc:  # errors as values: the others still finish
         reason = one_line(exc)
         log.warning("granule %s failed: %s", ref.name, reason)

@@ -20,6 +20,7 @@ from ..catalog.refs import GranuleRef
 from ..errors import ExitCode, OutputError, Terminated, one_line
 from ..files import write_json
 from ..spec import JobSpec
+from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
 from .folder import OutputFolder
@@ -174,7 +175,8 @@ def run_job(
         if code is not None:  # files nobody listed are named, never silently mixed in
             records = [x.record for x in outcomes if x.record is not None]
             if status is not JobStatus.INTERRUPTED:  # a signalled job ends without delay
-                catalog = _catalog(spec, records, folder)
+                catalog = _catalog(spec, records, folder,
+                                   {k: v for x in outcomes for k, v in x.facts.items()})
             listed = {o["path"] for r in records for o in r["outputs"]}
             if catalog is not None:
                 listed |= {f["path"] for f in catalog["files"]}
@@ -279,16 +281,19 @@ def run_job(
     return JobResult(write(status, code, message), code, message)
 
 
-def _catalog(spec: JobSpec, records: list[GranuleRecord], folder: OutputFolder
-             ) -> CatalogRecord | None:
+def _catalog(spec: JobSpec, records: list[GranuleRecord], folder: OutputFolder,
+             facts: Mapping[str, RasterFacts]) -> CatalogRecord | None:
     """Write the STAC catalog of the granules the summary lists (whatever the verdict, as
-    long as there is one; an interrupted job writes none, its rerun does); its record."""
+    long as there is one; an interrupted job writes none, its rerun does); its record.
+    ``facts``: the COGs' STAC facts read where they were written (reused granules' COGs
+    are read here)."""
     if not spec.stac or not records:
         return None
     from .stac_items import catalog_record, write_subset_catalog
 
     try:
-        written = write_subset_catalog(spec.output, records, tmp_dir=folder.scratch)
+        written = write_subset_catalog(spec.output, records, tmp_dir=folder.scratch,
+                                       facts=facts)
     except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
         raise OutputError(f"cannot write the STAC catalog in {spec.output} "
                           f"({exc.strerror or one_line(exc)})") from None

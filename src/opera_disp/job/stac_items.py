@@ -6,7 +6,7 @@ the folder), so the two always agree: reused granules are in both, failed ones i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -22,6 +22,7 @@ from ..stac.catalog import (
     ItemSpec,
     write_catalog,
 )
+from ..stac.raster import RasterFacts
 from ..types import OutputKind
 from .summary import CatalogRecord, GranuleRecord
 
@@ -34,19 +35,22 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def granule_item(record: GranuleRecord) -> ItemSpec:
+def granule_item(record: GranuleRecord, facts: Mapping[str, RasterFacts] | None = None
+                 ) -> ItemSpec:
     """A granule's item: secondary time, reference→secondary interval, its files.
 
     Assets: each COG (keyed by layer, role ``data``), the quicklook (``thumbnail``,
     ``overview``) and the job's ``summary.json`` (``metadata``; no checksum, as the summary
-    is rewritten after the catalog).
+    is rewritten after the catalog). ``facts``: the COGs' STAC facts by output path, read
+    where they were written (else each COG is read here).
     """
     assets: list[AssetSpec] = []
     for out in record["outputs"]:
         path = Path(out["path"])
         if out["kind"] == OutputKind.COG:
             assets.append(AssetSpec(out["layer"], path, ("data",), title=out["layer"],
-                                    size=out["bytes"], sha256=out["sha256"]))
+                                    size=out["bytes"], sha256=out["sha256"],
+                                    facts=(facts or {}).get(out["path"])))
         else:
             assets.append(AssetSpec("quicklook", path, ("thumbnail", "overview"),
                                     title=f"quicklook of {out['layer']}",
@@ -93,9 +97,12 @@ def subset_collection() -> CollectionSpec:
 
 
 def write_subset_catalog(folder: Path, records: Sequence[GranuleRecord], *,
-                         tmp_dir: Path | None = None) -> CatalogWritten:
-    """The subset job's ``catalog.json`` (one item per record)."""
-    return write_catalog(folder, subset_collection(), [granule_item(r) for r in records],
+                         tmp_dir: Path | None = None,
+                         facts: Mapping[str, RasterFacts] | None = None) -> CatalogWritten:
+    """The subset job's ``catalog.json`` (one item per record); ``facts`` as in
+    :func:`granule_item`, for every record's COGs."""
+    return write_catalog(folder, subset_collection(),
+                         [granule_item(r, facts) for r in records],
                          description="Outputs of an opera-disp subset job.", tmp_dir=tmp_dir)
 
 

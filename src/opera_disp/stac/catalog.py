@@ -80,6 +80,10 @@ class AssetSpec:
         file that changes after the catalog is written (``summary.json``).
     size, sha256
         Already known (the job's summary has them): saves reading the file again.
+    facts
+        A GeoTIFF's :class:`~opera_disp.stac.raster.RasterFacts`, already read where the
+        file was written: the file is not opened. With ``size`` and ``sha256`` too, the
+        file need not be on this machine (a dask worker uploaded it to an object store).
     """
 
     key: str
@@ -91,6 +95,14 @@ class AssetSpec:
     checksum: bool = True
     size: int | None = None
     sha256: str | None = None
+    facts: RasterFacts | None = None
+
+    @property
+    def described(self) -> bool:
+        """Everything the catalog says of the file is given: it is not read."""
+        kind = self.media_type or media_type(self.path)
+        return (self.size is not None and self.sha256 is not None
+                and (self.facts is not None or kind != COG))
 
 
 @dataclass(frozen=True)
@@ -188,13 +200,15 @@ def _asset(spec: AssetSpec, file: Path, item_dir: Path) -> tuple[pystac.Asset,
     asset = pystac.Asset(href=os.path.relpath(file, item_dir), media_type=kind,
                          roles=list(spec.roles), title=spec.title,
                          description=spec.description)
-    return asset, raster_facts(file) if kind == COG else None
+    if kind != COG:
+        return asset, None
+    return asset, spec.facts if spec.facts is not None else raster_facts(file)
 
 
 def _extend(asset: pystac.Asset, spec: AssetSpec, file: Path, facts: RasterFacts | None
             ) -> None:
     """The ``file`` extension (and ``proj``/``raster`` for GeoTIFFs) of an owned asset."""
-    if spec.checksum and file.is_file():
+    if spec.checksum and (spec.described or file.is_file()):
         size = spec.size if spec.size is not None else file.stat().st_size
         digest = spec.sha256 or sha256_file(file)
         # Multihash: 0x12 = sha2-256, 0x20 = 32 bytes, then the digest.
@@ -204,11 +218,11 @@ def _extend(asset: pystac.Asset, spec: AssetSpec, file: Path, facts: RasterFacts
         _raster_extensions(asset, facts)
 
 
-def _inside(folder: Path, path: Path) -> Path:
+def _inside(folder: Path, path: Path, *, must_exist: bool = True) -> Path:
     file = path if path.is_absolute() else folder / path
     if not file.resolve().is_relative_to(folder.resolve()):
         raise ValueError(f"asset {str(path)!r} is outside the output folder {str(folder)!r}")
-    if not file.exists():
+    if must_exist and not file.exists():
         raise FileNotFoundError(f"asset {str(file)!r} does not exist")
     return file
 
@@ -219,7 +233,7 @@ def _item(folder: Path, collection_dir: Path, spec: ItemSpec) -> pystac.Item:
     geometry: dict[str, Any] | None = dict(spec.geometry) if spec.geometry is not None else None
     bbox: list[float] | None = None
     for a in spec.assets:
-        file = _inside(folder, a.path)
+        file = _inside(folder, a.path, must_exist=not a.described)
         asset, facts = _asset(a, file, item_dir)
         assets.append((a, file, asset, facts))
         if geometry is None and facts is not None:
