@@ -25,3 +25,16 @@ def test_console_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Logging error" not in out
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[INFO\] opera_disp\.test: two\n",
                         out), out
+
+
+def test_set_stream_pins_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What tqdm's logging_redirect_tqdm and others do: the pinned stream wins until unset.
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    setup_logging()
+    (handler,) = [h for h in logging.getLogger("opera_disp").handlers
+                  if getattr(h, "_opera_disp", False)]
+    assert isinstance(handler, logging.StreamHandler)
+    pinned = io.StringIO()
+    handler.setStream(pinned)
+    logging.getLogger("opera_disp.test").info("pinned")
+    assert "pinned" in pinned.getvalue()

@@ -184,9 +184,11 @@ def subset(
     if s3 is not None:
         # The workers uploaded the granules' files; the catalog made here goes up, then
         # the summary.
-        upload_catalog(result, spec.output, s3)
-        result = publish_summary(result, spec.output / "summary.json", s3)
-        staging.cleanup()
+        try:
+            upload_catalog(result, spec.output, s3)
+            result = publish_summary(result, spec.output / "summary.json", s3)
+        finally:
+            staging.cleanup()
     return result
 
 
@@ -316,8 +318,10 @@ def timeseries(
             if opened is not None:
                 opened.close()
     if s3 is not None:
-        result = upload_outputs(result, spec.job.output, s3)
-        staging.cleanup()
+        try:
+            result = upload_outputs(result, spec.job.output, s3)
+        finally:
+            staging.cleanup()
     return result
 
 

@@ -30,18 +30,20 @@ class _Console(logging.Formatter):
 
 class _Stderr(logging.StreamHandler[TextIO]):
     """A handler on whatever ``sys.stderr`` is when a record is emitted: notebooks and
-    test captures swap it, and a handler bound to the old one writes to a closed file."""
+    test captures swap it, and a handler bound to the old one writes to a closed file.
+    :meth:`setStream` (e.g. tqdm's logging redirect) still pins a stream of its own."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        self._pinned: TextIO | None = None  # StreamHandler.__init__ set it: unpin
 
     @property
     def stream(self) -> TextIO:
-        return sys.stderr
+        return self._pinned if self._pinned is not None else sys.stderr
 
     @stream.setter
-    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it
-        pass
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ and setStream
+        self._pinned = value
 
 
 def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> None:

@@ -103,8 +103,10 @@ class Moments:
     def gdal_metadata(self, pixels: int) -> dict[str, str]:
         """GDAL's band statistics items for a raster of ``pixels`` pixels.
 
-        What ``gdalinfo -stats`` would compute and store, exact (every pixel), with values
-        that round-trip (``repr``). A raster without data gets only its valid percentage.
+        GDAL's items as ``gdalinfo -stats`` stores them, exact (every pixel that holds
+        data; unlike GDAL, ±inf counts as nodata, as everywhere in opera-disp), with values
+        that round-trip (``repr``); a zero extreme is stored as ``0.0`` whichever zero the
+        reduction met first. A raster without data gets only its valid percentage.
 
         Examples
         --------
@@ -114,12 +116,16 @@ class Moments:
         '50.0'
         >>> Moments().gdal_metadata(4)
         {'STATISTICS_VALID_PERCENT': '0.0'}
+        >>> z = Moments()
+        >>> z.add(np.array([-0.0, 0.0]))
+        >>> z.gdal_metadata(2)["STATISTICS_MINIMUM"], z.gdal_metadata(2)["STATISTICS_MAXIMUM"]
+        ('0.0', '0.0')
         """
         percent = 100.0 * self.count / pixels if pixels else 0.0
         if not self.count:
             return {"STATISTICS_VALID_PERCENT": repr(percent)}
-        return {"STATISTICS_MINIMUM": repr(self.minimum),
-                "STATISTICS_MAXIMUM": repr(self.maximum),
+        return {"STATISTICS_MINIMUM": repr(self.minimum + 0.0),  # -0.0 -> 0.0
+                "STATISTICS_MAXIMUM": repr(self.maximum + 0.0),
                 "STATISTICS_MEAN": repr(self.mean),
                 "STATISTICS_STDDEV": repr(self.std),
                 "STATISTICS_VALID_PERCENT": repr(percent)}

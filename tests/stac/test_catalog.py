@@ -369,3 +369,60 @@ def test_raster_facts_use_stored_statistics_else_read_the_file(tmp_path: Path) -
     (band,) = raster_facts(tif("empty.tif", {"STATISTICS_VALID_PERCENT": "0.0"})).bands
     assert (band.minimum, band.maximum, band.mean, band.stddev, band.valid_percent) == \
         (None, None, None, None, 0.0)
+
+
+def test_assets_must_exist_here_unless_uploaded_elsewhere(tmp_path: Path) -> None:
+    from opera_disp.files import sha256_file
+    from opera_disp.stac.catalog import AssetSpec, ItemSpec, write_catalog
+    from opera_disp.stac.raster import raster_facts
+
+    with rasterio.open(tmp_path / "a.tif", "w", driver="GTiff", width=3, height=2, count=1,
+                       dtype="float32", crs="EPSG:32613",
+                       transform=from_origin(500000, 30, 10, 10)) as dst:
+        dst.write(np.ones((2, 3), "float32"), 1)
+    cog = tmp_path / "a.tif"
+    known = dict(size=cog.stat().st_size, sha256=sha256_file(cog))
+    when = datetime(2020, 1, 1, tzinfo=UTC)
+
+    def catalog(*assets: AssetSpec) -> dict[str, Any]:
+        write_catalog(tmp_path, "c", [ItemSpec("i", when, assets)])
+        return json.loads((tmp_path / "c" / "i" / "i.json").read_text())
+
+    # A file that is not here, even with its size and checksum known: refused.
+    with pytest.raises(FileNotFoundError, match=r"gone\.png"):
+        catalog(AssetSpec("a", Path("a.tif"), ("data",)),
+                AssetSpec("q", Path("gone.png"), ("thumbnail",), size=5, sha256="ab" * 32))
+    # Uploaded elsewhere (a worker's object store): catalogued from what is known.
+    facts = raster_facts(cog)
+    cog.rename(tmp_path / "b.tif")
+    doc = catalog(AssetSpec("a", Path("a.tif"), ("data",), facts=facts, elsewhere=True,
+                            **known),  # type: ignore[arg-type]
+                  AssetSpec("q", Path("gone.png"), ("thumbnail",), size=5, sha256="ab" * 32,
+                            elsewhere=True))
+    assert doc["assets"]["a"]["file:checksum"] == "1220" + known["sha256"]
+    assert doc["assets"]["q"]["file:size"] == 5
+    # ... but only with everything the catalog says of it.
+    with pytest.raises(ValueError, match="elsewhere"):
+        AssetSpec("a", Path("a.tif"), ("data",), elsewhere=True, **known)  # type: ignore[arg-type]
+    # A folder (a Zarr store) gets no checksum, whatever the record knows of it.
+    (tmp_path / "b.tif").rename(cog)
+    (tmp_path / "cube.zarr").mkdir()
+    (tmp_path / "cube.zarr" / "zarr.json").write_text("{}")
+    doc = catalog(AssetSpec("a", Path("a.tif"), ("data",)),
+                  AssetSpec("z", Path("cube.zarr"), ("data",), size=2, sha256="cd" * 32))
+    assert "file:checksum" not in doc["assets"]["z"]
+
+
+def test_approximate_stored_statistics_are_not_taken(tmp_path: Path) -> None:
+    from opera_disp.stac.raster import raster_facts
+
+    path = tmp_path / "a.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=1,
+                       dtype="float32", crs="EPSG:32613", nodata=float("nan"),
+                       transform=from_origin(500000, 30, 10, 10)) as dst:
+        dst.write(np.array([[1, 2, np.nan], [3, 4, 5]], "float32"), 1)
+        dst.update_tags(1, STATISTICS_MINIMUM="2", STATISTICS_MAXIMUM="4",
+                        STATISTICS_MEAN="3", STATISTICS_STDDEV="1",
+                        STATISTICS_VALID_PERCENT="50", STATISTICS_APPROXIMATE="YES")
+    (band,) = raster_facts(path).bands
+    assert (band.minimum, band.maximum, band.valid_percent) == (1.0, 5.0, 83.3333)

@@ -631,3 +631,18 @@ def test_a_raster_without_data_stores_only_its_valid_percent(tmp_path: Path) -> 
     with rasterio.open(path) as src:
         stats = {k: v for k, v in src.tags(1).items() if k.startswith("STATISTICS_")}
     assert stats == {"STATISTICS_VALID_PERCENT": "0.0"}
+
+
+def test_statistics_are_of_the_stored_type(tmp_path: Path) -> None:
+    # A float64 block into a float32 COG: the statistics of the float32 pixels stored.
+    a = np.random.default_rng(3).normal(size=(300, 200)) * 1e-3 + 0.1
+    spec = RasterSpec(200, 300, "float32", np.nan, 32611, TRANSFORM, "nearest")
+    with open_writer(CogWriterKind.STREAMING, tmp_path / "a.tif", spec, tags=GRANULE_TAGS) as w:
+        w.write(a, 0)
+        path = w.publish()
+    stored = a.astype(np.float32).astype(np.float64)
+    with rasterio.open(path) as src:
+        assert src.read(1).tobytes() == a.astype(np.float32).tobytes()
+        tags = src.tags(1)
+    assert float(tags["STATISTICS_MAXIMUM"]) == stored.max() != a.max()
+    assert float(tags["STATISTICS_MEAN"]) == pytest.approx(stored.mean(), rel=1e-12)

@@ -121,4 +121,4 @@ def run_granule(ref: GranuleRef, spec: JobSpec, target: Target,
             log.warning("granule %s failed: %s", ref.name, reason)
             return Outcome(ref.name, GranuleStatus.FAILED, reason=reason,
                            service=isinstance(exc, ServiceError))
-        return outcome
+        return dataclasses.replace(outcome, uploaded=True)

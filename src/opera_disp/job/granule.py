@@ -88,6 +88,8 @@ class Outcome:
     #: Each COG's STAC facts (by output path), read where it was written (with ``--stac``):
     #: the catalog needs no second look at files a worker may have uploaded elsewhere.
     facts: dict[str, RasterFacts] = field(default_factory=dict)
+    #: The files were uploaded by the worker that made them (``--output s3://``).
+    uploaded: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,13 @@ def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
         record["orbit_direction"] = orbit_direction(ref, source)  # after the I/O count
-        facts = {o["path"]: raster_facts(spec.output / o["path"]) for o in record["outputs"]
-                 if spec.stac and o["kind"] == OutputKind.COG}
+        try:
+            facts = {o["path"]: raster_facts(spec.output / o["path"])
+                     for o in record["outputs"] if spec.stac and o["kind"] == OutputKind.COG}
+        except BaseException:  # a failed granule leaves no outputs
+            for o in record["outputs"]:
+                (spec.output / o["path"]).unlink(missing_ok=True)
+            raise
         record["seconds"] = round(time.perf_counter() - t0, 3)
         return Outcome(ref.name, GranuleStatus.OK, record, note=clipped_note(spec.window, win,
                                                                              ref.product.frame),

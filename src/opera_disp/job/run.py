@@ -176,7 +176,8 @@ def run_job(
             records = [x.record for x in outcomes if x.record is not None]
             if status is not JobStatus.INTERRUPTED:  # a signalled job ends without delay
                 catalog = _catalog(spec, records, folder,
-                                   {k: v for x in outcomes for k, v in x.facts.items()})
+                                   {k: v for x in outcomes for k, v in x.facts.items()},
+                                   {x.name for x in outcomes if x.uploaded})
             listed = {o["path"] for r in records for o in r["outputs"]}
             if catalog is not None:
                 listed |= {f["path"] for f in catalog["files"]}
@@ -282,18 +283,18 @@ def run_job(
 
 
 def _catalog(spec: JobSpec, records: list[GranuleRecord], folder: OutputFolder,
-             facts: Mapping[str, RasterFacts]) -> CatalogRecord | None:
+             facts: Mapping[str, RasterFacts], uploaded: set[str]) -> CatalogRecord | None:
     """Write the STAC catalog of the granules the summary lists (whatever the verdict, as
     long as there is one; an interrupted job writes none, its rerun does); its record.
     ``facts``: the COGs' STAC facts read where they were written (reused granules' COGs
-    are read here)."""
+    are read here); ``uploaded``: granules whose workers uploaded their files."""
     if not spec.stac or not records:
         return None
     from .stac_items import catalog_record, write_subset_catalog
 
     try:
         written = write_subset_catalog(spec.output, records, tmp_dir=folder.scratch,
-                                       facts=facts)
+                                       facts=facts, uploaded=uploaded)
     except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
         raise OutputError(f"cannot write the STAC catalog in {spec.output} "
                           f"({exc.strerror or one_line(exc)})") from None

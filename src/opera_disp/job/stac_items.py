@@ -6,7 +6,7 @@ the folder), so the two always agree: reused granules are in both, failed ones i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -35,14 +35,15 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def granule_item(record: GranuleRecord, facts: Mapping[str, RasterFacts] | None = None
-                 ) -> ItemSpec:
+def granule_item(record: GranuleRecord, facts: Mapping[str, RasterFacts] | None = None,
+                 *, elsewhere: bool = False) -> ItemSpec:
     """A granule's item: secondary time, reference→secondary interval, its files.
 
     Assets: each COG (keyed by layer, role ``data``), the quicklook (``thumbnail``,
     ``overview``) and the job's ``summary.json`` (``metadata``; no checksum, as the summary
     is rewritten after the catalog). ``facts``: the COGs' STAC facts by output path, read
-    where they were written (else each COG is read here).
+    where they were written (else each COG is read here); ``elsewhere``: the granule's
+    files were uploaded by the worker that made them and are not on this machine.
     """
     assets: list[AssetSpec] = []
     for out in record["outputs"]:
@@ -50,11 +51,13 @@ def granule_item(record: GranuleRecord, facts: Mapping[str, RasterFacts] | None 
         if out["kind"] == OutputKind.COG:
             assets.append(AssetSpec(out["layer"], path, ("data",), title=out["layer"],
                                     size=out["bytes"], sha256=out["sha256"],
-                                    facts=(facts or {}).get(out["path"])))
+                                    facts=(facts or {}).get(out["path"]),
+                                    elsewhere=elsewhere))
         else:
             assets.append(AssetSpec("quicklook", path, ("thumbnail", "overview"),
                                     title=f"quicklook of {out['layer']}",
-                                    size=out["bytes"], sha256=out["sha256"]))
+                                    size=out["bytes"], sha256=out["sha256"],
+                                    elsewhere=elsewhere))
     assets.append(AssetSpec("summary", Path(SUMMARY_NAME), ("metadata",), media_type=JSON,
                             title="the job's summary.json", checksum=False))
     window = record["window"]
@@ -98,11 +101,14 @@ def subset_collection() -> CollectionSpec:
 
 def write_subset_catalog(folder: Path, records: Sequence[GranuleRecord], *,
                          tmp_dir: Path | None = None,
-                         facts: Mapping[str, RasterFacts] | None = None) -> CatalogWritten:
+                         facts: Mapping[str, RasterFacts] | None = None,
+                         uploaded: Collection[str] = ()) -> CatalogWritten:
     """The subset job's ``catalog.json`` (one item per record); ``facts`` as in
-    :func:`granule_item`, for every record's COGs."""
+    :func:`granule_item`, for every record's COGs; ``uploaded``: the granules whose files
+    their workers uploaded (not on this machine)."""
     return write_catalog(folder, subset_collection(),
-                         [granule_item(r, facts) for r in records],
+                         [granule_item(r, facts, elsewhere=r["name"] in uploaded)
+                          for r in records],
                          description="Outputs of an opera-disp subset job.", tmp_dir=tmp_dir)
 
 

@@ -82,8 +82,11 @@ class AssetSpec:
         Already known (the job's summary has them): saves reading the file again.
     facts
         A GeoTIFF's :class:`~opera_disp.stac.raster.RasterFacts`, already read where the
-        file was written: the file is not opened. With ``size`` and ``sha256`` too, the
-        file need not be on this machine (a dask worker uploaded it to an object store).
+        file was written: the file is not opened.
+    elsewhere
+        The file was uploaded from where it was made (a dask worker's object-store
+        upload) and is not on this machine: ``size`` and ``sha256`` (and ``facts`` for a
+        GeoTIFF) must then be given; every other asset must exist here.
     """
 
     key: str
@@ -96,13 +99,13 @@ class AssetSpec:
     size: int | None = None
     sha256: str | None = None
     facts: RasterFacts | None = None
+    elsewhere: bool = False
 
-    @property
-    def described(self) -> bool:
-        """Everything the catalog says of the file is given: it is not read."""
-        kind = self.media_type or media_type(self.path)
-        return (self.size is not None and self.sha256 is not None
-                and (self.facts is not None or kind != COG))
+    def __post_init__(self) -> None:
+        if self.elsewhere and (self.size is None or self.sha256 is None or (
+                self.facts is None and (self.media_type or media_type(self.path)) == COG)):
+            raise ValueError(f"asset {str(self.path)!r} is elsewhere: its size, SHA-256 "
+                             "(and a GeoTIFF's facts) must be given")
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def _asset(spec: AssetSpec, file: Path, item_dir: Path) -> tuple[pystac.Asset,
 def _extend(asset: pystac.Asset, spec: AssetSpec, file: Path, facts: RasterFacts | None
             ) -> None:
     """The ``file`` extension (and ``proj``/``raster`` for GeoTIFFs) of an owned asset."""
-    if spec.checksum and (spec.described or file.is_file()):
+    if spec.checksum and (spec.elsewhere or file.is_file()):  # a folder (Zarr) has none
         size = spec.size if spec.size is not None else file.stat().st_size
         digest = spec.sha256 or sha256_file(file)
         # Multihash: 0x12 = sha2-256, 0x20 = 32 bytes, then the digest.
@@ -233,7 +236,7 @@ def _item(folder: Path, collection_dir: Path, spec: ItemSpec) -> pystac.Item:
     geometry: dict[str, Any] | None = dict(spec.geometry) if spec.geometry is not None else None
     bbox: list[float] | None = None
     for a in spec.assets:
-        file = _inside(folder, a.path, must_exist=not a.described)
+        file = _inside(folder, a.path, must_exist=not a.elsewhere)
         asset, facts = _asset(a, file, item_dir)
         assets.append((a, file, asset, facts))
         if geometry is None and facts is not None:

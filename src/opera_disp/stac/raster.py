@@ -112,8 +112,11 @@ _STATS = ("MINIMUM", "MAXIMUM", "MEAN", "STDDEV")
 
 def _stored_statistics(tags: dict[str, str]) -> tuple[
         float | None, float | None, float | None, float | None, float] | None:
-    """GDAL's stored band statistics, when complete (a band without data stores only its
-    valid percentage, 0); None when the band has none."""
+    """GDAL's stored band statistics, when complete and exact (a band without data stores
+    only its valid percentage, 0); None when the band has none, or approximate ones
+    (``gdalinfo -approx_stats``, QGIS)."""
+    if tags.get("STATISTICS_APPROXIMATE", "").upper() in ("YES", "TRUE", "1"):
+        return None
     try:
         percent = float(tags["STATISTICS_VALID_PERCENT"])
         if percent == 0.0 and not any(f"STATISTICS_{k}" in tags for k in _STATS):

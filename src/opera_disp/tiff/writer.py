@@ -133,7 +133,10 @@ class RasterWriter(ABC):
             raise OutputError(f"{self.path.name}: {exc}") from None
         if self._raster is not None:
             self._raster.write(block, row_off)
-        self._moments.add_valid(block, self.spec.nodata)
+        # The statistics of the stored pixels: of the block as the COG's type holds it.
+        stored = block if block.dtype == np.dtype(self.spec.dtype) else \
+            block.astype(self.spec.dtype)
+        self._moments.add_valid(stored, self.spec.nodata)
         self._rows += block.shape[0]
 
     def read_back(self, rows: int = 512) -> ReadBack:
