@@ -3,8 +3,10 @@ bytes as a local run's, the summary naming the scheduler and its workers."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -107,8 +109,16 @@ def test_series_on_workers_is_byte_identical(stack: Path, client: Any, case: str
     assert local.exit_code == 0, local.message
     frame = local.summary["timeseries"]["frames"][0]
     assert frame["window"]["shape"] == list(SHAPE)
-    dask = api.timeseries(output=tmp_path / "dask", client=client, **kwargs)
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as stream:
+        dask = api.timeseries(output=tmp_path / "dask", client=client, **kwargs)
     assert dask.exit_code == 0, dask.message
+    # Pass 1 (read, rebase; with a point also the fit) on the workers; with a median or
+    # high-coherence reference the second pass's fits go there too.
+    ran = collections.Counter(str(r["key"]).split("-")[0] for r in stream.data)
+    assert ran["run_tile"] == 4
+    assert ran["fit_tile"] == (4 if case == "high-coherence" else 0)
     want = _files(tmp_path / "local" / "F40291")
     got = _files(tmp_path / "dask" / "F40291")
     for name in want:
@@ -120,6 +130,50 @@ def test_series_on_workers_is_byte_identical(stack: Path, client: Any, case: str
     assert local.summary["engine"]["scheduler"] is None
     # What the workers read is counted as a local run counts it.
     assert _bytes_read(dask.summary) == _bytes_read(local.summary)
+
+
+def _failing_fit(*args: Any) -> Any:
+    raise MemoryError("a worker out of memory")
+
+
+def _break_fits() -> None:
+    from opera_disp.timeseries import run as series_run
+
+    series_run.fit_tile = _failing_fit  # type: ignore[assignment]
+
+
+def _mend_fits() -> None:
+    from opera_disp.timeseries import run as series_run
+
+    series_run.fit_tile = series_run.__dict__["_fit_tile_original"]
+
+
+def test_fits_that_fail_on_the_workers_are_made_here(stack: Path, client: Any, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # The second pass's fits go to the workers with data dask cannot recompute; a fit
+    # whose task fails is made by the client instead: the same bytes, and a warning.
+    kwargs: dict[str, Any] = dict(source=stack, progress=False, reference_method="median")
+    local = api.timeseries(output=tmp_path / "local", **kwargs)
+    client.run(_remember_fits)
+    client.run(_break_fits)
+    ours = logging.getLogger("opera_disp")  # it may not propagate (setup_logging)
+    ours.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="opera_disp"):
+            dask = api.timeseries(output=tmp_path / "dask", client=client, **kwargs)
+    finally:
+        ours.removeHandler(caplog.handler)
+        client.run(_mend_fits)
+    assert dask.exit_code == local.exit_code == 0, dask.message
+    assert _files(tmp_path / "dask" / "F40291") == _files(tmp_path / "local" / "F40291")
+    warned = sorted({r.getMessage() for r in caplog.records if "fitted here" in r.getMessage()})
+    assert len(warned) == 4 and "MemoryError: a worker out of memory" in warned[0]
+
+
+def _remember_fits() -> None:
+    from opera_disp.timeseries import run as series_run
+
+    series_run.__dict__.setdefault("_fit_tile_original", series_run.fit_tile)
 
 
 def test_cli_scheduler_local(stack: Path, tmp_path: Path,

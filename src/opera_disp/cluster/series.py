@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +48,10 @@ from ..timeseries.run import (
     SourceFactory,
     TileResult,
     compute_tile,
+    fit_tile,
 )
 from ..timeseries.spec import SeriesSpec
+from ..timeseries.velocity import VelocityFit
 from .engine import dask_client
 from .scheduler import worker_count
 from .secrets import wait_for_credentials
@@ -237,6 +239,53 @@ class DaskTiles:
                 future.cancel()
             with contextlib.suppress(Exception):
                 shared.cancel()
+
+
+    def fit_tiles(self, chain: Chain, spec: SeriesSpec, t: NDArray[np.float64],
+                  work: Iterable[tuple[Window, NDArray[np.float32]]],
+                  here: Callable[[Window], VelocityFit]
+                  ) -> Iterator[tuple[Window, VelocityFit]]:
+        """The second pass's fits (median or high-coherence reference) on the workers.
+
+        Each referenced tile is scattered to a worker and fitted there (the fit is most of
+        the pass's CPU; the client has already written the tile to the cube and keeps no
+        copy), a bounded number ahead; the fits come back in ``work``'s order. A fit whose
+        task fails (its worker died with the tile's data, which dask cannot recompute) is
+        made here, by ``here(tile)``, with a warning: the same numbers.
+        """
+        ahead = max(2, IN_FLIGHT_PER_WORKER * worker_count(self.client))
+        queue: collections.deque[tuple[Window, Any]] = collections.deque()
+        todo = iter(work)
+        n, here_n, waited = 0, 0, 0.0
+        try:
+            while True:
+                while len(queue) < ahead and (item := next(todo, None)) is not None:
+                    tile, series = item
+                    # Scattered, not embedded: a task holding the array would be a large
+                    # graph (dask warns) kept by the scheduler.
+                    [data] = self.client.scatter([series], hash=False)
+                    del item, series
+                    queue.append((tile, self.client.submit(fit_tile, data, t, chain, spec,
+                                                           pure=False)))
+                if not queue:
+                    break
+                tile, future = queue.popleft()
+                t0 = time.perf_counter()
+                try:
+                    fit: VelocityFit = future.result()
+                except Exception as exc:
+                    log.warning("dask: the fit of tile %s failed (%s: %s); fitted here",
+                                tile, exc.__class__.__name__, one_line(exc))
+                    fit = here(tile)
+                    here_n += 1
+                waited += time.perf_counter() - t0
+                n += 1
+                yield tile, fit
+        finally:
+            log.info("dask fits: %d tiles (%d fitted here), client waited %.2f s", n, here_n,
+                     waited)
+            for _, future in queue:
+                future.cancel()
 
 
 @contextlib.contextmanager
