@@ -14,6 +14,7 @@ command needs it, for the host given (``$MAAP_API_HOST`` by default).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -171,6 +172,15 @@ def _json(response: Any, what: str) -> Any:
         raise ServiceError(f"MAAP answered no JSON to {what}") from None
 
 
+def _ogc(what: str, call: Callable[[], Any]) -> Any:
+    """One OGC call's JSON answer; maap-py's own failures become service errors."""
+    try:
+        response = call()
+    except Exception as exc:
+        raise _service_error(what, exc) from None
+    return _json(response, what)
+
+
 def _urls(doc: Any) -> list[str]:
     """Every URL in an OGC results document, in document order."""
     if isinstance(doc, str):
@@ -194,11 +204,8 @@ class OgcDps:
     def submit(self, algorithm: str, version: str, queue: str,
                inputs: list[tuple[str, str]], tag: str) -> str:
         what = f"submit job {tag} to process {self.process_id}"
-        try:
-            response = self._client.submit_job(self.process_id, dict(inputs), queue, tag=tag)
-        except Exception as exc:
-            raise _service_error(what, exc) from None
-        doc = _json(response, what)
+        doc = _ogc(what, lambda: self._client.submit_job(self.process_id, dict(inputs), queue,
+                                                         tag=tag))
         job_id = doc.get("jobID") or doc.get("id") if isinstance(doc, dict) else None
         if not job_id:
             raise ServiceError(f"MAAP answered no jobID to {what}")
@@ -206,22 +213,12 @@ class OgcDps:
 
     def status(self, job_id: str) -> DpsStatus:
         what = f"read the status of job {job_id}"
-        try:
-            doc = _json(self._client.get_job_status(job_id), what)
-        except ServiceError:
-            raise
-        except Exception as exc:
-            raise _service_error(what, exc) from None
+        doc = _ogc(what, lambda: self._client.get_job_status(job_id))
         return parse_status(str(doc.get("status", "") if isinstance(doc, dict) else doc))
 
     def result(self, job_id: str) -> JobResult:
         what = f"read the result of job {job_id}"
-        try:
-            doc = _json(self._client.get_job_result(job_id), what)
-        except ServiceError:
-            raise
-        except Exception as exc:
-            raise _service_error(what, exc) from None
+        doc = _ogc(what, lambda: self._client.get_job_result(job_id))
         error = None
         if isinstance(doc, dict) and doc.get("traceback"):
             error = " ".join(str(doc["traceback"]).split())[:500]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,13 @@ import numpy as np
 from ..errors import OutputError
 from ..geometry import Grid, Window
 from ..job.stats import StreamingStats
-from ..job.summary import FrameSeries, OutputRecord, ProductUse, SeriesPixels, Statistics
+from ..job.summary import (
+    FrameSeries,
+    OutputRecord,
+    ProductUse,
+    SeriesPixels,
+    statistics_record,
+)
 from ..tiff.writer import RasterSpec, open_writer, resampling_for
 from ..timeseries.cube import CubeLayout, open_cube
 from ..timeseries.run import _output as output_record
@@ -216,10 +221,6 @@ def join_cog(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, des
         return writer.publish()
 
 
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
-
-
 def _velocity_values(path: Path) -> Iterator[np.ndarray]:
     """The finite values of a velocity COG, band by band (the statistics' second pass)."""
     import rasterio
@@ -314,12 +315,7 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
         dates=first["dates"], segments=first["segments"], products=list(products.values()),
         reference_changes=first["reference_changes"], gaps=first["gaps"],
         spatial_reference=first["spatial_reference"], pixels=pixels,
-        velocity=Statistics(
-            layer="velocity", units="m/yr", count=int(figures["count"] or 0),
-            min=_finite(figures["min"]), max=_finite(figures["max"]),
-            mean=_finite(figures["mean"]), std=_finite(figures["std"]),
-            p02=_finite(figures["p02"]), median=_finite(figures["median"]),
-            p98=_finite(figures["p98"])),
+        velocity=statistics_record("velocity", "m/yr", figures),
         outputs=outputs,
         bytes_read=sum(f["bytes_read"] for _, _, f in pieces),
         seconds=round(sum(f["seconds"] for _, _, f in pieces), 3))

@@ -39,7 +39,7 @@ from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
 from ..types import GranuleStatus, LayerName, OutputKind
 from .bands import band_sample, keep_pixels, read_bands
 from .stats import StreamingStats, valid_pixels
-from .summary import GranuleRecord, OutputRecord, Pixels, Statistics
+from .summary import GranuleRecord, OutputRecord, Pixels, statistics_record
 
 log = logging.getLogger(__name__)
 QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
@@ -332,12 +332,7 @@ def _subset(plan: GranulePlan, source: ByteSource, workers: Workers) -> GranuleR
         },
         mask_applied=plan.spec.mask_applied,
         pixels=tally.counts,
-        statistics=Statistics(
-            layer=slayer, units=units, count=int(statistics["count"] or 0),
-            min=_finite(statistics["min"]), max=_finite(statistics["max"]),
-            mean=_finite(statistics["mean"]), std=_finite(statistics["std"]),
-            p02=_finite(statistics["p02"]), median=_finite(statistics["median"]),
-            p98=_finite(statistics["p98"])),
+        statistics=statistics_record(slayer, units, statistics),
         outputs=outputs,
         bytes_read=0,
         requests=0,
@@ -410,10 +405,6 @@ def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str,
     render_map(data, plan.grid.window_bounds(plan.window), plan.grid.epsg, png, title=title,
                label=label, vmax=0.1 if diverging else None, diverging=diverging,
                tmp_dir=tmp_dir)
-
-
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
 
 
 def _publish(writer: RasterWriter, out_dir: Path, layer: str) -> OutputRecord:

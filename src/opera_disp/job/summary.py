@@ -16,7 +16,9 @@ Examples
 from __future__ import annotations
 
 import functools
+import math
 import platform
+from collections.abc import Mapping
 from typing import Any, Final, Literal, NotRequired, get_args
 
 import numpy as np
@@ -145,6 +147,31 @@ class Statistics(TypedDict):
     """Median."""
     p98: float | None
     """98th percentile."""
+
+
+def finite(v: float | None) -> float | None:
+    """``v``, or None for a missing, NaN or infinite value (JSON has no NaN).
+
+    >>> finite(1.5), finite(float("nan")), finite(None)
+    (1.5, None, None)
+    """
+    return None if v is None or not math.isfinite(v) else v
+
+
+def statistics_record(layer: str, units: str, figures: Mapping[str, float | None]
+                      ) -> Statistics:
+    """The summary's record of :meth:`~opera_disp.job.stats.StreamingStats.result`.
+
+    >>> statistics_record("velocity", "m/yr", {"count": 0, "min": None, "max": None,
+    ...     "mean": None, "std": None, "p02": None, "median": None, "p98": None})["count"]
+    0
+    """
+    return Statistics(
+        layer=layer, units=units, count=int(figures["count"] or 0),
+        min=finite(figures["min"]), max=finite(figures["max"]),
+        mean=finite(figures["mean"]), std=finite(figures["std"]),
+        p02=finite(figures["p02"]), median=finite(figures["median"]),
+        p98=finite(figures["p98"]))
 
 
 class OutputRecord(TypedDict):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,8 +55,9 @@ from ..job.summary import (
     SeriesPixels,
     SeriesSettings,
     SpatialReference,
-    Statistics,
     WindowRecord,
+    finite,
+    statistics_record,
 )
 from ..product import MASK_LAYER, mask_keep
 from ..tiff.pool import EncoderPool
@@ -350,10 +350,6 @@ def _output(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecor
                         bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v
-
-
 @dataclass
 class FrameJob:
     """Everything one frame's series needs; :meth:`run` makes it."""
@@ -541,7 +537,7 @@ class FrameJob:
             lat=spec.reference_point[1] if spec.reference_point else None,
             row=ref_rc[0] if ref_rc else None, col=ref_rc[1] if ref_rc else None,
             pixels=n_ref_pixels,
-            values=[_finite(float(v)) for v in ref_values])
+            values=[finite(float(v)) for v in ref_values])
         read_bytes = sum(p.source.stats.bytes for p in products)
         return FrameSeries(
             frame=self.frame,
@@ -564,12 +560,7 @@ class FrameJob:
             gaps=len(chain.gaps),
             spatial_reference=ref_rec,
             pixels=counts,
-            velocity=Statistics(
-                layer="velocity", units="m/yr", count=int(statistics["count"] or 0),
-                min=_finite(statistics["min"]), max=_finite(statistics["max"]),
-                mean=_finite(statistics["mean"]), std=_finite(statistics["std"]),
-                p02=_finite(statistics["p02"]), median=_finite(statistics["median"]),
-                p98=_finite(statistics["p98"])),
+            velocity=statistics_record("velocity", "m/yr", statistics),
             outputs=outputs,
             bytes_read=read_bytes,
             seconds=round(time.perf_counter() - t0, 3),
@@ -598,9 +589,9 @@ class FrameJob:
                       counts: SeriesPixels) -> None:
         """A referenced tile into the cube, and its pixels counted."""
         cube.write(rows, cols, series)
-        finite = np.isfinite(series)
-        counts["with_data"] += int(np.count_nonzero(finite.any(axis=0)))
-        counts["complete"] += int(np.count_nonzero(finite.all(axis=0)))
+        valid = np.isfinite(series)
+        counts["with_data"] += int(np.count_nonzero(valid.any(axis=0)))
+        counts["complete"] += int(np.count_nonzero(valid.all(axis=0)))
 
     @staticmethod
     def _put_fit(fit: VelocityFit, tile: Window, rasters: Rasters, counts: SeriesPixels,
