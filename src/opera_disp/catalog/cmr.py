@@ -25,14 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from .. import __version__
-from ..errors import CmrError, CmrRejected, NoMatch, NotADispName
+from ..errors import BadInput, CmrError, CmrRejected, NoMatch, NotADispName
 from ..product import SHORT_NAME, DispProduct
 from ..retry import RetryPolicy, send_with_retries
-from ..spec import parse_cmr_url
 from ..types import BBox
 from .refs import GranuleRef
 from .select import select
@@ -49,6 +49,48 @@ CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_
 #: (connect, read) seconds: a connection is made in milliseconds or not at all, while a
 #: big search page may take CMR a while to answer.
 CMR_TIMEOUT = (3.05, 60.0)
+
+
+def parse_cmr_url(value: str | None, name: str = "CMR URL") -> str | None:
+    """A CMR search endpoint checked once, from any form MAAP users write (None stays None).
+
+    maap-py's host form (``cmr.earthdata.nasa.gov``, ``cmr.uat.earthdata.nasa.gov``) means
+    HTTPS; a base URL without a path gets CMR's ``/search``; a URL with a path (the search
+    endpoint, or a mirror's) is kept as given, without a trailing slash.
+
+    Examples
+    --------
+    >>> parse_cmr_url(" https://cmr.uat.earthdata.nasa.gov/search/ ")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("cmr.earthdata.nasa.gov")
+    'https://cmr.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("https://cmr.uat.earthdata.nasa.gov")
+    'https://cmr.uat.earthdata.nasa.gov/search'
+    >>> parse_cmr_url("ftp://cmr.example")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: CMR URL 'ftp://cmr.example' is not a CMR host or http(s) URL; ...
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise BadInput(f"{name} is empty; give a value or leave the option out")
+    # maap-py's cmr_host: a bare host name (perhaps with a port or a path) means HTTPS.
+    full = text if "://" in text else f"https://{text}"
+    try:
+        parts = urlsplit(full)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host or \
+            any(c.isspace() for c in text) or parts.query or parts.fragment:
+        raise BadInput(f"{name} {value!r} is not a CMR host or http(s) URL; expected e.g. "
+                       "cmr.earthdata.nasa.gov, https://cmr.uat.earthdata.nasa.gov or "
+                       "https://cmr.earthdata.nasa.gov/search")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc}{path or '/search'}"
 
 
 def cmr_base_url(explicit: str | None = None) -> str:

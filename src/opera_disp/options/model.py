@@ -1,0 +1,647 @@
+"""The options model: every option of every product, declared once, as data.
+
+An option is a field of a frozen dataclass, annotated with its :class:`Opt` (help text,
+metavar, parser, command-line flag, DPS input position). Fields are grouped by concern
+(:class:`Selection`, :class:`Area`, :class:`Output`, :class:`Execution`, the products'
+own choices) and a product's options are the composition of its groups:
+:class:`SubsetOptions` and :class:`SeriesOptions`. :class:`Run` holds how a job is run
+(demo, overwrite, scheduler, progress), which shapes no output.
+
+From this one table the rest is derived: the command line's parameters and their
+``--help`` groups (:mod:`opera_disp.cli.params`), the Python API's keyword checking
+(:meth:`Group.make`), the checked job spec (an instance), the summary's ``inputs``
+(:meth:`Group.summary`), and the DPS inputs of ``algorithm_config.yaml``, ``run.sh`` and
+the CWL (:mod:`opera_disp.dps.registration`). Adding an option is one field here and the
+code that uses it.
+
+Examples
+--------
+>>> spec = SubsetOptions.make(bbox="-104.2,24.4,-103.6,24.9", start="2016-07-01",
+...                           end="2016-08-01", source=".", output="out")
+>>> spec.bbox, spec.start.isoformat(), spec.end.isoformat()
+((-104.2, 24.4, -103.6, 24.9), '2016-07-01T00:00:00+00:00', '2016-08-01T23:59:59.999999+00:00')
+>>> SubsetOptions.make(start="2016-09-01", end="2016-08-01", source=".")
+Traceback (most recent call last):
+...
+opera_disp.errors.BadInput: start 2016-09-01 is after end 2016-08-01
+>>> SubsetOptions.make(workers=0, source=".")
+Traceback (most recent call last):
+...
+opera_disp.errors.BadInput: workers 0 is outside 1..64
+>>> SeriesOptions.make(source=".", reference_point="-103.7,24.45").reference_method
+<ReferenceMethod.POINT: 'point'>
+"""
+
+
+import functools
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from shapely.geometry.base import BaseGeometry
+
+from ..catalog.cmr import parse_cmr_url
+from ..errors import BadInput
+from ..geometry import Window, parse_aoi, parse_bbox
+from ..io.auth import public_url
+from ..product import LAYERS, parse_frame, parse_layers
+from ..types import (
+    AccessMode,
+    BBox,
+    CogWriterKind,
+    Correction,
+    CubeFormat,
+    LayerName,
+    MaskMode,
+    NanPolicy,
+    ReferenceMethod,
+)
+from .values import (
+    LIMIT,
+    TOLERANCE,
+    UNIT,
+    WORKERS,
+    choice,
+    parse_bool,
+    parse_corrections,
+    parse_folder,
+    parse_items,
+    parse_lonlat,
+    parse_path,
+    parse_points,
+    parse_when,
+    read_granule_list,
+)
+
+#: Layers a time series can be made of.
+SeriesLayer = Literal["displacement", "short_wavelength_displacement"]
+SERIES_LAYERS: tuple[SeriesLayer, ...] = typing.get_args(SeriesLayer)
+
+
+@dataclass(frozen=True)
+class Opt:
+    """What one option is, beyond its type and default.
+
+    Attributes
+    ----------
+    help
+        One or two sentences for ``--help``, the docs and the DPS input's description.
+    metavar
+        How ``--help`` shows the value (``W,S,E,N``); enums show their choices.
+    parse
+        Takes a typed value or its text form (command line, DPS, notebooks) and returns the
+        checked value, or raises :class:`~opera_disp.errors.BadInput`; None: taken as is.
+    flag
+        A yes/no option's command-line spelling: ``--stac/--no-stac`` or ``--seasonal``.
+    short
+        A short alias (``-o``).
+    summary
+        Listed in the summary's ``inputs``.
+    dps
+        Position of the option among the DPS inputs (``0``: the file input); None: not a
+        DPS input.
+    dps_name
+        The DPS input's name when not the field's (the time series' ``layer`` is fed by
+        the shared ``layers`` input).
+    dps_help
+        The DPS input's description when it differs from ``help``.
+    """
+
+    help: str
+    metavar: str = ""
+    parse: Callable[[Any], Any] | None = None
+    flag: str | None = None
+    short: str | None = None
+    summary: bool = True
+    dps: int | None = None
+    dps_name: str | None = None
+    dps_help: str | None = None
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One declared option: its name, group, type, default and :class:`Opt`."""
+
+    name: str
+    group: str
+    hint: Any
+    default: Any
+    opt: Opt
+
+    @property
+    def base(self) -> Any:
+        """The type without ``| None``."""
+        args = typing.get_args(self.hint)
+        if type(None) in args:
+            rest = [a for a in args if a is not type(None)]
+            return rest[0] if len(rest) == 1 else object
+        return self.hint
+
+    @property
+    def is_flag(self) -> bool:
+        """A yes/no option."""
+        return self.base is bool
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The allowed values of an enum option (else empty)."""
+        base = self.base
+        return tuple(m.value for m in base) if isinstance(base, type) and \
+            issubclass(base, Enum) else ()
+
+    @property
+    def metavar(self) -> str:
+        """How ``--help`` shows the value."""
+        return self.opt.metavar or ("[" + "|".join(self.choices) + "]" if self.choices
+                                    else "VALUE")
+
+    def shown_default(self) -> str | None:
+        """The default as the command line writes it (None: no default worth showing)."""
+        d = self.default
+        if d is None or d == () or isinstance(d, Path):
+            return None
+        if isinstance(d, bool):
+            return None if not self.opt.flag or "/" not in self.opt.flag else \
+                self.opt.flag.split("/")[0 if d else 1]
+        if isinstance(d, tuple):
+            return ",".join(str(v) for v in d)
+        return str(d.value if isinstance(d, Enum) else d)
+
+
+def jsonable(value: Any) -> Any:
+    """An option's value as the summary writes it.
+
+    Examples
+    --------
+    >>> jsonable((MaskMode.NONE, Path("a"), (1.0, 2.0)))
+    ['none', 'a', [1.0, 2.0]]
+    """
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path | Window):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class Group:
+    """Base of the option groups: the machinery every declared field shares.
+
+    Subclasses are frozen, keyword-only dataclasses whose fields are annotated
+    ``Annotated[type, Opt(...)]``; a field without an :class:`Opt` is derived (filled by
+    a group's ``_prepare``), not an option. A group may define ``_prepare`` (a
+    classmethod normalising the parsed values, e.g. merging the granule list) and
+    ``_validate`` (cross-field checks); :meth:`make` runs every group's, base first.
+    """
+
+    #: The ``--help`` section of the group's options.
+    title: ClassVar[str] = "Options"
+
+    @classmethod
+    def options(cls) -> tuple[OptionField, ...]:
+        """The declared options, in declaration order (base groups first)."""
+        return _options(cls)
+
+    @classmethod
+    def option(cls, name: str) -> OptionField:
+        """One declared option by name."""
+        for f in cls.options():
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @classmethod
+    def make(cls, **values: Any) -> Self:
+        """Check typed or text values (None: not given) and build the options.
+
+        Raises
+        ------
+        BadInput
+            With one line naming the bad value (or unknown keyword) and what is allowed.
+        """
+        known = {f.name: f for f in cls.options()}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise BadInput(f"unknown option {unknown[0]!r}; expected one of: "
+                           f"{', '.join(known)}")
+        parsed: dict[str, Any] = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            parse = known[name].opt.parse
+            parsed[name] = parse(value) if parse is not None else value
+        for klass in reversed(cls.__mro__):
+            prepare = klass.__dict__.get("_prepare")
+            if prepare is not None:
+                prepare.__func__(cls, parsed)
+        return cls(**parsed)
+
+    def __post_init__(self) -> None:
+        for klass in reversed(type(self).__mro__):
+            validate = klass.__dict__.get("_validate")
+            if validate is not None:
+                validate(self)
+
+    def summary(self, group: "type[Group] | None" = None) -> dict[str, Any]:
+        """The options as understood, JSON-ready (the summary's ``inputs``); ``group``:
+        only that group's options."""
+        names = {f.name for f in (group or type(self)).options()}
+        out = {f.name: jsonable(getattr(self, f.name)) for f in self.options()
+               if f.opt.summary and f.name in names}
+        for klass in reversed(type(self).__mro__):
+            extra = klass.__dict__.get("_summary")
+            if extra is not None and (group is None or issubclass(group, klass)):
+                extra(self, out)
+        return out
+
+
+@functools.cache
+def _options(cls: type[Group]) -> tuple[OptionField, ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        meta = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Opt)]
+        if not meta:
+            continue
+        owner = next(k for k in reversed(cls.__mro__)
+                     if f.name in k.__dict__.get("__annotations__", {}))
+        default = f.default if f.default is not MISSING else None
+        out.append(OptionField(f.name, getattr(owner, "title", "Options"),
+                               typing.get_args(hint)[0], default, meta[0]))
+    return tuple(out)
+
+
+def _enum(kind: Any, name: str) -> Callable[[Any], Any]:
+    return lambda v: choice(kind, v, name)
+
+
+def _flag(name: str) -> Callable[[Any], bool]:
+    return lambda v: parse_bool(v, name)
+
+
+def _end(value: Any) -> datetime:
+    return parse_when(value, end=True)
+
+
+# -- the groups --------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Selection(Group):
+    """Which granules: explicit ones, a local archive or a CMR search, and its filters."""
+
+    title: ClassVar[str] = "Selection"
+
+    granules: Annotated[tuple[str, ...], Opt(
+        "Comma-separated granule names, paths or URLs (with --granule-list: both).",
+        metavar="GRANULE[,GRANULE...]", parse=parse_items, dps=1,
+        dps_help="Comma-separated granule names or URLs (empty = search instead).")] = ()
+    granule_list: Annotated[Path | None, Opt(
+        "Text file of granule names, paths or URLs (one per line or comma-separated; "
+        "# comments).", metavar="FILE", parse=lambda v: parse_path(v, "granule list"),
+        summary=False, dps=0,
+        dps_help="Optional text file of granule names, paths or URLs (one per line). A .nc "
+                 "granule given here instead is used as a local archive.")] = None
+    source: Annotated[Path | None, Opt(
+        "Local archive folder of DISP-S1 .nc granules.", metavar="DIR",
+        parse=lambda v: parse_folder(v, "source"))] = None
+    start: Annotated[datetime | None, Opt(
+        "First secondary date (ISO).", metavar="DATE", parse=parse_when, dps=5)] = None
+    end: Annotated[datetime | None, Opt(
+        "Last secondary date (ISO, inclusive).", metavar="DATE", parse=_end, dps=6)] = None
+    frame: Annotated[int | None, Opt(
+        "Frame number, e.g. 40291.", metavar="FRAME", parse=parse_frame, dps=7)] = None
+    limit: Annotated[int | None, Opt(
+        "At most this many granules.", metavar="INTEGER",
+        parse=lambda v: LIMIT.parse("limit", v), dps=12)] = None
+    cmr_url: Annotated[str | None, Opt(
+        "CMR: a host (cmr.earthdata.nasa.gov, as maap-py's cmr_host), a base URL or the "
+        "search URL (default $OPERA_DISP_CMR_URL or production).", metavar="URL",
+        parse=parse_cmr_url, dps=14)] = None
+
+    @classmethod
+    def _prepare(cls, values: dict[str, Any]) -> None:
+        # The list's granules join the explicit ones (repeats dropped, order kept).
+        if values.get("granule_list") is not None:
+            listed = read_granule_list(values["granule_list"])
+            values["granules"] = tuple(dict.fromkeys([*values.get("granules", ()), *listed]))
+
+    def _validate(self) -> None:
+        if self.start and self.end and self.start > self.end:
+            raise BadInput(f"start {self.start.date()} is after end {self.end.date()}")
+
+    def _summary(self, out: dict[str, Any]) -> None:
+        # Presigned signatures, fragments and credentials never reach a summary.
+        out["granules"] = [public_url(g) for g in self.granules]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Area(Group):
+    """Where: a lon/lat box, a polygon or a pixel window of the frame grid (one of them)."""
+
+    title: ClassVar[str] = "Area"
+
+    bbox: Annotated[BBox | None, Opt(
+        "W,S,E,N in degrees.", metavar="W,S,E,N", dps=2,
+        parse=lambda v: parse_bbox(v if isinstance(v, str) else ",".join(map(str, v))),
+        dps_help="Area as W,S,E,N in degrees, e.g. -103.80,24.39,-103.64,24.51.")] = None
+    aoi: Annotated[BaseGeometry | None, Opt(
+        "GeoJSON polygon: a file, or inline text; outside pixels become nodata.",
+        metavar="FILE|GEOJSON", dps=3,
+        dps_help="AOI as inline GeoJSON (Polygon/MultiPolygon); outside pixels become "
+                 "nodata.")] = None
+    window: Annotated[Window | None, Opt(
+        "Pixels of the frame grid, half-open.", metavar="R0:R1,C0:C1", dps=4,
+        parse=lambda v: Window.parse(v) if isinstance(v, str) else v)] = None
+    #: Where the AOI came from (its file, or ``(inline GeoJSON)``); derived.
+    aoi_label: str | None = None
+
+    @classmethod
+    def _prepare(cls, values: dict[str, Any]) -> None:
+        aoi = values.get("aoi")
+        if isinstance(aoi, str) and not aoi.strip():
+            raise BadInput("aoi is empty; give a value or leave the option out")
+        if aoi is not None and not isinstance(aoi, BaseGeometry):
+            values["aoi"], values["aoi_label"] = parse_aoi(aoi)
+        elif aoi is not None:
+            values.setdefault("aoi_label", "(geometry)")
+
+    def _validate(self) -> None:
+        given = [f"--{n}" for n in ("bbox", "aoi", "window") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise BadInput(f"{' and '.join(given)} were both given; choose one of --bbox, "
+                           "--aoi, --window")
+
+    #: Summary entries beyond the declared options (JSON Schema of each).
+    extra_schema: ClassVar[dict[str, Any]] = {"aoi_bounds": {
+        "anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}],
+        "description": "The AOI's lon/lat bounds [W, S, E, N]."}}
+
+    def _summary(self, out: dict[str, Any]) -> None:
+        out["aoi"] = self.aoi_label
+        out["aoi_bounds"] = list(self.aoi.bounds) if self.aoi is not None else None
+
+
+def _output(value: Any) -> Path:
+    out = parse_path(value, "output")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {str(out)!r} is a file; expected a folder (created if missing)")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Group):
+    """Where the outputs go, and what is written beside them."""
+
+    title: ClassVar[str] = "Output"
+
+    output: Annotated[Path, Opt(
+        "Output folder (a time series: one subfolder per frame), or s3://BUCKET/PREFIX "
+        "(written locally, then each file uploaded with its SHA-256).",
+        metavar="DIR|s3://BUCKET/PREFIX", short="-o", parse=_output)] = Path("output")
+    stac: Annotated[bool, Opt(
+        "Write catalog.json, a STAC catalog of the outputs.", flag="--stac/--no-stac",
+        parse=_flag("stac"), dps=29,
+        dps_help="false for no STAC catalog (catalog.json) of the outputs (default true).")
+    ] = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution(Group):
+    """How the work is done: concurrency, tolerance of failed granules, remote access."""
+
+    title: ClassVar[str] = "Execution"
+
+    tolerated_failure_percentage: Annotated[float, Opt(
+        "Failed granules tolerated, % (a time series: granules whose metadata cannot be "
+        "read; their dates are left out).", metavar="FLOAT",
+        parse=lambda v: TOLERANCE.parse("tolerated failure percentage", v), dps=10,
+        dps_help="Percentage of granules allowed to fail before the job fails (default 0)."
+    )] = 0.0
+    workers: Annotated[int, Opt(
+        f"Granules processed concurrently ({WORKERS}); a time series keeps 8 reads in "
+        "flight per worker.", metavar="INTEGER",
+        parse=lambda v: WORKERS.parse("workers", v), dps=11,
+        dps_help="Granules processed concurrently (default 2).")] = 2
+    access: Annotated[AccessMode, Opt(
+        "How remote granules are read (auto: S3 in us-west-2, else HTTPS).",
+        parse=_enum(AccessMode, "access"), dps=13,
+        dps_help="auto (default: S3 in us-west-2, else HTTPS), https, s3 or local.")
+    ] = AccessMode.AUTO
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run(Group):
+    """How a job is run; shapes no output (never in the summary's ``inputs``)."""
+
+    title: ClassVar[str] = "Run"
+
+    demo: Annotated[bool, Opt(
+        "Run on the embedded sample archive (made once) with a bbox over its deforming "
+        "area (a time series: and three points).", flag="--demo", summary=False)] = False
+    overwrite: Annotated[bool, Opt(
+        "Replace the outputs another job (other settings) left in the output folder.",
+        flag="--overwrite", summary=False)] = False
+    scheduler: Annotated[Any, Opt(
+        "Run on dask workers: local[:N] (N worker processes here, default 2), a scheduler "
+        "address (tcp://host:8786), or (Python) a distributed.Client. subset: a task per "
+        "granule; timeseries: a task per tile, the outputs written here.",
+        metavar="local[:N]|ADDRESS", summary=False)] = None
+    progress: Annotated[bool | None, Opt(
+        "Progress bar (default: on a terminal).", flag="--progress/--no-progress",
+        summary=False)] = None
+
+
+# -- the products ------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class SubsetChoices(Group):
+    """What a subset writes per granule."""
+
+    title: ClassVar[str] = "Subset"
+
+    layers: Annotated[tuple[LayerName, ...], Opt(
+        "Comma-separated root layers to write: " + ", ".join(LAYERS) + ".",
+        metavar="LAYER[,LAYER...]", parse=parse_layers, dps=8,
+        dps_help="Comma-separated layers to write (default displacement; a time series: "
+                 "the one layer of the series).")] = ("displacement",)
+    mask: Annotated[MaskMode, Opt(
+        "recommended: apply recommended_mask; none: write it as its own COG.",
+        parse=_enum(MaskMode, "mask"), dps=9,
+        dps_help="recommended (default: apply recommended_mask) or none (write the mask as "
+                 "its own COG; a time series: no mask).")] = MaskMode.RECOMMENDED
+    cog_writer: Annotated[CogWriterKind, Opt(
+        "COG encoder: streaming (opera-disp's, compresses while reading) or gdal (GDAL's "
+        "COG driver, the way out of an encoder bug).",
+        parse=_enum(CogWriterKind, "cog writer"), dps=15)] = CogWriterKind.STREAMING
+    quicklooks: Annotated[bool, Opt(
+        "Draw a quicklook PNG per granule.", flag="--quicklooks/--no-quicklooks",
+        parse=_flag("quicklooks"), dps=28)] = True
+
+    @property
+    def mask_applied(self) -> bool:
+        """Whether ``recommended_mask`` is applied to the layers."""
+        return self.mask is MaskMode.RECOMMENDED
+
+
+def _series_layer(value: Any) -> SeriesLayer:
+    text = str(value).strip().lower()
+    for name in SERIES_LAYERS:
+        if text == name:
+            return name
+    raise BadInput(f"layer {value!r} is not allowed for a time series; choose one of "
+                   f"{', '.join(SERIES_LAYERS)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesChoices(Group):
+    """How a time series is made: its layer, corrections, reference, fit and outputs."""
+
+    title: ClassVar[str] = "Time series"
+
+    layer: Annotated[SeriesLayer, Opt(
+        "The layer of the series.", metavar="[" + "|".join(SERIES_LAYERS) + "]",
+        parse=_series_layer, dps=8, dps_name="layers")] = "displacement"
+    corrections: Annotated[tuple[Correction, ...], Opt(
+        "/corrections layers subtracted before rebasing: solid_earth_tide, "
+        "ionospheric_delay (comma-separated), or none.",
+        metavar="CORRECTION[,CORRECTION...]|none", parse=parse_corrections, dps=17)
+    ] = (Correction.SOLID_EARTH_TIDE,)
+    mask: Annotated[MaskMode, Opt(
+        "recommended: pixels with recommended_mask != 1 are NaN at that date; none: no "
+        "mask.", parse=_enum(MaskMode, "mask"), dps=9)] = MaskMode.RECOMMENDED
+    nan_policy: Annotated[NanPolicy, Opt(
+        "A NaN in a reference-crossover product: propagate (later dates NaN) or omit "
+        "(counted as 0), as opera-utils.", parse=_enum(NanPolicy, "nan policy"), dps=18)
+    ] = NanPolicy.PROPAGATE
+    reference_method: Annotated[ReferenceMethod, Opt(
+        "point, median (of the area), high-coherence (median of pixels above "
+        "--coherence-threshold; the default without a point) or none (the products' own).",
+        parse=_enum(ReferenceMethod, "reference method"), dps=20)
+    ] = ReferenceMethod.HIGH_COHERENCE
+    reference_point: Annotated[tuple[float, float] | None, Opt(
+        "Spatial reference: the pixel containing this point (implies --reference-method "
+        "point).", metavar="LON,LAT", parse=lambda v: parse_lonlat(v, "reference point"),
+        dps=19)] = None
+    coherence_threshold: Annotated[float, Opt(
+        "Harmonic-mean temporal coherence of a coherent pixel.", metavar="FLOAT",
+        parse=lambda v: UNIT.parse("coherence threshold", v), dps=21)] = 0.7
+    seasonal: Annotated[bool, Opt(
+        "Fit an annual sine and cosine with the velocity.", flag="--seasonal",
+        parse=_flag("seasonal"), dps=22)] = False
+    min_valid_fraction: Annotated[float, Opt(
+        "Pixels valid on fewer dates than this fraction get no velocity.", metavar="FLOAT",
+        parse=lambda v: UNIT.parse("min valid fraction", v), dps=23)] = 0.5
+    allow_gaps: Annotated[bool, Opt(
+        "Start a new segment where a crossover product is missing (else exit 2).",
+        flag="--allow-gaps", parse=_flag("allow gaps"), dps=24)] = False
+    cube: Annotated[CubeFormat, Opt(
+        "Cube format: netcdf (timeseries.nc) or zarr (timeseries.zarr, Zarr v3).",
+        parse=_enum(CubeFormat, "cube"), dps=25)] = CubeFormat.NETCDF
+    date_cogs: Annotated[bool, Opt(
+        "Also one COG per date.", flag="--date-cogs", parse=_flag("date cogs"), dps=26)
+    ] = False
+    points: Annotated[tuple[tuple[float, float], ...], Opt(
+        "Points whose series go to points.csv and points.png: a file of LON,LAT lines or "
+        "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27)] = ()
+
+    @classmethod
+    def _prepare(cls, values: dict[str, Any]) -> None:
+        if "reference_method" not in values and values.get("reference_point"):
+            values["reference_method"] = ReferenceMethod.POINT
+
+    def _validate(self) -> None:
+        if self.reference_method is ReferenceMethod.POINT and self.reference_point is None:
+            raise BadInput("reference method point needs --reference-point LON,LAT")
+        if self.reference_point is not None and \
+                self.reference_method is not ReferenceMethod.POINT:
+            raise BadInput(f"--reference-point was given with reference method "
+                           f"{self.reference_method}; drop one (a point implies the method "
+                           "point)")
+
+    @property
+    def mask_applied(self) -> bool:
+        """Whether ``recommended_mask`` is applied (pixels != 1 are NaN at that date)."""
+        return self.mask is MaskMode.RECOMMENDED
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubsetOptions(SubsetChoices, Execution, Output, Area, Selection):
+    """A checked subset job: masked COGs (and quicklooks) per granule."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesOptions(SeriesChoices, Execution, Output, Area, Selection):
+    """A checked time-series job: one rebased, corrected, re-referenced series per frame."""
+
+    @property
+    def layers(self) -> tuple[SeriesLayer, ...]:
+        """The series' layer as a tuple (what the selection reads)."""
+        return (self.layer,)
+
+    def settings(self) -> dict[str, Any]:
+        """The series' own choices (the summary's ``timeseries.settings``)."""
+        return self.summary(SeriesChoices)
+
+
+#: Each product's options, by command name.
+PRODUCTS: Mapping[str, type[SubsetOptions] | type[SeriesOptions]] = {
+    "subset": SubsetOptions, "timeseries": SeriesOptions}
+
+
+def json_schema(*products: type[Group]) -> dict[str, Any]:
+    """The JSON Schema of the summary's ``inputs`` of any of ``products``: every option
+    listed in a summary, typed from its declaration, described by its help.
+
+    Examples
+    --------
+    >>> s = json_schema(SubsetOptions)
+    >>> s["properties"]["workers"]["type"], s["properties"]["mask"]["enum"]
+    ('integer', ['recommended', 'none'])
+    """
+    props: dict[str, Any] = {}
+    everywhere: set[str] | None = None
+    for product in products:
+        names = set()
+        for f in product.options():
+            if not f.opt.summary:
+                continue
+            names.add(f.name)
+            props.setdefault(f.name, {**_json_type(f), "description": f.opt.help})
+        for klass in product.__mro__:
+            for name, schema in klass.__dict__.get("extra_schema", {}).items():
+                names.add(name)
+                props.setdefault(name, schema)
+        everywhere = names if everywhere is None else everywhere & names
+    return {"type": "object", "properties": props, "required": sorted(everywhere or ()),
+            "additionalProperties": True,
+            "description": "The inputs as the job understood them (one entry per option)."}
+
+
+def _json_type(f: OptionField) -> dict[str, Any]:
+    def one(t: Any) -> dict[str, Any]:
+        if t is bool:
+            return {"type": "boolean"}
+        if t is int:
+            return {"type": "integer"}
+        if t is float:
+            return {"type": "number"}
+        if isinstance(t, type) and issubclass(t, Enum):
+            return {"type": "string", "enum": [m.value for m in t]}
+        if typing.get_origin(t) is Literal:
+            return {"type": "string", "enum": list(typing.get_args(t))}
+        if typing.get_origin(t) is tuple:
+            args = [a for a in typing.get_args(t) if a is not Ellipsis]
+            return {"type": "array", "items": one(args[0]) if args else {}}
+        return {"type": "string"}
+
+    schema = one(f.base)
+    nullable = type(None) in typing.get_args(f.hint)
+    return {"anyOf": [schema, {"type": "null"}]} if nullable else schema

@@ -1,0 +1,320 @@
+"""Values as options take them: allowed ranges, choices and the parsers of text forms.
+
+Pure functions (the granule list and AOI files aside) shared by the options model, the
+command line and the lower rooms: each takes a typed value or the text the command line
+and DPS give, and returns the checked value or raises
+:class:`~opera_disp.errors.BadInput` with one line naming the bad value and what is
+allowed.
+
+Examples
+--------
+>>> WORKERS.parse("workers", "4"), parse_when("2016-07-01").isoformat()
+(4, '2016-07-01T00:00:00+00:00')
+>>> WORKERS.check("workers", 0)
+Traceback (most recent call last):
+...
+opera_disp.errors.BadInput: workers 0 is outside 1..64
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import BadInput
+from ..types import Correction, MaskMode
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An allowed integer range (``high`` None: no upper bound).
+
+    Examples
+    --------
+    >>> IntRange(1, 64).check("workers", 4), str(IntRange(1, None))
+    (4, '>= 1')
+    """
+
+    low: int
+    high: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}" if self.high is not None else f">= {self.low}"
+
+    def check(self, name: str, value: int) -> int:
+        """``value`` if allowed, else :class:`BadInput` naming it."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{name} {value!r} is not an integer; expected {self}")
+        if value < self.low or (self.high is not None and value > self.high):
+            raise BadInput(f"{name} {value} is outside {self}" if self.high is not None
+                           else f"{name} {value} is not allowed; expected {self}")
+        return value
+
+    def parse(self, name: str, value: str | int) -> int:
+        """:meth:`check` for text too (a command-line value)."""
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise BadInput(f"{name} {value!r} is not an integer; expected {self}") from None
+        return self.check(name, value)
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """An allowed range of numbers (``high`` None: no upper bound; ``above``: low excluded).
+
+    Examples
+    --------
+    >>> FloatRange(0, 100).check("tolerance", 5), str(FloatRange(0, None, above=True))
+    (5.0, 'a number > 0')
+    """
+
+    low: float
+    high: float | None = None
+    above: bool = False
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            return f"{self.low:g}..{self.high:g}"
+        return f"a number {'>' if self.above else '>='} {self.low:g}"
+
+    def check(self, name: str, value: float) -> float:
+        """``value`` if allowed, else :class:`BadInput` naming it."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadInput(f"{name} {value!r} is not a number; expected {self}")
+        x = float(value)
+        low_ok = x > self.low if self.above else x >= self.low
+        if not (math.isfinite(x) and low_ok and (self.high is None or x <= self.high)):
+            raise BadInput(f"{name} {x:g} is outside {self}" if self.high is not None
+                           else f"{name} {x:g} is not allowed; expected {self}")
+        return x
+
+    def parse(self, name: str, value: str | float) -> float:
+        """:meth:`check` for text too (a command-line value)."""
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise BadInput(f"{name} {value!r} is not a number; expected {self}") from None
+        return self.check(name, value)
+
+
+#: Granules processed concurrently by a job.
+WORKERS = IntRange(1, 64)
+#: Parallel whole-granule downloads.
+DOWNLOAD_WORKERS = IntRange(1, 32)
+DEFAULT_DOWNLOAD_WORKERS = 4
+#: At most this many granules.
+LIMIT = IntRange(1, None)
+#: Failed granules tolerated, in percent.
+TOLERANCE = FloatRange(0.0, 100.0)
+#: A coherence threshold and a fraction of the dates.
+UNIT = FloatRange(0.0, 1.0)
+#: At most this many points' series.
+MAX_POINTS = 1000
+#: Either end of a plot's colour range (any layer, in its units).
+COLOUR_BOUND = FloatRange(-1e9, 1e9)
+#: Synthetic archives: dates per frame, grid side, seed.
+SAMPLE_DATES = IntRange(1, 1000)
+SAMPLE_SIDE = IntRange(2, 20000)
+SEED = IntRange(0, None)
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
+    """An ISO date or datetime as UTC; a date-only ``end`` means the end of that day.
+
+    Examples
+    --------
+    >>> parse_when("2016-07-25", end=True).isoformat()
+    '2016-07-25T23:59:59.999999+00:00'
+    >>> parse_when("2016-07-25T12:00:00Z").isoformat()
+    '2016-07-25T12:00:00+00:00'
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        return datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
+    else:
+        s = value.strip()
+        try:
+            if len(s) == 10:
+                return parse_when(date.fromisoformat(s), end=end)
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"date {value!r} is not an ISO date; expected YYYY-MM-DD or "
+                           "YYYY-MM-DDTHH:MM:SSZ") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def read_granule_list(path: str | Path) -> list[str]:
+    """Granule names, paths or URLs from a text file (one per line or comma-separated).
+
+    Blank lines and ``#`` comments are ignored.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"granule list {str(path)!r} is a folder; expected a text file of "
+                       "granule names, paths or URLs")
+    if not p.is_file():
+        raise BadInput(f"granule list {str(path)!r} does not exist; expected a text file of "
+                       "granule names, paths or URLs")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise BadInput(f"granule list {str(path)!r} is not a readable text file") from None
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        out.extend(item.strip() for item in line.split(",") if item.strip())
+    return out
+
+
+def choice(kind: type[E], value: E | str, name: str) -> E:
+    """An enum member from itself or its text; anything else is :class:`BadInput`.
+
+    Examples
+    --------
+    >>> choice(MaskMode, "none", "mask")
+    <MaskMode.NONE: 'none'>
+    """
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        raise BadInput(f"{name} {value!r} is not allowed; choose one of "
+                       f"{', '.join(m.value for m in kind)}") from None
+
+
+def parse_lonlat(text: str | Sequence[float], what: str) -> tuple[float, float]:
+    """``LON,LAT`` in degrees (or a pair).
+
+    Examples
+    --------
+    >>> parse_lonlat(" -103.7 , 24.45", "reference point")
+    (-103.7, 24.45)
+    """
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else \
+        [str(v) for v in text]
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        raise BadInput(f"{what} {text!r} is not LON,LAT in degrees (e.g. -103.7,24.45)") \
+            from None
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
+            and -90 <= lat <= 90):
+        raise BadInput(f"{what} {text!r} is out of range; longitude -180..180, latitude "
+                       "-90..90")
+    return lon, lat
+
+
+def parse_points(value: str | Path | Sequence[Sequence[float]]
+                 ) -> tuple[tuple[float, float], ...]:
+    """Points as ``LON,LAT;LON,LAT…``, a file of ``LON,LAT`` lines, or pairs.
+
+    Examples
+    --------
+    >>> parse_points("-103.7,24.45; -103.6,24.5")
+    ((-103.7, 24.45), (-103.6, 24.5))
+    """
+    if not isinstance(value, str | Path):
+        return tuple(parse_lonlat(p, "point") for p in value)
+    text = str(value)
+    path = Path(text)
+    if ";" not in text and path.suffix and path.is_file():
+        lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
+        items = [ln for ln in lines if ln and not ln.lower().startswith(("lon", "x,"))]
+    elif ";" not in text and path.suffix and not path.exists() and "," not in text:
+        raise BadInput(f"points file {text!r} does not exist; give a file of LON,LAT lines "
+                       "or LON,LAT;LON,LAT")
+    else:
+        items = [p for p in text.split(";") if p.strip()]
+    if not items:
+        raise BadInput(f"points {text!r} has no LON,LAT pair")
+    if len(items) > MAX_POINTS:
+        raise BadInput(f"points: {len(items)} given, at most {MAX_POINTS} allowed")
+    return tuple(parse_lonlat(i, "point") for i in items)
+
+
+def parse_corrections(value: str | Sequence[Correction | str]) -> tuple[Correction, ...]:
+    """``solid_earth_tide,ionospheric_delay`` or ``none``, in the products' order.
+
+    Examples
+    --------
+    >>> parse_corrections("ionospheric_delay, solid_earth_tide")
+    (<Correction.SOLID_EARTH_TIDE: 'solid_earth_tide'>, \
+<Correction.IONOSPHERIC_DELAY: 'ionospheric_delay'>)
+    """
+    items = [p.strip() for p in value.split(",")] if isinstance(value, str) else \
+        [str(v) for v in value]
+    items = [i for i in items if i]
+    if items == ["none"]:
+        return ()
+    if not items:
+        raise BadInput("corrections is empty; give solid_earth_tide, ionospheric_delay "
+                       "(comma-separated) or none")
+    chosen = {choice(Correction, i, "correction") for i in items}
+    return tuple(c for c in Correction if c in chosen)
+
+
+def parse_items(value: str | Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated list (or a sequence) without blanks and repeats, in order.
+
+    Examples
+    --------
+    >>> parse_items(" a, b,,a ")
+    ('a', 'b')
+    """
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def parse_path(value: str | Path, name: str) -> Path:
+    """A path; an empty value is bad input (``Path("")`` would mean ".")."""
+    if isinstance(value, str) and not value.strip():
+        raise BadInput(f"{name} is empty; give a value or leave the option out")
+    return Path(value)
+
+
+def parse_folder(value: str | Path, name: str) -> Path:
+    """An existing folder.
+
+    Examples
+    --------
+    >>> parse_folder("/", "source")
+    PosixPath('/')
+    """
+    path = parse_path(value, name)
+    if not path.is_dir():
+        raise BadInput(f"{name} {str(value)!r} is not a folder; expected a folder of "
+                       "DISP-S1 .nc granules")
+    return path
+
+
+def parse_bool(value: bool | str, name: str) -> bool:
+    """A yes/no value: a bool, or ``true``/``false``, ``yes``/``no``, ``1``/``0``.
+
+    Examples
+    --------
+    >>> parse_bool("Yes", "stac"), parse_bool(False, "stac")
+    (True, False)
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise BadInput(f"{name} {value!r} is not allowed; expected true or false")
+
+
+def mask_applied(mask: MaskMode) -> bool:
+    """Whether ``recommended_mask`` is applied."""
+    return mask is MaskMode.RECOMMENDED
