@@ -19,7 +19,7 @@ from pathlib import Path
 
 from full_frame import granule_path
 from opera_disp import api
-from opera_disp.job.folder import SCRATCH_NAME
+from opera_disp.jobs.folder import SCRATCH_NAME
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:

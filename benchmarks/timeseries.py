@@ -175,12 +175,13 @@ for f in files:
 
 def floor_bytes(path: Path, rows: tuple[int, int], cols: tuple[int, int]) -> int:
     """The metadata page plus the area's compressed chunks of the layers a series reads."""
+    from opera_disp.options import SeriesOptions
+
     from opera_disp.geometry import Window
     from opera_disp.hdf5.read import plan_reads
     from opera_disp.timeseries.run import layers_needed
-    from opera_disp.timeseries.spec import make_series_spec
 
-    layers = layers_needed(make_series_spec(source=str(path.parent)))
+    layers = layers_needed(SeriesOptions.make(source=str(path.parent)))
     idx = open_index(LocalFile(path), layers, DispProduct.from_name(path.name))
     plan = plan_reads(idx, layers, Window(rows[0], rows[1], cols[0], cols[1]))
     return 4 * 2**20 + sum(c.size for _, _, c in plan)

@@ -47,7 +47,7 @@ def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]
     """Every ``summary.json`` a test's job writes is validated against the JSON Schema first.
 
     The job writes its summary with ``write_json`` (imported by name into
-    :mod:`opera_disp.job.run`); the wrapper validates the document as it will be written
+    :mod:`opera_disp.subset.run`); the wrapper validates the document as it will be written
     (JSON round trip) and then writes it. Yields the summaries validated.
     """
     write = job_run.write_json

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from opera_disp.cli import main
-from opera_disp.job.summary import summary_schema
+from opera_disp.jobs.summary import summary_schema
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

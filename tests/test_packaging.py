@@ -69,9 +69,9 @@ def test_algorithm_version_is_the_package_version() -> None:
 def test_a_job_process_does_not_import_pydantic() -> None:
     # pydantic only derives summary.json's schema, on demand: importing the job, the API
     # and the command line must not pull it in (it costs a second of start-up).
-    code = ("import sys, opera_disp.job.run, opera_disp.job.summary, opera_disp.api, "
+    code = ("import sys, opera_disp.subset.run, opera_disp.jobs.summary, opera_disp.api, "
             "opera_disp.cli; assert 'pydantic' not in sys.modules, 'pydantic imported'; "
-            "opera_disp.job.summary.summary_schema(); assert 'pydantic' in sys.modules")
+            "opera_disp.jobs.summary.summary_schema(); assert 'pydantic' in sys.modules")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stderr

@@ -19,17 +19,19 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shapely.geometry.base import BaseGeometry
 
+from .catalog.cmr import parse_cmr_url
 from .catalog.refs import GranuleRef
 from .catalog.select import Selection
 from .errors import BadInput, GranuleReadError, RemoteError, one_line
@@ -37,30 +39,18 @@ from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
 from .io.source import ByteSource
-from .job.granule import SourceFactory
-from .job.plot import PlotResult
-from .job.run import JobResult
+from .jobs.lifecycle import JobResult
+from .jobs.summary import GranuleRecord
+from .options import Run, SeriesOptions, SubsetOptions
+from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
-from .spec import (
-    COLOUR_BOUND,
-    DEFAULT_DOWNLOAD_WORKERS,
-    DEFAULT_WORKERS,
-    DOWNLOAD_WORKERS,
-    JobSpec,
-    choice,
-    make_spec,
-    parse_cmr_url,
-)
-from .types import (
-    AccessMode,
-    BBox,
-    CogWriterKind,
-    Correction,
-    CubeFormat,
-    MaskMode,
-    NanPolicy,
-    ReferenceMethod,
-)
+from .render.plot import PlotResult
+from .subset.granule import SourceFactory
+from .types import AccessMode, BBox
+
+if TYPE_CHECKING:
+    from .cluster.objstore import S3Target
+    from .jobs.folder import OutputFolder
 
 log = logging.getLogger(__name__)
 
@@ -68,58 +58,123 @@ __all__ = ["collection", "download", "footprints", "inspect", "layout", "open_gr
            "plot", "search", "subset", "timeseries"]
 
 
-def selection(spec: JobSpec) -> Selection:
+def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
     """Which granules a job covers, as the catalog takes it."""
     return Selection(granules=spec.granules, source=spec.source, bbox=spec.bbox, aoi=spec.aoi,
                      start=spec.start, end=spec.end, frame=spec.frame, limit=spec.limit,
                      cmr_url=spec.cmr_url)
 
 
-def subset(
-    *,
-    granules: str | Sequence[str] = (),
-    granule_list: str | Path | None = None,
-    source: str | Path | None = None,
-    bbox: BBox | str | None = None,
-    aoi: BaseGeometry | str | Path | None = None,
-    window: Window | str | None = None,
-    start: date | datetime | str | None = None,
-    end: date | datetime | str | None = None,
-    frame: int | str | None = None,
-    layers: str | Sequence[str] = ("displacement",),
-    mask: MaskMode | str = MaskMode.RECOMMENDED,
-    output: str | Path = "output",
-    tolerated_failure_percentage: float = 0.0,
-    workers: int = DEFAULT_WORKERS,
-    limit: int | None = None,
-    access: AccessMode | str = AccessMode.AUTO,
-    cmr_url: str | None = None,
-    cog_writer: CogWriterKind | str = CogWriterKind.STREAMING,
-    quicklooks: bool = True,
-    demo: bool = False,
-    progress: bool | None = None,
-    source_factory: SourceFactory | None = None,
-    overwrite: bool = False,
-    stac: bool = True,
-    client: Any = None,
-) -> JobResult:
+P = TypeVar("P", SubsetOptions, SeriesOptions)
+
+
+@dataclass
+class PreparedJob(Generic[P]):
+    """A job ready to run: checked options, the held output folder, the matched granules,
+    what an earlier run left, and how granules are opened here."""
+
+    spec: P
+    run: Run
+    folder: OutputFolder
+    refs: list[GranuleRef]
+    notes: list[str]
+    reuse: dict[str, GranuleRecord]
+    #: Opens granules in this process (None: only the workers open them).
+    source_factory: SourceFactory | None
+    #: The object store the outputs go to (written to a local staging folder first).
+    s3: S3Target | None
+
+
+@contextmanager
+def prepared(kind: type[P], options: dict[str, Any], *,
+             source_factory: SourceFactory | None = None, reads_here: bool = True,
+             demo_extras: Callable[[], dict[str, Any]] | None = None
+             ) -> Iterator[PreparedJob[P]]:
+    """Check a product's options and hold its job ready, for both products.
+
+    In order: the keywords are checked against the options model (unknown ones and bad
+    values are :class:`BadInput` before anything is read); ``demo`` fills in the sample
+    archive (and ``demo_extras``); an ``s3://`` output gets a local staging folder; the
+    output folder is held (refused if another job holds it or left other outputs); the
+    granules are resolved; and, unless a ``source_factory`` is given or nothing is read
+    here (``reads_here``), remote access is opened (closed when the job ends).
+    """
+    from .catalog.resolve import resolve_granules
+    from .cluster.objstore import S3Target, is_s3_url
+    from .io.access import Access
+    from .jobs.folder import OutputFolder
+    from .jobs.resume import previous_job
+
+    run_names = {f.name for f in Run.options()}
+    run = Run.make(**{k: v for k, v in options.items() if k in run_names})
+    values = {k: v for k, v in options.items() if k not in run_names}
+    if run.demo:
+        from . import synthetic
+
+        if any(values.get(k) for k in ("source", "granules", "granule_list")):
+            raise BadInput("--demo runs on the embedded sample archive; drop --source, "
+                           "--granules and --granule-list")
+        values["source"] = synthetic.demo_archive(progress=run.progress)
+        if all(values.get(k) is None for k in ("bbox", "aoi", "window")):
+            values["bbox"] = synthetic.demo_bbox()
+        for key, value in (demo_extras() if demo_extras is not None else {}).items():
+            values.setdefault(key, value)
+            if values[key] is None:
+                values[key] = value
+    s3 = None
+    with contextlib.ExitStack() as stack:
+        output = values.get("output")
+        if output is not None and is_s3_url(str(output)):
+            s3 = S3Target.parse(str(output))
+            values["output"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="opera-disp-s3-"))
+        spec = kind.make(**values)
+        # The output folder first: one that cannot be written, or that another job
+        # holds, is refused before any granule is looked at.
+        folder = stack.enter_context(OutputFolder(spec.output))
+        reuse, resumed = previous_job(spec, folder.path, overwrite=run.overwrite)
+        refs, notes = resolve_granules(selection(spec))
+        log.info("%d granule(s) matched", len(refs))
+        if source_factory is None and reads_here:
+            access = Access(spec.access, max_connections=max(16, 8 * spec.workers))
+            stack.callback(access.close)
+            source_factory = access.open
+        yield PreparedJob(spec, run, folder, refs, [*notes, *resumed], reuse,
+                          source_factory, s3)
+
+
+def _published(job: PreparedJob[Any], result: JobResult, *, uploaded_by_engine: bool
+               ) -> JobResult:
+    """The result once an ``s3://`` output holds every file (the summary last)."""
+    from .cluster.objstore import publish_summary, upload_catalog, upload_outputs
+
+    if job.s3 is None:
+        return result
+    if uploaded_by_engine:  # the workers uploaded the granules' files
+        upload_catalog(result, job.spec.output, job.s3)
+        return publish_summary(result, job.spec.output / "summary.json", job.s3)
+    return upload_outputs(result, job.spec.output, job.s3)
+
+
+def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> JobResult:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
-    The arguments are the command line's options (see ``opera-disp subset --help``);
+    The keywords are the command line's options (``opera-disp subset --help``; the
+    fields of :class:`~opera_disp.options.SubsetOptions` and
+    :class:`~opera_disp.options.Run`), typed (``bbox=(-104.2, 24.4, -103.6, 24.9)``,
+    ``mask=MaskMode.NONE``) or in their text form (``bbox="-104.2,24.4,-103.6,24.9"``).
     ``demo=True`` runs on the embedded sample archive, with a bbox over its deforming
-    area unless an area is given. ``source_factory`` opens each granule's bytes (tests
-    point it at local servers; by default ``--access`` decides). Rerun into its folder,
-    the same job reuses the granules whose outputs are complete; a job with other
-    settings is refused unless ``overwrite``, which first removes the outputs the old
-    summary lists. ``stac`` writes ``catalog.json``, a STAC catalog of the outputs, when
-    the job ends.
+    area unless an area is given. Rerun into its folder, the same job reuses the granules
+    whose outputs are complete; a job with other settings is refused unless
+    ``overwrite``, which first removes the outputs the old summary lists. ``stac`` writes
+    ``catalog.json``, a STAC catalog of the outputs, when the job ends.
 
-    ``client`` runs each granule as a task on dask.distributed workers: a
-    ``distributed.Client``, or the text of ``--scheduler`` (``"local:4"``, an address); the
-    outputs are the same bytes as a local run's. ``output`` may then be a folder every
-    worker reaches, or ``s3://bucket/prefix`` (each task uploads its files with their
-    SHA-256; also without ``client``). With a ``client``, ``source_factory`` must be
-    picklable.
+    ``scheduler`` runs each granule as a task on dask.distributed workers: a
+    ``distributed.Client``, ``"local[:N]"`` or a scheduler address; the outputs are the
+    same bytes as a local run's. ``output`` may then be a folder every worker reaches, or
+    ``s3://bucket/prefix`` (each task uploads its files with their SHA-256; also without
+    a scheduler). ``source_factory`` opens each granule's bytes (tests point it at local
+    servers; by default ``access`` decides); with a scheduler it must be picklable.
 
     Returns
     -------
@@ -131,121 +186,41 @@ def subset(
     BadInput
         For inputs a user must fix (exit code 2), before anything is read.
     """
-    from .catalog.resolve import resolve_granules
     from .cluster.engine import open_engine
-    from .cluster.objstore import S3Target, is_s3_url, publish_summary, upload_catalog
-    from .io.access import Access
-    from .job.folder import OutputFolder
-    from .job.granule import local_source
-    from .job.resume import previous_job
-    from .job.run import run_job
+    from .subset.granule import local_source
+    from .subset.run import run_job
 
-    if demo:
-        from . import synthetic
-
-        if source is not None or granules or granule_list is not None:
-            raise BadInput("--demo runs on the embedded sample archive; drop --source, "
-                           "--granules and --granule-list")
-        source = synthetic.demo_archive(progress=progress)  # None: only on a terminal
-        if bbox is None and aoi is None and window is None:
-            bbox = synthetic.demo_bbox()
-    s3 = None
-    if is_s3_url(str(output)):
-        s3 = S3Target.parse(str(output))
-        # The COGs go up from the workers; the catalog is made here from the facts they
-        # read before uploading, and goes up with the summary.
-        staging = tempfile.TemporaryDirectory(prefix="opera-disp-s3-")  # the summary's
-        output = staging.name
-    spec = make_spec(
-        granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
-        window=window, start=start, end=end, frame=frame, layers=layers, mask=mask,
-        output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, cog_writer=cog_writer,
-        stac=stac, quicklooks=quicklooks)
-    # The output folder first: one that cannot be written, or that another job holds, is
-    # refused before any granule is looked at.
-    with OutputFolder(spec.output) as folder:
-        reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
-        refs, notes = resolve_granules(selection(spec))
-        notes = [*notes, *resumed]
-        log.info("%d granule(s) matched", len(refs))
-        opened = None
-        if source_factory is None and client is None:
-            opened = Access(spec.access, max_connections=max(8, 8 * spec.workers))
-            source_factory = opened.open
-        try:
-            with open_engine(client, spec, folder.scratch, source_factory, s3) as engine:
-                result = run_job(spec, refs, source_factory=source_factory or local_source,
-                                 progress=progress, notes=notes, folder=folder, reuse=reuse,
-                                 engine=engine)
-        finally:
-            if opened is not None:
-                opened.close()
-    if s3 is not None:
-        # The workers uploaded the granules' files; the catalog made here goes up, then
+    scheduler = options.get("scheduler")
+    with prepared(SubsetOptions, options, source_factory=source_factory,
+                  reads_here=scheduler is None) as job:
+        # The COGs go up from the engine's tasks; the catalog made here goes up with
         # the summary.
-        try:
-            upload_catalog(result, spec.output, s3)
-            result = publish_summary(result, spec.output / "summary.json", s3)
-        finally:
-            staging.cleanup()
-    return result
+        with open_engine(job.run.scheduler, job.spec, job.folder.scratch, source_factory,
+                         job.s3) as engine:
+            result = run_job(job.spec, job.refs,
+                             source_factory=job.source_factory or local_source,
+                             progress=job.run.progress, notes=job.notes, folder=job.folder,
+                             reuse=job.reuse, engine=engine)
+        return _published(job, result, uploaded_by_engine=True)
 
 
-def timeseries(
-    *,
-    granules: str | Sequence[str] = (),
-    granule_list: str | Path | None = None,
-    source: str | Path | None = None,
-    bbox: BBox | str | None = None,
-    aoi: BaseGeometry | str | Path | None = None,
-    window: Window | str | None = None,
-    start: date | datetime | str | None = None,
-    end: date | datetime | str | None = None,
-    frame: int | str | None = None,
-    layer: str = "displacement",
-    mask: MaskMode | str = MaskMode.RECOMMENDED,
-    corrections: str | Sequence[Correction | str] = (Correction.SOLID_EARTH_TIDE,),
-    nan_policy: NanPolicy | str = NanPolicy.PROPAGATE,
-    reference_point: str | tuple[float, float] | None = None,
-    reference_method: ReferenceMethod | str | None = None,
-    coherence_threshold: float = 0.7,
-    seasonal: bool = False,
-    min_valid_fraction: float = 0.5,
-    allow_gaps: bool = False,
-    cube: CubeFormat | str = CubeFormat.NETCDF,
-    date_cogs: bool = False,
-    points: str | Path | Sequence[tuple[float, float]] | None = None,
-    stac: bool = True,
-    output: str | Path = "output",
-    tolerated_failure_percentage: float = 0.0,
-    workers: int = DEFAULT_WORKERS,
-    limit: int | None = None,
-    access: AccessMode | str = AccessMode.AUTO,
-    cmr_url: str | None = None,
-    demo: bool = False,
-    progress: bool | None = None,
-    source_factory: SourceFactory | None = None,
-    overwrite: bool = False,
-    client: Any = None,
-) -> JobResult:
+def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -> JobResult:
     """A rebased, corrected, re-referenced displacement series and velocity per frame.
 
-    Takes the same selection as :func:`subset`; the other arguments are ``opera-disp
-    timeseries``' options (see its ``--help`` and the README). Each frame's outputs go to
-    ``<output>/F<frame>/``: ``timeseries.nc`` (or ``.zarr``), ``velocity.tif``,
-    ``velocity_stderr.tif``, ``valid_count.tif``, ``average_temporal_coherence.tif``,
-    ``velocity.png``, and with ``date_cogs``/``points`` one COG per date and
-    ``points.csv``/``points.png``; ``summary.json`` gains a ``timeseries`` section, and
-    ``stac`` writes ``catalog.json`` (an item per frame's velocity products, one per date
-    COG).
+    Takes the same selection as :func:`subset`; the keywords are ``opera-disp
+    timeseries``' options (the fields of :class:`~opera_disp.options.SeriesOptions` and
+    :class:`~opera_disp.options.Run`). Each frame's outputs go to ``<output>/F<frame>/``:
+    ``timeseries.nc`` (or ``.zarr``), ``velocity.tif``, ``velocity_stderr.tif``,
+    ``valid_count.tif``, ``average_temporal_coherence.tif``, ``velocity.png``, and with
+    ``date_cogs``/``points`` one COG per date and ``points.csv``/``points.png``;
+    ``summary.json`` gains a ``timeseries`` section, and ``stac`` writes ``catalog.json``.
 
-    ``client`` computes each spatial tile (all dates) as a task on dask.distributed
-    workers: a ``distributed.Client``, or the text of ``--scheduler`` (``"local:4"``, an
-    address). The workers read and rebase (and fit) the tiles; this process writes the
-    outputs, the same bytes as a local run's. Workers must reach the granules (a shared
-    path, or the remote access with the credentials handed to them); a ``source_factory``
-    given with a ``client`` opens the granules on the workers too and must be picklable.
+    ``scheduler`` computes each spatial tile (all dates) as a task on dask.distributed
+    workers (a ``distributed.Client``, ``"local[:N]"`` or an address): the workers read
+    and rebase (and fit) the tiles; this process writes the outputs, the same bytes as a
+    local run's. Workers must reach the granules (a shared path, or the remote access with
+    the credentials handed to them); a ``source_factory`` given with a scheduler opens the
+    granules on the workers too and must be picklable.
 
     Raises
     ------
@@ -263,66 +238,22 @@ def timeseries(
     >>> r.exit_code, len(r.summary["timeseries"]["frames"][0]["dates"])
     (<ExitCode.OK: 0>, 5)
     """
-    from .catalog.resolve import resolve_granules
-    from .cluster.objstore import S3Target, is_s3_url, upload_outputs
     from .cluster.series import open_tiles
-    from .io.access import Access
-    from .job.folder import OutputFolder
-    from .job.resume import previous_job
     from .timeseries.job import run_series
-    from .timeseries.run import settings_of
-    from .timeseries.spec import make_series_spec
 
-    if demo:
+    def demo_points() -> dict[str, Any]:
         from . import synthetic
 
-        if source is not None or granules or granule_list is not None:
-            raise BadInput("--demo runs on the embedded sample archive; drop --source, "
-                           "--granules and --granule-list")
-        source = synthetic.demo_archive(progress=progress is not False)
-        if bbox is None and aoi is None and window is None:
-            bbox = synthetic.demo_bbox()
-        if points is None:
-            points = synthetic.demo_points()
-    spec = make_series_spec(
-        granules=granules, granule_list=granule_list, source=source, bbox=bbox, aoi=aoi,
-        window=window, start=start, end=end, frame=frame, layer=layer, mask=mask,
-        output=output, tolerated_failure_percentage=tolerated_failure_percentage,
-        workers=workers, limit=limit, access=access, cmr_url=cmr_url, corrections=corrections,
-        nan_policy=nan_policy, reference_point=reference_point,
-        reference_method=reference_method, coherence_threshold=coherence_threshold,
-        seasonal=seasonal, min_valid_fraction=min_valid_fraction, allow_gaps=allow_gaps,
-        cube=cube, date_cogs=date_cogs, points=points, stac=stac)
-    s3 = None
-    if is_s3_url(str(output)):
-        # Written to a local staging folder, then every file uploaded with its SHA-256.
-        s3 = S3Target.parse(str(output))
-        staging = tempfile.TemporaryDirectory(prefix="opera-disp-s3-")
-        spec = replace(spec, job=replace(spec.job, output=Path(staging.name)))
-    with OutputFolder(spec.job.output) as folder:
-        _, resumed = previous_job(spec.job, folder.path, overwrite=overwrite,
-                                  series=settings_of(spec))
-        refs, notes = resolve_granules(selection(spec.job))
-        log.info("%d granule(s) matched", len(refs))
-        opened = None
-        worker_factory = source_factory
-        if source_factory is None:
-            opened = Access(spec.job.access, max_connections=max(16, 8 * spec.job.workers))
-            source_factory = opened.open
-        try:
-            with open_tiles(client, worker_factory) as runner:
-                result = run_series(spec, refs, source_factory=source_factory, folder=folder,
-                                    progress=progress, notes=[*notes, *resumed],
-                                    runner=runner)
-        finally:
-            if opened is not None:
-                opened.close()
-    if s3 is not None:
-        try:
-            result = upload_outputs(result, spec.job.output, s3)
-        finally:
-            staging.cleanup()
-    return result
+        return {"points": synthetic.demo_points()}
+
+    with prepared(SeriesOptions, options, source_factory=source_factory,
+                  demo_extras=demo_points) as job:
+        assert job.source_factory is not None
+        with open_tiles(job.run.scheduler, source_factory) as runner:
+            result = run_series(job.spec, job.refs, source_factory=job.source_factory,
+                                folder=job.folder, progress=job.run.progress,
+                                notes=job.notes, runner=runner)
+        return _published(job, result, uploaded_by_engine=False)
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,
@@ -346,8 +277,8 @@ def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | N
     """
     from .catalog.resolve import search as catalog_search
 
-    spec = make_spec(granules=granules, bbox=bbox, aoi=aoi, start=start, end=end, frame=frame,
-                     limit=limit, source=source, cmr_url=cmr_url)
+    spec = SubsetOptions.make(granules=granules, bbox=bbox, aoi=aoi, start=start, end=end,
+                              frame=frame, limit=limit, source=source, cmr_url=cmr_url)
     return catalog_search(selection(spec))
 
 
@@ -438,8 +369,8 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     in discrete colours with a count per category. The format follows the extension of
     ``output``: ``.png``, ``.jpg``/``.jpeg``, ``.pdf`` or ``.svg``.
     """
-    from .job.plot import plot_granule
     from .render.maps import PLOT_FORMATS
+    from .render.plot import plot_granule
 
     if window is not None and bbox is not None:
         raise BadInput("--window and --bbox were both given; choose one")

@@ -19,7 +19,7 @@ import pytest
 
 from opera_disp import api
 from opera_disp.errors import EXIT_CODES
-from opera_disp.job.summary import schema_tables, summary_schema
+from opera_disp.jobs.summary import schema_tables, summary_schema
 
 from ..helpers import run, validate_summary
 

@@ -4,5 +4,5 @@
 :mod:`.secrets` hands credentials to the workers through a worker plugin (never through
 a task); :mod:`.objstore` publishes outputs to ``s3://`` with checksums; :mod:`.task` is
 what a worker runs for one granule; :mod:`.engine` plugs it all into the job
-(:class:`~opera_disp.job.run.GranuleEngine`).
+(:class:`~opera_disp.subset.run.GranuleEngine`).
 """

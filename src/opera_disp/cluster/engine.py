@@ -1,6 +1,6 @@
 """The job's granules on dask workers (or, for an object store, on this process's threads).
 
-:func:`open_engine` gives the :class:`~opera_disp.job.run.GranuleEngine` for a job: None
+:func:`open_engine` gives the :class:`~opera_disp.subset.run.GranuleEngine` for a job: None
 (nothing changes) without a scheduler and with a local output folder.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from ..catalog.refs import GranuleRef
 from ..errors import one_line
-from ..job.granule import Outcome, SourceFactory
-from ..job.summary import Engine
-from ..spec import JobSpec
+from ..jobs.summary import Engine
+from ..options import SubsetOptions
+from ..subset.granule import Outcome, SourceFactory
 from ..types import GranuleStatus
 from .objstore import S3Target
 from .scheduler import SchedulerSpec, open_client, parse_scheduler, worker_count
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class DaskEngine:
     """Each granule a task on the client's workers."""
 
-    def __init__(self, client: Any, label: str, spec: JobSpec, target: Target,
+    def __init__(self, client: Any, label: str, spec: SubsetOptions, target: Target,
                  source_factory: SourceFactory | None = None):
         self.client = client
         self._executor = client.get_executor(pure=False)
@@ -78,7 +78,7 @@ class ThreadEngine:
     """Granules on this process's threads, through the worker task (object-store outputs
     without a scheduler)."""
 
-    def __init__(self, spec: JobSpec, target: Target, source_factory: SourceFactory | None,
+    def __init__(self, spec: SubsetOptions, target: Target, source_factory: SourceFactory | None,
                  pool: ThreadPoolExecutor):
         self._spec, self._target, self._factory, self._pool = spec, target, source_factory, pool
 
@@ -96,7 +96,7 @@ def scheduler_label(client: Any) -> str:
 
 
 @contextlib.contextmanager
-def open_engine(client: Any, spec: JobSpec, scratch: Path | None,
+def open_engine(client: Any, spec: SubsetOptions, scratch: Path | None,
                 source_factory: SourceFactory | None = None,
                 s3: S3Target | None = None) -> Iterator[DaskEngine | ThreadEngine | None]:
     """The engine for a job.

@@ -40,7 +40,8 @@ from ..geometry import Window
 from ..hdf5.index import GranuleIndex
 from ..hdf5.read import fetch_ranges
 from ..io.source import ByteSource
-from ..job.summary import Engine
+from ..jobs.summary import Engine
+from ..options import SeriesOptions
 from ..timeseries.rebase import Chain
 from ..timeseries.run import (
     FrameFailure,
@@ -50,7 +51,6 @@ from ..timeseries.run import (
     compute_tile,
     fit_tile,
 )
-from ..timeseries.spec import SeriesSpec
 from ..timeseries.velocity import VelocityFit
 from .engine import dask_client
 from .scheduler import worker_count
@@ -71,7 +71,7 @@ class FrameFacts:
 
     refs: tuple[GranuleRef, ...]
     indexes: tuple[GranuleIndex, ...]
-    spec: SeriesSpec
+    spec: SeriesOptions
     layers: tuple[str, ...]
     chain: Chain
     ref_values: NDArray[np.float32] | None
@@ -93,9 +93,9 @@ def run_tile(facts: FrameFacts, tile: Window, inside: NDArray[np.bool_] | None
     result carries what was read per product."""
     if facts.credentials:
         wait_for_credentials()
-    workers = facts.spec.job.workers
+    workers = facts.spec.workers
     pool = read_pool(min(64, 8 * workers))
-    factory = facts.factory or access_of(facts.spec.job.access)
+    factory = facts.factory or access_of(facts.spec.access)
     sources: list[ByteSource] = []
     try:
         for ref in facts.refs:
@@ -160,7 +160,7 @@ class DaskTiles:
         [shared] = self.client.scatter([facts], broadcast=True, hash=False)
         return shared
 
-    def run_tiles(self, products: Sequence[Product], spec: SeriesSpec,
+    def run_tiles(self, products: Sequence[Product], spec: SeriesOptions,
                   layers: Sequence[str], chain: Chain, area: Window,
                   work: Iterable[tuple[Window, NDArray[np.bool_] | None]],
                   ref_values: NDArray[np.float32] | None, t: NDArray[np.float64]
@@ -241,7 +241,7 @@ class DaskTiles:
                 shared.cancel()
 
 
-    def fit_tiles(self, chain: Chain, spec: SeriesSpec, t: NDArray[np.float64],
+    def fit_tiles(self, chain: Chain, spec: SeriesOptions, t: NDArray[np.float64],
                   work: Iterable[tuple[Window, NDArray[np.float32]]],
                   here: Callable[[Window], VelocityFit]
                   ) -> Iterator[tuple[Window, VelocityFit]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..catalog.refs import GranuleRef
 from ..errors import OperaDispError, ServiceError, one_line
-from ..job.granule import Outcome, SourceFactory, Workers, process_granule
-from ..spec import JobSpec
+from ..options import SubsetOptions
+from ..subset.granule import Outcome, SourceFactory, Workers, process_granule
 from ..tiff.pool import EncoderPool
 from ..types import AccessMode, GranuleStatus
 from .objstore import S3Target, upload
@@ -91,7 +91,7 @@ def close_shared() -> None:
             close()
 
 
-def run_granule(ref: GranuleRef, spec: JobSpec, target: Target,
+def run_granule(ref: GranuleRef, spec: SubsetOptions, target: Target,
                 source_factory: SourceFactory | None = None) -> Outcome:
     """Subset one granule on this worker; an object-store target gets its files uploaded
     (each with its SHA-256) and removed locally. Never raises: failures are outcomes.

@@ -28,8 +28,7 @@ import requests
 
 from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
 from ..files import atomic_path, write_json
-from ..job.stac_items import catalog_record, write_subset_catalog
-from ..job.summary import (
+from ..jobs.summary import (
     SUMMARY_SCHEMA,
     DpsJobRecord,
     Engine,
@@ -39,6 +38,7 @@ from ..job.summary import (
     SeriesSection,
     Summary,
 )
+from ..subset.stac_items import catalog_record, write_subset_catalog
 from ..types import JobStatus, OutputKind
 from .ledger import Ledger
 from .maap import DpsStatus

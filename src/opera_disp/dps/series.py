@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import OutputError
 from ..geometry import Grid, Window
 from ..job.stats import StreamingStats
-from ..job.summary import (
+from ..jobs.summary import (
     FrameSeries,
     OutputRecord,
     ProductUse,

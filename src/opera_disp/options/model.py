@@ -34,6 +34,7 @@ opera_disp.errors.BadInput: workers 0 is outside 1..64
 
 
 import functools
+import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
@@ -272,7 +273,7 @@ def _options(cls: type[Group]) -> tuple[OptionField, ...]:
         if not meta:
             continue
         owner = next(k for k in reversed(cls.__mro__)
-                     if f.name in k.__dict__.get("__annotations__", {}))
+                     if f.name in inspect.get_annotations(k))
         default = f.default if f.default is not MISSING else None
         out.append(OptionField(f.name, getattr(owner, "title", "Options"),
                                typing.get_args(hint)[0], default, meta[0]))

@@ -4,7 +4,7 @@
   from plain item descriptions (:class:`ItemSpec`, :class:`AssetSpec`); GeoTIFFs get the
   ``proj``, ``raster`` and ``file`` extensions from the file itself.
 * :func:`remove_catalog` — remove a catalog an earlier job wrote (root first).
-* The ``subset`` job's items, one per granule, are made in :mod:`opera_disp.job.stac_items`.
+* The ``subset`` job's items, one per granule, are made in :mod:`opera_disp.subset.stac_items`.
 
 Examples
 --------

@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 from ..errors import BadInput, OutsideFrame
 from ..files import atomic_path
 from ..geometry import Grid, Window
+from ..options import SeriesOptions
 from .rebase import Chain
-from .spec import SeriesSpec
 from .velocity import design, fit_velocity
 
 #: One point: its number, lon, lat, row, col (frame pixels) and series.
@@ -31,7 +31,7 @@ def _iso(d: datetime) -> str:
     return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def read_points(cube_path: Path, grid: Grid, area: Window, spec: SeriesSpec,
+def read_points(cube_path: Path, grid: Grid, area: Window, spec: SeriesOptions,
                 frame: int) -> list[Found]:
     """Each point's series from the cube (netCDF or Zarr)."""
     import xarray as xr
@@ -55,7 +55,7 @@ def read_points(cube_path: Path, grid: Grid, area: Window, spec: SeriesSpec,
 
 
 def write_points(cube_path: Path, grid: Grid, area: Window, chain: Chain,
-                 t: NDArray[np.float64], spec: SeriesSpec, folder: Path, scratch: Path,
+                 t: NDArray[np.float64], spec: SeriesOptions, folder: Path, scratch: Path,
                  frame: int) -> tuple[Path, Path]:
     """``points.csv`` and ``points.png`` in ``folder``, written atomically; their paths."""
     found = read_points(cube_path, grid, area, spec, frame)
@@ -80,7 +80,7 @@ def _when(dates: Sequence[datetime]) -> NDArray[np.datetime64]:
 
 
 def plot_points(found: Sequence[Found], chain: Chain, t: NDArray[np.float64],
-                spec: SeriesSpec, png: Path, scratch: Path, frame: int) -> None:
+                spec: SeriesOptions, png: Path, scratch: Path, frame: int) -> None:
     """Each point's series (mm) with its fitted line (and seasonal curve)."""
     from matplotlib.figure import Figure
 

@@ -47,27 +47,26 @@ from ..hdf5.read import read_window
 from ..io.auth import public_url
 from ..io.source import ByteSource
 from ..job.stats import StreamingStats
-from ..job.summary import (
+from ..jobs.summary import (
     FrameSeries,
     OutputRecord,
     ProductUse,
     ReferenceChange,
     SeriesPixels,
-    SeriesSettings,
     SpatialReference,
     WindowRecord,
     finite,
     statistics_record,
 )
+from ..options import SeriesOptions
 from ..product import MASK_LAYER, mask_keep
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer
-from ..types import OutputKind, ReferenceMethod
+from ..types import CogWriterKind, OutputKind, ReferenceMethod
 from .cube import CubeLayout, CubeWriter, open_cube
 from .plan import FIT_PIXELS, tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
 from .reference import describe_invalid, harmonic_mean, inverse_sum, median_per_date
-from .spec import SeriesSpec
 from .velocity import VelocityFit, fit_velocity, years_since
 
 log = logging.getLogger(__name__)
@@ -85,29 +84,10 @@ def frame_folder(frame: int) -> str:
     return f"F{frame:05d}"
 
 
-def settings_of(spec: SeriesSpec) -> SeriesSettings:
-    """The summary's ``timeseries.settings``."""
-    return SeriesSettings(
-        layer=spec.layer,
-        corrections=list(spec.corrections),
-        mask=spec.job.mask,
-        nan_policy=spec.nan_policy,
-        reference_method=spec.reference_method,
-        reference_point=list(spec.reference_point) if spec.reference_point else None,
-        coherence_threshold=spec.coherence_threshold,
-        seasonal=spec.seasonal,
-        min_valid_fraction=spec.min_valid_fraction,
-        allow_gaps=spec.allow_gaps,
-        cube=spec.cube,
-        date_cogs=spec.date_cogs,
-        points=[list(p) for p in spec.points],
-    )
-
-
-def layers_needed(spec: SeriesSpec) -> tuple[str, ...]:
+def layers_needed(spec: SeriesOptions) -> tuple[str, ...]:
     """The datasets read from every product: the layer, the mask, corrections, coherence."""
     names: list[str] = [spec.layer]
-    if spec.job.mask_applied:
+    if spec.mask_applied:
         names.append(MASK_LAYER)
     names += [f"corrections/{c}" for c in spec.corrections]
     names.append(COHERENCE_LAYER)
@@ -163,17 +143,17 @@ def open_products(refs: Sequence[GranuleRef], factory: SourceFactory,
     return out
 
 
-def prepare(arrays: dict[str, np.ndarray], spec: SeriesSpec) -> NDArray[np.float32]:
+def prepare(arrays: dict[str, np.ndarray], spec: SeriesOptions) -> NDArray[np.float32]:
     """One product's values over a tile: corrections subtracted, the mask applied (NaN)."""
     values: NDArray[np.float32] = arrays[spec.layer].astype(np.float32, copy=False)
     for c in spec.corrections:
         values -= arrays[f"corrections/{c}"]
-    if spec.job.mask_applied:
+    if spec.mask_applied:
         values[~mask_keep(arrays[MASK_LAYER])] = np.nan
     return values
 
 
-def read_stack(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[str],
+def read_stack(products: Sequence[Product], spec: SeriesOptions, layers: Sequence[str],
                win: Window, pool: ThreadPoolExecutor
                ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Every product's prepared values and temporal coherence over ``win``, in chain order.
@@ -198,7 +178,7 @@ def read_stack(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[s
 
 
 def rebase_tile(stack: NDArray[np.float32], coh: NDArray[np.float32], chain: Chain,
-                spec: SeriesSpec, inside: NDArray[np.bool_] | None = None
+                spec: SeriesOptions, inside: NDArray[np.bool_] | None = None
                 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """A tile's rebased series and harmonic-mean coherence (NaN outside the AOI) - pure."""
     series = rebase(stack, chain, spec.nan_policy)
@@ -221,7 +201,7 @@ class TileResult:
     io: tuple[tuple[int, int, int], ...] = ()
 
 
-def compute_tile(products: Sequence[Product], spec: SeriesSpec, layers: Sequence[str],
+def compute_tile(products: Sequence[Product], spec: SeriesOptions, layers: Sequence[str],
                  tile: Window, chain: Chain, pool: ThreadPoolExecutor,
                  inside: NDArray[np.bool_] | None = None,
                  ref_values: NDArray[np.float32] | None = None,
@@ -240,7 +220,7 @@ def compute_tile(products: Sequence[Product], spec: SeriesSpec, layers: Sequence
 class TileRunner(Protocol):
     """Runs a frame's tiles elsewhere (dask workers) and hands the results back in order."""
 
-    def run_tiles(self, products: Sequence[Product], spec: SeriesSpec,
+    def run_tiles(self, products: Sequence[Product], spec: SeriesOptions,
                   layers: Sequence[str], chain: Chain, area: Window,
                   work: Iterable[tuple[Window, NDArray[np.bool_] | None]],
                   ref_values: NDArray[np.float32] | None, t: NDArray[np.float64]
@@ -249,7 +229,7 @@ class TileRunner(Protocol):
         yielded with it in ``work``'s order."""
         ...
 
-    def fit_tiles(self, chain: Chain, spec: SeriesSpec, t: NDArray[np.float64],
+    def fit_tiles(self, chain: Chain, spec: SeriesOptions, t: NDArray[np.float64],
                   work: Iterable[tuple[Window, NDArray[np.float32]]],
                   here: Callable[[Window], VelocityFit]
                   ) -> Iterator[tuple[Window, VelocityFit]]:
@@ -260,7 +240,7 @@ class TileRunner(Protocol):
 
 
 def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
-             spec: SeriesSpec) -> VelocityFit:
+             spec: SeriesOptions) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
     h, w = series.shape[1:]
     rows = max(1, FIT_PIXELS // max(w, 1))
@@ -354,7 +334,7 @@ def _output(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecor
 class FrameJob:
     """Everything one frame's series needs; :meth:`run` makes it."""
 
-    spec: SeriesSpec
+    spec: SeriesOptions
     frame: int
     products: list[Product]
     root: Path
@@ -383,8 +363,8 @@ class FrameJob:
                 raise FrameFailure(f"{p.ref.name}: its grid differs from {products[0].ref.name}'s; "
                                    "one frame's products must share the frame grid")
         # OutsideFrame goes up: the job records the frame's granules as skipped.
-        area = grid.resolve_window(window=spec.job.window, bbox=spec.job.bbox,
-                                   aoi=spec.job.aoi)
+        area = grid.resolve_window(window=spec.window, bbox=spec.bbox,
+                                   aoi=spec.aoi)
         layers = layers_needed(spec)
         dates = [iso(d) for d in chain.dates]
         t = years_since(chain.dates)
@@ -425,7 +405,7 @@ class FrameJob:
         ext = ".nc" if spec.cube.value == "netcdf" else ".zarr"
         cube_path = self.folder / f"timeseries{ext}"
         outputs: list[OutputRecord] = []
-        aoi = spec.job.aoi
+        aoi = spec.aoi
         counts = SeriesPixels(total=area.size, outside_aoi=0, with_data=0, complete=0,
                               velocity=0)
         names = ["velocity", "velocity_stderr", "valid_count", "average_temporal_coherence"]
@@ -635,7 +615,7 @@ class FrameJob:
             "frame": self.frame,
             "reference_date": iso(chain.dates[0]),
             "corrections": ",".join(spec.corrections) or "none",
-            "mask": "recommended_mask" if spec.job.mask_applied else "none",
+            "mask": "recommended_mask" if spec.mask_applied else "none",
             "nan_policy": str(spec.nan_policy),
             "reference_method": str(spec.reference_method),
             "reference_changes": "; ".join(
@@ -656,10 +636,10 @@ class FrameJob:
             "FRAME": str(self.frame),
             "LAYER": spec.layer,
             "CORRECTIONS": ",".join(spec.corrections) or "none",
-            "MASK_APPLIED": "recommended_mask" if spec.job.mask_applied else "none",
+            "MASK_APPLIED": "recommended_mask" if spec.mask_applied else "none",
             "NAN_POLICY": str(spec.nan_policy),
             "REFERENCE_METHOD": str(spec.reference_method),
-            "AOI_APPLIED": "yes" if spec.job.aoi is not None else "no",
+            "AOI_APPLIED": "yes" if spec.aoi is not None else "no",
             "SOFTWARE": f"opera-disp {__version__}",
         }
 
@@ -670,7 +650,7 @@ class FrameJob:
         raster = RasterSpec(area.shape[1], area.shape[0], dtype, nodata, grid.epsg,
                             grid.window_transform(area),
                             "average" if dtype.startswith("float") else "nearest")
-        return open_writer(self.spec.job.cog_writer, path or self.folder / f"{name}.tif",
+        return open_writer(CogWriterKind.STREAMING, path or self.folder / f"{name}.tif",
                            raster, tags={**self._tags(), "PRODUCT": name, **(tags or {})},
                            units=units or r_units, description=description or r_desc,
                            keep_pixels=path is None and name == "velocity",

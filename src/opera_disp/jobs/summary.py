@@ -19,75 +19,32 @@ import functools
 import math
 import platform
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Literal, NotRequired, get_args
 
 import numpy as np
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from .. import __version__
-from ..errors import ExitCode
-from ..io.auth import public_url
-from ..spec import JobSpec
+from ..errors import ExitCode, OutputError, one_line
+from ..files import write_json
 from ..types import (
-    AccessMode,
-    CogWriterKind,
-    Correction,
-    CubeFormat,
     GranuleStatus,
     JobStatus,
-    MaskMode,
-    NanPolicy,
     OutputKind,
     ReferenceMethod,
 )
 
 SUMMARY_SCHEMA: Final = "opera-disp/summary/1"
+SUMMARY_NAME: Final = "summary.json"
 #: A summary's ``exit_code``: how a job can end.
 SummaryExitCode = Literal[0, 1, 2, 3, 4, 130, 143]
 _SUMMARY_EXIT_CODES: tuple[SummaryExitCode, ...] = get_args(SummaryExitCode)
 
 
-class Inputs(TypedDict):
-    """The inputs as the job understood them."""
-
-    granules: list[str]
-    """Explicit granules: names, paths or URLs (without query strings, fragments or credentials)."""
-    source: str | None
-    """Local archive folder searched."""
-    bbox: list[float] | None
-    """Area as ``[W, S, E, N]`` in degrees."""
-    aoi: str | None
-    """The AOI's file, or ``(inline GeoJSON)``."""
-    aoi_bounds: list[float] | None
-    """The AOI's lon/lat bounds ``[W, S, E, N]``."""
-    window: str | None
-    """Pixel window ``R0:R1,C0:C1``."""
-    start: str | None
-    """First secondary date (UTC ISO)."""
-    end: str | None
-    """Last secondary date (UTC ISO, inclusive)."""
-    frame: int | None
-    """Frame number."""
-    layers: list[str]
-    """Layers written."""
-    mask: MaskMode
-    """Whether ``recommended_mask`` is applied."""
-    output: str
-    """Output folder."""
-    tolerated_failure_percentage: float
-    """Failed granules tolerated, %."""
-    workers: int
-    """Granules processed concurrently."""
-    limit: int | None
-    """At most this many granules."""
-    access: AccessMode
-    """How remote granules were read."""
-    cog_writer: CogWriterKind
-    """Which encoder wrote the COGs."""
-    stac: bool
-    """Whether the job writes a STAC catalog (``catalog.json``)."""
-    quicklooks: bool
-    """Whether a quicklook PNG was drawn per granule."""
+#: The options as the job understood them (``inputs``): one entry per option of the
+#: product, JSON Schema derived from the options model (:func:`summary_schema`).
+Inputs = dict[str, Any]
 
 
 class WindowRecord(TypedDict):
@@ -382,35 +339,9 @@ class FrameSeries(TypedDict):
     """Time spent on this frame."""
 
 
-class SeriesSettings(TypedDict):
-    """The time series' own settings, as understood."""
-
-    layer: str
-    """``displacement`` or ``short_wavelength_displacement``."""
-    corrections: list[Correction]
-    """``/corrections`` layers subtracted before rebasing."""
-    mask: MaskMode
-    """Whether ``recommended_mask`` was applied (pixels != 1 are NaN at that date)."""
-    nan_policy: NanPolicy
-    """What a NaN in a crossover product does to later dates."""
-    reference_method: ReferenceMethod
-    """How the series is referenced in space."""
-    reference_point: list[float] | None
-    """``[lon, lat]`` of the reference point."""
-    coherence_threshold: float
-    """Harmonic-mean temporal coherence above which a pixel is coherent."""
-    seasonal: bool
-    """Whether an annual sine and cosine were fitted with the rate."""
-    min_valid_fraction: float
-    """Fraction of the dates a pixel needs for a velocity."""
-    allow_gaps: bool
-    """Whether a missing crossover starts a new segment (else it is bad input)."""
-    cube: CubeFormat
-    """The cube's format."""
-    date_cogs: bool
-    """Whether one COG per date was written."""
-    points: list[list[float]]
-    """``[lon, lat]`` of each point whose series went to ``points.csv``."""
+#: A time series' own choices (``timeseries.settings``), as understood; JSON Schema
+#: derived from the options model.
+SeriesSettings = dict[str, Any]
 
 
 class SeriesSection(TypedDict):
@@ -509,9 +440,9 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # pydantic derives the schema only when asked for it (importing this module, as every job
 # does, does not import pydantic). Each field's docstring becomes its description; no other
 # key is allowed.
-for _model in (Inputs, WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
+for _model in (WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
                StacFile, CatalogRecord, Totals, ProductUse, ReferenceChange, SpatialReference,
-               SeriesPixels, FrameSeries, SeriesSettings, SeriesSection, Engine,
+               SeriesPixels, FrameSeries, SeriesSection, Engine,
                DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
@@ -522,7 +453,18 @@ def summary_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``summary.json``."""
     from pydantic import TypeAdapter
 
+    from ..options import SeriesChoices, SeriesOptions, SubsetOptions, json_schema
+
     schema = TypeAdapter(Summary).json_schema()
+    # The options' entries come from the options model, declared once.
+    defs = schema.setdefault("$defs", {})
+    defs["Inputs"] = {**json_schema(SubsetOptions, SeriesOptions), "title": "Inputs"}
+    defs["SeriesSettings"] = {**json_schema(SeriesChoices), "title": "SeriesSettings",
+                              "description": "The time series' own choices, as understood."}
+    schema["properties"]["inputs"] = {"$ref": "#/$defs/Inputs",
+                                      "description": "The inputs as understood."}
+    section = defs["SeriesSection"]["properties"]
+    section["settings"] = {"$ref": "#/$defs/SeriesSettings", "description": "The settings."}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SUMMARY_SCHEMA
     return schema
@@ -565,35 +507,6 @@ def schema_tables() -> str:
     return "\n".join(parts)
 
 
-def describe_inputs(spec: JobSpec) -> Inputs:
-    """A job's inputs as understood (the summary's ``inputs``).
-
-    Granule URLs are published without their query strings (presigned signatures),
-    fragments or credentials, as everywhere else (:func:`opera_disp.io.auth.public_url`).
-    """
-    return Inputs(
-        granules=[public_url(g) for g in spec.granules],
-        source=str(spec.source) if spec.source else None,
-        bbox=list(spec.bbox) if spec.bbox else None,
-        aoi=spec.aoi_label,
-        aoi_bounds=list(spec.aoi.bounds) if spec.aoi is not None else None,
-        window=str(spec.window) if spec.window else None,
-        start=spec.start.isoformat() if spec.start else None,
-        end=spec.end.isoformat() if spec.end else None,
-        frame=spec.frame,
-        layers=list(spec.layers),
-        mask=spec.mask,
-        output=str(spec.output),
-        tolerated_failure_percentage=spec.tolerated_failure_percentage,
-        workers=spec.workers,
-        limit=spec.limit,
-        access=spec.access,
-        cog_writer=spec.cog_writer,
-        stac=spec.stac,
-        quicklooks=spec.quicklooks,
-    )
-
-
 @functools.cache
 def software_versions() -> dict[str, str]:
     """Versions of the software that shaped the outputs (read once: the running summary is
@@ -613,3 +526,21 @@ def software_versions() -> dict[str, str]:
         "pyproj": pyproj.__version__,
         "proj": pyproj.proj_version_str,
     }
+
+
+def write_summary(folder: Path, summary: Summary, *, tmp_dir: Path | None = None,
+                  indent: int | None = 2) -> Path:
+    """Write ``summary.json`` into ``folder`` atomically: the one writer of every summary
+    (both products, the DPS merge), so the tests validate them all in one place.
+
+    Raises
+    ------
+    OutputError
+        When it cannot be written (e.g. a full disk): the job's own failure, not a bug.
+    """
+    path = folder / SUMMARY_NAME
+    try:
+        write_json(path, summary, tmp_dir=tmp_dir, indent=indent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path} ({exc.strerror or one_line(exc)})") from None
+    return path

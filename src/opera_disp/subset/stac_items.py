@@ -13,6 +13,7 @@ from typing import Final
 
 import pystac
 
+from ..jobs.summary import CatalogRecord, GranuleRecord
 from ..product import SHORT_NAME
 from ..stac.catalog import (
     JSON,
@@ -24,7 +25,6 @@ from ..stac.catalog import (
 )
 from ..stac.raster import RasterFacts
 from ..types import OutputKind
-from .summary import CatalogRecord, GranuleRecord
 
 SUBSET_COLLECTION: Final = "opera-disp-subset"
 SAT_SCHEMA: Final = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"

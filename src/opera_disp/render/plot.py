@@ -15,13 +15,13 @@ import numpy as np
 
 from ..errors import BadInput, OutsideFrame
 from ..geometry import Window
+from ..hdf5.bands import BAND_ROWS, band_sample, keep_pixels, read_bands
 from ..hdf5.index import open_index
 from ..io.source import ByteSource
+from ..job.stats import valid_pixels
 from ..product import LAYERS, MASK_LAYER, DispProduct
 from ..render.maps import CATEGORIES, map_text, plot_window
 from ..types import BBox
-from .bands import BAND_ROWS, band_sample, keep_pixels, read_bands
-from .stats import valid_pixels
 
 log = logging.getLogger(__name__)
 

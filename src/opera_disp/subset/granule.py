@@ -26,20 +26,20 @@ from ..catalog.refs import GranuleRef
 from ..errors import OperaDispError, OutsideFrame, ServiceError, one_line
 from ..files import sha256_file
 from ..geometry import Grid, Window
+from ..hdf5.bands import band_sample, keep_pixels, read_bands
 from ..hdf5.index import GranuleIndex, decode_attr, layer_info, open_index
 from ..io.auth import public_url
 from ..io.local import LocalFile
 from ..io.source import ByteSource
+from ..job.stats import StreamingStats, valid_pixels
+from ..jobs.summary import GranuleRecord, OutputRecord, Pixels, statistics_record
+from ..options import SubsetOptions
 from ..product import LAYERS, MASK_LAYER
 from ..render.maps import map_text, prepare, render_map
-from ..spec import JobSpec
 from ..stac.raster import RasterFacts, raster_facts
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
 from ..types import GranuleStatus, LayerName, OutputKind
-from .bands import band_sample, keep_pixels, read_bands
-from .stats import StreamingStats, valid_pixels
-from .summary import GranuleRecord, OutputRecord, Pixels, statistics_record
 
 log = logging.getLogger(__name__)
 QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
@@ -97,7 +97,7 @@ class GranulePlan:
     """Everything the pipeline of one granule needs, fixed before its first band is read."""
 
     ref: GranuleRef
-    spec: JobSpec
+    spec: SubsetOptions
     index: GranuleIndex
     window: Window
     write_layers: tuple[str, ...]
@@ -141,7 +141,7 @@ def stats_layer(layers: tuple[str, ...]) -> str:
     return floats[0] if floats else layers[0]
 
 
-def layers_to_read(spec: JobSpec) -> tuple[tuple[LayerName, ...], tuple[LayerName, ...]]:
+def layers_to_read(spec: SubsetOptions) -> tuple[tuple[LayerName, ...], tuple[LayerName, ...]]:
     """The layers written (the mask too when it is not applied) and the layers read."""
     write = list(spec.layers)
     if not spec.mask_applied and MASK_LAYER not in write:
@@ -167,7 +167,7 @@ def clipped_note(asked: Window | None, used: Window, frame: int) -> str | None:
     return f"window {asked} clipped to the frame grid of frame {frame} ({used})"
 
 
-def process_granule(ref: GranuleRef, spec: JobSpec, workers: Workers) -> Outcome:
+def process_granule(ref: GranuleRef, spec: SubsetOptions, workers: Workers) -> Outcome:
     """Subset one granule; every failure becomes an :class:`Outcome`, never an exception."""
     t0 = time.perf_counter()
     source: ByteSource | None = None

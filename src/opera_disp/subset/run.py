@@ -1,42 +1,30 @@
-"""The subset job: granules processed concurrently, one summary, one exit code.
+"""The subset product: granules processed concurrently into one folder, one exit code.
 
 Decoding and compression threads are shared by all granules and layers; every granule
-returns its outcome as a value, and :func:`verdict` turns the outcomes into the job's
-status and exit code (the table in :mod:`opera_disp.errors`).
+returns its outcome as a value, :func:`verdict` turns the outcomes into the job's status
+and exit code (the table in :mod:`opera_disp.errors`), and the job's summary, catalog and
+interrupts are the :class:`~opera_disp.jobs.lifecycle.Lifecycle`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from ..catalog.refs import GranuleRef
-from ..errors import ExitCode, OutputError, Terminated, one_line
-from ..files import write_json
-from ..spec import JobSpec
+from ..errors import ExitCode
+from ..jobs.folder import OutputFolder
+from ..jobs.lifecycle import JobResult, Lifecycle, Parts
+from ..jobs.resume import previous_job
+from ..jobs.summary import CatalogRecord, Engine, GranuleRecord, Problem
+from ..options import SubsetOptions
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
-from .folder import OutputFolder
-from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
-from .resume import previous_job, unlisted_files, unlisted_note
-from .summary import (
-    SUMMARY_SCHEMA,
-    CatalogRecord,
-    Engine,
-    GranuleRecord,
-    Problem,
-    Summary,
-    describe_inputs,
-    software_versions,
-    summary_exit_code,
-)
+from .granule import Outcome, SourceFactory, Workers, local_source, process_granule
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +42,7 @@ class GranuleEngine(Protocol):
         """Start one granule."""
 
 
-@dataclass(frozen=True)
-class JobResult:
-    """The job's summary document, exit code and one-line message."""
-
-    summary: Summary
-    exit_code: ExitCode
-    message: str
-
-
-def verdict(spec: JobSpec, matched: int, outcomes: list[Outcome]
+def verdict(spec: SubsetOptions, matched: int, outcomes: list[Outcome]
             ) -> tuple[ExitCode, JobStatus, str]:
     """The job's exit code, status and message from its granules' outcomes.
 
@@ -101,7 +80,7 @@ def verdict(spec: JobSpec, matched: int, outcomes: list[Outcome]
 
 
 def run_job(
-    spec: JobSpec,
+    spec: SubsetOptions,
     refs: list[GranuleRef],
     *,
     source_factory: SourceFactory = local_source,
@@ -112,18 +91,17 @@ def run_job(
     overwrite: bool = False,
     engine: GranuleEngine | None = None,
 ) -> JobResult:
-    """Process ``refs`` concurrently and write ``summary.json``; decide the exit code.
+    """Process ``refs`` concurrently into the output folder; decide the exit code.
 
-    The summary is written (atomically) when the job starts, with status ``running``,
-    again after every finished granule, and at the end: a killed job leaves a summary
-    listing exactly the granules whose outputs are complete. Ctrl-C (SIGINT) or SIGTERM
+    The summary is written when the job starts, after every finished granule and at the
+    end (see :class:`~opera_disp.jobs.lifecycle.Lifecycle`). Ctrl-C (SIGINT) or SIGTERM
     starts no new granule, lets those in flight finish, and ends with status
     ``interrupted`` and exit code 130 or 143.
 
     Parameters
     ----------
     spec
-        Checked inputs.
+        Checked options.
     refs
         Granules matched by the catalog.
     source_factory
@@ -138,7 +116,7 @@ def run_job(
         here for the duration of the job.
     reuse
         Records of granules an earlier run of this job completed, by name (see
-        :func:`~opera_disp.job.resume.previous_job`); None: looked up here.
+        :func:`~opera_disp.jobs.resume.previous_job`); None: looked up here.
     overwrite
         Replace the outputs of another job in the folder (when ``reuse`` is None).
     engine
@@ -152,65 +130,37 @@ def run_job(
                            engine=engine)
     from tqdm import tqdm
 
-    t0 = time.perf_counter()
-    started = datetime.now(UTC)
-    notes = [*(notes or []), *folder.notes]
+    notes = list(notes or [])
     if reuse is None:
         reuse, resumed = previous_job(spec, folder.path, overwrite=overwrite)
         notes += resumed
-    # A catalog.json never outlives the summary that lists it: an earlier run's goes now,
-    # this run's is written when it ends (see _catalog).
-    from ..stac.catalog import remove_catalog
-
-    remove_catalog(folder.path)
+    life = Lifecycle(spec, folder, notes, engine.engine if engine is not None else None)
     outcomes: list[Outcome] = [Outcome(r.name, GranuleStatus.OK, reuse[r.name], reused=True)
                                for r in refs if r.name in reuse]
     todo = [r for r in refs if r.name not in reuse]
     order = {r.name: i for i, r in enumerate(refs)}
 
-    def write(status: JobStatus, code: ExitCode | None, message: str) -> Summary:
+    def parts() -> Parts:
         outcomes.sort(key=lambda o: order.get(o.name, 0))
-        final = notes
-        catalog = None
-        if code is not None:  # files nobody listed are named, never silently mixed in
-            records = [x.record for x in outcomes if x.record is not None]
-            if status is not JobStatus.INTERRUPTED:  # a signalled job ends without delay
-                catalog = _catalog(spec, records, folder,
-                                   {k: v for x in outcomes for k, v in x.facts.items()},
-                                   {x.name for x in outcomes if x.uploaded})
-            listed = {o["path"] for r in records for o in r["outputs"]}
-            if catalog is not None:
-                listed |= {f["path"] for f in catalog["files"]}
-            final = [*notes, *unlisted_note(unlisted_files(folder.path, listed))]
-        summary = _summary(spec, refs, outcomes, status=status, code=code, message=message,
-                           started=started, finished=None if code is None else
-                           datetime.now(UTC), seconds=time.perf_counter() - t0, notes=final,
-                           catalog=catalog,
-                           engine=engine.engine if engine is not None else
-                           Engine(scheduler=None, workers=spec.workers))
-        try:
-            # The running summary, rewritten after every granule, is compact (json's C
-            # encoder); the final one is indented for people.
-            write_json(spec.output / "summary.json", summary, tmp_dir=folder.scratch,
-                       indent=None if code is None else 2)
-        except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
-            raise OutputError(f"cannot write {spec.output / 'summary.json'} "
-                              f"({exc.strerror or one_line(exc)})") from None
-        return summary
+        return _parts(refs, outcomes, life.seconds)
+
+    def catalog() -> CatalogRecord | None:
+        records = [x.record for x in outcomes if x.record is not None]
+        return _catalog(spec, records, folder,
+                        {k: v for x in outcomes for k, v in x.facts.items()},
+                        {x.name for x in outcomes if x.uploaded})
 
     running = f"running: {len(todo)} granule(s) to process"
-    interrupted: ExitCode | None = None
     try:
-        write(JobStatus.RUNNING, None, running)
+        life.running(running, parts())
         if reuse:
             log.info("reusing %d granule(s) an earlier run of this job completed",
                      len(outcomes))
         if todo:
-            where = engine.engine if engine is not None else \
-                Engine(scheduler=None, workers=spec.workers)
+            assert life.engine is not None
             log.info("processing %d granule(s) with %d worker(s)%s -> %s", len(todo),
-                     where["workers"], f" of {where['scheduler']}" if where["scheduler"]
-                     else "", spec.output)
+                     life.engine["workers"], f" of {life.engine['scheduler']}"
+                     if life.engine["scheduler"] else "", spec.output)
             with contextlib.ExitStack() as stack:
                 submit: Callable[[GranuleRef], Future[Outcome]]
                 if engine is not None:
@@ -237,40 +187,36 @@ def run_job(
                     taken.add(fut)
                     outcome = fut.result()
                     outcomes.append(outcome)
+                    if outcome.note:
+                        life.notes.append(outcome.note)
                     bar.update(1)
                     if outcome.record is not None:
                         log.info("done %s: %d valid pixels", outcome.name,
                                  outcome.record["pixels"]["valid"])
                     elif outcome.status is GranuleStatus.SKIPPED:
                         log.debug("skipped %s: %s", outcome.name, outcome.reason)
-                    write(JobStatus.RUNNING, None, running)
+                    life.running(running, parts())
 
                 try:
                     for r in todo:
                         futures.append(submit(r))
                     for fut in as_completed(futures):
                         take(fut)
-                except KeyboardInterrupt as exc:
-                    interrupted = interrupt_code(exc)
+                except KeyboardInterrupt:
                     # No new granule starts; those in flight finish (each publishes all
-                    # its outputs or none) and are recorded.
+                    # its outputs or none) and are recorded; then the interrupt ends it.
                     for fut in futures:
                         fut.cancel()
                     log.warning("interrupted: waiting for the granules in flight")
                     for fut in futures:
                         if not fut.cancelled() and fut not in taken:
                             take(fut)
+                    raise
                 finally:
                     bar.close()
     except KeyboardInterrupt as exc:
-        interrupted = interrupt_code(exc)
-    if interrupted is not None:
         ok = sum(o.status is GranuleStatus.OK for o in outcomes)
-        signame = "SIGTERM" if interrupted is ExitCode.TERMINATED else "SIGINT"
-        message = (f"interrupted by {signame}: {ok} of {len(refs)} granule(s) written to "
-                   f"{spec.output}")
-        return JobResult(write(JobStatus.INTERRUPTED, interrupted, message), interrupted,
-                         message)
+        return life.interrupted(exc, f"{ok} of {len(refs)} granule(s)", parts())
     code, status, message = verdict(spec, len(refs), outcomes)
     n_reused = sum(o.reused for o in outcomes)
     if code is ExitCode.OK and n_reused:
@@ -279,38 +225,24 @@ def run_job(
     if skipped and code is not ExitCode.BAD_INPUT:  # else the verdict is the one line
         log.info("skipped %d granule(s): the area misses their frame (see summary.json)",
                  skipped)
-    return JobResult(write(status, code, message), code, message)
+    return life.end(code, status, message, parts(), catalog)
 
 
-def _catalog(spec: JobSpec, records: list[GranuleRecord], folder: OutputFolder,
+def _catalog(spec: SubsetOptions, records: list[GranuleRecord], folder: OutputFolder,
              facts: Mapping[str, RasterFacts], uploaded: set[str]) -> CatalogRecord | None:
-    """Write the STAC catalog of the granules the summary lists (whatever the verdict, as
-    long as there is one; an interrupted job writes none, its rerun does); its record.
-    ``facts``: the COGs' STAC facts read where they were written (reused granules' COGs
-    are read here); ``uploaded``: granules whose workers uploaded their files."""
-    if not spec.stac or not records:
+    """Write the STAC catalog of the granules the summary lists; its record (None: no
+    granule). ``facts``: the COGs' STAC facts read where they were written (reused
+    granules' COGs are read here); ``uploaded``: granules whose workers uploaded their
+    files."""
+    if not records:
         return None
     from .stac_items import catalog_record, write_subset_catalog
 
-    try:
-        written = write_subset_catalog(spec.output, records, tmp_dir=folder.scratch,
-                                       facts=facts, uploaded=uploaded)
-    except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
-        raise OutputError(f"cannot write the STAC catalog in {spec.output} "
-                          f"({exc.strerror or one_line(exc)})") from None
-    log.info("STAC catalog: %s (%d item(s))", spec.output / written.root.path, written.items)
-    return catalog_record(written)
+    return catalog_record(write_subset_catalog(spec.output, records, tmp_dir=folder.scratch,
+                                               facts=facts, uploaded=uploaded))
 
 
-def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
-    """130 for Ctrl-C (SIGINT), 143 for SIGTERM (raised as :class:`Terminated`)."""
-    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
-
-
-def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
-             status: JobStatus, code: ExitCode | None, message: str, started: datetime,
-             finished: datetime | None, seconds: float, notes: list[str],
-             engine: Engine, catalog: CatalogRecord | None = None) -> Summary:
+def _parts(refs: list[GranuleRef], outcomes: list[Outcome], seconds: float) -> Parts:
     records = [o.record for o in outcomes if o.record is not None]
 
     def problems(kind: GranuleStatus) -> list[Problem]:
@@ -318,17 +250,7 @@ def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
                 if o.status is kind]
 
     all_outputs = [out for r in records for out in r["outputs"]]
-    return Summary(
-        schema=SUMMARY_SCHEMA,
-        status=status,
-        message=message,
-        exit_code=None if code is None else summary_exit_code(code),
-        started=iso(started),
-        finished=None if finished is None else iso(finished),
-        software=dict(software_versions()),
-        inputs=describe_inputs(spec),
-        engine=engine,
-        notes=list(dict.fromkeys([*notes, *(o.note for o in outcomes if o.note)])),
+    return Parts(
         granules=records,
         skipped=problems(GranuleStatus.SKIPPED),
         failed=problems(GranuleStatus.FAILED),
@@ -342,7 +264,6 @@ def _summary(spec: JobSpec, refs: list[GranuleRef], outcomes: list[Outcome], *,
             "output_bytes": sum(o["bytes"] for o in all_outputs),
             "bytes_read": sum(o.record["bytes_read"] for o in outcomes
                               if o.record is not None and not o.reused),
-            "seconds": round(seconds, 3),
+            "seconds": seconds,
         },
-        catalog=catalog,
     )

@@ -10,45 +10,42 @@ from typing import Annotated
 import typer
 
 from ..catalog.refs import GranuleRef
-from ..cli import (
-    Aoi,
-    AsJson,
-    BBoxOpt,
-    CmrUrl,
-    End,
-    Frame,
-    GranuleList,
-    Granules,
-    Limit,
-    Source,
-    Start,
-    WindowOpt,
-    _enum,
-    _path,
-)
+from ..dps.config import read_algorithm
+from ..dps.maap import ApiKind
+from ..dps.plan import JobKind
 from ..errors import BadInput, ExitCode, OutsideFrame
 from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
+from ..options import Selection, SubsetOptions
+from ..options.values import parse_path, read_granule_list
 from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
-from .config import read_algorithm
-from .maap import ApiKind
-from .plan import JobKind
+from .params import AsJson, Verbose, enum_parser, option, path_parser
 
 Opt = typer.Option
+Granules = option(Selection, "granules")
+GranuleList = option(Selection, "granule_list")
+Source = option(Selection, "source")
+BBoxOpt = option(SubsetOptions, "bbox")
+Aoi = option(SubsetOptions, "aoi")
+WindowOpt = option(SubsetOptions, "window")
+Start = option(Selection, "start")
+End = option(Selection, "end")
+Frame = option(Selection, "frame")
+Limit = option(Selection, "limit")
+CmrUrl = option(Selection, "cmr_url")
 app = typer.Typer(help="Fan out to MAAP DPS jobs and merge their outputs: plan, submit, "
                        "status, collect.", no_args_is_help=True)
 
 AlgConfig = Annotated[Path | None, Opt(help="The algorithm's algorithm_config.yaml (default: "
                                        "$OPERA_DISP_ALGORITHM_CONFIG or the checkout's).",
-                                       **_path("algorithm config", "FILE"))]
+                                       **path_parser("algorithm config", "FILE"))]
 LedgerOpt = Annotated[Path, Opt("--ledger", help="The ledger of submitted jobs.",
-                                **_path("ledger", "FILE"))]
+                                **path_parser("ledger", "FILE"))]
 Host = Annotated[str | None, Opt(help="MAAP API host (default $MAAP_API_HOST or "
                                  "api.maap-project.org).", metavar="HOST")]
 ApiOpt = Annotated[ApiKind, Opt(help="DPS route: legacy (maap-py 4.x submitJob), ogc (maap-py "
                                 "5.x submit_job), auto (by the installed maap-py).",
-                                **_enum(ApiKind, "api"))]
-Verbose = Annotated[bool, Opt("--verbose", "-v", help="Debug logging.")]
+                                **enum_parser(ApiKind, "api"))]
 
 
 def _input_values(pairs: list[str]) -> dict[str, str]:
@@ -86,11 +83,11 @@ def plan_cmd(
     layers: Annotated[str | None, Opt(help="Layers each job writes (default: the job's).",
                                       metavar="LAYER[,LAYER...]")] = None,
     mask: Annotated[MaskMode | None, Opt(help="Each job's --mask.",
-                                         **_enum(MaskMode, "mask"))] = None,
+                                         **enum_parser(MaskMode, "mask"))] = None,
     access: Annotated[AccessMode | None, Opt(help="Each job's --access.",
-                                             **_enum(AccessMode, "access"))] = None,
+                                             **enum_parser(AccessMode, "access"))] = None,
     cog_writer: Annotated[CogWriterKind | None, Opt(help="Each job's --cog-writer.",
-                                                    **_enum(CogWriterKind, "cog writer"))
+                                                    **enum_parser(CogWriterKind, "cog writer"))
                           ] = None,
     inputs: Annotated[list[str] | None, Opt(
         "--input", help="Any other job input of algorithm_config.yaml, NAME=VALUE "
@@ -100,7 +97,7 @@ def plan_cmd(
     kind: Annotated[JobKind, Opt("--product", "--kind", help="What each job makes: subset "
                                  "(per granule, at most --granules-per-job each) or "
                                  "timeseries (one job per frame, or per tile with "
-                                 "--tile-pixels).", **_enum(JobKind, "product"))] =
+                                 "--tile-pixels).", **enum_parser(JobKind, "product"))] =
         JobKind.SUBSET,
     tile_pixels: Annotated[int | None, Opt(
         help="timeseries: split each frame's area into tiles of at most N x N pixels (N a "
@@ -110,30 +107,25 @@ def plan_cmd(
         help="timeseries: each job's --reference-point LON,LAT.", metavar="LON,LAT")] = None,
     reference_method: Annotated[ReferenceMethod | None, Opt(
         help="timeseries: each job's --reference-method.",
-        **_enum(ReferenceMethod, "reference method"))] = None,
+        **enum_parser(ReferenceMethod, "reference method"))] = None,
     queue: Annotated[str | None, Opt(help="DPS queue (default: algorithm_config.yaml's).",
                                      metavar="QUEUE")] = None,
     algorithm_config: AlgConfig = None,
     save: Annotated[Path | None, Opt(help="Write the plan to this file (for dps submit).",
-                                     **_path("plan file", "FILE"))] = None,
+                                     **path_parser("plan file", "FILE"))] = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> int:
     """Split a selection into DPS jobs, per frame, at most --granules-per-job each (a time
     series: per frame, or per tile of the area); submits nothing."""
     from .. import api
-    from .plan import make_plan, make_series_plan, save_plan
+    from ..dps.plan import make_plan, make_series_plan, save_plan
 
     setup_logging(verbose)
     algorithm = read_algorithm(algorithm_config)
     names = [g.strip() for g in (granules or "").split(",") if g.strip()]
     if granule_list is not None:
-        try:
-            names += [ln.strip() for ln in granule_list.read_text().splitlines()
-                      if ln.strip() and not ln.startswith("#")]
-        except OSError as exc:
-            raise BadInput(f"granule list {str(granule_list)!r} cannot be read "
-                           f"({exc.strerror})") from None
+        names += read_granule_list(parse_path(granule_list, "granule list"))
     refs = api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                       source=source, granules=names, cmr_url=cmr_url)
     if not refs:
@@ -174,7 +166,7 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
                   access: AccessMode | None, cmr_url: str | None) -> dict[int, list[Window]]:
     """Each frame's tiles, or none (one job per frame) when the reference needs the area."""
     from .. import api
-    from .plan import area_tiles
+    from ..dps.plan import area_tiles
 
     method = values.get("reference_method") or ("point" if values.get("reference_point")
                                                  else "high-coherence")
@@ -212,7 +204,7 @@ def submit_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     api_kind: Annotated[ApiKind, Opt("--api", help="DPS route: legacy (maap-py 4.x "
                                      "submitJob), ogc (5.x submit_job), auto (by the "
-                                     "installed maap-py).", **_enum(ApiKind, "api"))] =
+                                     "installed maap-py).", **enum_parser(ApiKind, "api"))] =
         ApiKind.AUTO,
     maap_host: Host = None,
     process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id.",
@@ -225,9 +217,9 @@ def submit_cmd(
 ) -> int:
     """Submit the plan's jobs and record them in the ledger; a rerun submits only the jobs
     missing, refused or failed."""
-    from .ledger import ledger_for, submit
-    from .maap import connect
-    from .plan import read_plan
+    from ..dps.ledger import ledger_for, submit
+    from ..dps.maap import connect
+    from ..dps.plan import read_plan
 
     setup_logging(verbose)
     the_plan = read_plan(plan)
@@ -249,7 +241,7 @@ def submit_cmd(
 def status_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     api_kind: Annotated[ApiKind, Opt("--api", help="As for dps submit (default: the "
-                                     "ledger's).", **_enum(ApiKind, "api"))] = ApiKind.AUTO,
+                                     "ledger's).", **enum_parser(ApiKind, "api"))] = ApiKind.AUTO,
     maap_host: Annotated[str | None, Opt(help="MAAP API host (default: the ledger's).",
                                          metavar="HOST")] = None,
     process_id: Annotated[str | None, Opt(help="OGC route: the deployed process id "
@@ -264,8 +256,8 @@ def status_cmd(
 ) -> int:
     """Poll the ledger's unfinished jobs (with backoff) and update it; exit 0 when every
     job succeeded, 1 if any failed, 3 while some are unfinished."""
-    from .ledger import Backoff, poll, read_ledger
-    from .maap import DpsStatus, connect
+    from ..dps.ledger import Backoff, poll, read_ledger
+    from ..dps.maap import DpsStatus, connect
 
     setup_logging(verbose)
     book = read_ledger(ledger)
@@ -289,18 +281,18 @@ def status_cmd(
 def collect_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     output: Annotated[Path, Opt("--output", "-o", help="Merged output folder.",
-                                **_path("output", "DIR"))] = Path("merged"),
+                                **path_parser("output", "DIR"))] = Path("merged"),
     workspace: Annotated[Path | None, Opt(help="Folder holding dps_output (in the ADE: "
                                           "/projects/my-private-bucket); default: read the "
                                           "result URLs over HTTPS.",
-                                          **_path("workspace", "DIR"))] = None,
+                                          **path_parser("workspace", "DIR"))] = None,
     verbose: Verbose = False,
 ) -> int:
     """Copy every succeeded job's outputs into one folder (checking each SHA-256); join a
     time series' tiles into one cube and one COG per raster per frame; merge the summaries
     (with per-job provenance) and the STAC catalogs. Exit 1 when any job is missing."""
-    from .collect import collect
-    from .ledger import read_ledger
+    from ..dps.collect import collect
+    from ..dps.ledger import read_ledger
 
     setup_logging(verbose)
     got = collect(read_ledger(ledger), output, workspace=workspace)

@@ -15,10 +15,10 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from ..geometry import Grid, Window
-from ..hdf5.index import GranuleIndex
-from ..hdf5.read import read_window
 from ..io.source import ByteSource
 from ..product import MASK_LAYER, mask_keep
+from .index import GranuleIndex
+from .read import read_window
 
 BAND_ROWS = 512
 

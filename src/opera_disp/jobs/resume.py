@@ -20,11 +20,10 @@ from typing import Any, cast
 
 from ..errors import BadInput
 from ..files import sha256_file
-from ..spec import JobSpec
+from ..options import SeriesOptions, SubsetOptions
 from .folder import LOCK_NAME, SCRATCH_NAME
-from .summary import SUMMARY_SCHEMA, GranuleRecord, describe_inputs
+from .summary import SUMMARY_NAME, SUMMARY_SCHEMA, GranuleRecord
 
-SUMMARY_NAME = "summary.json"
 #: Inputs that do not change what the outputs are.
 _NOT_SHAPING = frozenset({"output", "workers", "tolerated_failure_percentage", "access",
                           "stac"})
@@ -71,13 +70,12 @@ def listed_outputs(summary: Any) -> list[str]:
     return [p for p in paths if isinstance(p, str)]
 
 
-def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False,
-                 series: Any = None) -> tuple[dict[str, GranuleRecord], list[str]]:
+def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
+                 overwrite: bool = False) -> tuple[dict[str, GranuleRecord], list[str]]:
     """Records of the granules an earlier run of this job completed, and notes.
 
-    ``series`` is a time-series job's settings (None for ``subset``): a time series is
-    the same job only with the same settings too, and is then recomputed (its outputs are
-    replaced one by one, atomically), never reused.
+    A time series is the same job only with the same settings too, and is then recomputed
+    (its outputs are replaced one by one, atomically), never reused.
 
     Raises
     ------
@@ -102,11 +100,12 @@ def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False,
                                          if isinstance(g, dict)])
     old_series = (old.get("timeseries") or {}).get("settings") \
         if isinstance(old.get("timeseries"), dict) else None
+    series = spec.settings() if isinstance(spec, SeriesOptions) else None
     same_kind = json.loads(json.dumps(series)) == old_series
     if same_kind and series is not None and \
-            _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
+            _shaping(old.get("inputs")) == _shaping(spec.summary()):
         return {}, ["rerun of the same time series: recomputed, outputs replaced"]
-    if same_kind and _shaping(old.get("inputs")) == _shaping(describe_inputs(spec)):
+    if same_kind and _shaping(old.get("inputs")) == _shaping(spec.summary()):
         reuse = {g["name"]: g for g in records if "name" in g and _complete(folder, g)}
         notes = [f"rerun of the same job: {len(reuse)} granule(s) reused from the earlier "
                  "run (outputs present, sizes and checksums as recorded)"] \
@@ -117,7 +116,7 @@ def previous_job(spec: JobSpec, folder: Path, *, overwrite: bool = False,
     if not present:
         return {}, []
     if not overwrite:
-        old_in, new_in = _shaping(old.get("inputs")), _shaping(describe_inputs(spec))
+        old_in, new_in = _shaping(old.get("inputs")), _shaping(spec.summary())
         keys = sorted(k for k in old_in.keys() | new_in.keys() if old_in.get(k) != new_in.get(k))
         if not same_kind:
             keys.append("product or time-series settings")

@@ -1,0 +1,42 @@
+"""The ``opera-disp`` command line: commands derived from the options model, over
+:mod:`opera_disp.api`; ``dps`` fan-out commands; the process shell (:mod:`.shell`)."""
+
+from __future__ import annotations
+
+import typer
+
+from .commands import register
+from .dps import app as dps_app
+from .shell import main
+
+app = typer.Typer(
+    name="opera-disp",
+    help="OPERA DISP-S1 surface displacement: search, subset to masked COGs, time series, "
+         "inspect, plot, DPS fan-out.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"opera-disp {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """OPERA DISP-S1 displacement tools."""
+
+
+register(app)
+app.add_typer(dps_app, name="dps")
+
+__all__ = ["app", "main"]

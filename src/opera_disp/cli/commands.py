@@ -1,0 +1,357 @@
+"""The commands of ``opera-disp``: a thin, typed layer over :mod:`opera_disp.api`.
+
+``subset`` and ``timeseries`` are derived from the options model
+(:func:`~opera_disp.cli.params.product_command`); the toolkit commands take single fields
+of it (:func:`~opera_disp.cli.params.option`). Values reach the API as text and are
+checked there, so a bad value is the same one-line message everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import BadInput, ExitCode
+from ..logs import setup_logging
+from ..options import Run, Selection, SeriesOptions, SubsetOptions
+from ..options.values import (
+    COLOUR_BOUND,
+    DEFAULT_DOWNLOAD_WORKERS,
+    DOWNLOAD_WORKERS,
+    SAMPLE_DATES,
+    SAMPLE_SIDE,
+    SEED,
+    FloatRange,
+    IntRange,
+)
+from ..product import parse_frame
+from ..types import SearchFormat
+from .params import (
+    AsJson,
+    GranuleArg,
+    GroupedCommand,
+    enum_parser,
+    option,
+    path_parser,
+    product_command,
+)
+from .shell import to_log_file
+
+if TYPE_CHECKING:
+    from ..jobs.lifecycle import JobResult
+
+log = logging.getLogger("opera_disp.cli")
+Opt = typer.Option
+
+# Single fields of the model, for the toolkit commands.
+Granules = option(Selection, "granules")
+BBoxOpt = option(SubsetOptions, "bbox")
+Aoi = option(SubsetOptions, "aoi")
+WindowOpt = option(SubsetOptions, "window")
+Start = option(Selection, "start")
+End = option(Selection, "end")
+Frame = option(Selection, "frame")
+Limit = option(Selection, "limit")
+Source = option(Selection, "source")
+CmrUrl = option(Selection, "cmr_url")
+AccessOpt = option(SubsetOptions, "access")
+Progress = option(Run, "progress")
+
+
+def _int(rng: IntRange, name: str) -> dict[str, Any]:
+    return {"parser": lambda v: rng.parse(name, v), "metavar": "INTEGER"}
+
+
+def _float(rng: FloatRange, name: str) -> dict[str, Any]:
+    return {"parser": lambda v: rng.parse(name, v), "metavar": "FLOAT"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add every command of this module to ``app``."""
+    for name, kind, about in (
+            ("subset", SubsetOptions, "Subset DISP-S1 granules to masked Cloud-Optimized "
+             "GeoTIFFs and a summary.json."),
+            ("timeseries", SeriesOptions, "A rebased, corrected, re-referenced displacement "
+             "series and velocity per frame.")):
+        product_command(app, name, (kind, Run), _job(name), about)
+    for fn in (sample_cmd, schema, collection, search, footprints, download, inspect, layout,
+               plot):
+        app.command(fn.__name__.removesuffix("_cmd"), cls=GroupedCommand)(fn)
+
+
+def _job(name: str) -> Any:
+    def run(values: dict[str, Any], log_file: Path | None, verbose: bool) -> int:
+        from .. import api
+
+        setup_logging(verbose, log_file)
+        result = getattr(api, name)(**values)
+        _report(result, log_file, list_outputs=bool(values.get("demo")))
+        return int(result.exit_code)
+
+    return run
+
+
+def _report(result: JobResult, log_file: Path | None, *, list_outputs: bool) -> None:
+    """A job's outcome: one line and the summary's place on stdout (stderr on failure),
+    the outcome in the log file, and with ``list_outputs`` every file the summary lists."""
+    output = str(result.summary["inputs"]["output"])
+    out: Any = output if output.startswith("s3://") else Path(output).resolve()
+    stream = sys.stdout if result.exit_code == 0 else sys.stderr
+    print(f"opera-disp: {result.message}", file=stream)
+    to_log_file(log_file, logging.INFO if result.exit_code == 0 else logging.ERROR,
+                 f"outcome (exit {int(result.exit_code)}): {result.message}")
+    print(f"opera-disp: summary: {_join(out, 'summary.json')}", file=stream)
+    if list_outputs and result.exit_code == 0:
+        summary = result.summary
+        frames = summary.get("timeseries", {"frames": []})["frames"]
+        for o in [o for g in [*summary["granules"], *frames] for o in g["outputs"]]:
+            print(f"  {_join(out, o['path'])}")
+        if summary["catalog"]:
+            print(f"  {_join(out, summary['catalog']['path'])}")
+
+
+def _join(folder: Path | str, name: str) -> str:
+    """A file of the output folder, or of the ``s3://`` prefix."""
+    return f"{folder.rstrip('/')}/{name}" if isinstance(folder, str) else str(folder / name)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise BadInput(f"shape {text!r} is malformed; expected ROWSxCOLS, e.g. 1024x1280") \
+            from None
+    lo, hi = SAMPLE_SIDE.low, SAMPLE_SIDE.high
+    if not (lo <= rows <= (hi or rows) and lo <= cols <= (hi or cols)):
+        raise BadInput(f"shape {text!r} is outside {lo}x{lo}..{hi}x{hi}")
+    return rows, cols
+
+
+def _frames(text: str) -> tuple[int, ...]:
+    return tuple(parse_frame(f) for f in text.split(","))
+
+
+def sample_cmd(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write the granules into.",
+                                           metavar="OUTDIR")],
+    frames: Annotated[str, Opt(help="Comma-separated frame numbers.",
+                               metavar="FRAME[,FRAME...]")] = "40291",
+    dates: Annotated[int, Opt(help=f"Secondary dates per frame ({SAMPLE_DATES}).",
+                              **_int(SAMPLE_DATES, "dates"))] = 6,
+    shape: Annotated[str, Opt(help="Frame grid (full size: 7915x9548).",
+                              metavar="ROWSxCOLS")] = "1024x1280",
+    seed: Annotated[int, Opt(help="Random seed.", **_int(SEED, "seed"))] = 0,
+    progress: Progress = None,
+) -> int:
+    """Write synthetic, spec-faithful DISP-S1 v1.0 granules (the embedded sample archive)."""
+    from .. import synthetic
+
+    setup_logging()
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInput(f"output {str(outdir)!r} is a file; expected a folder")
+    paths = synthetic.write_archive(outdir, frames=_frames(frames), n_dates=dates,
+                                    shape=_shape(shape), seed=seed, progress=progress)
+    print(f"opera-disp: wrote {len(paths)} granule(s) to {outdir}")
+    return 0
+
+
+class SchemaName(StrEnum):
+    """Documents whose JSON Schema ships with opera-disp."""
+
+    SUMMARY = "summary"
+
+
+def schema(
+    name: Annotated[SchemaName, typer.Argument(help="Which document.")] = SchemaName.SUMMARY,
+    markdown: Annotated[bool, Opt("--markdown", help="The README's tables instead.")] = False,
+) -> int:
+    """Print the JSON Schema of summary.json."""
+    from ..jobs.summary import schema_tables, summary_schema
+
+    print(schema_tables() if markdown else json.dumps(summary_schema(), indent=2))
+    return 0
+
+
+# -- the access-and-visualize toolkit ---------------------------------------------------
+
+def _search(*, bbox: str | None, aoi: str | None, start: str | None, end: str | None,
+            frame: str | None, limit: str | None, source: str | Path | None,
+            cmr_url: str | None, granules: str | None = None) -> list[Any]:
+    from .. import api
+
+    if granules:  # explicit granules are taken as given: no search filters apply
+        return api.search(granules=granules, source=source, cmr_url=cmr_url)
+    return api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                      source=source, cmr_url=cmr_url)
+
+
+def collection(
+    cmr_url: CmrUrl = None,
+    short_name: Annotated[str | None, Opt(help="Collection short name.")] = None,
+    as_json: AsJson = False,
+) -> int:
+    """The DISP-S1 collection's concept id and summary from CMR."""
+    from .. import api
+
+    setup_logging()
+    info = api.collection(cmr_url=cmr_url, short_name=short_name)
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:16s} {v if v is not None else '-'}")
+    return 0
+
+
+def search(
+    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    frame: Frame = None, limit: Limit = None,
+    source: Annotated[Path | None, Opt(help="Search a local archive folder instead of "
+                                       "CMR.", **path_parser("source", "DIR"))] = None,
+    cmr_url: CmrUrl = None,
+    fmt: Annotated[SearchFormat | None, Opt("--format", help="Write CSV, JSON or GeoJSON "
+                                            "(to --output, else printed).",
+                                            **enum_parser(SearchFormat, "format"))] = None,
+    output: Annotated[Path | None, Opt("--output", "-o", help="File to write.",
+                                       **path_parser("output", "FILE"))] = None,
+) -> int:
+    """Search granules (CMR or a local archive); print a table or write CSV/JSON/GeoJSON."""
+    from ..files import atomic_path
+    from ..render import listing
+
+    setup_logging()
+    if output is not None and fmt is None:
+        suffix = output.suffix.lower().lstrip(".")
+        if suffix not in list(SearchFormat):
+            raise BadInput(f"output {str(output)!r}: give --format csv|json|geojson or use "
+                           "one of those extensions")
+        fmt = SearchFormat(suffix)
+    if output is not None and output.is_dir():
+        raise BadInput(f"output {str(output)!r} is a folder; expected a file path")
+    refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                   source=source, cmr_url=cmr_url)
+    if fmt is None:
+        print(listing.table(refs))
+    elif output is not None:
+        with atomic_path(output) as tmp:
+            tmp.write_text(listing.render(refs, fmt))
+        print(f"opera-disp: {len(refs)} granule(s) written to {output}")
+    else:
+        sys.stdout.write(listing.render(refs, fmt))
+    return 0 if refs else int(ExitCode.NO_MATCH)
+
+
+def footprints(
+    output: Annotated[Path, Opt("--output", "-o", help="HTML map to write (a .geojson is "
+                                "written beside it).", **path_parser("output", "FILE"))] =
+        Path("footprints.html"),
+    granules: Granules = None,
+    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    frame: Frame = None, limit: Limit = None, source: Source = None, cmr_url: CmrUrl = None,
+) -> int:
+    """Interactive map (folium) of granule footprints, frames coloured apart, AOI on top."""
+    from .. import api
+
+    setup_logging()
+    refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                   source=source, cmr_url=cmr_url, granules=granules)
+    if not refs:
+        print("opera-disp: no granule matched the inputs", file=sys.stderr)
+        return int(ExitCode.NO_MATCH)
+    out = api.footprints(refs, output, aoi=aoi)
+    print(f"opera-disp: {len(refs)} footprint(s): {out['html']} and {out['geojson']}")
+    return 0
+
+
+def download(
+    output: Annotated[Path, Opt("--output", "-o", help="Folder to download into.",
+                                **path_parser("output", "DIR"))] = Path("granules"),
+    granules: Granules = None,
+    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    frame: Frame = None, limit: Limit = None, cmr_url: CmrUrl = None,
+    access: AccessOpt = None,
+    workers: Annotated[int, Opt(help=f"Parallel downloads ({DOWNLOAD_WORKERS}).",
+                                **_int(DOWNLOAD_WORKERS, "workers"))] =
+        DEFAULT_DOWNLOAD_WORKERS,
+    progress: Progress = None,
+) -> int:
+    """Download whole granules: parallel, resumable, checked against CMR's size/checksum."""
+    from .. import api
+
+    setup_logging()
+    refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+                   source=None, cmr_url=cmr_url, granules=granules)
+    if not refs:
+        print("opera-disp: no granule matched the inputs", file=sys.stderr)
+        return int(ExitCode.NO_MATCH)
+    results = api.download(refs, output, access=access, workers=workers, progress=progress)
+    for r in results:
+        print(f"{r.status:10s} {r.name}" + (f"  ({r.reason})" if r.reason else ""))
+    failed = [r for r in results if r.status == "failed"]
+    print(f"opera-disp: {len(results) - len(failed)} of {len(results)} granule(s) in {output}")
+    if failed and all(r.service for r in failed):
+        return int(ExitCode.SERVICE)
+    return int(ExitCode.FAILED) if failed else 0
+
+
+def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = None,
+            cmr_url: CmrUrl = None) -> int:
+    """Describe a granule from its metadata only (remote: 2 round trips, the first read and
+    one concurrent batch of small reads; the report prints both counts)."""
+    from .. import api
+    from ..render.text import inspect_text
+
+    setup_logging()
+    doc = api.inspect(granule, access=access, cmr_url=cmr_url)
+    print(json.dumps(doc, indent=2, default=str) if as_json else inspect_text(doc))
+    return 0
+
+
+def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = None,
+           cmr_url: CmrUrl = None) -> int:
+    """File-space and chunk layout (h5stat -S / h5dump -pH) with read and dask advice."""
+    from .. import api
+    from ..render.text import layout_text
+
+    setup_logging()
+    doc = api.layout(granule, access=access, cmr_url=cmr_url)
+    print(json.dumps(doc, indent=2) if as_json else layout_text(doc))
+    return 0
+
+
+def plot(
+    granule: GranuleArg,
+    output: Annotated[Path, Opt("--output", "-o", help="File to write; the format follows "
+                                "the extension: .png, .jpg, .jpeg, .pdf or .svg.",
+                                **path_parser("output", "FILE"))] = \
+        Path("plot.png"),
+    layer: Annotated[str, Opt(help="Layer to plot.", metavar="LAYER")] = "displacement",
+    window: WindowOpt = None,
+    bbox: BBoxOpt = None,
+    vmin: Annotated[float | None, Opt(help="Low end of the colour range (the layer's units; "
+                                      "displacement alone: -vmin..vmin).",
+                                      **_float(COLOUR_BOUND, "vmin"))] = None,
+    vmax: Annotated[float | None, Opt(help="High end of the colour range (displacement "
+                                      "alone: ±vmax; default ±0.1 m, other layers the "
+                                      "2nd-98th percentiles).",
+                                      **_float(COLOUR_BOUND, "vmax"))] = None,
+    mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.")] = True,
+    access: AccessOpt = None,
+    cmr_url: CmrUrl = None,
+) -> int:
+    """The tutorial's map and histogram of a (masked) layer (masks and labels: categories)."""
+    from .. import api
+
+    setup_logging()
+    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmin=vmin,
+                   vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
+    print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
+    return 0
+
+

@@ -1,0 +1,124 @@
+"""Command-line parameters derived from the options model, and the shared ones.
+
+:func:`product_command` turns a product's option groups into a typer command: every
+field becomes an option with its help, metavar, default and ``--help`` section (its
+group), and the values go to :mod:`opera_disp.api` unparsed, where the model checks
+them, so a bad value is the same one-line message from the command line, the Python API
+and DPS. :func:`option` gives other commands (``search``, ``dps plan``…) a single field
+of the model as a parameter.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ..options import Group, OptionField
+from ..options.values import choice, parse_path
+
+if True:  # typer vendors click from 0.20; older releases depend on it
+    try:
+        from typer._click import Context, HelpFormatter
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import Context, HelpFormatter  # type: ignore[assignment]
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class GroupedCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` lists its options in sections, one per option group."""
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            title = "Arguments" if param.param_type_name == "argument" else \
+                getattr(param, "rich_help_panel", None) or "Options"
+            sections.setdefault(title, []).append(record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+def enum_parser(kind: type[E], name: str) -> dict[str, Any]:
+    """An enum option's typer settings: the library's parser, the choices as metavar."""
+    return {"parser": lambda v: choice(kind, v, name),
+            "metavar": "[" + "|".join(m.value for m in kind) + "]"}
+
+
+def path_parser(name: str, metavar: str) -> dict[str, Any]:
+    """A path option's typer settings; an empty value is bad input (``Path("")``: ".")."""
+    return {"parser": lambda v: v if isinstance(v, Path) else parse_path(v, name),
+            "metavar": metavar}
+
+
+def _typer_option(f: OptionField, help: str | None = None, panel: str | None = None
+                  ) -> typer.models.OptionInfo:
+    decls = [f.opt.flag] if f.opt.flag else [f"--{f.name.replace('_', '-')}"]
+    if f.opt.short:
+        decls.append(f.opt.short)
+    text = help or f.opt.help
+    shown = f.shown_default()
+    if shown and not f.is_flag:  # the model's default (the option itself defaults to None)
+        text += f"  [default: {shown}]"
+    common: dict[str, Any] = {"help": text, "rich_help_panel": panel}
+    if f.is_flag:
+        return typer.Option(*decls, **common)
+    return typer.Option(*decls, metavar=f.metavar, show_default=False, **common)
+
+
+def option(kind: type[Group], name: str, *, help: str | None = None) -> Any:
+    """One field of the model as a command's parameter type (text, parsed by the API;
+    a yes/no field stays a flag)."""
+    f = kind.option(name)
+    if f.is_flag:
+        return Annotated[bool, _typer_option(f, help)]
+    return Annotated[str | None, _typer_option(f, help)]
+
+
+#: Options of the process, not of a job: shared by the commands that run jobs.
+LogFile = Annotated[Path | None, typer.Option(help="Also write the log to this file.",
+                                              **path_parser("log file", "FILE"))]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+GranuleArg = Annotated[str, typer.Argument(
+    help="Local path, https://, http:// or s3:// URL, or granule name.")]
+
+
+def product_command(app: typer.Typer, name: str, groups: tuple[type[Group], ...],
+                    run: Callable[[dict[str, Any], Path | None, bool], int], help: str
+                    ) -> None:
+    """Register command ``name`` with every option of ``groups``; ``run(values, log_file,
+    verbose)`` gets the given values (None: not given) and returns the exit code."""
+    params: list[inspect.Parameter] = []
+    seen: set[str] = set()
+    for group in groups:
+        for f in group.options():
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            hint = bool if f.is_flag else str | None
+            default = f.default if f.is_flag else None
+            params.append(inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                annotation=Annotated[hint, _typer_option(f, panel=f.group)]))
+    for pname, hint, default in (("log_file", LogFile, None), ("verbose", Verbose, False)):
+        params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=hint))
+
+    def callback(**values: Any) -> int:
+        log_file, verbose = values.pop("log_file"), values.pop("verbose")
+        return run(values, log_file, verbose)
+
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    callback.__doc__ = help
+    callback.__name__ = name
+    app.command(name, cls=GroupedCommand)(callback)

@@ -1,0 +1,173 @@
+"""One job's life, below both products: its summary from the start to the exit code.
+
+A product's loop (``subset``: granules; ``timeseries``: frames) holds a
+:class:`Lifecycle` and hands it the product's own parts of the summary (:class:`Parts`):
+
+* :meth:`Lifecycle.running` writes the summary with status ``running`` (when the job
+  starts and after every step): a killed job leaves a summary that lists exactly the
+  outputs that are complete;
+* :meth:`Lifecycle.end` writes the STAC catalog of what the summary lists (not after an
+  interrupt, bad input or no match), names the files of the folder nobody listed, writes
+  the final summary and returns the :class:`JobResult`;
+* :meth:`Lifecycle.interrupted` ends a job stopped by Ctrl-C (exit 130) or SIGTERM (143).
+
+An earlier run's ``catalog.json`` is removed when the lifecycle starts: a catalog never
+outlives the summary that lists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NotRequired
+
+from typing_extensions import TypedDict
+
+from ..errors import ExitCode, OutputError, Terminated, one_line
+from ..options import SeriesOptions, SubsetOptions
+from ..times import iso
+from ..types import JobStatus
+from .folder import OutputFolder
+from .resume import listed_outputs, unlisted_files, unlisted_note
+from .summary import (
+    SUMMARY_SCHEMA,
+    CatalogRecord,
+    Engine,
+    GranuleRecord,
+    Problem,
+    SeriesSection,
+    Summary,
+    Totals,
+    software_versions,
+    summary_exit_code,
+    write_summary,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The job's summary document, exit code and one-line message."""
+
+    summary: Summary
+    exit_code: ExitCode
+    message: str
+
+
+class Parts(TypedDict):
+    """A product's own parts of its summary."""
+
+    granules: list[GranuleRecord]
+    skipped: list[Problem]
+    failed: list[Problem]
+    totals: Totals
+    timeseries: NotRequired[SeriesSection]
+
+
+def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
+    """130 for Ctrl-C (SIGINT), 143 for SIGTERM (raised as :class:`Terminated`).
+
+    Examples
+    --------
+    >>> int(interrupt_code(KeyboardInterrupt())), int(interrupt_code(Terminated()))
+    (130, 143)
+    """
+    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+
+
+#: Writes the product's STAC catalog of the summary's outputs; None: nothing to catalogue.
+CatalogWriter = Callable[[], CatalogRecord | None]
+
+
+@dataclass
+class Lifecycle:
+    """The summary of one job in a held output folder, from ``running`` to its end.
+
+    Parameters
+    ----------
+    spec
+        The job's checked options (the summary's ``inputs``).
+    folder
+        The held output folder (locked, with its scratch folder).
+    notes
+        Remarks from earlier stages (resolution, resume), copied into the summary.
+    engine
+        Where the work runs (None: threads of this process, ``spec.workers`` of them).
+    """
+
+    spec: SubsetOptions | SeriesOptions
+    folder: OutputFolder
+    notes: list[str] = field(default_factory=list)
+    engine: Engine | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        from ..stac.catalog import remove_catalog
+
+        self.notes = [*self.notes, *self.folder.notes]
+        if self.engine is None:
+            self.engine = Engine(scheduler=None, workers=self.spec.workers)
+        # An earlier run's catalog goes now; this run's is written when it ends.
+        remove_catalog(self.folder.path)
+
+    @property
+    def seconds(self) -> float:
+        """Time since the job started."""
+        return round(time.perf_counter() - self.t0, 3)
+
+    def running(self, message: str, parts: Parts) -> Summary:
+        """Write the running summary (compact: it is rewritten after every step)."""
+        return self._write(JobStatus.RUNNING, None, message, parts, None, self.notes)
+
+    def end(self, code: ExitCode, status: JobStatus, message: str, parts: Parts,
+            catalog: CatalogWriter | None = None) -> JobResult:
+        """Write the catalog (when the job made something), the final summary, and
+        return the result."""
+        record = None
+        if catalog is not None and self.spec.stac and status is not JobStatus.INTERRUPTED \
+                and code not in (ExitCode.BAD_INPUT, ExitCode.NO_MATCH):
+            try:
+                record = catalog()
+            except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
+                raise OutputError(f"cannot write the STAC catalog in {self.spec.output} "
+                                  f"({exc.strerror or one_line(exc)})") from None
+            if record is not None:
+                log.info("STAC catalog: %s (%d item(s))", self.spec.output / record["path"],
+                         record["items"])
+        # Files nobody listed are named, never silently mixed in.
+        listed = set(listed_outputs(parts))
+        if record is not None:
+            listed |= {f["path"] for f in record["files"]}
+        notes = [*self.notes, *unlisted_note(unlisted_files(self.folder.path, listed))]
+        return JobResult(self._write(status, code, message, parts, record, notes), code,
+                         message)
+
+    def interrupted(self, exc: KeyboardInterrupt, done: str, parts: Parts) -> JobResult:
+        """End an interrupted job; ``done`` says what was written (``3 of 5 granule(s)``)."""
+        code = interrupt_code(exc)
+        signame = "SIGTERM" if code is ExitCode.TERMINATED else "SIGINT"
+        return self.end(code, JobStatus.INTERRUPTED,
+                        f"interrupted by {signame}: {done} written to {self.spec.output}", parts)
+
+    def _write(self, status: JobStatus, code: ExitCode | None, message: str, parts: Parts,
+               catalog: CatalogRecord | None, notes: list[str]) -> Summary:
+        assert self.engine is not None
+        summary = Summary(
+            schema=SUMMARY_SCHEMA, status=status, message=message,
+            exit_code=None if code is None else summary_exit_code(code),
+            started=iso(self.started),
+            finished=None if code is None else iso(datetime.now(UTC)),
+            software=dict(software_versions()), inputs=self.spec.summary(),
+            engine=self.engine, notes=list(dict.fromkeys(notes)),
+            granules=parts["granules"], skipped=parts["skipped"], failed=parts["failed"],
+            totals=parts["totals"], catalog=catalog)
+        if "timeseries" in parts:
+            summary["timeseries"] = parts["timeseries"]
+        write_summary(self.folder.path, summary, tmp_dir=self.folder.scratch,
+                      indent=None if code is None else 2)
+        return summary
