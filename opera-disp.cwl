@@ -33,6 +33,7 @@ $graph:
       label: Granules
       doc: Comma-separated granule names or URLs (empty = search instead).
       type: string?
+      default: ()
     bbox:
       label: Bounding box
       doc: Area as W,S,E,N in degrees, e.g. -103.80,24.39,-103.64,24.51.
@@ -43,28 +44,29 @@ $graph:
       type: string?
     window:
       label: Window
-      doc: Pixel window ROW0:ROW1,COL0:COL1 of the frame grid.
+      doc: Pixels of the frame grid, half-open.
       type: string?
     start:
       label: Start
-      doc: First secondary date, ISO (YYYY-MM-DD).
+      doc: First secondary date (ISO).
       type: string?
     end:
       label: End
-      doc: Last secondary date, ISO, inclusive.
+      doc: Last secondary date (ISO, inclusive).
       type: string?
     frame:
       label: Frame
-      doc: OPERA frame number, e.g. 40291.
+      doc: Frame number, e.g. 40291.
       type: int?
     layers:
       label: Layers
-      doc: Comma-separated layers to write (default displacement).
+      doc: 'Comma-separated layers to write (default displacement; a time series: the one layer of
+        the series).'
       type: string?
-      default: displacement
     mask:
       label: Mask
-      doc: 'recommended (default: apply recommended_mask) or none (write the mask as its own COG).'
+      doc: 'recommended (default: apply recommended_mask) or none (write the mask as its own COG;
+        a time series: no mask).'
       type: string?
       default: recommended
     tolerated_failure_percentage:
@@ -79,7 +81,7 @@ $graph:
       default: 2
     limit:
       label: Limit
-      doc: Process at most this many granules.
+      doc: At most this many granules.
       type: int?
     access:
       label: Access
@@ -88,13 +90,13 @@ $graph:
       default: auto
     cmr_url:
       label: CMR URL
-      doc: CMR host (cmr.earthdata.nasa.gov or cmr.uat.earthdata.nasa.gov, as maap-py's cmr_host),
-        base URL or search URL (default production).
+      doc: 'CMR: a host (cmr.earthdata.nasa.gov, as maap-py''s cmr_host), a base URL or the search
+        URL (default $OPERA_DISP_CMR_URL or production).'
       type: string?
     cog_writer:
       label: COG writer
-      doc: 'streaming (default: opera-disp''s encoder) or gdal (GDAL''s COG driver; slower, a way
-        out of an encoder bug).'
+      doc: 'subset: COG encoder: streaming (opera-disp''s, compresses while reading) or gdal (GDAL''s
+        COG driver, the way out of an encoder bug); default streaming.'
       type: string?
     product:
       label: Product
@@ -103,58 +105,62 @@ $graph:
       type: string?
     corrections:
       label: Corrections
-      doc: 'timeseries: /corrections layers subtracted, comma-separated solid_earth_tide,ionospheric_delay,
-        or none (default solid_earth_tide).'
+      doc: 'timeseries: /corrections layers subtracted before rebasing: solid_earth_tide, ionospheric_delay
+        (comma-separated), or none; default solid_earth_tide.'
       type: string?
     nan_policy:
       label: Nan policy
-      doc: 'timeseries: propagate (default) or omit: what a NaN in a reference-crossover product does
-        to later dates.'
+      doc: 'timeseries: A NaN in a reference-crossover product: propagate (later dates NaN) or omit
+        (counted as 0), as opera-utils; default propagate.'
       type: string?
     reference_point:
       label: Reference point
-      doc: 'timeseries: LON,LAT of the spatial reference pixel (implies reference_method point).'
+      doc: 'timeseries: Spatial reference: the pixel containing this point (implies --reference-method
+        point).'
       type: string?
     reference_method:
       label: Reference method
-      doc: 'timeseries: point, median, high-coherence (default without a point) or none.'
+      doc: 'timeseries: point, median (of the area), high-coherence (median of pixels above --coherence-threshold;
+        the default without a point) or none (the products'' own).'
       type: string?
     coherence_threshold:
       label: Coherence threshold
-      doc: 'timeseries: harmonic-mean temporal coherence of a coherent pixel (default 0.7).'
+      doc: 'timeseries: Harmonic-mean temporal coherence of a coherent pixel; default 0.7.'
       type: float?
     seasonal:
       label: Seasonal
-      doc: 'timeseries: true to fit an annual sine and cosine with the velocity (default false).'
+      doc: 'timeseries: Fit an annual sine and cosine with the velocity: true or false (default false)'
       type: string?
     min_valid_fraction:
       label: Min valid fraction
-      doc: 'timeseries: pixels valid on fewer dates than this fraction get no velocity (default 0.5).'
+      doc: 'timeseries: Pixels valid on fewer dates than this fraction get no velocity; default 0.5.'
       type: float?
     allow_gaps:
       label: Allow gaps
-      doc: 'timeseries: true to start a new segment where a crossover product is missing (default
-        false: exit 2).'
+      doc: 'timeseries: Start a new segment where a crossover product is missing (else exit 2): true
+        or false (default false)'
       type: string?
     cube:
       label: Cube
-      doc: 'timeseries: netcdf (default, timeseries.nc) or zarr (timeseries.zarr, Zarr v3).'
+      doc: 'timeseries: Cube format: netcdf (timeseries.nc) or zarr (timeseries.zarr, Zarr v3); default
+        netcdf.'
       type: string?
     date_cogs:
       label: Date cogs
-      doc: 'timeseries: true to also write one COG per date (default false).'
+      doc: 'timeseries: Also one COG per date: true or false (default false)'
       type: string?
     points:
       label: Points
-      doc: 'timeseries: LON,LAT;LON,LAT... points whose series go to points.csv and points.png.'
+      doc: 'timeseries: Points whose series go to points.csv and points.png: a file of LON,LAT lines
+        or LON,LAT;LON,LAT...'
       type: string?
     quicklooks:
       label: Quicklooks
-      doc: 'subset: false for no quicklook PNGs (default true).'
+      doc: 'subset: Draw a quicklook PNG per granule: true or false (default true)'
       type: string?
     stac:
       label: STAC
-      doc: false for no STAC catalog (catalog.json) of the outputs (default true).
+      doc: 'false for no STAC catalog (catalog.json) of the outputs (default true): true or false'
       type: string?
   outputs:
     out:
@@ -218,6 +224,7 @@ $graph:
         prefix: --granule_list
     granules:
       type: string?
+      default: ()
       inputBinding:
         position: 2
         prefix: --granules
@@ -253,7 +260,6 @@ $graph:
         prefix: --frame
     layers:
       type: string?
-      default: displacement
       inputBinding:
         position: 9
         prefix: --layers

@@ -119,7 +119,7 @@ def time_quicklooks() -> None:
     """Wrap the job's quicklook step with a timer: its own cost, measured directly, beside
     the noisier difference of two whole jobs. The quicklook is drawn in its own thread
     while the statistics finish, so its wall time is an upper bound of what it adds."""
-    from opera_disp.job import granule
+    from opera_disp.subset import granule
 
     inner = granule._quicklook
 

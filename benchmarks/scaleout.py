@@ -124,7 +124,7 @@ def _series(archive: Path, out: Path, point: tuple[float, float], client: Any = 
 
         with get_task_stream(client) as ts:
             result = api.timeseries(source=archive, output=out, progress=False,
-                                    workers=workers, reference_point=point, client=client)
+                                    workers=workers, reference_point=point, scheduler=client)
         stream = [t for t in ts.data if str(t["key"]).startswith("run_tile")]
     wall = time.perf_counter() - t0
     logging.getLogger("opera_disp.cluster.series").removeHandler(gathered)
@@ -233,8 +233,8 @@ def main() -> None:
             t1 = time.perf_counter()
             client.gather(client.map(_noop, range(500)))
             noop = (time.perf_counter() - t1) / 500
-            _warm_up(archive, args.workdir / "warm-up", client=client, n=w)
-            r = _job(archive, args.workdir / f"out-dask-{w}", client=client)
+            _warm_up(archive, args.workdir / "warm-up", scheduler=client, n=w)
+            r = _job(archive, args.workdir / f"out-dask-{w}", scheduler=client)
         results.append((f"dask local:{w}", r, f"{start:.1f} s; empty task {noop * 1e3:.1f} ms"))
     ref = results[0][1]["hashes"]
     print(f"\n| run | workers | wall s | granules/s | MB/s out | s per granule (in task) | "

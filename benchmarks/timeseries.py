@@ -175,10 +175,9 @@ for f in files:
 
 def floor_bytes(path: Path, rows: tuple[int, int], cols: tuple[int, int]) -> int:
     """The metadata page plus the area's compressed chunks of the layers a series reads."""
-    from opera_disp.options import SeriesOptions
-
     from opera_disp.geometry import Window
     from opera_disp.hdf5.read import plan_reads
+    from opera_disp.options import SeriesOptions
     from opera_disp.timeseries.run import layers_needed
 
     layers = layers_needed(SeriesOptions.make(source=str(path.parent)))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from opera_disp import synthetic
-from opera_disp.job import run as job_run
+from opera_disp.jobs import summary as summaries
 
 from .helpers import validate_summary
 
@@ -50,7 +50,7 @@ def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]
     :mod:`opera_disp.subset.run`); the wrapper validates the document as it will be written
     (JSON round trip) and then writes it. Yields the summaries validated.
     """
-    write = job_run.write_json
+    write = summaries.write_json
     seen: list[Path] = []
 
     def validating_write(path: Path, doc: Any, **kwargs: Any) -> None:
@@ -59,7 +59,7 @@ def summaries_are_valid(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]
             seen.append(Path(path))
         write(path, doc, **kwargs)
 
-    monkeypatch.setattr(job_run, "write_json", validating_write)
+    monkeypatch.setattr(summaries, "write_json", validating_write)
     yield seen
 
 

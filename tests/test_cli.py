@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from opera_disp import api
-from opera_disp.job import granule as job_granule
+from opera_disp.subset import granule as job_granule
 from opera_disp.retry import RetryPolicy
 
 from .fakes.servers import Server, ServerState

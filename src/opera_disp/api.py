@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from inspect import Parameter, Signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -437,3 +438,22 @@ def download(refs: list[GranuleRef], outdir: str | Path, *,
                             show_progress=progress)
     finally:
         opened.close()
+
+
+def _signature(kinds: tuple[type[Any], ...]) -> Signature:
+    """A product call's signature from the options model (notebooks show it: ``help()``,
+    tab completion); the values are checked by the model when the job is prepared."""
+    params = [Parameter("source_factory", Parameter.KEYWORD_ONLY,
+                                default=None, annotation="SourceFactory | None")]
+    seen: set[str] = set()
+    for kind in kinds:
+        for f in kind.options():
+            if f.name not in seen:
+                seen.add(f.name)
+                params.append(Parameter(f.name, Parameter.KEYWORD_ONLY, default=f.default,
+                                        annotation=f.hint))
+    return Signature(params, return_annotation="JobResult")
+
+
+subset.__signature__ = _signature((SubsetOptions, Run))  # type: ignore[attr-defined]
+timeseries.__signature__ = _signature((SeriesOptions, Run))  # type: ignore[attr-defined]

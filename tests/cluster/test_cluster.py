@@ -125,7 +125,7 @@ def test_local_cluster_outputs_are_the_local_bytes(archive: Path, tmp_path: Path
                                                    local_run: dict[str, str]) -> None:
     # Relative paths, as typed: the workers run in folders of their own.
     result = api.subset(source=os.path.relpath(archive), window=WINDOW, frame=FRAME,
-                        output="out", progress=False, client=cluster)
+                        output="out", progress=False, scheduler=cluster)
     assert result.exit_code == 0, result.message
     assert _files(tmp_path / "out") == local_run == _outputs(result.summary)
     assert result.summary["engine"]["workers"] == 2
@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_task_is_retried(archive: Path, tmp_path: Path, clus
                                              local_run: dict[str, str]) -> None:
     pids = set(cluster.run(os.getpid).values())
     result = api.subset(source=archive, window=WINDOW, frame=FRAME, output=tmp_path / "out",
-                        progress=False, client=cluster,
+                        progress=False, scheduler=cluster,
                         source_factory=KillOnce(tmp_path / "killed"))
     killed = int((tmp_path / "killed").read_text())
     assert killed in pids  # a worker really died mid-task ...
@@ -176,7 +176,7 @@ def test_a_task_dask_gives_up_on_is_the_granules_failure(archive: Path,
             LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                          dashboard_address=":0") as lc, Client(lc) as client:
         result = api.subset(source=archive, window=WINDOW, frame=FRAME, limit=1,
-                            output=tmp_path / "out", progress=False, client=client,
+                            output=tmp_path / "out", progress=False, scheduler=client,
                             source_factory=KillOnce(tmp_path / "killed"))
     assert result.exit_code == 1
     assert result.summary["totals"]["failed"] == 1
@@ -206,7 +206,7 @@ def test_s3_output_on_workers_credentials_never_in_tasks_or_logs(
     watch = type("Watch", (GraphWatch, SchedulerPlugin), {})()
     cluster.register_plugin(watch)
     result = api.subset(source=archive, window=WINDOW, frame=FRAME, output="s3://results/run1",
-                        progress=False, client=cluster)
+                        progress=False, scheduler=cluster)
     assert result.exit_code == 0, result.message
     got = _s3_files(s3, "run1")
     assert {k: hashlib.sha256(v).hexdigest() for k, v in got.items()

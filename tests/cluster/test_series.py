@@ -112,7 +112,7 @@ def test_series_on_workers_is_byte_identical(stack: Path, client: Any, case: str
     from distributed import get_task_stream
 
     with get_task_stream(client) as stream:
-        dask = api.timeseries(output=tmp_path / "dask", client=client, **kwargs)
+        dask = api.timeseries(output=tmp_path / "dask", scheduler=client, **kwargs)
     assert dask.exit_code == 0, dask.message
     # Pass 1 (read, rebase; with a point also the fit) on the workers; with a median or
     # high-coherence reference the second pass's fits go there too.
@@ -160,7 +160,7 @@ def test_fits_that_fail_on_the_workers_are_made_here(stack: Path, client: Any, t
     ours.addHandler(caplog.handler)
     try:
         with caplog.at_level("WARNING", logger="opera_disp"):
-            dask = api.timeseries(output=tmp_path / "dask", client=client, **kwargs)
+            dask = api.timeseries(output=tmp_path / "dask", scheduler=client, **kwargs)
     finally:
         ours.removeHandler(caplog.handler)
         client.run(_mend_fits)
@@ -220,7 +220,7 @@ def test_a_worker_killed_mid_tile_is_retried(stack: Path, client: Any, tmp_path:
     local = api.timeseries(output=tmp_path / "local", **kwargs)
     assert local.exit_code == 0, local.message
     pids = set(client.run(os.getpid).values())
-    dask = api.timeseries(output=tmp_path / "dask", client=client,
+    dask = api.timeseries(output=tmp_path / "dask", scheduler=client,
                           source_factory=KillOnWorker(tmp_path / "killed"), **kwargs)
     assert int((tmp_path / "killed").read_text()) in pids  # a worker died mid-tile ...
     assert dask.exit_code == 0, dask.message
@@ -240,7 +240,7 @@ def test_the_only_worker_killed_mid_tile(stack: Path, tmp_path: Path) -> None:
     assert local.exit_code == 0, local.message
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as lc, Client(lc) as one:
-        dask = api.timeseries(output=tmp_path / "dask", client=one,
+        dask = api.timeseries(output=tmp_path / "dask", scheduler=one,
                               source_factory=KillOnWorker(tmp_path / "killed"), **kwargs)
     assert (tmp_path / "killed").exists()
     assert dask.exit_code == 0, dask.message
@@ -258,7 +258,7 @@ def test_credentials_reach_the_workers_never_tasks_or_logs(
     watch = type("Watch", (GraphWatch, SchedulerPlugin), {})()
     client.register_plugin(watch, name="series-graph-watch")
     result = api.timeseries(source=stack, progress=False, reference_method="none",
-                            output=tmp_path / "out", client=client)
+                            output=tmp_path / "out", scheduler=client)
     assert result.exit_code == 0, result.message
     specs = client.run_on_scheduler(lambda dask_scheduler: [
         s for p in dask_scheduler.plugins.values() if hasattr(p, "specs") for s in p.specs])

@@ -19,7 +19,7 @@ from opera_disp.catalog.refs import GranuleRef
 from opera_disp.errors import AuthError, BadInput, ExitCode, Unreachable
 from opera_disp.geometry import Grid
 from opera_disp.io.source import ByteSource
-from opera_disp.job import granule as job_granule
+from opera_disp.subset import granule as job_granule
 from opera_disp.product import LAYERS
 from opera_disp.tiff import writer as tiff_writer
 

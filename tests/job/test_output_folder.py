@@ -24,7 +24,8 @@ import pytest
 
 from opera_disp import api
 from opera_disp.files import sha256_file
-from opera_disp.job import run as job_run
+from opera_disp.jobs import summary as summaries
+from opera_disp.subset import run as job_run
 
 from ..helpers import validate_summary
 
@@ -42,7 +43,7 @@ from pathlib import Path
 (Path(os.environ["STARTED"]).parent / "sigint").write_text(str(signal.getsignal(signal.SIGINT)))
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from opera_disp import cli
-from opera_disp.job import granule as g
+from opera_disp.subset import granule as g
 
 hold, started, go = os.environ["HOLD"], Path(os.environ["STARTED"]), Path(os.environ["GO"])
 real = g._mask_band
@@ -290,7 +291,7 @@ def test_a_failing_job_leaves_no_scratch(granule: Path, tmp_path: Path,
 def test_summary_is_written_at_the_start_and_after_every_granule(
         archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, Any]] = []
-    write = job_run.write_json
+    write = summaries.write_json
 
     def spy(path: Path, doc: Any, **kwargs: Any) -> None:
         write(path, doc, **kwargs)
@@ -298,7 +299,7 @@ def test_summary_is_written_at_the_start_and_after_every_granule(
         _assert_listed_files_complete(tmp_path, on_disk)
         seen.append(on_disk)
 
-    monkeypatch.setattr(job_run, "write_json", spy)
+    monkeypatch.setattr(summaries, "write_json", spy)
     gs = _granules(archive)
     r = api.subset(granules=[str(g) for g in gs], window=WINDOW, output=tmp_path,
                    workers=1, progress=False)

@@ -130,11 +130,11 @@ def publish_summary(result: JobResult, path: Path, target: S3Target) -> JobResul
     import dataclasses
     import json
 
-    from ..files import write_json
+    from ..jobs.summary import write_summary
 
     summary = result.summary
     summary["inputs"]["output"] = target.url
-    write_json(path, summary)
+    write_summary(path.parent, summary)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     upload(target.client(), target, path, "summary.json", digest)
     message = result.message.replace(str(path.parent), target.url)

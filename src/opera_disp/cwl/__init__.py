@@ -10,14 +10,15 @@ them in step: :func:`generate` derives
   ``id`` = the algorithm name) running one ``CommandLineTool`` (``id: main``) that calls
   ``run.sh`` with ``--name value`` pairs, in the same order as the legacy positionals,
 
-from the legacy file (names, descriptions, order, image, commands, disk and queue) and
-from the command line's own signatures (input types and defaults). The resource figures
+from the legacy file (image, commands, disk and queue) and from the options model (the
+inputs' names, order, descriptions, types and defaults, :mod:`opera_disp.dps.inputs`),
+which also writes the legacy file's ``inputs`` section and ``run.sh``'s tables. The resource figures
 are computed once and written to both files: ``ram_min``/``ramMin`` from the queue's
 memory and ``outdir_max``/``outdirMax`` from ``disk_space`` (both in mebibytes, CWL's
 unit), ``cores_min``/``coresMin`` from the job's default concurrency.
 
-``python -m opera_disp.cwl`` rewrites the two files; ``--check`` only compares (a test
-does the same, so the committed files never drift from ``algorithm_config.yaml``).
+``python -m opera_disp.cwl`` rewrites the four; ``--check`` only compares (a test does
+the same, so the committed files never drift from the model).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import enum
 import re
 import types
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ import yaml
 CONFIG_NAME: Final = "algorithm_config.yaml"
 CWL_CONFIG_NAME: Final = "algorithm_config_cwl.yaml"
 CWL_NAME: Final = "opera-disp.cwl"
+RUN_SH: Final = "run.sh"
 KEYWORDS: Final = ("OGC", "OPERA", "DISP-S1", "InSAR", "Sentinel-1", "displacement", "COG",
                    "STAC")
 AUTHOR: Final = "opera-disp"
@@ -61,21 +62,10 @@ def mebibytes(text: str) -> int:
 
 
 def _command_parameters() -> dict[str, tuple[Any, Any]]:
-    """Every option of every command: name -> (type hint, default); ``subset`` first."""
-    import inspect
+    """Every DPS input's option type and default, from the options model."""
+    from ..dps.inputs import dps_inputs
 
-    from .. import cli
-
-    found: dict[str, tuple[Any, Any]] = {}
-    callbacks: list[Callable[..., Any]] = [cli.subset]
-    callbacks += [c.callback for c in cli.app.registered_commands
-                  if c.callback is not None and c.callback is not cli.subset]
-    for fn in callbacks:
-        hints = typing.get_type_hints(fn)
-        for name, param in inspect.signature(fn).parameters.items():
-            if name in hints and name not in found:
-                found[name] = (hints[name], param.default)
-    return found
+    return {i.name: i.hint_and_default() for i in dps_inputs()}
 
 
 def _base(hint: Any) -> tuple[Any, bool]:
@@ -124,21 +114,11 @@ def _shared_defaults() -> set[str]:
     """DPS inputs whose default suits both products (``subset`` and ``timeseries``).
 
     ``run.sh`` refuses an input the chosen product does not take, so an input only one
-    product takes must have no default (MAAP would always send it). ``layers`` reaches the
-    time series as ``--layer``.
+    product takes must have no default (MAAP would always send it).
     """
-    import inspect
+    from ..dps.inputs import dps_inputs
 
-    from .. import cli
-
-    sub = inspect.signature(cli.subset).parameters
-    series = inspect.signature(cli.timeseries).parameters
-    out = set()
-    for name, param in sub.items():
-        other = series.get({"layers": "layer"}.get(name, name))
-        if other is not None and other.default == param.default:
-            out.add(name)
-    return out
+    return {i.name for i in dps_inputs() if i.shared_default}
 
 
 def _inputs(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,7 +226,19 @@ def _dump(doc: dict[str, Any]) -> str:
 
 
 def generate(root: Path) -> dict[str, str]:
-    """The two files' text, by name, from ``root/algorithm_config.yaml``."""
-    config = yaml.safe_load((root / CONFIG_NAME).read_text())
+    """The generated files' text, by name: ``algorithm_config.yaml``'s inputs section and
+    ``run.sh``'s tables from the options model, and the two CWL files from the former."""
+    from ..dps.inputs import RUN_SH_BEGIN, RUN_SH_END, inputs_yaml, run_sh_block
+
+    legacy = (root / CONFIG_NAME).read_text()
+    head, sep, _ = legacy.partition("\ninputs:\n")
+    legacy = (head + "\n" if sep else legacy) + inputs_yaml()
+    run_sh = (root / RUN_SH).read_text()
+    before, found, rest = run_sh.partition(RUN_SH_BEGIN)
+    if found:
+        after = rest.partition(RUN_SH_END + "\n")[2]
+        run_sh = before + run_sh_block() + after
+    config = yaml.safe_load(legacy)
     ogc = cwl_config(config)
-    return {CWL_CONFIG_NAME: _dump(ogc), CWL_NAME: _dump(cwl_document(ogc))}
+    return {CONFIG_NAME: legacy, RUN_SH: run_sh, CWL_CONFIG_NAME: _dump(ogc),
+            CWL_NAME: _dump(cwl_document(ogc))}

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import requests
 
 from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
-from ..files import atomic_path, write_json
+from ..files import atomic_path
 from ..jobs.summary import (
     SUMMARY_SCHEMA,
     DpsJobRecord,
@@ -37,6 +37,7 @@ from ..jobs.summary import (
     Problem,
     SeriesSection,
     Summary,
+    write_summary,
 )
 from ..subset.stac_items import catalog_record, write_subset_catalog
 from ..types import JobStatus, OutputKind
@@ -226,10 +227,10 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
         return _finish_series(ledger, parts, staged, merged, output, missing)
     # One catalog of every merged granule, as a single job writes it (from the merged
     # records and the merged copies, so it agrees with the merged summary).
-    write_json(output / "summary.json", merged)  # the items name it: it must exist first
+    write_summary(output, merged)  # the items name it: it must exist first
     if merged["granules"]:
         merged["catalog"] = catalog_record(write_subset_catalog(output, merged["granules"]))
-        write_json(output / "summary.json", merged)
+        write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
 
@@ -338,10 +339,10 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
     merged["message"] = (f"{len(frames)} frame(s) of time series from "
                          f"{sum(s is not None for _, s in parts)} DPS job(s) merged into "
                          f"{output}" + (f"; {len(missing)} job(s) missing" if missing else ""))
-    write_json(output / "summary.json", merged)
+    write_summary(output, merged)
     if frames:
         merged["catalog"] = write_series_catalog(output, frames, settings)
-        write_json(output / "summary.json", merged)
+        write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
 

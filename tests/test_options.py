@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opera_disp.options import SubsetOptions
+from opera_disp.options.values import COLOUR_BOUND, TOLERANCE, FloatRange, IntRange
+
+make_spec = SubsetOptions.make
 
 from opera_disp import api
 from opera_disp.errors import BadInput
-from opera_disp.spec import COLOUR_BOUND, TOLERANCE, FloatRange, IntRange, make_spec
 
 
 def _one_line(exc: pytest.ExceptionInfo[BadInput]) -> str:
