@@ -33,7 +33,6 @@ $graph:
       label: Granules
       doc: Comma-separated granule names or URLs (empty = search instead).
       type: string?
-      default: ()
     bbox:
       label: Bounding box
       doc: Area as W,S,E,N in degrees, e.g. -103.80,24.39,-103.64,24.51.
@@ -63,6 +62,7 @@ $graph:
       doc: 'Comma-separated layers to write (default displacement; a time series: the one layer of
         the series).'
       type: string?
+      default: displacement
     mask:
       label: Mask
       doc: 'recommended (default: apply recommended_mask) or none (write the mask as its own COG;
@@ -224,7 +224,6 @@ $graph:
         prefix: --granule_list
     granules:
       type: string?
-      default: ()
       inputBinding:
         position: 2
         prefix: --granules
@@ -260,6 +259,7 @@ $graph:
         prefix: --frame
     layers:
       type: string?
+      default: displacement
       inputBinding:
         position: 9
         prefix: --layers

@@ -292,7 +292,7 @@ def collection(cmr_url: str | None = None, short_name: str | None = None) -> dic
 
 
 @contextmanager
-def _granule_source(granule: str, access: AccessMode | str, cmr_url: str | None,
+def _granule_source(granule: str, access: AccessMode | str | None, cmr_url: str | None,
                     output: Path | None = None) -> Iterator[ByteSource]:
     """The source of a single-granule command, closed after; an unreadable file is bad input.
 
@@ -303,7 +303,7 @@ def _granule_source(granule: str, access: AccessMode | str, cmr_url: str | None,
     """
     from .io.access import open_source
 
-    src = open_source(granule, access=choice(AccessMode, access, "access"),
+    src = open_source(granule, access=choice(AccessMode, access or AccessMode.AUTO, "access"),
                       cmr_url=parse_cmr_url(cmr_url))
     try:
         yield src
@@ -326,7 +326,7 @@ def _granule_source(granule: str, access: AccessMode | str, cmr_url: str | None,
         src.close()
 
 
-def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
+def inspect(granule: str, *, access: AccessMode | str | None = AccessMode.AUTO,
             cmr_url: str | None = None) -> dict[str, Any]:
     """Describe a granule from its metadata (see :func:`opera_disp.hdf5.info.inspect_granule`)."""
     from .hdf5.info import inspect_granule
@@ -339,7 +339,7 @@ def inspect(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
         return doc
 
 
-def frame_grid(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
+def frame_grid(granule: str, *, access: AccessMode | str | None = AccessMode.AUTO,
                cmr_url: str | None = None) -> Grid:
     """The frame grid of a granule (one metadata read), e.g. to tile an area in pixels."""
     from .hdf5.index import open_index
@@ -349,7 +349,7 @@ def frame_grid(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
         return open_index(src, [], DispProduct.from_name(Path(granule).name)).grid
 
 
-def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
+def layout(granule: str, *, access: AccessMode | str | None = AccessMode.AUTO,
            cmr_url: str | None = None) -> dict[str, Any]:
     """File-space and chunk analysis with advice (see :func:`opera_disp.hdf5.info.layout`)."""
     from .hdf5.info import layout as file_layout
@@ -361,7 +361,7 @@ def layout(granule: str, *, access: AccessMode | str = AccessMode.AUTO,
 def plot(granule: str, output: str | Path, *, layer: str = "displacement",
          window: Window | str | None = None, bbox: BBox | str | None = None,
          vmin: float | None = None, vmax: float | None = None, mask: bool = True,
-         access: AccessMode | str = AccessMode.AUTO, cmr_url: str | None = None,
+         access: AccessMode | str | None = AccessMode.AUTO, cmr_url: str | None = None,
          max_pixels: int = 2048) -> PlotResult:
     """The tutorial's map + histogram of a (masked) layer over a window, in one file.
 
@@ -421,7 +421,7 @@ def footprints(refs: list[GranuleRef], output: str | Path, *,
 
 
 def download(refs: list[GranuleRef], outdir: str | Path, *,
-             access: AccessMode | str = AccessMode.AUTO,
+             access: AccessMode | str | None = AccessMode.AUTO,
              workers: int = DEFAULT_DOWNLOAD_WORKERS,
              progress: bool | None = None) -> list[Downloaded]:
     """Download whole granules in parallel (resumable, verified, atomic)."""
@@ -431,7 +431,7 @@ def download(refs: list[GranuleRef], outdir: str | Path, *,
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {str(outdir)!r} is a file; expected a folder")
-    opened = Access(choice(AccessMode, access, "access"))
+    opened = Access(choice(AccessMode, access or AccessMode.AUTO, "access"))
     try:
         return download_all(refs, out, open_source=opened.open,
                             workers=DOWNLOAD_WORKERS.check("workers", workers),

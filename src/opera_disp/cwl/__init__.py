@@ -233,12 +233,12 @@ def generate(root: Path) -> dict[str, str]:
     legacy = (root / CONFIG_NAME).read_text()
     head, sep, _ = legacy.partition("\ninputs:\n")
     legacy = (head + "\n" if sep else legacy) + inputs_yaml()
-    run_sh = (root / RUN_SH).read_text()
-    before, found, rest = run_sh.partition(RUN_SH_BEGIN)
-    if found:
-        after = rest.partition(RUN_SH_END + "\n")[2]
-        run_sh = before + run_sh_block() + after
     config = yaml.safe_load(legacy)
     ogc = cwl_config(config)
-    return {CONFIG_NAME: legacy, RUN_SH: run_sh, CWL_CONFIG_NAME: _dump(ogc),
-            CWL_NAME: _dump(cwl_document(ogc))}
+    out = {CONFIG_NAME: legacy, CWL_CONFIG_NAME: _dump(ogc), CWL_NAME: _dump(cwl_document(ogc))}
+    if (root / RUN_SH).is_file():
+        run_sh = (root / RUN_SH).read_text()
+        before, found, rest = run_sh.partition(RUN_SH_BEGIN)
+        if found:
+            out[RUN_SH] = before + run_sh_block() + rest.partition(RUN_SH_END + "\n")[2]
+    return out

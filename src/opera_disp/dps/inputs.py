@@ -69,14 +69,16 @@ class RegisteredInput:
         if not self.fields:
             return str, "subset"
         f = next(iter(self.fields.values()))
-        return f.hint, f.default
+        if f.is_flag or isinstance(f.default, int | float | str) or f.default is None:
+            return f.hint, f.default
+        return f.hint, f.shown_default()  # e.g. a tuple as its comma-separated text
 
     @property
     def shared_default(self) -> bool:
         """Every product takes it, with the same default (so the CWL may show it)."""
         if len(self.fields) < len(PRODUCTS):
             return False
-        return len({repr(f.default) for f in self.fields.values()}) == 1
+        return len({f.shown_default() for f in self.fields.values()}) == 1
 
 
 @functools.cache
