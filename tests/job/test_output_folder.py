@@ -28,7 +28,7 @@ from opera_disp.job import run as job_run
 
 from ..helpers import validate_summary
 
-# The names the README promises (opera_disp.job.folder.LOCK_NAME, SCRATCH_NAME).
+# The names the docs promise (docs/outputs.md; opera_disp.job.folder.LOCK_NAME, SCRATCH_NAME).
 LOCK_NAME = ".opera-disp.lock"
 SCRATCH_NAME = ".opera-disp-tmp"
 
