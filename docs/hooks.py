@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 MARKER = re.compile(r"^<!-- generated: ([a-z0-9-]+) -->$", flags=re.M)
+#: An inline code span (one line).
+CODE_SPAN = re.compile(r"`[^`\n]*`")
 #: Help text is wrapped at this width (the terminal's width must not change the page).
 HELP_WIDTH = 88
 
@@ -155,7 +157,23 @@ def render(markdown: str, where: str = "a page") -> str:
     return MARKER.sub(part, markdown)
 
 
+def table_pipes(markdown: str) -> str:
+    """Table rows' code spans with ``\\|`` turned into ``|``.
+
+    In a table cell GitHub needs a pipe escaped even inside code (`` `a\\|b` ``), and shows
+    it as ``|``; Python-Markdown already keeps code spans whole and would show the
+    backslash. The pages are written for GitHub (the README links into them), so the site
+    drops the backslash.
+    """
+    def row(line: str) -> str:
+        if not line.lstrip().startswith("|"):
+            return line
+        return CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line)
+
+    return "".join(row(line) for line in markdown.splitlines(keepends=True))
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any,
                      **kwargs: Any) -> str:
-    """mkdocs event: fill in the page's generated parts."""
-    return render(markdown, page.file.src_uri)
+    """mkdocs event: fill in the page's generated parts; unescape pipes in table code."""
+    return table_pipes(render(markdown, page.file.src_uri))

@@ -58,7 +58,9 @@ def test_the_docs_build_strictly(build: Build) -> None:
     assert build.returncode == 0, build.log
     assert "WARNING" not in build.log, build.log
     for page in build.site.rglob("*.html"):
-        assert "<!-- generated:" not in page.read_text(), f"{page}: a marker left unfilled"
+        text = page.read_text()
+        assert "<!-- generated:" not in text, f"{page}: a marker left unfilled"
+        assert "\\|" not in text, f"{page}: a table pipe shown with its backslash"
 
 
 def test_cli_reference_has_every_command_and_its_options(build: Build) -> None:
