@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from opera_disp import api
-from opera_disp.subset import granule as job_granule
 from opera_disp.retry import RetryPolicy
+from opera_disp.subset import granule as job_granule
 
 from .fakes.servers import Server, ServerState
 from .helpers import one_line_error, run, validate_summary

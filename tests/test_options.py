@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from opera_disp.options import SubsetOptions
 from opera_disp.options.values import COLOUR_BOUND, TOLERANCE, FloatRange, IntRange
 

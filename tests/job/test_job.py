@@ -19,8 +19,8 @@ from opera_disp.catalog.refs import GranuleRef
 from opera_disp.errors import AuthError, BadInput, ExitCode, Unreachable
 from opera_disp.geometry import Grid
 from opera_disp.io.source import ByteSource
-from opera_disp.subset import granule as job_granule
 from opera_disp.product import LAYERS
+from opera_disp.subset import granule as job_granule
 from opera_disp.tiff import writer as tiff_writer
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_MATCH = (ExitCode.OK, ExitCode.FAILED,

@@ -29,7 +29,7 @@ from opera_disp.subset import run as job_run
 
 from ..helpers import validate_summary
 
-# The names the README promises (opera_disp.jobs.folder.LOCK_NAME, SCRATCH_NAME).
+# The names the docs promise (docs/outputs.md; opera_disp.jobs.folder.LOCK_NAME, SCRATCH_NAME).
 LOCK_NAME = ".opera-disp.lock"
 SCRATCH_NAME = ".opera-disp-tmp"
 

@@ -1,5 +1,7 @@
-"""``summary.json`` has a JSON Schema: the command prints it, it rejects broken documents,
-and the README's schema tables and exit-code table are generated from the code.
+"""``summary.json`` has a JSON Schema: the command prints it and it rejects broken documents.
+
+The documentation's schema tables and exit-code table are generated from the code at every
+build (``docs/hooks.py``); ``tests/test_docs.py`` builds the site and checks them.
 
 Every summary the test suite's jobs write is validated too: see ``summaries_are_valid`` in
 ``tests/conftest.py``.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,9 @@ import jsonschema
 import pytest
 
 from opera_disp import api
-from opera_disp.errors import EXIT_CODES
 from opera_disp.jobs.summary import schema_tables, summary_schema
 
 from ..helpers import run, validate_summary
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-START, END = "<!-- summary-schema:start -->", "<!-- summary-schema:end -->"
 
 
 def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,31 +85,3 @@ def test_broken_summary_fails_validation(granule: Path, tmp_path: Path,
     breaks(broken)
     with pytest.raises(jsonschema.ValidationError):
         validate_summary(broken)
-
-
-def test_readme_schema_tables_are_generated() -> None:
-    text = README.read_text()
-    assert text.count(START) == 1 and text.count(END) == 1, "README lacks the schema markers"
-    inner = text.split(START, 1)[1].split(END, 1)[0]
-    assert inner.strip() == schema_tables().strip(), \
-        "README's summary.json tables differ: paste `opera-disp schema summary --markdown`"
-
-
-def _exit_code_table(text: str) -> list[tuple[int, str]]:
-    lines = text.splitlines()
-    heads = [i for i, ln in enumerate(lines)
-             if re.fullmatch(r"\|\s*code\s*\|\s*meaning\s*\|", ln.strip())]
-    assert len(heads) == 1, "README needs exactly one `| code | meaning |` table"
-    rows = []
-    for ln in lines[heads[0] + 2:]:
-        if not ln.strip().startswith("|"):
-            break
-        m = re.fullmatch(r"\|\s*(\d+)\s*\|\s*(.*?)\s*\|", ln.strip())
-        assert m, f"malformed exit-code row: {ln!r}"
-        rows.append((int(m.group(1)), m.group(2)))
-    return rows
-
-
-def test_readme_exit_code_table_matches_the_code() -> None:
-    rows = _exit_code_table(README.read_text())
-    assert rows == [(int(code), meaning) for code, meaning in EXIT_CODES.items()]
