@@ -70,13 +70,7 @@ def _command() -> Any:
 
     cli = _import("opera_disp.cli")
     typer.core.HAS_RICH = False  # plain help text, whether rich is installed or not
-    cmd = typer.main.get_command(cli.app)
-    if "dps" not in getattr(cmd, "commands", {}):
-        # Today the dps group is added lazily (cli._add_rooms); later it is registered at
-        # import and the call is gone.
-        getattr(cli, "_add_rooms", lambda: None)()
-        cmd = typer.main.get_command(cli.app)
-    return cmd
+    return typer.main.get_command(cli.app)
 
 
 def _helps(cmd: Any, ctx: Any) -> Iterator[tuple[str, str]]:
@@ -105,7 +99,7 @@ def cli_reference() -> str:
 
 def summary_schema() -> str:
     """The summary.json tables, generated from its JSON Schema."""
-    for name in ("opera_disp.jobs.summary", "opera_disp.job.summary"):
+    for name in ("opera_disp.jobs.summary",):
         try:
             module = _import(name)
         except ModuleNotFoundError as exc:
@@ -114,7 +108,7 @@ def summary_schema() -> str:
             continue
         tables: str = module.schema_tables()
         return tables.strip() + "\n"
-    raise PluginError("no summary module (opera_disp.jobs.summary, opera_disp.job.summary)")
+    raise PluginError("no summary module (opera_disp.jobs.summary)")
 
 
 def dps_inputs() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opera_disp.job.summary import summary_schema
+from opera_disp.jobs.summary import summary_schema
 
 from opera_disp.errors import EXIT_CODES
 

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
+from opera_disp import api
+from opera_disp.errors import BadInput
 from opera_disp.options import SubsetOptions
 from opera_disp.options.values import COLOUR_BOUND, TOLERANCE, FloatRange, IntRange
 
 make_spec = SubsetOptions.make
-
-from opera_disp import api
-from opera_disp.errors import BadInput
 
 
 def _one_line(exc: pytest.ExceptionInfo[BadInput]) -> str:
@@ -159,3 +158,120 @@ def test_cmr_url_takes_what_maap_users_write(url: str, endpoint: str, granule: P
     ok = make_spec(granules=str(granule), output=str(tmp_path / "o"),
                    cmr_url=" https://cmr.uat.earthdata.nasa.gov/search ")
     assert ok.cmr_url == "https://cmr.uat.earthdata.nasa.gov/search"
+
+
+# -- one table, every surface: the options model against the CLI, API, summary, DPS ------
+
+def _cli_options(name: str) -> dict[str, Any]:
+    """The command's click options by parameter name."""
+    import typer
+
+    from opera_disp.cli import app
+
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    return {p.name: p for p in command.params}
+
+
+@pytest.mark.parametrize("product", ["subset", "timeseries"])
+def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Path) -> None:
+    """CLI parameters, API keywords, summary inputs, run.sh names and the YAML inputs are
+    the model's fields, field by field (names, help, defaults, choices, DPS order)."""
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from opera_disp.dps.inputs import dps_inputs
+    from opera_disp.options import PRODUCTS, Run
+
+    kind = PRODUCTS[product]
+    fields = [*kind.options(), *Run.options()]
+    root = Path(__file__).resolve().parents[1]
+
+    # The command line: one option per field, with its help, metavar, flags and section.
+    cli = _cli_options(product)
+    assert set(cli) == {f.name for f in fields} | {"log_file", "verbose"}
+    for f in fields:
+        p = cli[f.name]
+        assert p.help.startswith(f.opt.help), f.name
+        assert getattr(p, "rich_help_panel", None) == f.group, f.name
+        if f.opt.flag:
+            assert f.opt.flag.split("/")[0] in p.opts, f.name
+        else:
+            assert f"--{f.name.replace('_', '-')}" in p.opts and p.metavar == f.metavar
+            shown = f.shown_default()
+            assert (f"[default: {shown}]" in p.help) == bool(shown), f.name
+
+    # The Python API: its signature is the model's, and it refuses any other keyword.
+    api_params = inspect.signature(getattr(api, product)).parameters
+    assert [n for n in api_params if n != "source_factory"] == [f.name for f in fields]
+    assert all(api_params[f.name].default == f.default for f in fields)
+    with pytest.raises(BadInput, match="unknown option 'bboxx'; expected one of: granules"):
+        getattr(api, product)(bboxx="1,2,3,4", output=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+    # The summary's inputs: every summarised field (and the AOI's bounds), no other.
+    spec = kind.make(source=str(tmp_path))
+    assert set(spec.summary()) == {f.name for f in kind.options() if f.opt.summary} | \
+        {"aoi_bounds"}
+
+    # DPS: algorithm_config.yaml's inputs and run.sh's names are the model's DPS fields.
+    doc = yaml.safe_load((root / "algorithm_config.yaml").read_text())
+    positional = [i["name"] for i in doc["inputs"]["positional"]]
+    assert [i["name"] for i in doc["inputs"]["file"]] == ["granule_list"]
+    assert positional == [i.name for i in dps_inputs() if not i.is_file]
+    wanted = {f.opt.dps_name or f.name for f in kind.options() if f.opt.dps is not None}
+    assert wanted <= {*positional, "granule_list"}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPERA_DISP_DRY_RUN": "1",
+           "OPERA_DISP_CLI": f"{sys.executable} -m opera_disp.cli"}
+    usage = subprocess.run(["bash", str(root / "run.sh"), "--help"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert f"usage: run.sh {' '.join(positional)}" in usage
+
+    # Each DPS input reaches the product as the model's option, by position.
+    sample = {"granules": "a.nc", "bbox": "1,2,3,4", "window": "0:1,0:1", "start": "2020-01-01",
+              "end": "2020-02-01", "frame": "1", "layers": "displacement", "mask": "none",
+              "tolerated_failure_percentage": "5", "workers": "3", "limit": "4",
+              "access": "https", "cmr_url": "cmr.earthdata.nasa.gov", "cog_writer": "gdal",
+              "corrections": "none", "nan_policy": "omit", "reference_point": "1,2",
+              "reference_method": "point", "coherence_threshold": "0.5", "seasonal": "true",
+              "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
+              "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
+              "aoi": ""}
+    args = [product if n == "product" else
+            sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
+            else "" for n in positional]
+    out = subprocess.run(["bash", str(root / "run.sh"), *args], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    argv = out.stdout.splitlines()
+    for i in dps_inputs():
+        if product not in i.products or i.is_file or not sample.get(i.name):
+            continue
+        on, off = i.flags()
+        expected = (on if sample[i.name] == "true" else off) if on else i.option(product)
+        assert expected in argv, (i.name, argv)
+        if not on:
+            assert argv[argv.index(expected) + 1] == sample[i.name], i.name
+
+
+def test_generated_dps_files_are_the_models(tmp_path: Path) -> None:
+    """A drifted run.sh table or YAML input is found (`python -m opera_disp.cwl --check`)."""
+    import shutil
+
+    from opera_disp.cwl.__main__ import main as cwl_main
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("algorithm_config.yaml", "algorithm_config_cwl.yaml", "opera-disp.cwl",
+                 "run.sh"):
+        shutil.copy(root / name, tmp_path / name)
+    assert cwl_main([str(tmp_path), "--check"]) == 0
+    run_sh = tmp_path / "run.sh"
+    run_sh.write_text(run_sh.read_text().replace(" cube date_cogs", " date_cogs cube", 1))
+    assert cwl_main([str(tmp_path), "--check"]) == 1
+    cfg = tmp_path / "algorithm_config.yaml"
+    shutil.copy(root / "run.sh", run_sh)
+    cfg.write_text(cfg.read_text().replace("name: seasonal", "name: seasonality"))
+    assert cwl_main([str(tmp_path), "--check"]) == 1
