@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opera_disp.jobs.summary import summary_schema
 
 from opera_disp.errors import EXIT_CODES
+from opera_disp.jobs.summary import summary_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -133,7 +133,10 @@ def prepared(kind: type[P], options: dict[str, Any], *,
         # The output folder first: one that cannot be written, or that another job
         # holds, is refused before any granule is looked at.
         folder = stack.enter_context(OutputFolder(spec.output))
+        reuse: dict[str, GranuleRecord]
+        resumed: list[str]
         reuse, resumed = previous_job(spec, folder.path, overwrite=run.overwrite)
+        notes: list[str]
         refs, notes = resolve_granules(selection(spec))
         log.info("%d granule(s) matched", len(refs))
         if source_factory is None and reads_here:
@@ -259,7 +262,7 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,
            start: date | datetime | str | None = None, end: date | datetime | str | None = None,
-           frame: int | str | None = None, limit: int | None = None,
+           frame: int | str | None = None, limit: int | str | None = None,
            source: str | Path | None = None, granules: str | Sequence[str] = (),
            cmr_url: str | None = None) -> list[GranuleRef]:
     """Find granules in CMR (or a local archive with ``source``), as the job would.

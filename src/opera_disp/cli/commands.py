@@ -13,7 +13,7 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import typer
 
@@ -49,19 +49,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("opera_disp.cli")
 Opt = typer.Option
 
-# Single fields of the model, for the toolkit commands.
-Granules = option(Selection, "granules")
-BBoxOpt = option(SubsetOptions, "bbox")
-Aoi = option(SubsetOptions, "aoi")
-WindowOpt = option(SubsetOptions, "window")
-Start = option(Selection, "start")
-End = option(Selection, "end")
-Frame = option(Selection, "frame")
-Limit = option(Selection, "limit")
-Source = option(Selection, "source")
-CmrUrl = option(Selection, "cmr_url")
-AccessOpt = option(SubsetOptions, "access")
-Progress = option(Run, "progress")
+# Single fields of the model, for the toolkit commands (text: the API checks it).
+if TYPE_CHECKING:  # what mypy sees: the values the commands receive
+    Granules: TypeAlias = str | None
+    BBoxOpt: TypeAlias = str | None
+    Aoi: TypeAlias = str | None
+    WindowOpt: TypeAlias = str | None
+    Start: TypeAlias = str | None
+    End: TypeAlias = str | None
+    Frame: TypeAlias = str | None
+    Limit: TypeAlias = str | None
+    Source: TypeAlias = str | None
+    CmrUrl: TypeAlias = str | None
+    AccessOpt: TypeAlias = str | None
+    Progress: TypeAlias = bool | None
+else:
+    Granules = option(Selection, "granules")
+    BBoxOpt = option(SubsetOptions, "bbox")
+    Aoi = option(SubsetOptions, "aoi")
+    WindowOpt = option(SubsetOptions, "window")
+    Start = option(Selection, "start")
+    End = option(Selection, "end")
+    Frame = option(Selection, "frame")
+    Limit = option(Selection, "limit")
+    Source = option(Selection, "source")
+    CmrUrl = option(Selection, "cmr_url")
+    AccessOpt = option(SubsetOptions, "access")
+    Progress = option(Run, "progress")
 
 
 def _int(rng: IntRange, name: str) -> dict[str, Any]:

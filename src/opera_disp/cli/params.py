@@ -14,9 +14,10 @@ import inspect
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
+from typer.models import OptionInfo
 
 from ..options import Group, OptionField
 from ..options.values import choice, parse_path
@@ -61,7 +62,7 @@ def path_parser(name: str, metavar: str) -> dict[str, Any]:
 
 
 def _typer_option(f: OptionField, help: str | None = None, panel: str | None = None
-                  ) -> typer.models.OptionInfo:
+                  ) -> OptionInfo:
     decls = [f.opt.flag] if f.opt.flag else [f"--{f.name.replace('_', '-')}"]
     if f.opt.short:
         decls.append(f.opt.short)
@@ -71,8 +72,9 @@ def _typer_option(f: OptionField, help: str | None = None, panel: str | None = N
         text += f"  [default: {shown}]"
     common: dict[str, Any] = {"help": text, "rich_help_panel": panel}
     if f.is_flag:
-        return typer.Option(*decls, **common)
-    return typer.Option(*decls, metavar=f.metavar, show_default=False, **common)
+        return cast(OptionInfo, typer.Option(*decls, **common))
+    return cast(OptionInfo, typer.Option(*decls, metavar=f.metavar, show_default=False,
+                                         **common))
 
 
 def option(kind: type[Group], name: str, *, help: str | None = None) -> Any:

@@ -26,7 +26,7 @@ from ..errors import BadInput, OutputError, one_line
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from ..subset.run import JobResult
+    from ..jobs.lifecycle import JobResult
 
 MAX_SINGLE_PUT = 5 * 1024**3  # S3's limit for one PUT
 

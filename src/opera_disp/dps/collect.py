@@ -389,7 +389,7 @@ def merge_summaries(parts: list[tuple[DpsJobRecord, Summary | None]], output: Pa
         message=message, exit_code=0 if ok else 1,
         started=started.isoformat().replace("+00:00", "Z"),
         finished=finished.isoformat().replace("+00:00", "Z"),
-        software=first["software"], inputs=inputs,  # type: ignore[typeddict-item]
+        software=first["software"], inputs=inputs,
         engine=Engine(scheduler="dps", workers=len(got)),
         notes=list(dict.fromkeys(notes)), granules=granules, skipped=skipped, failed=failed,
         totals={**totals, "seconds": round((finished - started).total_seconds(), 3)},  # type: ignore[typeddict-item]

@@ -33,7 +33,6 @@ opera_disp.errors.BadInput: workers 0 is outside 1..64
 """
 
 
-import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -208,7 +207,10 @@ class Group:
     @classmethod
     def options(cls) -> tuple[OptionField, ...]:
         """The declared options, in declaration order (base groups first)."""
-        return _options(cls)
+        found = _OPTIONS.get(cls)
+        if found is None:
+            found = _OPTIONS[cls] = _options(cls)
+        return found
 
     @classmethod
     def option(cls, name: str) -> OptionField:
@@ -263,7 +265,9 @@ class Group:
         return out
 
 
-@functools.cache
+_OPTIONS: dict[type[Group], tuple[OptionField, ...]] = {}
+
+
 def _options(cls: type[Group]) -> tuple[OptionField, ...]:
     hints = typing.get_type_hints(cls, include_extras=True)
     out = []
