@@ -1,0 +1,1 @@
+"""The subset product: per granule, masked COGs, quicklooks and statistics."""
