@@ -37,9 +37,10 @@ from ..jobs.summary import (
     Problem,
     SeriesSection,
     Summary,
+    catalog_record,
     write_summary,
 )
-from ..subset.stac_items import catalog_record, write_subset_catalog
+from ..subset.stac_items import write_subset_catalog
 from ..types import JobStatus, OutputKind
 from .ledger import Ledger
 from .maap import DpsStatus

@@ -28,6 +28,7 @@ from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 from .. import __version__
 from ..errors import ExitCode, OutputError, one_line
 from ..files import write_json
+from ..stac.catalog import CatalogWritten
 from ..types import (
     GranuleStatus,
     JobStatus,
@@ -544,3 +545,11 @@ def write_summary(folder: Path, summary: Summary, *, tmp_dir: Path | None = None
     except OSError as exc:
         raise OutputError(f"cannot write {path} ({exc.strerror or one_line(exc)})") from None
     return path
+
+
+def catalog_record(written: CatalogWritten) -> CatalogRecord:
+    """The summary's ``catalog`` entry for a written STAC catalog (either product's)."""
+    return CatalogRecord(
+        path=written.root.path, bytes=written.root.bytes, sha256=written.root.sha256,
+        collection=written.collection, items=written.items,
+        files=[{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in written.files])

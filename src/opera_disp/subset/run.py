@@ -236,7 +236,8 @@ def _catalog(spec: SubsetOptions, records: list[GranuleRecord], folder: OutputFo
     files."""
     if not records:
         return None
-    from .stac_items import catalog_record, write_subset_catalog
+    from ..jobs.summary import catalog_record
+    from .stac_items import write_subset_catalog
 
     return catalog_record(write_subset_catalog(spec.output, records, tmp_dir=folder.scratch,
                                                facts=facts, uploaded=uploaded))

@@ -13,7 +13,7 @@ from typing import Final
 
 import pystac
 
-from ..jobs.summary import CatalogRecord, GranuleRecord
+from ..jobs.summary import GranuleRecord
 from ..product import SHORT_NAME
 from ..stac.catalog import (
     JSON,
@@ -110,11 +110,3 @@ def write_subset_catalog(folder: Path, records: Sequence[GranuleRecord], *,
                          [granule_item(r, facts, elsewhere=r["name"] in uploaded)
                           for r in records],
                          description="Outputs of an opera-disp subset job.", tmp_dir=tmp_dir)
-
-
-def catalog_record(written: CatalogWritten) -> CatalogRecord:
-    """The summary's ``catalog`` entry for a written catalog."""
-    return CatalogRecord(
-        path=written.root.path, bytes=written.root.bytes, sha256=written.root.sha256,
-        collection=written.collection, items=written.items,
-        files=[{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in written.files])

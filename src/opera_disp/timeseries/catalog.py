@@ -17,10 +17,9 @@ from typing import Final
 
 import pystac
 
-from ..jobs.summary import CatalogRecord, FrameSeries, SeriesSettings
+from ..jobs.summary import CatalogRecord, FrameSeries, SeriesSettings, catalog_record
 from ..product import SHORT_NAME
 from ..stac.catalog import JSON, AssetSpec, CatalogWritten, CollectionSpec, ItemSpec, write_catalog
-from ..subset.stac_items import catalog_record
 from ..types import OutputKind
 
 SERIES_COLLECTION: Final = "opera-disp-timeseries"
