@@ -423,7 +423,7 @@ def test_a_summary_that_cannot_be_written_is_one_line_not_a_bug(
     def full(path: Path, doc: Any, tmp_dir: Path | None = None, indent: int | None = 2) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(job_run, "write_json", full)
+    monkeypatch.setattr(summaries, "write_json", full)
     code = main(["subset", "--source", str(archive), "--window", "0:64,0:64",
                  "-o", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
