@@ -44,6 +44,28 @@ def test_summaries_written_by_jobs_are_validated(granule: Path, tmp_path: Path,
     assert summaries_are_valid == [tmp_path / "summary.json"] * 3
 
 
+def test_time_series_summaries_are_validated_too(archive: Path, tmp_path: Path,
+                                                 summaries_are_valid: list[Path]) -> None:
+    """One writer for every product: the time series' summaries pass the same check, and a
+    wrong one is caught (the schema's inputs and settings come from the options model)."""
+    import pytest
+
+    r = api.timeseries(source=archive, window="0:64,0:64", output=tmp_path, progress=False,
+                       reference_method="median")
+    assert r.exit_code == 0
+    # Started, while the frame is made, and at the end.
+    assert len(summaries_are_valid) >= 3
+    assert set(summaries_are_valid) == {tmp_path / "summary.json"}
+    bad = json.loads((tmp_path / "summary.json").read_text())
+    bad["timeseries"]["settings"]["cube"] = "parquet"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_summary(bad)
+    bad = json.loads((tmp_path / "summary.json").read_text())
+    bad["inputs"]["bogus"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        validate_summary(bad)
+
+
 def _wrong_status(d: dict[str, Any]) -> None:
     d["status"] = "mostly_fine"
 

@@ -626,7 +626,7 @@ def json_schema(*products: type[Group]) -> dict[str, Any]:
                 props.setdefault(name, schema)
         everywhere = names if everywhere is None else everywhere & names
     return {"type": "object", "properties": props, "required": sorted(everywhere or ()),
-            "additionalProperties": True,
+            "additionalProperties": False,
             "description": "The inputs as the job understood them (one entry per option)."}
 
 
