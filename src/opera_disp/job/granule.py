@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +35,7 @@ from ..spec import JobSpec
 from ..stac.raster import RasterFacts, raster_facts
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
+from ..times import iso
 from ..types import GranuleStatus, LayerName, OutputKind
 from .bands import band_sample, keep_pixels, read_bands
 from .stats import StreamingStats, valid_pixels
@@ -147,11 +147,6 @@ def layers_to_read(spec: JobSpec) -> tuple[tuple[LayerName, ...], tuple[LayerNam
     if not spec.mask_applied and MASK_LAYER not in write:
         write.append(MASK_LAYER)
     return tuple(write), tuple(dict.fromkeys([*write, MASK_LAYER]))
-
-
-def iso(d: datetime) -> str:
-    """UTC ISO time with a ``Z``."""
-    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def clipped_note(asked: Window | None, used: Window, frame: int) -> str | None:

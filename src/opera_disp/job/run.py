@@ -22,9 +22,10 @@ from ..files import write_json
 from ..spec import JobSpec
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
+from ..times import iso
 from ..types import GranuleStatus, JobStatus
 from .folder import OutputFolder
-from .granule import Outcome, SourceFactory, Workers, iso, local_source, process_granule
+from .granule import Outcome, SourceFactory, Workers, local_source, process_granule
 from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,

@@ -45,13 +45,13 @@ from ..job.summary import (
     summary_exit_code,
 )
 from ..tiff.pool import EncoderPool
+from ..times import iso
 from ..types import JobStatus
 from .run import (
     FrameFailure,
     FrameJob,
     SourceFactory,
     TileRunner,
-    iso,
     layers_needed,
     open_products,
     settings_of,
