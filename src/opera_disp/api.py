@@ -36,8 +36,7 @@ from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
-from .io.source import ByteSource
-from .job.granule import SourceFactory
+from .io.source import ByteSource, SourceFactory
 from .job.plot import PlotResult
 from .job.run import JobResult
 from .product import LAYERS, parse_layers

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..catalog.refs import GranuleRef
 from ..errors import one_line
-from ..job.granule import Outcome, SourceFactory
+from ..io.source import SourceFactory
+from ..job.granule import Outcome
 from ..job.summary import Engine
 from ..spec import JobSpec
 from ..types import GranuleStatus

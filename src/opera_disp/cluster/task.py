@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..catalog.refs import GranuleRef
 from ..errors import OperaDispError, ServiceError, one_line
-from ..job.granule import Outcome, SourceFactory, Workers, process_granule
+from ..io.source import SourceFactory
+from ..job.granule import Outcome, Workers, process_granule
 from ..spec import JobSpec
 from ..tiff.pool import EncoderPool
 from ..types import AccessMode, GranuleStatus

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..geometry import Grid, Window
 from ..hdf5.index import GranuleIndex, decode_attr, layer_info, open_index
 from ..io.auth import public_url
 from ..io.local import LocalFile
-from ..io.source import ByteSource
+from ..io.source import ByteSource, SourceFactory
 from ..product import LAYERS, MASK_LAYER
 from ..render.maps import map_text, prepare, render_map
 from ..spec import JobSpec
@@ -47,8 +46,6 @@ QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
 #: float32) for the statistics' second pass, instead of decoding the COG's scratch tiles
 #: again: the common small window costs no read-back.
 IN_MEMORY_PIXELS = 1 << 22
-
-SourceFactory = Callable[[GranuleRef], ByteSource]
 
 
 def local_source(ref: GranuleRef) -> ByteSource:

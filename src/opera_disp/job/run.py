@@ -19,13 +19,14 @@ from typing import Protocol
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode, OutputError, Terminated, one_line
 from ..files import write_json
+from ..io.source import SourceFactory
 from ..spec import JobSpec
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..times import iso
 from ..types import GranuleStatus, JobStatus
 from .folder import OutputFolder
-from .granule import Outcome, SourceFactory, Workers, local_source, process_granule
+from .granule import Outcome, Workers, local_source, process_granule
 from .resume import previous_job, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_SCHEMA,
