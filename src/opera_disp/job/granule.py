@@ -32,12 +32,12 @@ from ..product import LAYERS, MASK_LAYER
 from ..render.maps import map_text, prepare, render_map
 from ..spec import JobSpec
 from ..stac.raster import RasterFacts, raster_facts
+from ..stats import StreamingStats, valid_pixels
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
 from ..times import iso
 from ..types import GranuleStatus, LayerName, OutputKind
 from .bands import band_sample, keep_pixels, read_bands
-from .stats import StreamingStats, valid_pixels
 from .summary import GranuleRecord, OutputRecord, Pixels, statistics_record
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from ..hdf5.index import open_index
 from ..io.source import ByteSource
 from ..product import LAYERS, MASK_LAYER, DispProduct
 from ..render.maps import CATEGORIES, map_text, plot_window
+from ..stats import valid_pixels
 from ..types import BBox
 from .bands import BAND_ROWS, band_sample, keep_pixels, read_bands
-from .stats import valid_pixels
 
 log = logging.getLogger(__name__)
 
