@@ -29,6 +29,7 @@ from ..io.auth import public_url
 from ..io.local import LocalFile
 from ..io.source import ByteSource, SourceFactory
 from ..product import LAYERS, MASK_LAYER
+from ..profile import DISP_S1
 from ..render.maps import map_text, prepare, render_map
 from ..spec import JobSpec
 from ..stac.raster import RasterFacts, raster_facts
@@ -216,7 +217,8 @@ def orbit_direction(ref: GranuleRef, source: ByteSource
     if value is None and not getattr(source, "remote", True):
         try:
             with source.open_h5() as f:
-                value = str(decode_attr(f["identification/orbit_pass_direction"][()])).lower()
+                path = DISP_S1.at("identification", "orbit_pass_direction")
+                value = str(decode_attr(f[path][()])).lower()
         except (KeyError, OSError, ValueError):
             return None
     if value == "ascending":
