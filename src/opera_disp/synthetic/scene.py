@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -136,7 +137,7 @@ def round_mantissa(a: np.ndarray, keep_bits: int) -> np.ndarray:
     # The same bit trick on the float's unsigned twin: 23 or 52 stored mantissa bits.
     utype, mant = (np.uint64, 52) if a.dtype == np.float64 else (np.uint32, 23)
     one = utype(1)
-    bits = a.view(utype).copy()
+    bits = cast(NDArray[np.unsignedinteger[Any]], a.view(utype).copy())
     drop = mant - keep_bits
     half = utype(1 << (drop - 1))
     mask = utype(((1 << (8 * a.dtype.itemsize)) - 1) ^ ((1 << drop) - 1))
