@@ -51,8 +51,8 @@ def test_layer_table_matches_format() -> None:
 
 
 def test_layer_name_type_lists_exactly_the_layers() -> None:
-    assert set(get_args(LayerName)) == set(LAYERS)
-    assert len(get_args(LayerName)) == len(LAYERS)
+    # The type restates the layer table: same names, same (creation) order.
+    assert get_args(LayerName) == tuple(LAYERS)
     assert MASK_LAYER in get_args(LayerName)
     # parse_layers gives back the checked names themselves (LayerName values), in order.
     names = parse_layers(["recommended_mask", "shp_counts"])

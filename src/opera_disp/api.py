@@ -39,14 +39,13 @@ from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
 from .io.download import Downloaded
-from .io.source import ByteSource
+from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
 from .options import Run, SeriesOptions, SubsetOptions
 from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
-from .subset.granule import SourceFactory
 from .types import AccessMode, BBox
 
 if TYPE_CHECKING:

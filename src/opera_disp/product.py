@@ -1,7 +1,9 @@
 """DISP-S1 product knowledge: file names, layers, fill values and mask semantics.
 
 Everything here is a pure description of the OPERA L3 DISP-S1 v1.x format; nothing
-reads a file. Readers, writers and the sample generator all take their facts from here.
+reads a file. The facts themselves are data in :data:`opera_disp.profile.DISP_S1`; this
+module parses names and layer lists with them and keeps the names other modules import
+(``LAYERS``, ``MASK_LAYER``, ``SHORT_NAME``, ...).
 
 Examples
 --------
@@ -15,7 +17,6 @@ Examples
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,73 +28,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import BadInput, NotADispName
+from .profile import DISP_S1, Layer
 from .types import LayerName
 
-SHORT_NAME = "OPERA_L3_DISP-S1_V1"
-CHUNK = 256
-PAGE_SIZE = 4 * 1024 * 1024
-MASK_LAYER: Final[LayerName] = "recommended_mask"
+__all__ = ["CHUNK", "LAYERS", "MASK_LAYER", "PAGE_SIZE", "SHORT_NAME", "DispProduct", "Layer",
+           "dedupe", "mask_keep", "parse_frame", "parse_layers"]
 
-_NAME_RE = re.compile(
-    r"^OPERA_L3_DISP-S1_IW_F(?P<frame>\d{5})_(?P<pol>VV|HH)_"
-    r"(?P<ref>\d{8}T\d{6})Z_(?P<sec>\d{8}T\d{6})Z_v(?P<version>\d+\.\d+)_"
-    r"(?P<gen>\d{8}T\d{6})Z(?:\.nc)?$"
-)
-_STAMP = "%Y%m%dT%H%M%S"
+# The names other modules import, derived from the profile (the one source of the facts).
+SHORT_NAME = DISP_S1.short_name
+CHUNK = DISP_S1.chunk
+PAGE_SIZE = DISP_S1.page_size
+MASK_LAYER: Final[LayerName] = cast(LayerName, DISP_S1.mask_layer)
+LAYERS: dict[str, Layer] = DISP_S1.layer_table
 
-
-@dataclass(frozen=True)
-class Layer:
-    """One 2-D raster layer of the root group.
-
-    Attributes
-    ----------
-    name : str
-        Dataset name in the root group.
-    dtype : str
-        NumPy dtype string as stored.
-    fill : float | int
-        ``_FillValue`` (NaN for floats); also used as GeoTIFF nodata.
-    units : str
-        ``units`` attribute.
-    keep_bits : int | None
-        Mantissa bits kept by the writer (floats only).
-    long_name : str
-        ``long_name`` attribute.
-    """
-
-    name: str
-    dtype: str
-    fill: float | int
-    units: str
-    keep_bits: int | None
-    long_name: str
-
-    @property
-    def is_float(self) -> bool:
-        """Whether the layer is floating point."""
-        return np.dtype(self.dtype).kind == "f"
-
-
-_LAYER_LIST = (
-    Layer("displacement", "float32", float("nan"), "meters", 12, "Line-of-sight displacement"),
-    Layer("short_wavelength_displacement", "float32", float("nan"), "meters", 12,
-          "Short wavelength displacement"),
-    Layer("recommended_mask", "uint8", 255, "unitless", None, "Recommended Mask"),
-    Layer("connected_component_labels", "uint16", 65535, "unitless", None,
-          "Connected Component Labels"),
-    Layer("temporal_coherence", "float32", float("nan"), "unitless", 8, "Temporal Coherence"),
-    Layer("estimated_phase_quality", "float32", float("nan"), "unitless", 8,
-          "Estimated phase quality"),
-    Layer("persistent_scatterer_mask", "uint8", 255, "unitless", None,
-          "Persistent Scatterer Mask"),
-    Layer("shp_counts", "int16", 0, "unitless", None, "Statistically Homogeneous Pixels Counts"),
-    Layer("water_mask", "uint8", 255, "unitless", None, "Water Mask"),
-    Layer("phase_similarity", "float32", float("nan"), "unitless", 8, "Phase Similarity"),
-    Layer("timeseries_inversion_residuals", "float32", float("nan"), "radians", 7,
-          "Timeseries inversion residuals"),
-)
-LAYERS: dict[str, Layer] = {layer.name: layer for layer in _LAYER_LIST}
+_NAME_RE = DISP_S1.name_regex
+_STAMP = DISP_S1.stamp
 
 
 def parse_layers(text: str | Sequence[str]) -> tuple[LayerName, ...]:
@@ -173,8 +122,7 @@ class DispProduct:
         match = _NAME_RE.match(base)
         if match is None:
             raise NotADispName(
-                f"{base!r} is not an OPERA L3 DISP-S1 granule name "
-                "(OPERA_L3_DISP-S1_IW_F<frame>_<pol>_<ref>Z_<sec>Z_v<X.Y>_<gen>Z.nc)"
+                f"{base!r} is not an OPERA L3 {DISP_S1.name} granule name ({DISP_S1.name_hint})"
             )
 
         def stamp(s: str) -> datetime:
@@ -192,11 +140,10 @@ class DispProduct:
     @property
     def name(self) -> str:
         """Granule name without extension (the CMR GranuleUR)."""
-        return (
-            f"OPERA_L3_DISP-S1_IW_F{self.frame:05d}_{self.polarization}_"
-            f"{self.reference:{_STAMP}}Z_{self.secondary:{_STAMP}}Z_v{self.version}_"
-            f"{self.generation:{_STAMP}}Z"
-        )
+        return DISP_S1.name_format.format(
+            frame=self.frame, pol=self.polarization, ref=f"{self.reference:{_STAMP}}",
+            sec=f"{self.secondary:{_STAMP}}", version=self.version,
+            gen=f"{self.generation:{_STAMP}}")
 
     @property
     def filename(self) -> str:

@@ -104,13 +104,6 @@ class SearchFormat(StrEnum):
     GEOJSON = "geojson"
 
 
-class ProductKind(StrEnum):
-    """What a job makes (the DPS ``product`` input)."""
-
-    SUBSET = "subset"
-    TIMESERIES = "timeseries"
-
-
 class Correction(StrEnum):
     """``/corrections`` layers a time series can subtract (``--corrections``)."""
 

@@ -31,7 +31,8 @@ import requests
 
 from .. import __version__
 from ..errors import BadInput, CmrError, CmrRejected, NoMatch, NotADispName
-from ..product import SHORT_NAME, DispProduct
+from ..product import DispProduct
+from ..profile import DISP_S1
 from ..retry import RetryPolicy, send_with_retries
 from ..types import BBox
 from .refs import GranuleRef
@@ -115,7 +116,7 @@ class CmrQuery:
     ``(W, S, E, N)``; ``collection`` is a short name or a concept id (``C…``).
     """
 
-    collection: str = SHORT_NAME
+    collection: str = DISP_S1.short_name
     bbox: BBox | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -231,7 +232,7 @@ class CmrClient:
                  n_items, len(out))
         return out
 
-    def collection(self, short_name: str = SHORT_NAME) -> dict[str, Any]:
+    def collection(self, short_name: str = DISP_S1.short_name) -> dict[str, Any]:
         """The collection's concept id and summary (as the tutorial's first step)."""
         resp = self._get("collections.umm_json", [("short_name", short_name)])
         items = resp.json().get("items") or []

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ..errors import BadInput, NotADispName
 from ..geometry import Rings
 from ..product import DispProduct
+from ..profile import DISP_S1
 from .refs import REMOTE_SCHEMES, GranuleRef
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,11 @@ def resolve_explicit(items: tuple[str, ...], source: Path | None) -> list[Granul
         try:
             product = DispProduct.from_name(path.name)
         except NotADispName:
-            raise BadInput(f"granule path {item!r} is not a DISP-S1 file (its name does not "
-                           "follow OPERA_L3_DISP-S1_IW_F<frame>_..._v<X.Y>_<gen>Z.nc)") from None
+            raise BadInput(f"granule path {item!r} is not a {DISP_S1.name} file (its name "
+                           f"does not follow {DISP_S1.name_hint})") from None
         if not looks_like_hdf5(path):
-            raise BadInput(f"granule path {item!r} is not a DISP-S1 file (not HDF5/netCDF-4)")
+            raise BadInput(f"granule path {item!r} is not a {DISP_S1.name} file "
+                           "(not HDF5/netCDF-4)")
         refs.append(GranuleRef(product, str(path), size=path.stat().st_size))
     return refs
 
@@ -96,7 +98,7 @@ def local_footprint(path: str | Path) -> Rings | None:
 
     try:
         with h5py.File(path, "r") as f:
-            text = f["identification/bounding_polygon"][()]
+            text = f[DISP_S1.at("identification", "bounding_polygon")][()]
     except (OSError, KeyError):
         return None
     geom = shapely_wkt.loads(text.decode() if isinstance(text, bytes) else str(text))

@@ -16,14 +16,16 @@ from typing import Any
 
 from ..catalog.refs import GranuleRef
 from ..errors import one_line
+from ..io.source import SourceFactory
 from ..jobs.summary import Engine
 from ..options import SubsetOptions
-from ..subset.granule import Outcome, SourceFactory
+from ..subset.granule import Outcome
 from ..types import GranuleStatus
 from .objstore import S3Target
 from .scheduler import SchedulerSpec, open_client, parse_scheduler, worker_count
-from .secrets import Courier, KeyPlugin, client_credentials
+from .secrets import Courier, client_credentials
 from .task import Target, close_shared, run_granule
+from .teardown import PoolTeardown
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +151,10 @@ def dask_client(client: Any, s3_output: bool = False) -> Iterator[tuple[Any, str
             client, label = stack.enter_context(open_client(sched)), sched.label
         else:
             label = scheduler_label(client)
+        client.register_plugin(PoolTeardown())  # the pools close with their worker
         values = client_credentials(s3_output=s3_output)
         if values:
             stack.enter_context(Courier(client, values))
-        else:
-            client.register_plugin(KeyPlugin())  # the pools still close with the worker
         try:
             yield client, label, bool(values)
         finally:

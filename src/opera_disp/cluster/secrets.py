@@ -72,8 +72,7 @@ def client_credentials(env: Mapping[str, str] | None = None,
 
 
 class KeyPlugin(WorkerPlugin):
-    """Gives each worker process a key pair of its own (and stops the granule pools when
-    the worker closes)."""
+    """Gives each worker process a key pair of its own."""
 
     name = PLUGIN_NAME
 
@@ -84,12 +83,6 @@ class KeyPlugin(WorkerPlugin):
         with _lock:
             if _private is None:
                 _private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def teardown(self, worker: Any) -> None:
-        # The granule pools' threads would otherwise hold the closing worker up.
-        from .task import close_shared
-
-        close_shared()
 
 
 def public_key() -> bytes:

@@ -39,14 +39,13 @@ from ..errors import OperaDispError, one_line
 from ..geometry import Window
 from ..hdf5.index import GranuleIndex
 from ..hdf5.read import fetch_ranges
-from ..io.source import ByteSource
+from ..io.source import ByteSource, SourceFactory
 from ..jobs.summary import Engine
 from ..options import SeriesOptions
 from ..timeseries.rebase import Chain
 from ..timeseries.run import (
     FrameFailure,
     Product,
-    SourceFactory,
     TileResult,
     compute_tile,
     fit_tile,

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..catalog.refs import GranuleRef
 from ..errors import OperaDispError, ServiceError, one_line
+from ..io.source import SourceFactory
 from ..options import SubsetOptions
-from ..subset.granule import Outcome, SourceFactory, Workers, process_granule
+from ..subset.granule import Outcome, Workers, process_granule
 from ..tiff.pool import EncoderPool
 from ..types import AccessMode, GranuleStatus
 from .objstore import S3Target, upload

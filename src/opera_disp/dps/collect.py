@@ -41,6 +41,7 @@ from ..jobs.summary import (
     write_summary,
 )
 from ..subset.stac_items import write_subset_catalog
+from ..times import iso
 from ..types import JobStatus, OutputKind
 from .ledger import Ledger
 from .maap import DpsStatus
@@ -388,8 +389,7 @@ def merge_summaries(parts: list[tuple[DpsJobRecord, Summary | None]], output: Pa
     return Summary(
         schema=SUMMARY_SCHEMA, status=JobStatus.SUCCESS if ok else JobStatus.PARTIAL,
         message=message, exit_code=0 if ok else 1,
-        started=started.isoformat().replace("+00:00", "Z"),
-        finished=finished.isoformat().replace("+00:00", "Z"),
+        started=iso(started), finished=iso(finished),
         software=first["software"], inputs=inputs,
         engine=Engine(scheduler="dps", workers=len(got)),
         notes=list(dict.fromkeys(notes)), granules=granules, skipped=skipped, failed=failed,

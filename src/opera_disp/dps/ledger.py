@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 from ..errors import AuthError, BadInput, ServiceError, one_line
 from ..files import write_json
+from ..times import iso
 from .maap import DpsApi, DpsStatus
 from .plan import Plan, PlannedJob
 
@@ -56,7 +57,7 @@ class LedgerJob(TypedDict):
 
 def now_iso() -> str:
     """UTC now, ISO with a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC), timespec="seconds")
 
 
 @dataclass

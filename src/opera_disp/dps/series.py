@@ -32,7 +32,6 @@ import numpy as np
 
 from ..errors import OutputError
 from ..geometry import Grid, Window
-from ..job.stats import StreamingStats
 from ..jobs.summary import (
     FrameSeries,
     OutputRecord,
@@ -40,6 +39,7 @@ from ..jobs.summary import (
     SeriesPixels,
     statistics_record,
 )
+from ..stats import StreamingStats
 from ..tiff.writer import RasterSpec, open_writer, resampling_for
 from ..timeseries.cube import CubeLayout, open_cube
 from ..timeseries.run import _output as output_record

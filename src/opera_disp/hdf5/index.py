@@ -19,6 +19,7 @@ from ..errors import GranuleReadError
 from ..geometry import Grid, Window
 from ..io.source import ByteSource
 from ..product import LAYERS, DispProduct
+from ..profile import DISP_S1
 from .codecs import Filters, decode_into, unsupported
 
 
@@ -277,9 +278,9 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct,
         defer_coords = bool(getattr(source, "remote", False))
     try:
         with source.open_h5() as f:
-            missing = [n for n in ("x", "y", "spatial_ref", "time") if n not in f]
+            missing = [n for n in DISP_S1.grid_variables if n not in f]
             if missing:
-                raise GranuleReadError(f"{source.name} is not a DISP-S1 granule "
+                raise GranuleReadError(f"{source.name} is not a {DISP_S1.name} granule "
                                        f"(missing {', '.join(missing)})")
             wkt = decode_attr(f["spatial_ref"].attrs.get("crs_wkt", ""))
             epsg = CRS.from_wkt(wkt).to_epsg()

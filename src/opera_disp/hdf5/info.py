@@ -19,15 +19,13 @@ from pyproj import CRS, Transformer
 
 from ..errors import GranuleReadError
 from ..io.source import ByteSource
+from ..profile import DISP_S1
 from .codecs import FILTER_DEFLATE, FILTER_NAMES
 from .index import decode_attr, decode_time, filter_pipeline, raw_var
 from .read import fetch_ranges
 
 # Raw-data strings worth one extra (concurrent) read when inspecting.
-IDENTIFICATION = ("identification/orbit_pass_direction", "identification/track_number",
-                  "identification/product_version", "identification/frame_id",
-                  "metadata/disp_s1_software_version", "metadata/dolphin_software_version",
-                  "identification/source_data_satellite_names")
+IDENTIFICATION = DISP_S1.inspect_paths
 
 
 def _fill(dset: h5py.Dataset) -> Any:
@@ -69,9 +67,10 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
         height, width = int(f["y"].shape[0]), int(f["x"].shape[0])
         units = {n: str(decode_attr(f[n].attrs.get("units", ""))) for n in ("time",
                                                                           "reference_time")}
-        mask_attrs = {k: decode_attr(v) for k, v in f["recommended_mask"].attrs.items()
+        mask = DISP_S1.mask_layer
+        mask_attrs = {k: decode_attr(v) for k, v in f[mask].attrs.items()
                       if k.endswith("threshold") or k.startswith("uses_")} \
-            if "recommended_mask" in f else {}
+            if mask in f else {}
         found = {n: raw_var(f[n]) for n in (*IDENTIFICATION, "time", "reference_time")
                  if n in f}
         raw = {n: v for n, v in found.items() if v is not None}
@@ -116,9 +115,10 @@ def inspect_granule(source: ByteSource) -> dict[str, Any]:
 
 def _require_disp(f: h5py.File, name: str) -> None:
     """Raise :class:`GranuleReadError` unless ``f`` has a DISP-S1 granule's grid variables."""
-    missing = [n for n in ("x", "y", "spatial_ref", "time") if n not in f]
+    missing = [n for n in DISP_S1.grid_variables if n not in f]
     if missing:
-        raise GranuleReadError(f"{name} is not a DISP-S1 granule (missing {', '.join(missing)})")
+        raise GranuleReadError(f"{name} is not a {DISP_S1.name} granule "
+                               f"(missing {', '.join(missing)})")
 
 
 def _storage(dset: h5py.Dataset) -> dict[str, Any]:

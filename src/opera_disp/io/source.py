@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol, TypeAlias
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeAlias
 
 import h5py
+
+if TYPE_CHECKING:  # the catalog's refs import nothing of io, but io need not load them
+    from ..catalog.refs import GranuleRef
 
 #: A seekable binary file object h5py can read.
 ReadableFile: TypeAlias = BinaryIO | io.RawIOBase
@@ -69,3 +72,13 @@ class ByteSource(Protocol):
         """Release connections and file handles."""
         ...
 
+
+#: Opens a granule's bytes from its catalog entry (local file, HTTPS, S3, a test's fake).
+#: A job takes one so it never cares where granules live; dask workers need it picklable.
+#:
+#: Examples
+#: --------
+#: >>> from opera_disp.io.local import LocalFile
+#: >>> def local(ref: GranuleRef) -> ByteSource:
+#: ...     return LocalFile(ref.location)
+SourceFactory: TypeAlias = Callable[["GranuleRef"], ByteSource]

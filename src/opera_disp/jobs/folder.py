@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..times import iso
 
 LOCK_NAME = ".opera-disp.lock"
 SCRATCH_NAME = ".opera-disp-tmp"
@@ -75,8 +76,7 @@ class OutputFolder:
         self._fd = fd
         try:
             me = {"host": socket.gethostname(), "pid": os.getpid(),
-                  "started": datetime.now(UTC).isoformat(timespec="seconds")
-                  .replace("+00:00", "Z")}
+                  "started": iso(datetime.now(UTC), timespec="seconds")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
             if self.scratch.exists() or self.scratch.is_symlink():

@@ -118,7 +118,7 @@ def finite(v: float | None) -> float | None:
 
 def statistics_record(layer: str, units: str, figures: Mapping[str, float | None]
                       ) -> Statistics:
-    """The summary's record of :meth:`~opera_disp.job.stats.StreamingStats.result`.
+    """The summary's record of :meth:`~opera_disp.stats.StreamingStats.result`.
 
     >>> statistics_record("velocity", "m/yr", {"count": 0, "min": None, "max": None,
     ...     "mean": None, "std": None, "p02": None, "median": None, "p98": None})["count"]

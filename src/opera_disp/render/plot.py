@@ -18,9 +18,9 @@ from ..geometry import Window
 from ..hdf5.bands import BAND_ROWS, band_sample, keep_pixels, read_bands
 from ..hdf5.index import open_index
 from ..io.source import ByteSource
-from ..job.stats import valid_pixels
 from ..product import LAYERS, MASK_LAYER, DispProduct
 from ..render.maps import CATEGORIES, map_text, plot_window
+from ..stats import valid_pixels
 from ..types import BBox
 
 log = logging.getLogger(__name__)

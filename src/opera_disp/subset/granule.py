@@ -12,10 +12,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -30,15 +28,17 @@ from ..hdf5.bands import band_sample, keep_pixels, read_bands
 from ..hdf5.index import GranuleIndex, decode_attr, layer_info, open_index
 from ..io.auth import public_url
 from ..io.local import LocalFile
-from ..io.source import ByteSource
-from ..job.stats import StreamingStats, valid_pixels
+from ..io.source import ByteSource, SourceFactory
 from ..jobs.summary import GranuleRecord, OutputRecord, Pixels, statistics_record
 from ..options import SubsetOptions
 from ..product import LAYERS, MASK_LAYER
+from ..profile import DISP_S1
 from ..render.maps import map_text, prepare, render_map
 from ..stac.raster import RasterFacts, raster_facts
+from ..stats import StreamingStats, valid_pixels
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer, resampling_for
+from ..times import iso
 from ..types import GranuleStatus, LayerName, OutputKind
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
 #: float32) for the statistics' second pass, instead of decoding the COG's scratch tiles
 #: again: the common small window costs no read-back.
 IN_MEMORY_PIXELS = 1 << 22
-
-SourceFactory = Callable[[GranuleRef], ByteSource]
 
 
 def local_source(ref: GranuleRef) -> ByteSource:
@@ -149,11 +147,6 @@ def layers_to_read(spec: SubsetOptions) -> tuple[tuple[LayerName, ...], tuple[La
     return tuple(write), tuple(dict.fromkeys([*write, MASK_LAYER]))
 
 
-def iso(d: datetime) -> str:
-    """UTC ISO time with a ``Z``."""
-    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def clipped_note(asked: Window | None, used: Window, frame: int) -> str | None:
     """The summary's note when a pixel window was clipped to the frame grid, else None.
 
@@ -224,7 +217,8 @@ def orbit_direction(ref: GranuleRef, source: ByteSource
     if value is None and not getattr(source, "remote", True):
         try:
             with source.open_h5() as f:
-                value = str(decode_attr(f["identification/orbit_pass_direction"][()])).lower()
+                path = DISP_S1.at("identification", "orbit_pass_direction")
+                value = str(decode_attr(f[path][()])).lower()
         except (KeyError, OSError, ValueError):
             return None
     if value == "ascending":

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode
+from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
 from ..jobs.resume import previous_job
@@ -24,7 +25,7 @@ from ..options import SubsetOptions
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
-from .granule import Outcome, SourceFactory, Workers, local_source, process_granule
+from .granule import Outcome, Workers, local_source, process_granule
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -124,16 +125,27 @@ def years_since_first(dates: list[datetime]) -> list[float]:
 
 
 def round_mantissa(a: np.ndarray, keep_bits: int) -> np.ndarray:
-    """Round float32 mantissas to ``keep_bits`` bits, half to even (as the writer does)."""
-    bits = a.view(np.uint32).copy()
-    drop = 23 - keep_bits
-    half = np.uint32(1 << (drop - 1))
-    mask = np.uint32(((1 << 32) - 1) ^ ((1 << drop) - 1))
-    lsb = (bits >> np.uint32(drop)) & np.uint32(1)
+    """Round float32 or float64 mantissas to ``keep_bits`` bits, half to even (as the
+    writer does).
+
+    Examples
+    --------
+    >>> x = np.array([1.0 + 2.0 ** -20], dtype="float64")
+    >>> float(round_mantissa(x, 12)[0]), round_mantissa(x.astype("float32"), 12).dtype
+    (1.0, dtype('float32'))
+    """
+    # The same bit trick on the float's unsigned twin: 23 or 52 stored mantissa bits.
+    utype, mant = (np.uint64, 52) if a.dtype == np.float64 else (np.uint32, 23)
+    one = utype(1)
+    bits = cast(NDArray[np.unsignedinteger[Any]], a.view(utype).copy())
+    drop = mant - keep_bits
+    half = utype(1 << (drop - 1))
+    mask = utype(((1 << (8 * a.dtype.itemsize)) - 1) ^ ((1 << drop) - 1))
+    lsb = (bits >> utype(drop)) & one
     finite = np.isfinite(a)
-    rounded = ((bits + half - np.uint32(1) + lsb) & mask)
+    rounded = ((bits + half - one + lsb) & mask)
     bits[finite] = rounded[finite]
-    return bits.view(np.float32)
+    return bits.view(a.dtype)
 
 
 class Scene:

@@ -32,7 +32,8 @@ import numpy as np
 from pyproj import CRS, Transformer
 
 from ..files import atomic_path
-from ..product import CHUNK, LAYERS, PAGE_SIZE, DispProduct
+from ..product import DispProduct
+from ..profile import DISP_S1
 from .scene import (
     DEFAULT_FRAME,
     REFERENCE_EVERY,
@@ -58,30 +59,6 @@ log = logging.getLogger(__name__)
 
 _GEN = datetime(2025, 7, 24, 21, 22, 4, tzinfo=UTC)
 _EPOCH = datetime(2010, 1, 1, tzinfo=UTC)
-_DESCRIPTIONS = {
-    "displacement": "Displacement along the radar Line-of-Sight (LOS) direction. Positive values "
-    "indicate apparent motion towards the platform.",
-    "short_wavelength_displacement": "Displacement in Line-of-Sight (LOS) with long-wavelength "
-    "signals removed. Positive values indicate apparent motion towards the platform.",
-    "recommended_mask": "Suggested mask to remove low quality pixels, where 0 indicates a bad "
-    "pixel, 1 is a good pixel. Pixels are set to 0 for three reasons: 1) the pixel is marked as "
-    "water in /water_mask, 2) the pixel is 0 in /connected_component_labels, or 3) the pixel has "
-    "low /temporal_coherence and low /phase_similarity, where 'low' is below the threshold "
-    "listed in this dataset's attributes.",
-    "connected_component_labels": "Connected component labels of the unwrapped phase",
-    "temporal_coherence": "Temporal coherence of phase inversion",
-    "estimated_phase_quality": "Estimate of interferometric phase quality",
-    "persistent_scatterer_mask": "Mask of persistent scatterers downsampled to the multilooked "
-    "output grid",
-    "shp_counts": "Number of statistically homogeneous pixels (SHPs) used at each output pixel "
-    "during multilooking",
-    "water_mask": "Binary mask created to ignore water during processing.",
-    "phase_similarity": "Median cosine similarity of wrapped phase in each pixel's neighborhood.",
-    "timeseries_inversion_residuals": "Sum of residuals of the timeseries inversion for this "
-    "secondary date.",
-}
-
-
 _BAND = 1024
 
 
@@ -122,7 +99,8 @@ def _write_grid_vars(grp: h5netcdf.Group, xs: np.ndarray, ys: np.ndarray, epsg: 
 
 def _raster(grp: h5netcdf.Group, name: str, dtype: str, fill: float | int) -> h5netcdf.Variable:
     # HDF5 forbids chunks larger than the data: tiny test grids get smaller chunks.
-    chunks = (min(CHUNK, grp.dimensions["y"].size), min(CHUNK, grp.dimensions["x"].size))
+    chunk = DISP_S1.chunk
+    chunks = (min(chunk, grp.dimensions["y"].size), min(chunk, grp.dimensions["x"].size))
     return grp.create_variable(
         name, ("y", "x"), dtype, chunks=chunks, compression="gzip",
         compression_opts=4, shuffle=True, fillvalue=np.array(fill, dtype=dtype),
@@ -147,7 +125,7 @@ def write_granule(
     index: int = 1,
     seed: int = 0,
     generation: datetime = _GEN,
-    version: str = "1.0",
+    version: str = DISP_S1.versions[0],
     noise: bool = True,
     mantissa_rounding: bool = True,
     reference_every: int = REFERENCE_EVERY,
@@ -169,7 +147,10 @@ def write_granule(
     seed : int
         Seed for all random content.
     generation, version
-        Production time and product version written into the name.
+        Production time and product version written into the name and
+        ``/identification``; the production time also picks the layers' dtypes
+        (:meth:`~opera_disp.profile.ProductProfile.layer_dtype`: displacement is float64
+        from late 2025).
     noise : bool
         Add the per-date atmospheric screen and per-product white noise. Without them the
         displacement is exactly the ground motion of :func:`~opera_disp.synthetic.truth`
@@ -203,6 +184,7 @@ def write_granule(
     ref, sec = dates[ref_i], dates[sec_i]
     product = DispProduct(frame, ref.replace(microsecond=0), sec.replace(microsecond=0), version,
                           generation)
+    layers = {layer.name: layer for layer in DISP_S1.layers_of(generation)}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     path = out / product.filename
@@ -238,17 +220,18 @@ def write_granule(
     tilt_at_ref = 0.004 * (float(up[0, 0]) - 0.5) * (t_sec - t_ref)
 
     with atomic_path(path) as tmp, h5netcdf.File(tmp, "w", fs_strategy="page",
-                                                 fs_page_size=PAGE_SIZE, track_order=True) as f:
+                                                 fs_page_size=DISP_S1.page_size,
+                                                 track_order=True) as f:
         f.attrs.update({
             "Conventions": "CF-1.8", "contact": "opera-sds-ops@jpl.nasa.gov",
             "institution": "NASA JPL", "mission_name": "OPERA",
-            "reference_document": "JPL D-108765", "title": "OPERA_L3_DISP-S1 Product",
+            "reference_document": "JPL D-108765", "title": DISP_S1.title,
         })
         _write_grid_vars(f, xs, ys, geo.epsg, gt, (sec - _EPOCH).total_seconds(),
                          (ref - _EPOCH).total_seconds(),
                          "Time corresponding to beginning of secondary acquisition")
         vars_ = {}
-        for name, layer in LAYERS.items():
+        for name, layer in layers.items():
             var = _raster(f, name, layer.dtype, layer.fill)
             var.attrs["units"] = layer.units
             if name == "short_wavelength_displacement":
@@ -259,7 +242,7 @@ def write_granule(
                 var.attrs["temporal_coherence_threshold"] = str(TCOH_THRESHOLD)
                 var.attrs["estimated_phase_quality_threshold"] = "0.001"
                 var.attrs["uses_connected_component_labels"] = "False"
-            var.attrs["description"] = _DESCRIPTIONS[name]
+            var.attrs["description"] = layer.description
             var.attrs["long_name"] = layer.long_name
             var.attrs["grid_mapping"] = "spatial_ref"
             vars_[name] = var
@@ -276,7 +259,7 @@ def write_granule(
             disp64 = motion(u, v) - at_ref
             if noise:
                 disp64 = disp64 + white(r0, r1, low)
-            disp = np.broadcast_to(disp64, bshape).astype(np.float32)
+            disp = np.broadcast_to(disp64, bshape).astype(layers["displacement"].dtype)
             tcoh = np.clip(0.92 - 0.75 * low + _noise(seed + 11, r0, bshape, 0.05), 0, 1)
             sim = np.clip(0.85 - 0.7 * low + _noise(seed + 13 + sec_i, r0, bshape, 0.06), -1, 1)
             epq = np.clip(tcoh * 0.9 + _noise(seed + 17 + sec_i, r0, bshape, 0.03), 0, 1)
@@ -309,7 +292,7 @@ def write_granule(
                 data["displacement"][ref_row - r0, ref_col] = np.nan
                 data["short_wavelength_displacement"][ref_row - r0, ref_col] = np.nan
             for name, arr in data.items():
-                layer = LAYERS[name]
+                layer = layers[name]
                 arr = np.array(arr, dtype=layer.dtype)
                 arr[nod] = layer.fill
                 if layer.keep_bits is not None and mantissa_rounding:
@@ -323,7 +306,8 @@ def write_granule(
         _write_corrections(f, xs, ys, geo.epsg, gt, sec, scene, seed, (ref_i, sec_i),
                            (ref_row, ref_col), w, h, mantissa_rounding)
         _write_identification(f, frame, ref, sec, geo, xs, ys, nodata_count,
-                              tcoh_sum / max(tcoh_n, 1), dates, ref_i, sec_i)
+                              tcoh_sum / max(tcoh_n, 1), dates, ref_i, sec_i,
+                              version, generation)
         _write_metadata(f)
     return path
 
@@ -332,22 +316,10 @@ def _write_corrections(f: h5netcdf.File, xs: np.ndarray, ys: np.ndarray, epsg: i
                        gt: list[float], sec: datetime, scene: Scene, seed: int,
                        pair: tuple[int, int], ref_rc: tuple[int, int], w: int, h: int,
                        rounding: bool) -> None:
-    g = f.create_group("corrections")
+    g = f.create_group(DISP_S1.groups["corrections"])
     g.attrs["description"] = "Phase corrections which may be used to correct the displacement image"
     _write_grid_vars(g, xs, ys, epsg, gt, (sec - _EPOCH).total_seconds(), None,
                      "Time corresponding to beginning of secondary image")
-    specs = {
-        "ionospheric_delay": ("Ionospheric Delay", "Apparent displacement from excess path delay "
-                              "difference due to signal propagation through the ionosphere. "
-                              "Subtract from /displacement to apply as a correction."),
-        "solid_earth_tide": ("Solid Earth Tide", "Surface displacement due to Solid Earth tide "
-                             "difference between the reference and secondary acquisition times, "
-                             "projected onto the radar line of sight. Subtract from /displacement "
-                             "to apply as a correction."),
-        "perpendicular_baseline": ("Perpendicular Baseline", "Perpendicular baseline between "
-                                   "reference and secondary acquisitions. May be used to correct "
-                                   "for DEM error."),
-    }
     ref_i, sec_i = pair
     c = np.random.default_rng([seed, sec_i, 99]).normal(size=3)[2]
     up, vp = scene.point(*ref_rc)
@@ -359,22 +331,29 @@ def _write_corrections(f: h5netcdf.File, xs: np.ndarray, ys: np.ndarray, epsg: i
         out: np.ndarray = fn(sec_i, u, v) - fn(ref_i, u, v) - at_ref
         return out
 
-    def store(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        out: np.ndarray = np.broadcast_to(a, shape).astype(np.float32)
-        return round_mantissa(out, 10) if rounding else out
+    layers = {layer.name: layer for layer in DISP_S1.corrections}
+
+    def store(name: str, a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        layer = layers[name]
+        out: np.ndarray = np.broadcast_to(a, shape).astype(layer.dtype)
+        return round_mantissa(out, layer.keep_bits) \
+            if rounding and layer.keep_bits is not None else out
 
     vars_ = {}
-    for name, (long, desc) in specs.items():
-        var = _raster(g, name, "float32", np.nan)
-        var.attrs.update({"units": "meters", "description": desc, "long_name": long,
-                          "grid_mapping": "spatial_ref"})
+    for name, layer in layers.items():
+        var = _raster(g, name, layer.dtype, layer.fill)
+        var.attrs.update({"units": layer.units, "description": layer.description,
+                          "long_name": layer.long_name, "grid_mapping": "spatial_ref"})
         vars_[name] = var
     for r0, r1 in _bands(h):
         u, v = scene.coords(r0, r1)
         shape = (r1 - r0, w)
-        vars_["ionospheric_delay"][r0:r1, :] = store(pair_field(scene.iono, u, v), shape)
-        vars_["solid_earth_tide"][r0:r1, :] = store(pair_field(scene.tide, u, v), shape)
-        vars_["perpendicular_baseline"][r0:r1, :] = store(50 * c + 3.0 * u - 2.0 * v, shape)
+        vars_["ionospheric_delay"][r0:r1, :] = store("ionospheric_delay",
+                                                     pair_field(scene.iono, u, v), shape)
+        vars_["solid_earth_tide"][r0:r1, :] = store("solid_earth_tide",
+                                                    pair_field(scene.tide, u, v), shape)
+        vars_["perpendicular_baseline"][r0:r1, :] = store("perpendicular_baseline",
+                                                          50 * c + 3.0 * u - 2.0 * v, shape)
     rp = g.create_variable("reference_point", (), "i8", data=np.int64(0),
                            fillvalue=np.int64(0))
     tr = Transformer.from_crs(epsg, 4326, always_xy=True)
@@ -393,8 +372,8 @@ def _fmt(d: datetime) -> str:
 def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: datetime,
                           geo: FrameGeo, xs: np.ndarray, ys: np.ndarray,
                           nodata_count: int, avg_tcoh: float, dates: list[datetime],
-                          ref_i: int, sec_i: int) -> None:
-    g = f.create_group("identification")._h5group
+                          ref_i: int, sec_i: int, version: str, generation: datetime) -> None:
+    g = f.create_group(DISP_S1.groups["identification"])._h5group
     tr = Transformer.from_crs(geo.epsg, 4326, always_xy=True)
     x_min, x_max = float(xs[0] - 15), float(xs[-1] + 15)
     y_min, y_max = float(ys[-1] - 15), float(ys[0] + 15)
@@ -407,10 +386,11 @@ def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: date
     _strings(g, {
         "processing_facility": "NASA Jet Propulsion Laboratory on AWS",
         "frame_id": np.int64(frame),
-        "product_version": "1.0",
-        "processing_start_datetime": _GEN.strftime("%Y-%m-%d %H:%M:%S"),
+        "product_version": version,
+        "processing_start_datetime": generation.strftime("%Y-%m-%d %H:%M:%S"),
         "static_layers_data_access": "https://search.asf.alaska.edu/#/?dataset=OPERA-S1&"
-                                     f"productTypes=DISP-S1-STATIC&frame={frame}",
+                                     f"productTypes={DISP_S1.static_product_type}&"
+                                     f"frame={frame}",
         "radar_band": "C",
         "reference_zero_doppler_start_time": _fmt(ref),
         "reference_zero_doppler_end_time": _fmt(ref + end_offset),
@@ -442,7 +422,7 @@ def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: date
         "nodata_pixel_count": np.int64(nodata_count),
         "product_bounding_box": f"{x_min},{y_min},{x_max},{y_max}",
         "product_data_access": "https://search.asf.alaska.edu/#/?dataset=OPERA-S1&"
-                               "productTypes=DISP-S1",
+                               f"productTypes={DISP_S1.product_type}",
         "instrument_name": "C-SAR",
         "look_direction": "Right",
         "track_number": np.int64(frame % 175 + 1),
@@ -455,7 +435,7 @@ def _write_identification(f: h5netcdf.File, frame: int, ref: datetime, sec: date
 
 
 def _write_metadata(f: h5netcdf.File) -> None:
-    g = f.create_group("metadata")._h5group
+    g = f.create_group(DISP_S1.groups["metadata"])._h5group
     from .. import __version__
 
     _strings(g, {

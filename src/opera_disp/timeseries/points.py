@@ -20,15 +20,12 @@ from ..errors import BadInput, OutsideFrame
 from ..files import atomic_path
 from ..geometry import Grid, Window
 from ..options import SeriesOptions
+from ..times import iso
 from .rebase import Chain
 from .velocity import design, fit_velocity
 
 #: One point: its number, lon, lat, row, col (frame pixels) and series.
 Found = tuple[int, float, float, int, int, NDArray[np.float32]]
-
-
-def _iso(d: datetime) -> str:
-    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def read_points(cube_path: Path, grid: Grid, area: Window, spec: SeriesOptions,
@@ -66,7 +63,7 @@ def write_points(cube_path: Path, grid: Grid, area: Window, chain: Chain,
         for i, lon, lat, r, c, series in found:
             for d, v in zip(chain.dates, series, strict=True):
                 ok = bool(np.isfinite(v))
-                w.writerow([i, f"{lon:.6f}", f"{lat:.6f}", r, c, _iso(d),
+                w.writerow([i, f"{lon:.6f}", f"{lat:.6f}", r, c, iso(d),
                             f"{float(v):.6g}" if ok else "", int(ok)])
     png = folder / "points.png"
     plot_points(found, chain, t, spec, png, scratch, frame)

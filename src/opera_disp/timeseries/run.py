@@ -46,7 +46,6 @@ from ..hdf5.index import GranuleIndex, open_index
 from ..hdf5.read import read_window
 from ..io.auth import public_url
 from ..io.source import ByteSource
-from ..job.stats import StreamingStats
 from ..jobs.summary import (
     FrameSeries,
     OutputRecord,
@@ -60,6 +59,7 @@ from ..jobs.summary import (
 )
 from ..options import SeriesOptions
 from ..product import MASK_LAYER, mask_keep
+from ..stats import StreamingStats
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer
 from ..types import CogWriterKind, OutputKind, ReferenceMethod

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opera_disp.job.stats import StreamingStats, sortable_keys, valid_pixels
+from opera_disp.stats import StreamingStats, sortable_keys, valid_pixels
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

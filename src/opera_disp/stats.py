@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..moments import SLICE, Moments, valid_pixels
+from .moments import SLICE, Moments, valid_pixels
 
 __all__ = ["QUANTILES", "StreamingStats", "sortable_keys", "valid_pixels"]
 
