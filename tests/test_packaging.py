@@ -166,7 +166,8 @@ def test_run_sh_bad_cmr_url_is_one_line_in_stderr_and_log(tmp_path: Path) -> Non
     assert "CMR URL 'ftp://cmr.earthdata.nasa.gov/search' is not a CMR host or http(s) URL" \
         in errors[0]
     log = (tmp_path / "opera-disp.log").read_text()
-    assert "[ERROR] opera_disp.cli: error: Invalid value for '--cmr-url': CMR URL" in log
+    assert "[ERROR] opera_disp.cli: error: CMR URL 'ftp://cmr.earthdata.nasa.gov/search' is not" \
+        in log
 
 
 def test_run_sh_keyword_mode_and_input_dir(tmp_path: Path) -> None:
