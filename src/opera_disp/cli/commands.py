@@ -13,13 +13,13 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import BadInput, ExitCode
 from ..logs import setup_logging
-from ..options import Run, Selection, SeriesOptions, SubsetOptions
+from ..options import Run, SeriesOptions, SubsetOptions
 from ..options.values import (
     COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
@@ -33,11 +33,22 @@ from ..options.values import (
 from ..product import parse_frame
 from ..types import SearchFormat
 from .params import (
+    AccessOpt,
+    Aoi,
     AsJson,
+    BBoxOpt,
+    CmrUrl,
+    End,
+    Frame,
     GranuleArg,
+    Granules,
     GroupedCommand,
+    Limit,
+    Progress,
+    Source,
+    Start,
+    WindowOpt,
     enum_parser,
-    option,
     path_parser,
     product_command,
 )
@@ -49,33 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("opera_disp.cli")
 Opt = typer.Option
 
-# Single fields of the model, for the toolkit commands (text: the API checks it).
-if TYPE_CHECKING:  # what mypy sees: the values the commands receive
-    Granules: TypeAlias = str | None
-    BBoxOpt: TypeAlias = str | None
-    Aoi: TypeAlias = str | None
-    WindowOpt: TypeAlias = str | None
-    Start: TypeAlias = str | None
-    End: TypeAlias = str | None
-    Frame: TypeAlias = str | None
-    Limit: TypeAlias = str | None
-    Source: TypeAlias = str | None
-    CmrUrl: TypeAlias = str | None
-    AccessOpt: TypeAlias = str | None
-    Progress: TypeAlias = bool | None
-else:
-    Granules = option(Selection, "granules")
-    BBoxOpt = option(SubsetOptions, "bbox")
-    Aoi = option(SubsetOptions, "aoi")
-    WindowOpt = option(SubsetOptions, "window")
-    Start = option(Selection, "start")
-    End = option(Selection, "end")
-    Frame = option(Selection, "frame")
-    Limit = option(Selection, "limit")
-    Source = option(Selection, "source")
-    CmrUrl = option(Selection, "cmr_url")
-    AccessOpt = option(SubsetOptions, "access")
-    Progress = option(Run, "progress")
 
 
 def _int(rng: IntRange, name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeAlias
+from typing import Annotated
 
 import typer
 
@@ -16,36 +16,27 @@ from ..dps.plan import JobKind
 from ..errors import BadInput, ExitCode, OutsideFrame
 from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
-from ..options import Selection, SubsetOptions
 from ..options.values import parse_path, read_granule_list
 from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
-from .params import AsJson, Verbose, enum_parser, option, path_parser
+from .params import (
+    Aoi,
+    AsJson,
+    BBoxOpt,
+    CmrUrl,
+    End,
+    Frame,
+    GranuleList,
+    Granules,
+    Limit,
+    Source,
+    Start,
+    Verbose,
+    WindowOpt,
+    enum_parser,
+    path_parser,
+)
 
 Opt = typer.Option
-if TYPE_CHECKING:  # what mypy sees: the values the command receives (text)
-    Granules: TypeAlias = str | None
-    GranuleList: TypeAlias = str | None
-    Source: TypeAlias = str | None
-    BBoxOpt: TypeAlias = str | None
-    Aoi: TypeAlias = str | None
-    WindowOpt: TypeAlias = str | None
-    Start: TypeAlias = str | None
-    End: TypeAlias = str | None
-    Frame: TypeAlias = str | None
-    Limit: TypeAlias = str | None
-    CmrUrl: TypeAlias = str | None
-else:
-    Granules = option(Selection, "granules")
-    GranuleList = option(Selection, "granule_list")
-    Source = option(Selection, "source")
-    BBoxOpt = option(SubsetOptions, "bbox")
-    Aoi = option(SubsetOptions, "aoi")
-    WindowOpt = option(SubsetOptions, "window")
-    Start = option(Selection, "start")
-    End = option(Selection, "end")
-    Frame = option(Selection, "frame")
-    Limit = option(Selection, "limit")
-    CmrUrl = option(Selection, "cmr_url")
 app = typer.Typer(help="Fan out to MAAP DPS jobs and merge their outputs: plan, submit, "
                        "status, collect.", no_args_is_help=True)
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 from typer.models import OptionInfo
 
-from ..options import Group, OptionField
+from ..options import Group, OptionField, Run, Selection, SubsetOptions
 from ..options.values import choice, parse_path
 
 if True:  # typer vendors click from 0.20; older releases depend on it
@@ -77,14 +77,27 @@ def _typer_option(f: OptionField, help: str | None = None, panel: str | None = N
                                          **common))
 
 
-def option(kind: type[Group], name: str, *, help: str | None = None) -> Any:
-    """One field of the model as a command's parameter type (text, parsed by the API;
-    a yes/no field stays a flag)."""
-    f = kind.option(name)
-    if f.is_flag:
-        return Annotated[bool, _typer_option(f, help)]
-    return Annotated[str | None, _typer_option(f, help)]
+def field_option(kind: type[Group], name: str, *, help: str | None = None) -> OptionInfo:
+    """One field of the model as a command's option (its value reaches the API as text,
+    or a flag's bool)."""
+    return _typer_option(kind.option(name), help)
 
+
+# Single fields of the model for the commands that are no product (search, dps plan…):
+# text, which the API checks.
+Granules = Annotated[str | None, field_option(Selection, "granules")]
+GranuleList = Annotated[str | None, field_option(Selection, "granule_list")]
+Source = Annotated[str | None, field_option(Selection, "source")]
+BBoxOpt = Annotated[str | None, field_option(SubsetOptions, "bbox")]
+Aoi = Annotated[str | None, field_option(SubsetOptions, "aoi")]
+WindowOpt = Annotated[str | None, field_option(SubsetOptions, "window")]
+Start = Annotated[str | None, field_option(Selection, "start")]
+End = Annotated[str | None, field_option(Selection, "end")]
+Frame = Annotated[str | None, field_option(Selection, "frame")]
+Limit = Annotated[str | None, field_option(Selection, "limit")]
+CmrUrl = Annotated[str | None, field_option(Selection, "cmr_url")]
+AccessOpt = Annotated[str | None, field_option(SubsetOptions, "access")]
+Progress = Annotated[bool | None, field_option(Run, "progress")]
 
 #: Options of the process, not of a job: shared by the commands that run jobs.
 LogFile = Annotated[Path | None, typer.Option(help="Also write the log to this file.",
