@@ -177,7 +177,7 @@ def floor_bytes(path: Path, rows: tuple[int, int], cols: tuple[int, int]) -> int
     """The metadata page plus the area's compressed chunks of the layers a series reads."""
     from opera_disp.geometry import Window
     from opera_disp.hdf5.read import plan_reads
-    from opera_disp.timeseries.run import layers_needed
+    from opera_disp.timeseries.kernel import layers_needed
     from opera_disp.timeseries.spec import make_series_spec
 
     layers = layers_needed(make_series_spec(source=str(path.parent)))

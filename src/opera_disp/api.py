@@ -270,7 +270,7 @@ def timeseries(
     from .job.folder import OutputFolder
     from .job.resume import previous_job
     from .timeseries.job import run_series
-    from .timeseries.run import settings_of
+    from .timeseries.settings import settings_of
     from .timeseries.spec import make_series_spec
 
     if demo:

@@ -46,16 +46,9 @@ from ..job.summary import (
 )
 from ..tiff.pool import EncoderPool
 from ..types import JobStatus
-from .run import (
-    FrameFailure,
-    FrameJob,
-    SourceFactory,
-    TileRunner,
-    iso,
-    layers_needed,
-    open_products,
-    settings_of,
-)
+from .frame import FrameFailure, FrameJob, TileRunner, open_products
+from .kernel import SourceFactory, iso, layers_needed
+from .settings import settings_of
 from .spec import SeriesSpec
 
 log = logging.getLogger(__name__)
