@@ -46,7 +46,7 @@ from ..hdf5.index import GranuleIndex
 from ..hdf5.read import fetch_ranges
 from ..io.source import ByteSource
 from ..timeseries.kernel import Product, SourceFactory, TileResult, compute_tile, fit_tile
-from ..timeseries.layers import LAYERS
+from ..timeseries.layers import layers_for
 from ..timeseries.rebase import Chain
 from ..timeseries.spec import SeriesSpec
 from ..timeseries.velocity import VelocityFit
@@ -127,8 +127,10 @@ def _trimmed(index: GranuleIndex, area: Window) -> GranuleIndex:
 def _nbytes(result: TileResult) -> int:
     """The arrays a tile's result brings to the client: its series and every output
     layer's values it holds (the coherence; the fit's, when fitted there)."""
-    parts = [x.values(result.fit, result.coherence) for x in LAYERS]
-    return int(result.series.nbytes) + sum(int(a.nbytes) for a in parts if a is not None)
+    # By identity: two layers may show one array (each is brought once).
+    parts = {id(a): a for x in layers_for(True)
+             if (a := x.values(result.fit, result.coherence)) is not None}
+    return int(result.series.nbytes) + sum(int(a.nbytes) for a in parts.values())
 
 
 def _resolve_deferred(products: Sequence[Product], pool: ThreadPoolExecutor) -> None:

@@ -44,7 +44,7 @@ from ..job.summary import (
 from ..tiff.writer import RasterSpec, open_writer, resampling_for
 from ..timeseries.cube import CubeLayout, open_cube
 from ..timeseries.frame import output_record, window_record
-from ..timeseries.layers import LAYERS, VELOCITY, OutputLayer, layer_named
+from ..timeseries.layers import VELOCITY, OutputLayer, layer_named, layers_for
 from ..types import CogWriterKind, CubeFormat, OutputKind
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
                               "lies in one tile only); plan point series without tiles")
         outputs.append(output_record(made, output, kind, out["layer"]))
     # Every layer a series writes must be there (the seasonal ones only with --seasonal).
-    missing = [f"{x.name}.tif" for x in LAYERS if not x.seasonal and x.name not in layers]
+    missing = [f"{x.name}.tif" for x in layers_for(False) if x.name not in layers]
     velocity = layers.get(VELOCITY)
     if missing or velocity is None:
         raise OutputError(f"frame {frame}: the tiles list no {', '.join(missing)}")
