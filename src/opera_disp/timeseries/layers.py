@@ -2,10 +2,11 @@
 
 :data:`LAYERS` drives the frame's COG writers and their row buffers
 (:class:`~opera_disp.timeseries.frame.Rasters`), which values of a tile's fit go where
-(:meth:`~opera_disp.timeseries.frame.FrameJob`), the cube's 2-D variables, the STAC
+(:class:`~opera_disp.timeseries.frame.FrameJob`), the cube's 2-D variables, the STAC
 items (:mod:`~opera_disp.timeseries.catalog`: which COGs are layers, which are dates),
-the DPS tile join (:mod:`~opera_disp.dps.series`: every layer must come back) and what a
-dask tile brings back (:mod:`~opera_disp.cluster.series`). A new output layer is a row
+the DPS tile join (:mod:`~opera_disp.dps.series`: every layer must come back, written
+with the row's data type, nodata, units and description) and what a dask tile brings
+back (:mod:`~opera_disp.cluster.series`). A new output layer is a row
 here (and, if it comes from the fit, a field of
 :class:`~opera_disp.timeseries.velocity.VelocityFit`).
 
