@@ -178,7 +178,7 @@ def floor_bytes(path: Path, rows: tuple[int, int], cols: tuple[int, int]) -> int
     from opera_disp.geometry import Window
     from opera_disp.hdf5.read import plan_reads
     from opera_disp.options import SeriesOptions
-    from opera_disp.timeseries.run import layers_needed
+    from opera_disp.timeseries.kernel import layers_needed
 
     layers = layers_needed(SeriesOptions.make(source=str(path.parent)))
     idx = open_index(LocalFile(path), layers, DispProduct.from_name(path.name))

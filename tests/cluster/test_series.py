@@ -137,13 +137,13 @@ def _failing_fit(*args: Any) -> Any:
 
 
 def _break_fits() -> None:
-    from opera_disp.timeseries import run as series_run
+    from opera_disp.timeseries import kernel as series_run
 
     series_run.fit_tile = _failing_fit  # type: ignore[assignment]
 
 
 def _mend_fits() -> None:
-    from opera_disp.timeseries import run as series_run
+    from opera_disp.timeseries import kernel as series_run
 
     series_run.fit_tile = series_run.__dict__["_fit_tile_original"]
 
@@ -171,7 +171,7 @@ def test_fits_that_fail_on_the_workers_are_made_here(stack: Path, client: Any, t
 
 
 def _remember_fits() -> None:
-    from opera_disp.timeseries import run as series_run
+    from opera_disp.timeseries import kernel as series_run
 
     series_run.__dict__.setdefault("_fit_tile_original", series_run.fit_tile)
 

@@ -6,8 +6,13 @@ reference values) are scattered once per frame to every worker (:class:`FrameFac
 a task carries only its tile. On its worker the task re-opens the products' sources from
 their :class:`~opera_disp.catalog.refs.GranuleRef` (the worker's own access, with the
 credentials the courier sealed for it), reads the tile's chunks, and runs the same
-:func:`~opera_disp.timeseries.run.compute_tile` a local run runs: rebased series,
+:func:`~opera_disp.timeseries.kernel.compute_tile` a local run runs: rebased series,
 harmonic-mean coherence and, with a point or no spatial reference, the velocity fit.
+
+A worker imports this module to run :func:`run_tile` (and
+:func:`~opera_disp.timeseries.kernel.fit_tile`): its imports are kept to the kernel's, the
+client's machinery (the dask client, the summary's engine record) is imported where the
+client uses it.
 
 The client takes the results in tile order and writes the cube and the COGs exactly as a
 local run does, so every output is the same bytes. Why gather rather than have workers
@@ -28,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from distributed.client import FutureCancelledError
@@ -40,21 +45,16 @@ from ..geometry import Window
 from ..hdf5.index import GranuleIndex
 from ..hdf5.read import fetch_ranges
 from ..io.source import ByteSource, SourceFactory
-from ..jobs.summary import Engine
 from ..options import SeriesOptions
+from ..timeseries.kernel import Product, TileResult, compute_tile, fit_tile
+from ..timeseries.layers import layers_for
 from ..timeseries.rebase import Chain
-from ..timeseries.run import (
-    FrameFailure,
-    Product,
-    TileResult,
-    compute_tile,
-    fit_tile,
-)
 from ..timeseries.velocity import VelocityFit
-from .engine import dask_client
 from .scheduler import worker_count
 from .secrets import wait_for_credentials
-from .task import access_of, read_pool
+
+if TYPE_CHECKING:
+    from ..jobs.summary import Engine
 
 log = logging.getLogger(__name__)
 #: Tasks in flight per worker: one running, one queued (results wait on the workers until
@@ -90,6 +90,9 @@ def run_tile(facts: FrameFacts, tile: Window, inside: NDArray[np.bool_] | None
              ) -> TileResult:
     """One tile on this worker: open the products, read and compute, close them; the
     result carries what was read per product."""
+    # The process's shared read pool and access live with the granule tasks'.
+    from .task import access_of, read_pool
+
     if facts.credentials:
         wait_for_credentials()
     workers = facts.spec.workers
@@ -122,12 +125,12 @@ def _trimmed(index: GranuleIndex, area: Window) -> GranuleIndex:
 
 
 def _nbytes(result: TileResult) -> int:
-    """The arrays a tile's result brings to the client."""
-    fit = result.fit
-    parts: list[np.ndarray] = [result.series, result.coherence]
-    if fit is not None:
-        parts += [a for a in (fit.rate, fit.stderr, fit.count, fit.amplitude) if a is not None]
-    return sum(int(a.nbytes) for a in parts)
+    """The arrays a tile's result brings to the client: its series and every output
+    layer's values it holds (the coherence; the fit's, when fitted there)."""
+    # By identity: two layers may show one array (each is brought once).
+    parts = {id(a): a for x in layers_for(True)
+             if (a := x.values(result.fit, result.coherence)) is not None}
+    return int(result.series.nbytes) + sum(int(a.nbytes) for a in parts.values())
 
 
 def _resolve_deferred(products: Sequence[Product], pool: ThreadPoolExecutor) -> None:
@@ -145,13 +148,13 @@ def _resolve_deferred(products: Sequence[Product], pool: ThreadPoolExecutor) -> 
 
 
 class DaskTiles:
-    """:class:`~opera_disp.timeseries.run.TileRunner` on a dask client."""
+    """:class:`~opera_disp.timeseries.frame.TileRunner` on a dask client."""
 
     def __init__(self, client: Any, label: str, credentials: bool,
                  factory: SourceFactory | None, pool: ThreadPoolExecutor):
         self.client, self._credentials, self._factory = client, credentials, factory
         self._pool = pool
-        self.engine = Engine(scheduler=label, workers=worker_count(client))
+        self.engine: Engine = {"scheduler": label, "workers": worker_count(client)}
 
     def _scatter(self, facts: FrameFacts) -> Any:
         """The frame's facts on every worker (broadcast: a dying worker takes no copy
@@ -172,6 +175,8 @@ class DaskTiles:
             When a task failed for a reason that is not the products' (dask gave up on
             it: its workers kept dying).
         """
+        from ..timeseries.frame import FrameFailure  # the client's: workers never raise it
+
         _resolve_deferred(products, self._pool)
         refs = []
         for p in products:
@@ -298,6 +303,8 @@ def open_tiles(client: Any, factory: SourceFactory | None = None
     if client is None:
         yield None
         return
+    from .engine import dask_client
+
     with dask_client(client) as (dask, label, credentials), \
             ThreadPoolExecutor(16, thread_name_prefix="deferred") as pool:
         tiles = DaskTiles(dask, label, credentials, factory, pool)

@@ -250,7 +250,7 @@ def _stage_series(folder: JobFolder, summary: Summary, dest: Path) -> Path:
 
 def _copy_store(folder: JobFolder, out: OutputRecord, dest: Path) -> None:
     """Copy a Zarr store (a folder) and check its checksum (of its files, in order)."""
-    from ..timeseries.run import _output as output_record
+    from ..timeseries.frame import output_record
 
     if not isinstance(folder, LocalJobFolder):
         raise OutputError(f"{out['path']} is a Zarr store (a folder): it is collected from "

@@ -8,9 +8,10 @@ tiles are joined through opera-disp's own writers, exactly as a single job write
 * the cube (netCDF or Zarr): :func:`~opera_disp.timeseries.cube.open_cube` with the
   tiles' times, reference times, segments, CRS, attributes and 2-D layers, fed every tile
   in blocks of 256 x 256 pixels (all dates): memory ``dates x 256 x 256 x 4`` bytes;
-* each 2-D raster (velocity, its standard error, the valid count, the coherence, the
-  seasonal amplitude, the per-date COGs): :func:`~opera_disp.tiff.writer.open_writer`,
-  fed 256-row bands across the whole area in order, with the tiles' tags;
+* each 2-D raster (every output layer of :data:`~opera_disp.timeseries.layers.LAYERS`
+  the tiles wrote, and the per-date COGs): :func:`~opera_disp.tiff.writer.open_writer`,
+  fed 256-row bands across the whole area in order, with the tiles' tags; a tile set
+  missing a layer every series writes is refused;
 * ``velocity.png`` re-rendered from the joined velocity, and the frame's record: window
   the union, dates (which must agree across tiles: a tile whose dates differ is refused),
   products the union, pixel counts summed, velocity statistics and outputs recomputed.
@@ -42,8 +43,8 @@ from ..jobs.summary import (
 from ..stats import StreamingStats
 from ..tiff.writer import RasterSpec, open_writer, resampling_for
 from ..timeseries.cube import CubeLayout, open_cube
-from ..timeseries.run import _output as output_record
-from ..timeseries.run import _window_record as window_record
+from ..timeseries.frame import output_record, window_record
+from ..timeseries.layers import VELOCITY, OutputLayer, layer_named, layers_for
 from ..types import CogWriterKind, CubeFormat, OutputKind
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,14 @@ def join_cube(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, de
 
 
 def join_cog(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, dest: Path,
-             scratch: Path, stats: StreamingStats | None = None) -> Path:
+             scratch: Path, stats: StreamingStats | None = None,
+             layer: OutputLayer | None = None) -> Path:
     """The tiles' COGs of one raster written as one COG over ``area`` (256-row bands).
 
-    ``stats``, when given, is fed every band (the velocity's statistics).
+    ``stats``, when given, is fed every band (the velocity's statistics). ``layer``: the
+    output layer the COG holds, whose data type, nodata, units and description are the
+    table's, as a single job writes them; None (a date COG): the first tile's. The tags
+    are the first tile's.
     """
     import rasterio
     from rasterio.windows import Window as RioWindow
@@ -198,6 +203,9 @@ def join_cog(tiles: Sequence[tuple[Path, Window]], area: Window, grid: Grid, des
         dtype, nodata = ds.dtypes[0], ds.nodata
         tags = {str(k): str(v) for k, v in ds.tags().items() if k != "AREA_OR_POINT"}
         units, description = ds.units[0] or None, ds.descriptions[0] or None
+    if layer is not None:
+        dtype, nodata = layer.dtype, layer.nodata
+        units, description = layer.units, layer.description
     spec = RasterSpec(area.shape[1], area.shape[0], dtype,
                       float("nan") if nodata is None else nodata, grid.epsg,
                       grid.window_transform(area), resampling_for(dtype))
@@ -234,24 +242,14 @@ def _velocity_values(path: Path) -> Iterator[np.ndarray]:
 
 def _quicklook(velocity: Path, grid: Grid, area: Window, frame: FrameSeries, png: Path,
                scratch: Path) -> None:
-    """The joined frame's velocity map (mm/yr, diverging), as a single job draws it."""
-    import rasterio
+    """The joined frame's velocity map, drawn as a single job draws it."""
+    from ..render.maps import velocity_quicklook
 
-    from ..render.maps import render_map
-
-    with rasterio.open(velocity) as ds:
-        level = 0
-        while ds.overviews(1) and max(ds.shape) // (2 ** level) > 1000 and \
-                level < len(ds.overviews(1)):
-            level += 1
-        data = ds.read(1, out_shape=(max(1, ds.height // 2 ** level),
-                                     max(1, ds.width // 2 ** level)))
     dates = frame["dates"]
-    title = (f"LOS velocity {dates[0][:10]} to {dates[-1][:10]} ({len(dates)} dates)\n"
-             f"{frame['folder']}, reference: {frame['spatial_reference']['method']}")
-    render_map(data * 1000.0, grid.window_bounds(area), grid.epsg, png, title=title,
-               label="LOS velocity [mm/yr] (positive: towards the satellite)", vmax=None,
-               diverging=True, tmp_dir=scratch)
+    velocity_quicklook(velocity, png, bounds=grid.window_bounds(area), epsg=grid.epsg,
+                       first=dates[0][:10], last=dates[-1][:10], dates=len(dates),
+                       folder=frame["folder"],
+                       method=str(frame["spatial_reference"]["method"]), tmp_dir=scratch)
 
 
 def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], output: Path,
@@ -275,26 +273,30 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
     tiles_of = {rel: [(root / rel, window_of(f)) for _, root, f in pieces] for rel in names}
     stats = StreamingStats()
     outputs: list[OutputRecord] = []
-    velocity: Path | None = None
+    layers: dict[str, Path] = {}  # the output layers joined, by name
     for out in first["outputs"]:
         rel, kind = out["path"], OutputKind(out["kind"])
         dest = output / rel
         if kind is OutputKind.CUBE:
             made = join_cube(tiles_of[rel], area, grid, dest, scratch)
         elif kind is OutputKind.COG:
-            is_velocity = Path(rel).name == "velocity.tif"
+            layer = layer_named(Path(rel).stem)
+            is_velocity = layer is not None and layer.name == VELOCITY
             made = join_cog(tiles_of[rel], area, grid, dest, scratch,
-                            stats if is_velocity else None)
-            if is_velocity:
-                velocity = made
+                            stats if is_velocity else None, layer)
+            if layer is not None:
+                layers[layer.name] = made
         elif kind is OutputKind.QUICKLOOK:
             continue  # drawn from the joined velocity below
         else:
             raise OutputError(f"frame {frame}: {rel} cannot be joined from tiles (a point "
                               "lies in one tile only); plan point series without tiles")
         outputs.append(output_record(made, output, kind, out["layer"]))
-    if velocity is None:
-        raise OutputError(f"frame {frame}: the tiles list no velocity.tif")
+    # Every layer a series writes must be there (the seasonal ones only with --seasonal).
+    missing = [f"{x.name}.tif" for x in layers_for(False) if x.name not in layers]
+    velocity = layers.get(VELOCITY)
+    if missing or velocity is None:
+        raise OutputError(f"frame {frame}: the tiles list no {', '.join(missing)}")
     for out in first["outputs"]:
         if OutputKind(out["kind"]) is OutputKind.QUICKLOOK:
             png = output / out["path"]

@@ -124,6 +124,44 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     return png
 
 
+def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float, float, float],
+                       epsg: int, first: str, last: str, dates: int, folder: str,
+                       method: str, tmp_dir: Path | None = None) -> Path:
+    """A time series' velocity map (mm/yr, diverging, centred on zero) from its COG.
+
+    Drawn from the COG's first overview no larger than 1000 pixels a side (the whole
+    raster when it has none): a frame's map never reads the full resolution.
+
+    Parameters
+    ----------
+    velocity
+        The velocity COG (m/yr).
+    png
+        Where the map goes.
+    bounds, epsg
+        The COG's projected bounds (left, bottom, right, top) and CRS.
+    first, last, dates
+        The series' first and last dates (``YYYY-MM-DD``) and its number of dates.
+    folder, method
+        The frame's folder name (``F40291``) and spatial reference method, for the title.
+    tmp_dir
+        As :func:`render_map`.
+    """
+    import rasterio
+
+    with rasterio.open(velocity) as ds:
+        level = 0
+        while ds.overviews(1) and max(ds.shape) // (2 ** level) > 1000 and \
+                level < len(ds.overviews(1)):
+            level += 1
+        factor = 2 ** level
+        data = ds.read(1, out_shape=(max(1, ds.height // factor), max(1, ds.width // factor)))
+    title = f"LOS velocity {first} to {last} ({dates} dates)\n{folder}, reference: {method}"
+    return render_map(data * 1000.0, bounds, epsg, png, title=title,
+                      label="LOS velocity [mm/yr] (positive: towards the satellite)",
+                      vmax=None, diverging=True, tmp_dir=tmp_dir)
+
+
 def png_bytes(rgb: np.ndarray, level: int = 2) -> bytes:
     """An RGB image (uint8, rows x cols x 3) as PNG bytes, deflated by ISA-L.
 

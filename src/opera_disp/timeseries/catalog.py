@@ -1,9 +1,9 @@
 """The ``timeseries`` job's STAC catalog, built from the summary's frame records.
 
-Per frame: one item for the velocity products (the velocity, its standard error, the
-valid count, the coherence and the seasonal amplitude COGs, the cube with its own media
-type, the quicklook, the point series), spanning the series' first to last date; and,
-with ``--date-cogs``, one item per date (its COG; ``datetime`` the date, the interval
+Per frame: one item for the velocity products (a COG asset per output layer of
+:data:`~opera_disp.timeseries.layers.LAYERS`, the cube with its own media type, the
+quicklook, the point series), spanning the series' first to last date; and, with
+``--date-cogs``, one item per date (every other COG; ``datetime`` the date, the interval
 from the first reference date). Built from the records ``summary.json`` lists, so the two
 always agree.
 """
@@ -21,6 +21,7 @@ from ..jobs.summary import CatalogRecord, FrameSeries, SeriesSettings, catalog_r
 from ..product import SHORT_NAME
 from ..stac.catalog import JSON, AssetSpec, CatalogWritten, CollectionSpec, ItemSpec, write_catalog
 from ..types import OutputKind
+from .layers import layer_named
 
 SERIES_COLLECTION: Final = "opera-disp-timeseries"
 SUMMARY_NAME: Final = "summary.json"
@@ -53,7 +54,7 @@ def frame_items(frame: FrameSeries, settings: SeriesSettings) -> list[ItemSpec]:
     for out in frame["outputs"]:
         path = Path(out["path"])
         size, sha = out["bytes"], out["sha256"]
-        if out["kind"] == OutputKind.COG and path.stem.startswith(f"{settings['layer']}_"):
+        if out["kind"] == OutputKind.COG and layer_named(path.stem) is None:
             day = path.stem.rsplit("_", 1)[-1]
             when = _when(next(d for d in frame["dates"] if d[:10].replace("-", "") == day))
             dated.append(ItemSpec(
@@ -62,7 +63,7 @@ def frame_items(frame: FrameSeries, settings: SeriesSettings) -> list[ItemSpec]:
                                   title=f"{settings['layer']} since {frame['dates'][0][:10]}",
                                   size=size, sha256=sha), summary),
                 properties=common, title=f"{tag} {settings['layer']} on {day}"))
-        elif out["kind"] == OutputKind.COG:
+        elif out["kind"] == OutputKind.COG:  # an output layer
             main.append(AssetSpec(path.stem, path, ("data",), title=path.stem, size=size,
                                   sha256=sha))
         elif out["kind"] == OutputKind.CUBE:

@@ -25,6 +25,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
+from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
 from ..jobs.summary import (
@@ -37,14 +38,8 @@ from ..jobs.summary import (
 from ..options import SeriesOptions
 from ..tiff.pool import EncoderPool
 from ..types import JobStatus
-from .run import (
-    FrameFailure,
-    FrameJob,
-    SourceFactory,
-    TileRunner,
-    layers_needed,
-    open_products,
-)
+from .frame import FrameFailure, FrameJob, TileRunner, open_products
+from .kernel import layers_needed
 
 log = logging.getLogger(__name__)
 
