@@ -18,12 +18,14 @@ from opera_disp.timeseries import layers
 from opera_disp.timeseries.layers import LAYERS, VELOCITY, OutputLayer, layer_named, layers_for
 
 HEAVY = ("opera_disp.timeseries.frame", "opera_disp.timeseries.cube", "opera_disp.tiff.writer",
-         "opera_disp.render.maps", "opera_disp.job.summary", "matplotlib")
+         "opera_disp.render.maps", "opera_disp.jobs.summary", "opera_disp.subset.granule",
+         "matplotlib")
 
 
 def test_the_worker_kernel_imports_none_of_the_frame_pipeline() -> None:
     # What a dask worker imports to run a tile: no writers, renderer or summary models.
-    code = ("import sys, opera_disp.timeseries.kernel, opera_disp.cluster.series; "
+    code = ("import sys, opera_disp.timeseries.kernel, opera_disp.cluster.series, "
+            "opera_disp.cluster.pools; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

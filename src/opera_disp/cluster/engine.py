@@ -22,9 +22,10 @@ from ..options import SubsetOptions
 from ..subset.granule import Outcome
 from ..types import GranuleStatus
 from .objstore import S3Target
+from .pools import close_shared
 from .scheduler import SchedulerSpec, open_client, parse_scheduler, worker_count
 from .secrets import Courier, client_credentials
-from .task import Target, close_shared, run_granule
+from .task import Target, run_granule
 from .teardown import PoolTeardown
 
 log = logging.getLogger(__name__)

@@ -91,7 +91,7 @@ def run_tile(facts: FrameFacts, tile: Window, inside: NDArray[np.bool_] | None
     """One tile on this worker: open the products, read and compute, close them; the
     result carries what was read per product."""
     # The process's shared read pool and access live with the granule tasks'.
-    from .task import access_of, read_pool
+    from .pools import access_of, read_pool
 
     if facts.credentials:
         wait_for_credentials()

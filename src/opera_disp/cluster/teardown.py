@@ -15,7 +15,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .task import close_shared
+from .pools import close_shared
 
 PLUGIN_NAME = "opera-disp-pools"
 
