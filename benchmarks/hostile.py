@@ -237,8 +237,9 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:
             code = "hung" if r.proc.code is None else str(r.proc.code)
+            result = "pass" if r.ok else "FAIL: " + "; ".join(r.failures)
             print(f"| {r.case.item} | `{r.case.id}` | {r.case.what} | {r.case.expect} | {code} "
-                  f"| {r.proc.seconds:.1f} | {'pass' if r.ok else 'FAIL: ' + '; '.join(r.failures)} |")
+                  f"| {r.proc.seconds:.1f} | {result} |")
     failed = [r for r in rows if not r.ok]
 
     def count(word: str) -> int:
