@@ -43,7 +43,7 @@ $graph:
       type: string?
     window:
       label: Window
-      doc: Pixels of the frame grid, half-open.
+      doc: Pixel window ROW0:ROW1,COL0:COL1 of the frame grid (half-open).
       type: string?
     start:
       label: Start
@@ -96,7 +96,7 @@ $graph:
     cog_writer:
       label: COG writer
       doc: 'subset: COG encoder: streaming (opera-disp''s, compresses while reading) or gdal (GDAL''s
-        COG driver, the way out of an encoder bug); default streaming.'
+        COG driver, the way out of an encoder bug) (default streaming).'
       type: string?
     product:
       label: Product
@@ -106,61 +106,58 @@ $graph:
     corrections:
       label: Corrections
       doc: 'timeseries: /corrections layers subtracted before rebasing: solid_earth_tide, ionospheric_delay
-        (comma-separated), or none; default solid_earth_tide.'
+        (comma-separated), or none (default solid_earth_tide).'
       type: string?
     nan_policy:
       label: Nan policy
-      doc: 'timeseries: A NaN in a reference-crossover product: propagate (later dates NaN) or omit
-        (counted as 0), as opera-utils; default propagate.'
+      doc: 'timeseries: a NaN in a reference-crossover product: propagate (later dates NaN) or omit
+        (counted as 0), as opera-utils (default propagate).'
       type: string?
     reference_point:
       label: Reference point
-      doc: 'timeseries: Spatial reference: the pixel containing this point (implies --reference-method
-        point).'
+      doc: 'timeseries: LON,LAT of the spatial reference pixel (implies reference_method point).'
       type: string?
     reference_method:
       label: Reference method
-      doc: 'timeseries: point, median (of the area), high-coherence (median of pixels above --coherence-threshold;
-        the default without a point) or none (the products'' own).'
+      doc: 'timeseries: point, median, high-coherence (default without a point) or none.'
       type: string?
     coherence_threshold:
       label: Coherence threshold
-      doc: 'timeseries: Harmonic-mean temporal coherence of a coherent pixel; default 0.7.'
+      doc: 'timeseries: harmonic-mean temporal coherence of a coherent pixel, 0..1 (default 0.7).'
       type: float?
     seasonal:
       label: Seasonal
-      doc: 'timeseries: Fit an annual sine and cosine with the velocity: true or false (default false)'
+      doc: 'timeseries: fit an annual sine and cosine with the velocity: true or false (default false).'
       type: string?
     min_valid_fraction:
       label: Min valid fraction
-      doc: 'timeseries: Pixels valid on fewer dates than this fraction get no velocity; default 0.5.'
+      doc: 'timeseries: pixels valid on fewer dates than this fraction get no velocity (default 0.5).'
       type: float?
     allow_gaps:
       label: Allow gaps
-      doc: 'timeseries: Start a new segment where a crossover product is missing (else exit 2): true
-        or false (default false)'
+      doc: 'timeseries: start a new segment where a crossover product is missing (else the job fails
+        with exit 2): true or false (default false).'
       type: string?
     cube:
       label: Cube
-      doc: 'timeseries: Cube format: netcdf (timeseries.nc) or zarr (timeseries.zarr, Zarr v3); default
-        netcdf.'
+      doc: 'timeseries: cube format: netcdf (timeseries.nc) or zarr (timeseries.zarr, Zarr v3) (default
+        netcdf).'
       type: string?
     date_cogs:
       label: Date cogs
-      doc: 'timeseries: Also one COG per date: true or false (default false)'
+      doc: 'timeseries: also one COG per date: true or false (default false).'
       type: string?
     points:
       label: Points
-      doc: 'timeseries: Points whose series go to points.csv and points.png: a file of LON,LAT lines
-        or LON,LAT;LON,LAT...'
+      doc: 'timeseries: LON,LAT;LON,LAT... points whose series go to points.csv and points.png.'
       type: string?
     quicklooks:
       label: Quicklooks
-      doc: 'subset: Draw a quicklook PNG per granule: true or false (default true)'
+      doc: 'subset: draw a quicklook PNG per granule: true or false (default true).'
       type: string?
     stac:
       label: STAC
-      doc: 'false for no STAC catalog (catalog.json) of the outputs (default true): true or false'
+      doc: false for no STAC catalog (catalog.json) of the outputs (default true).
       type: string?
   outputs:
     out:

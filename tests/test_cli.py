@@ -30,7 +30,7 @@ from .helpers import one_line_error, run, validate_summary
     (["--bbox", "-104,-91,-103,24"], "latitude -91.0 outside -90..90"),
     (["--aoi", "/nonexistent/aoi.geojson"], "AOI file '/nonexistent/aoi.geojson' does not exist"),
     (["--start", "2020-02-01", "--end", "2020-01-01"], "start 2020-02-01 is after end"),
-    (["--start", "2020-13-45"], "date '2020-13-45' is not an ISO date"),
+    (["--start", "2020-13-45"], "start '2020-13-45' is not an ISO date"),
     (["--layers", "displacement,bogus"], "unknown layer 'bogus'"),
     (["--window", "10:5,0:3"], "empty or inverted"),
     (["--window", "0:5"], "malformed"),

@@ -118,8 +118,7 @@ def prepared(kind: type[P], options: dict[str, Any], *,
         if all(values.get(k) is None for k in ("bbox", "aoi", "window")):
             values["bbox"] = synthetic.demo_bbox()
         for key, value in (demo_extras() if demo_extras is not None else {}).items():
-            values.setdefault(key, value)
-            if values[key] is None:
+            if values.get(key) is None:
                 values[key] = value
     s3 = None
     with contextlib.ExitStack() as stack:
@@ -198,7 +197,7 @@ def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> Jo
                   reads_here=scheduler is None) as job:
         # The COGs go up from the engine's tasks; the catalog made here goes up with
         # the summary.
-        with open_engine(job.run.scheduler, job.spec, job.folder.scratch, source_factory,
+        with open_engine(job.run.scheduler, job.spec, job.folder.scratch, job.source_factory,
                          job.s3) as engine:
             result = run_job(job.spec, job.refs,
                              source_factory=job.source_factory or local_source,

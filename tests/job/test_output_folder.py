@@ -386,6 +386,42 @@ def test_rerun_reuses_complete_granules_and_redoes_the_rest(
     _assert_listed_files_complete(tmp_path, again.summary)
 
 
+def test_a_summary_of_an_older_version_is_the_same_job(
+        archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
+    """A rerun after an upgrade: inputs the older summary lacks count as their defaults,
+    keys it has that this version dropped are ignored, and a setting that does not shape
+    the outputs (cmr_url, workers) never makes it another job."""
+    gs = _granules(archive)
+    first = api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                       progress=False)
+    assert first.exit_code == 0
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    del doc["inputs"]["cmr_url"], doc["inputs"]["quicklooks"]  # an older summary's inputs
+    doc["inputs"]["retired_option"] = "x"
+    (tmp_path / "summary.json").write_text(json.dumps(doc))
+    spy_granules.clear()
+    again = api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                       cmr_url="cmr.uat.earthdata.nasa.gov", workers=1, progress=False)
+    assert again.exit_code == 0, again.message
+    assert spy_granules == [] and again.summary["totals"]["reused"] == 2
+
+    series = tmp_path / "series"
+    kw: dict[str, Any] = {"source": archive, "window": "0:64,0:64", "output": series,
+                          "reference_method": "median", "progress": False}
+    assert api.timeseries(**kw).exit_code == 0
+    doc = json.loads((series / "summary.json").read_text())
+    for key in ("seasonal", "cube", "points"):  # the settings held them, inputs did not
+        del doc["inputs"][key]
+    doc["inputs"].update(layers=["displacement"], cog_writer="streaming")
+    (series / "summary.json").write_text(json.dumps(doc))
+    rerun = api.timeseries(**kw)
+    assert rerun.exit_code == 0, rerun.message
+    assert "rerun of the same time series" in " ".join(rerun.summary["notes"])
+    p = _cli("timeseries", "--source", str(archive), "--window", "0:64,0:64", "-o",
+             str(series), "--reference-method", "median", "--seasonal", "--no-progress")
+    assert p.returncode == 2 and "different product or time-series settings" in p.stderr
+
+
 def test_other_settings_into_a_used_folder_exit_2_unless_overwrite(
         archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
     gs = _granules(archive)

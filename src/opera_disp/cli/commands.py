@@ -2,7 +2,7 @@
 
 ``subset`` and ``timeseries`` are derived from the options model
 (:func:`~opera_disp.cli.params.product_command`); the toolkit commands take single fields
-of it (:func:`~opera_disp.cli.params.option`). Values reach the API as text and are
+of it (:func:`~opera_disp.cli.params.field_option`). Values reach the API as text and are
 checked there, so a bad value is the same one-line message everywhere.
 """
 
@@ -29,9 +29,10 @@ from ..options.values import (
     SEED,
     FloatRange,
     IntRange,
+    choice,
 )
 from ..product import parse_frame
-from ..types import SearchFormat
+from ..types import AccessMode, SearchFormat
 from .params import (
     AccessOpt,
     Aoi,
@@ -283,12 +284,13 @@ def download(
     from .. import api
 
     setup_logging()
+    mode = choice(AccessMode, access or AccessMode.AUTO, "access")  # before any search
     refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                    source=None, cmr_url=cmr_url, granules=granules)
     if not refs:
         print("opera-disp: no granule matched the inputs", file=sys.stderr)
         return int(ExitCode.NO_MATCH)
-    results = api.download(refs, output, access=access, workers=workers, progress=progress)
+    results = api.download(refs, output, access=mode, workers=workers, progress=progress)
     for r in results:
         print(f"{r.status:10s} {r.name}" + (f"  ({r.reason})" if r.reason else ""))
     failed = [r for r in results if r.status == "failed"]

@@ -16,6 +16,7 @@ from ..dps.plan import JobKind
 from ..errors import BadInput, ExitCode, OutsideFrame
 from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
+from ..options import SubsetOptions
 from ..options.values import parse_path, read_granule_list
 from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
 from .params import (
@@ -130,6 +131,10 @@ def plan_cmd(
     names = [g.strip() for g in (granules or "").split(",") if g.strip()]
     if granule_list is not None:
         names += read_granule_list(parse_path(granule_list, "granule list"))
+    # The values every job gets are checked here, as each job would, before planning.
+    checked = SubsetOptions.make(window=window, cmr_url=cmr_url, layers=layers)
+    window = str(checked.window) if checked.window is not None else None
+    cmr_url = checked.cmr_url
     refs = api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                       source=source, granules=names, cmr_url=cmr_url)
     if not refs:

@@ -4,7 +4,7 @@
 field becomes an option with its help, metavar, default and ``--help`` section (its
 group), and the values go to :mod:`opera_disp.api` unparsed, where the model checks
 them, so a bad value is the same one-line message from the command line, the Python API
-and DPS. :func:`option` gives other commands (``search``, ``dps plan``…) a single field
+and DPS. :func:`field_option` gives other commands (``search``, ``dps plan``…) a single field
 of the model as a parameter.
 """
 
@@ -22,11 +22,10 @@ from typer.models import OptionInfo
 from ..options import Group, OptionField, Run, Selection, SubsetOptions
 from ..options.values import choice, parse_path
 
-if True:  # typer vendors click from 0.20; older releases depend on it
-    try:
-        from typer._click import Context, HelpFormatter
-    except ImportError:  # pragma: no cover - depends on the installed typer
-        from click import Context, HelpFormatter  # type: ignore[assignment]
+try:  # typer vendors click from 0.20; older releases depend on it
+    from typer._click import Context, HelpFormatter
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import Context, HelpFormatter  # type: ignore[assignment]
 
 
 E = TypeVar("E", bound=StrEnum)

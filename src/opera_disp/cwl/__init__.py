@@ -231,8 +231,10 @@ def generate(root: Path) -> dict[str, str]:
     from ..dps.inputs import RUN_SH_BEGIN, RUN_SH_END, inputs_yaml, run_sh_block
 
     legacy = (root / CONFIG_NAME).read_text()
-    head, sep, _ = legacy.partition("\ninputs:\n")
-    legacy = (head + "\n" if sep else legacy) + inputs_yaml()
+    head, sep, rest = legacy.partition("\ninputs:\n")
+    if sep:  # the inputs section ends at the next top-level key (or the file's end)
+        tail = re.search(r"^\S", rest, flags=re.M)
+        legacy = head + "\n" + inputs_yaml() + (rest[tail.start():] if tail else "")
     config = yaml.safe_load(legacy)
     ogc = cwl_config(config)
     out = {CONFIG_NAME: legacy, CWL_CONFIG_NAME: _dump(ogc), CWL_NAME: _dump(cwl_document(ogc))}

@@ -107,17 +107,18 @@ def dps_inputs() -> tuple[RegisteredInput, ...]:
 
 def _description(fields: dict[str, OptionField]) -> str:
     first = next(iter(fields.values()))
-    text = first.opt.dps_help or first.opt.help
-    if len(fields) < len(PRODUCTS):  # an input one product alone takes says which
-        text = f"{next(iter(fields))}: {text}"
+    text = (first.opt.dps_help or first.opt.help).rstrip(".")
     shown = first.shown_default()
     if first.is_flag:
-        text = text.rstrip(".") + ": true or false"
+        if "true" not in text and "false" not in text:
+            text += ": true or false"
         shown = "true" if first.default else "false"
     if shown and "default" not in text:
-        text = f"{text[:-1]}; default {shown}." if text.endswith(".") else \
-            f"{text} (default {shown})"
-    return text
+        text += f" (default {shown})"
+    if len(fields) < len(PRODUCTS):  # an input one product alone takes says which
+        lower = not text[1:2].isupper()  # "COG encoder", "LON,LAT" keep their capitals
+        text = f"{next(iter(fields))}: {text[:1].lower() if lower else text[:1]}{text[1:]}"
+    return text + "."
 
 
 def inputs_yaml() -> str:

@@ -59,13 +59,15 @@ class JobResult:
 
 
 class Parts(TypedDict):
-    """A product's own parts of its summary."""
+    """A product's own parts of its summary (``notes``: the product's own remarks, in a
+    fixed order, after the job's)."""
 
     granules: list[GranuleRecord]
     skipped: list[Problem]
     failed: list[Problem]
     totals: Totals
     timeseries: NotRequired[SeriesSection]
+    notes: NotRequired[list[str]]
 
 
 def interrupt_code(exc: KeyboardInterrupt) -> ExitCode:
@@ -163,7 +165,7 @@ class Lifecycle:
             started=iso(self.started),
             finished=None if code is None else iso(datetime.now(UTC)),
             software=dict(software_versions()), inputs=self.spec.summary(),
-            engine=self.engine, notes=list(dict.fromkeys(notes)),
+            engine=self.engine, notes=list(dict.fromkeys([*notes, *parts.get("notes", [])])),
             granules=parts["granules"], skipped=parts["skipped"], failed=parts["failed"],
             totals=parts["totals"], catalog=catalog)
         if "timeseries" in parts:

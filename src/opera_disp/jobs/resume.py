@@ -20,19 +20,30 @@ from typing import Any, cast
 
 from ..errors import BadInput
 from ..files import sha256_file
-from ..options import SeriesOptions, SubsetOptions
+from ..options import SeriesChoices, SeriesOptions, SubsetOptions
+from ..options.model import jsonable
 from .folder import LOCK_NAME, SCRATCH_NAME
 from .summary import SUMMARY_NAME, SUMMARY_SCHEMA, GranuleRecord
 
-#: Inputs that do not change what the outputs are.
-_NOT_SHAPING = frozenset({"output", "workers", "tolerated_failure_percentage", "access",
-                          "stac"})
 
-
-def _shaping(inputs: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(inputs))
-    return {k: v for k, v in doc.items() if k not in _NOT_SHAPING} if isinstance(doc, dict) \
-        else {}
+def _differences(spec: SubsetOptions | SeriesOptions, old_inputs: Any) -> list[str]:
+    """The options that shape the outputs (the model's ``shapes_output``) and differ between
+    an earlier run's ``inputs`` and this job's; one missing from the earlier summary (an
+    older version's) counts as its default. A time series' own choices are compared as
+    its settings, not here."""
+    new = json.loads(json.dumps(spec.summary()))
+    old = old_inputs if isinstance(old_inputs, dict) else {}
+    declared = {f.name: f for f in type(spec).options()}
+    own = {f.name for f in SeriesChoices.options()} if isinstance(spec, SeriesOptions) else set()
+    out = []
+    for key in new:
+        f = declared.get(key)
+        if key in own or (f is not None and not f.opt.shapes_output):
+            continue
+        default = json.loads(json.dumps(jsonable(f.default))) if f is not None else None
+        if old.get(key, default) != new[key]:
+            out.append(key)
+    return out
 
 
 def _inside(folder: Path, rel: object) -> Path | None:
@@ -102,10 +113,10 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
         if isinstance(old.get("timeseries"), dict) else None
     series = spec.settings() if isinstance(spec, SeriesOptions) else None
     same_kind = json.loads(json.dumps(series)) == old_series
-    if same_kind and series is not None and \
-            _shaping(old.get("inputs")) == _shaping(spec.summary()):
+    differences = _differences(spec, old.get("inputs"))
+    if same_kind and series is not None and not differences:
         return {}, ["rerun of the same time series: recomputed, outputs replaced"]
-    if same_kind and _shaping(old.get("inputs")) == _shaping(spec.summary()):
+    if same_kind and not differences:
         reuse = {g["name"]: g for g in records if "name" in g and _complete(folder, g)}
         notes = [f"rerun of the same job: {len(reuse)} granule(s) reused from the earlier "
                  "run (outputs present, sizes and checksums as recorded)"] \
@@ -116,8 +127,7 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
     if not present:
         return {}, []
     if not overwrite:
-        old_in, new_in = _shaping(old.get("inputs")), _shaping(spec.summary())
-        keys = sorted(k for k in old_in.keys() | new_in.keys() if old_in.get(k) != new_in.get(k))
+        keys = sorted(differences)
         if not same_kind:
             keys.append("product or time-series settings")
         raise BadInput(f"{where} holds {len(present)} output(s) of another job (different "

@@ -11,7 +11,7 @@ From this one table the rest is derived: the command line's parameters and their
 ``--help`` groups (:mod:`opera_disp.cli.params`), the Python API's keyword checking
 (:meth:`Group.make`), the checked job spec (an instance), the summary's ``inputs``
 (:meth:`Group.summary`), and the DPS inputs of ``algorithm_config.yaml``, ``run.sh`` and
-the CWL (:mod:`opera_disp.dps.registration`). Adding an option is one field here and the
+the CWL (:mod:`opera_disp.dps.inputs`). Adding an option is one field here and the
 code that uses it.
 
 Examples
@@ -23,7 +23,7 @@ Examples
 >>> SubsetOptions.make(start="2016-09-01", end="2016-08-01", source=".")
 Traceback (most recent call last):
 ...
-opera_disp.errors.BadInput: start 2016-09-01 is after end 2016-08-01
+opera_disp.errors.BadInput: start 2016-09-01 is after end 2016-08-01; give start <= end
 >>> SubsetOptions.make(workers=0, source=".")
 Traceback (most recent call last):
 ...
@@ -38,6 +38,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
+from datetime import time as dtime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -49,6 +50,7 @@ from ..errors import BadInput
 from ..geometry import Window, parse_aoi, parse_bbox
 from ..io.auth import public_url
 from ..product import LAYERS, parse_frame, parse_layers
+from ..times import iso
 from ..types import (
     AccessMode,
     BBox,
@@ -109,6 +111,11 @@ class Opt:
         the shared ``layers`` input).
     dps_help
         The DPS input's description when it differs from ``help``.
+    shapes_output
+        Whether another value makes other outputs (a rerun with another ``workers`` is the
+        same job; another ``layers`` is not): what a resume compares.
+    default_help
+        How ``--help`` shows the default, when the value alone would mislead.
     """
 
     help: str
@@ -120,6 +127,8 @@ class Opt:
     dps: int | None = None
     dps_name: str | None = None
     dps_help: str | None = None
+    shapes_output: bool = True
+    default_help: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,11 @@ class OptionField:
     def shown_default(self) -> str | None:
         """The default as the command line writes it (None: no default worth showing)."""
         d = self.default
-        if d is None or d == () or isinstance(d, Path):
+        if self.opt.default_help:
+            return self.opt.default_help
+        if isinstance(d, Path):
+            return str(d)
+        if d is None or d == ():
             return None
         if isinstance(d, bool):
             return None if not self.opt.flag or "/" not in self.opt.flag else \
@@ -199,6 +212,8 @@ class Group:
     a group's ``_prepare``), not an option. A group may define ``_prepare`` (a
     classmethod normalising the parsed values, e.g. merging the granule list) and
     ``_validate`` (cross-field checks); :meth:`make` runs every group's, base first.
+    Build options with :meth:`make`: it parses every value (text or typed); the
+    constructor itself only runs the cross-field checks, for values already typed.
     """
 
     #: The ``--help`` section of the group's options.
@@ -292,8 +307,18 @@ def _flag(name: str) -> Callable[[Any], bool]:
     return lambda v: parse_bool(v, name)
 
 
+def _when_text(when: datetime) -> str:
+    """A date alone when the time is the day's start or end, else the UTC time."""
+    return when.date().isoformat() if when.time() in (dtime.min, dtime.max) else \
+        iso(when, timespec="seconds")
+
+
+def _start(value: Any) -> datetime:
+    return parse_when(value, name="start")
+
+
 def _end(value: Any) -> datetime:
-    return parse_when(value, end=True)
+    return parse_when(value, end=True, name="end")
 
 
 # -- the groups --------------------------------------------------------------------------
@@ -318,7 +343,7 @@ class Selection(Group):
         "Local archive folder of DISP-S1 .nc granules.", metavar="DIR",
         parse=lambda v: parse_folder(v, "source"))] = None
     start: Annotated[datetime | None, Opt(
-        "First secondary date (ISO).", metavar="DATE", parse=parse_when, dps=5)] = None
+        "First secondary date (ISO).", metavar="DATE", parse=_start, dps=5)] = None
     end: Annotated[datetime | None, Opt(
         "Last secondary date (ISO, inclusive).", metavar="DATE", parse=_end, dps=6)] = None
     frame: Annotated[int | None, Opt(
@@ -329,7 +354,7 @@ class Selection(Group):
     cmr_url: Annotated[str | None, Opt(
         "CMR: a host (cmr.earthdata.nasa.gov, as maap-py's cmr_host), a base URL or the "
         "search URL (default $OPERA_DISP_CMR_URL or production).", metavar="URL",
-        parse=parse_cmr_url, dps=14)] = None
+        parse=parse_cmr_url, dps=14, shapes_output=False)] = None
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> None:
@@ -340,7 +365,8 @@ class Selection(Group):
 
     def _validate(self) -> None:
         if self.start and self.end and self.start > self.end:
-            raise BadInput(f"start {self.start.date()} is after end {self.end.date()}")
+            raise BadInput(f"start {_when_text(self.start)} is after end "
+                           f"{_when_text(self.end)}; give start <= end")
 
     def _summary(self, out: dict[str, Any]) -> None:
         # Presigned signatures, fragments and credentials never reach a summary.
@@ -364,6 +390,7 @@ class Area(Group):
                  "nodata.")] = None
     window: Annotated[Window | None, Opt(
         "Pixels of the frame grid, half-open.", metavar="R0:R1,C0:C1", dps=4,
+        dps_help="Pixel window ROW0:ROW1,COL0:COL1 of the frame grid (half-open).",
         parse=lambda v: Window.parse(v) if isinstance(v, str) else v)] = None
     #: Where the AOI came from (its file, or ``(inline GeoJSON)``); derived.
     aoi_label: str | None = None
@@ -410,10 +437,11 @@ class Output(Group):
     output: Annotated[Path, Opt(
         "Output folder (a time series: one subfolder per frame), or s3://BUCKET/PREFIX "
         "(written locally, then each file uploaded with its SHA-256).",
-        metavar="DIR|s3://BUCKET/PREFIX", short="-o", parse=_output)] = Path("output")
+        metavar="DIR|s3://BUCKET/PREFIX", short="-o", parse=_output, shapes_output=False)
+    ] = Path("output")
     stac: Annotated[bool, Opt(
         "Write catalog.json, a STAC catalog of the outputs.", flag="--stac/--no-stac",
-        parse=_flag("stac"), dps=29,
+        parse=_flag("stac"), dps=29, shapes_output=False,
         dps_help="false for no STAC catalog (catalog.json) of the outputs (default true).")
     ] = True
 
@@ -428,18 +456,26 @@ class Execution(Group):
         "Failed granules tolerated, % (a time series: granules whose metadata cannot be "
         "read; their dates are left out).", metavar="FLOAT",
         parse=lambda v: TOLERANCE.parse("tolerated failure percentage", v), dps=10,
-        dps_help="Percentage of granules allowed to fail before the job fails (default 0)."
-    )] = 0.0
+        dps_help="Percentage of granules allowed to fail before the job fails (default 0).",
+        shapes_output=False)] = 0.0
     workers: Annotated[int, Opt(
         f"Granules processed concurrently ({WORKERS}); a time series keeps 8 reads in "
         "flight per worker.", metavar="INTEGER",
         parse=lambda v: WORKERS.parse("workers", v), dps=11,
-        dps_help="Granules processed concurrently (default 2).")] = 2
+        dps_help="Granules processed concurrently (default 2).", shapes_output=False)] = 2
     access: Annotated[AccessMode, Opt(
         "How remote granules are read (auto: S3 in us-west-2, else HTTPS).",
         parse=_enum(AccessMode, "access"), dps=13,
-        dps_help="auto (default: S3 in us-west-2, else HTTPS), https, s3 or local.")
-    ] = AccessMode.AUTO
+        dps_help="auto (default: S3 in us-west-2, else HTTPS), https, s3 or local.",
+        shapes_output=False)] = AccessMode.AUTO
+
+
+def _scheduler(value: Any) -> Any:
+    # Text is read by the cluster room (local[:N] or an address); a client is taken as is.
+    if isinstance(value, str) or callable(getattr(value, "submit", None)):
+        return value
+    raise BadInput(f"scheduler {value!r} is not allowed; expected local[:N], a scheduler "
+                   "address (tcp://host:8786) or a distributed.Client")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -450,18 +486,19 @@ class Run(Group):
 
     demo: Annotated[bool, Opt(
         "Run on the embedded sample archive (made once) with a bbox over its deforming "
-        "area (a time series: and three points).", flag="--demo", summary=False)] = False
+        "area (a time series: and three points).", flag="--demo", parse=_flag("demo"),
+        summary=False)] = False
     overwrite: Annotated[bool, Opt(
         "Replace the outputs another job (other settings) left in the output folder.",
-        flag="--overwrite", summary=False)] = False
+        flag="--overwrite", parse=_flag("overwrite"), summary=False)] = False
     scheduler: Annotated[Any, Opt(
         "Run on dask workers: local[:N] (N worker processes here, default 2), a scheduler "
         "address (tcp://host:8786), or (Python) a distributed.Client. subset: a task per "
         "granule; timeseries: a task per tile, the outputs written here.",
-        metavar="local[:N]|ADDRESS", summary=False)] = None
+        metavar="local[:N]|ADDRESS", parse=_scheduler, summary=False)] = None
     progress: Annotated[bool | None, Opt(
         "Progress bar (default: on a terminal).", flag="--progress/--no-progress",
-        summary=False)] = None
+        parse=_flag("progress"), summary=False)] = None
 
 
 # -- the products ------------------------------------------------------------------------
@@ -529,15 +566,19 @@ class SeriesChoices(Group):
     reference_method: Annotated[ReferenceMethod, Opt(
         "point, median (of the area), high-coherence (median of pixels above "
         "--coherence-threshold; the default without a point) or none (the products' own).",
-        parse=_enum(ReferenceMethod, "reference method"), dps=20)
+        parse=_enum(ReferenceMethod, "reference method"), dps=20,
+        default_help="high-coherence, or point with --reference-point",
+        dps_help="point, median, high-coherence (default without a point) or none.")
     ] = ReferenceMethod.HIGH_COHERENCE
     reference_point: Annotated[tuple[float, float] | None, Opt(
         "Spatial reference: the pixel containing this point (implies --reference-method "
         "point).", metavar="LON,LAT", parse=lambda v: parse_lonlat(v, "reference point"),
-        dps=19)] = None
+        dps=19, dps_help="LON,LAT of the spatial reference pixel (implies reference_method "
+                         "point).")] = None
     coherence_threshold: Annotated[float, Opt(
         "Harmonic-mean temporal coherence of a coherent pixel.", metavar="FLOAT",
-        parse=lambda v: UNIT.parse("coherence threshold", v), dps=21)] = 0.7
+        parse=lambda v: UNIT.parse("coherence threshold", v), dps=21,
+        dps_help="harmonic-mean temporal coherence of a coherent pixel, 0..1.")] = 0.7
     seasonal: Annotated[bool, Opt(
         "Fit an annual sine and cosine with the velocity.", flag="--seasonal",
         parse=_flag("seasonal"), dps=22)] = False
@@ -546,7 +587,9 @@ class SeriesChoices(Group):
         parse=lambda v: UNIT.parse("min valid fraction", v), dps=23)] = 0.5
     allow_gaps: Annotated[bool, Opt(
         "Start a new segment where a crossover product is missing (else exit 2).",
-        flag="--allow-gaps", parse=_flag("allow gaps"), dps=24)] = False
+        flag="--allow-gaps", parse=_flag("allow gaps"), dps=24,
+        dps_help="start a new segment where a crossover product is missing (else the job "
+                 "fails with exit 2).")] = False
     cube: Annotated[CubeFormat, Opt(
         "Cube format: netcdf (timeseries.nc) or zarr (timeseries.zarr, Zarr v3).",
         parse=_enum(CubeFormat, "cube"), dps=25)] = CubeFormat.NETCDF
@@ -555,7 +598,9 @@ class SeriesChoices(Group):
     ] = False
     points: Annotated[tuple[tuple[float, float], ...], Opt(
         "Points whose series go to points.csv and points.png: a file of LON,LAT lines or "
-        "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27)] = ()
+        "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27,
+        dps_help="LON,LAT;LON,LAT... points whose series go to points.csv and points.png.")
+    ] = ()
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import BadInput
-from ..types import Correction, MaskMode
+from ..types import Correction
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,10 @@ SEED = IntRange(0, None)
 E = TypeVar("E", bound=StrEnum)
 
 
-def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
-    """An ISO date or datetime as UTC; a date-only ``end`` means the end of that day.
+def parse_when(value: str | date | datetime, *, end: bool = False, name: str = "date"
+               ) -> datetime:
+    """An ISO date or datetime as UTC; a date-only ``end`` means the end of that day;
+    ``name`` is the option a bad value is reported as.
 
     Examples
     --------
@@ -146,10 +148,10 @@ def parse_when(value: str | date | datetime, *, end: bool = False) -> datetime:
         s = value.strip()
         try:
             if len(s) == 10:
-                return parse_when(date.fromisoformat(s), end=end)
+                return parse_when(date.fromisoformat(s), end=end, name=name)
             dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
         except ValueError:
-            raise BadInput(f"date {value!r} is not an ISO date; expected YYYY-MM-DD or "
+            raise BadInput(f"{name} {value!r} is not an ISO date; expected YYYY-MM-DD or "
                            "YYYY-MM-DDTHH:MM:SSZ") from None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
@@ -182,6 +184,7 @@ def choice(kind: type[E], value: E | str, name: str) -> E:
 
     Examples
     --------
+    >>> from opera_disp.types import MaskMode
     >>> choice(MaskMode, "none", "mask")
     <MaskMode.NONE: 'none'>
     """
@@ -313,8 +316,3 @@ def parse_bool(value: bool | str, name: str) -> bool:
     if text in ("false", "no", "0"):
         return False
     raise BadInput(f"{name} {value!r} is not allowed; expected true or false")
-
-
-def mask_applied(mask: MaskMode) -> bool:
-    """Whether ``recommended_mask`` is applied."""
-    return mask is MaskMode.RECOMMENDED

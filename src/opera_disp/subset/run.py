@@ -188,8 +188,6 @@ def run_job(
                     taken.add(fut)
                     outcome = fut.result()
                     outcomes.append(outcome)
-                    if outcome.note:
-                        life.notes.append(outcome.note)
                     bar.update(1)
                     if outcome.record is not None:
                         log.info("done %s: %d valid pixels", outcome.name,
@@ -253,6 +251,7 @@ def _parts(refs: list[GranuleRef], outcomes: list[Outcome], seconds: float) -> P
 
     all_outputs = [out for r in records for out in r["outputs"]]
     return Parts(
+        notes=[o.note for o in outcomes if o.note],  # in the granules' order
         granules=records,
         skipped=problems(GranuleStatus.SKIPPED),
         failed=problems(GranuleStatus.FAILED),
