@@ -116,6 +116,9 @@ class Opt:
         same job; another ``layers`` is not): what a resume compares.
     default_help
         How ``--help`` shows the default, when the value alone would mislead.
+    summary_help
+        What the summary's entry holds, when it is not what the option takes (the
+        description in the summary's JSON Schema; default ``help``).
     """
 
     help: str
@@ -129,6 +132,7 @@ class Opt:
     dps_help: str | None = None
     shapes_output: bool = True
     default_help: str | None = None
+    summary_help: str | None = None
 
 
 @dataclass(frozen=True)
@@ -387,7 +391,9 @@ class Area(Group):
         "GeoJSON polygon: a file, or inline text; outside pixels become nodata.",
         metavar="FILE|GEOJSON", dps=3,
         dps_help="AOI as inline GeoJSON (Polygon/MultiPolygon); outside pixels become "
-                 "nodata.")] = None
+                 "nodata.",
+        summary_help="Where the AOI came from: its file, `(inline GeoJSON)` or `(geometry)`.")
+    ] = None
     window: Annotated[Window | None, Opt(
         "Pixels of the frame grid, half-open.", metavar="R0:R1,C0:C1", dps=4,
         dps_help="Pixel window ROW0:ROW1,COL0:COL1 of the frame grid (half-open).",
@@ -517,6 +523,7 @@ class SubsetChoices(Group):
     mask: Annotated[MaskMode, Opt(
         "recommended: apply recommended_mask; none: write it as its own COG.",
         parse=_enum(MaskMode, "mask"), dps=9,
+        summary_help="Whether `recommended_mask` is applied (`recommended`) or not (`none`).",
         dps_help="recommended (default: apply recommended_mask) or none (write the mask as "
                  "its own COG; a time series: no mask).")] = MaskMode.RECOMMENDED
     cog_writer: Annotated[CogWriterKind, Opt(
@@ -574,7 +581,8 @@ class SeriesChoices(Group):
         "Spatial reference: the pixel containing this point (implies --reference-method "
         "point).", metavar="LON,LAT", parse=lambda v: parse_lonlat(v, "reference point"),
         dps=19, dps_help="LON,LAT of the spatial reference pixel (implies reference_method "
-                         "point).")] = None
+                         "point).",
+        summary_help="`[lon, lat]` of the reference point.")] = None
     coherence_threshold: Annotated[float, Opt(
         "Harmonic-mean temporal coherence of a coherent pixel.", metavar="FLOAT",
         parse=lambda v: UNIT.parse("coherence threshold", v), dps=21,
@@ -599,8 +607,8 @@ class SeriesChoices(Group):
     points: Annotated[tuple[tuple[float, float], ...], Opt(
         "Points whose series go to points.csv and points.png: a file of LON,LAT lines or "
         "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27,
-        dps_help="LON,LAT;LON,LAT... points whose series go to points.csv and points.png.")
-    ] = ()
+        dps_help="LON,LAT;LON,LAT... points whose series go to points.csv and points.png.",
+        summary_help="`[lon, lat]` of each point whose series went to points.csv.")] = ()
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> None:
@@ -664,7 +672,8 @@ def json_schema(*products: type[Group]) -> dict[str, Any]:
             if not f.opt.summary:
                 continue
             names.add(f.name)
-            props.setdefault(f.name, {**_json_type(f), "description": f.opt.help})
+            props.setdefault(f.name, {**_json_type(f),
+                                      "description": f.opt.summary_help or f.opt.help})
         for klass in product.__mro__:
             for name, schema in klass.__dict__.get("extra_schema", {}).items():
                 names.add(name)
