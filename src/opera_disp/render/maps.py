@@ -78,12 +78,7 @@ def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, fl
     left, bottom, right, top = bounds
     im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
                    extent=(left, right, bottom, top))
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
-    ax.set_ylabel("northing [m]")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=8)
+    _projected_axes(ax, title, epsg)
     if cax is None:
         fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     else:
@@ -588,12 +583,7 @@ def _plot_categories(fig: Any, ax: Any, hx: Any, data: np.ndarray,
     left, bottom, right, top_ = bounds
     im = ax.imshow(index, cmap=cmap, norm=BoundaryNorm(np.arange(n + 1) - 0.5, n),
                    interpolation="nearest", extent=(left, right, bottom, top_))
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
-    ax.set_ylabel("northing [m]")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=8)
+    _projected_axes(ax, title, epsg)
     bar = fig.colorbar(im, ax=ax, shrink=0.85, ticks=np.arange(n))
     bar.ax.set_yticklabels(tags or ["none"], fontsize=8)
     bar.set_label(label)
@@ -612,3 +602,13 @@ def _plot_categories(fig: Any, ax: Any, hx: Any, data: np.ndarray,
     note = f"; {out} outside --vmin/--vmax" if out else ""
     hx.set_title(f"{total} valid of {data.size} pixels in {k} "
                  f"categor{'y' if k == 1 else 'ies'}{note}", fontsize=10)
+
+
+def _projected_axes(ax: Any, title: str, epsg: int | None) -> None:
+    """A map's title and its easting/northing axes, plain numbers."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
+    ax.set_ylabel("northing [m]")
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.tick_params(axis="y", labelsize=8)
