@@ -102,10 +102,10 @@ def _is_link(path: Path) -> bool:
 
 def inside(folder: Path, rel: str | PurePath) -> Path:
     """``folder / rel`` when ``rel`` is a plain relative path inside ``folder`` and no
-    component below ``folder`` is a symlink (the last one may not exist yet).
+    folder on the way below ``folder`` is a symlink (the last component may not exist yet,
+    or be a link: a rename replaces it, :func:`remove_inside` leaves it).
 
-    ``folder`` itself may be a link (the user's choice of output folder); nothing below it
-    may be.
+    ``folder`` itself may be a link (the user's choice of output folder).
 
     Raises
     ------
@@ -133,7 +133,7 @@ def inside(folder: Path, rel: str | PurePath) -> Path:
     if not text or "\0" in text or p.is_absolute() or ".." in p.parts or p == PurePath("."):
         raise UnsafePath(f"{text!r} is not a relative path inside the folder")
     here = Path(folder)
-    for i, part in enumerate(p.parts):
+    for i, part in enumerate(p.parts[:-1]):
         here = here / part
         try:
             mode = os.lstat(here).st_mode
@@ -144,7 +144,7 @@ def inside(folder: Path, rel: str | PurePath) -> Path:
         if stat.S_ISLNK(mode):
             raise UnsafePath(f"{text!r} goes through the symlink "
                              f"{str(PurePath(*p.parts[:i + 1]))!r}")
-    return here
+    return Path(folder, *p.parts)
 
 
 def safe_mkdir(folder: Path, rel: str | PurePath, *, replace_links: bool = False) -> Path:

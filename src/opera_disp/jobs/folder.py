@@ -20,7 +20,8 @@ lock file, while still holding its lock; a job that opened the old file meanwhil
 it is gone and locks the new one, so two jobs never hold two files of the same name.
 Leaving it on an exception first runs the ``on_abort`` callbacks (the job's lifecycle ends
 its summary there, so no summary is left ``running``); and a folder this job created and
-left empty (bad input found before anything was written) is removed.
+left empty when an exception ends the job (bad input found before anything was written)
+is removed.
 
 Examples
 --------
@@ -160,6 +161,8 @@ class OutputFolder:
                 except Exception:  # the job's own error is the one to report
                     log.debug("ending the summary after %r failed", exc, exc_info=True)
         self._release()
+        if exc is not None:
+            self._remove_if_created()
 
     def _release(self) -> None:
         if self._fd is None:
@@ -172,7 +175,6 @@ class OutputFolder:
             pass
         finally:
             os.close(fd)  # releases the lock
-        self._remove_if_created()
 
     def _remove_if_created(self) -> None:
         """Remove the folders this job created if it left nothing in them (a job refused
