@@ -283,11 +283,12 @@ def test_rewrite_removes_stale_items_and_remove_catalog_cleans_up(
     folder = cogs["d0"].parent
     stac.write_catalog(folder, "example", _items(folder, cogs))
     assert (folder / "example" / "date-2" / "date-2.json").exists()
-    stac.write_catalog(folder, "example", _items(folder, cogs)[:2])
+    written = stac.write_catalog(folder, "example", _items(folder, cogs)[:2])
     assert not (folder / "example" / "date-2").exists()
     assert (folder / "example" / "date-1" / "date-1.json").exists()
     (folder / "example" / "notes.txt").write_text("mine")
-    removed = stac.remove_catalog(folder)
+    recorded = [{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in written.files]
+    removed = stac.remove_catalog(folder, recorded)
     assert removed[0] == "catalog.json" and len(removed) == 1 + 2 + 1
     assert sorted(p.name for p in (folder / "example").iterdir()) == ["notes.txt"]
     assert all(p.exists() for p in cogs.values())  # the data are never touched
@@ -296,7 +297,7 @@ def test_rewrite_removes_stale_items_and_remove_catalog_cleans_up(
 def test_remove_catalog_leaves_a_foreign_catalog(tmp_path: Path) -> None:
     (tmp_path / "catalog.json").write_text(json.dumps({"type": "Catalog", "id": "theirs",
                                                        "links": []}))
-    assert stac.remove_catalog(tmp_path) == []
+    assert stac.remove_catalog(tmp_path, []) == []
     assert (tmp_path / "catalog.json").exists()
 
 

@@ -4,7 +4,9 @@ A job holds :class:`OutputFolder` while it runs. Entering it
 
 * creates the folder (a folder that cannot be created or written is bad input, exit 2,
   before any granule is read);
-* takes an exclusive advisory lock (``fcntl.flock``) on ``.opera-disp.lock`` in it, and
+* takes an exclusive advisory lock (``fcntl.flock``) on ``.opera-disp.lock`` in it (opened
+  without following a link: a symlink planted there is refused, exit 2, its target never
+  written), and
   writes the holder (host, PID, start time) there: a second job on the same folder is
   refused with one line naming the holder. The kernel releases the lock when its process
   dies, however it dies, so a lock left by a killed job is simply taken over;
@@ -16,6 +18,10 @@ A job holds :class:`OutputFolder` while it runs. Entering it
 Leaving it (success, failure, Ctrl-C, SIGTERM) removes the scratch folder and then the
 lock file, while still holding its lock; a job that opened the old file meanwhile sees that
 it is gone and locks the new one, so two jobs never hold two files of the same name.
+Leaving it on an exception first runs the ``on_abort`` callbacks (the job's lifecycle ends
+its summary there, so no summary is left ``running``); and a folder this job created and
+left empty when an exception ends the job (bad input found before anything was written)
+is removed.
 
 Examples
 --------
@@ -30,17 +36,23 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..files import PlantedLink, open_nofollow
 from ..times import iso
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".opera-disp.lock"
 SCRATCH_NAME = ".opera-disp-tmp"
@@ -62,17 +74,28 @@ class OutputFolder:
         self.lock_path = self.path / LOCK_NAME
         self.scratch = self.path / SCRATCH_NAME
         self.notes: list[str] = []
+        #: Called with the exception when the job leaves the folder on one (its summary).
+        self.on_abort: list[Callable[[BaseException], None]] = []
         self._fd: int | None = None
+        #: The outermost folder this job created (None: it was there).
+        self._created: Path | None = None
 
     def __enter__(self) -> OutputFolder:
         where = f"output folder {str(self.path)!r}"
         if self.path.exists() and not self.path.is_dir():
             raise BadInput(f"{where} is a file; expected a folder")
+        missing = [p for p in (self.path, *self.path.parents)
+                   if not os.path.lexists(p)]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput(f"{where} cannot be created: {_why(exc)}") from None
-        fd = self._lock(where)
+        self._created = missing[-1] if missing else None
+        try:
+            fd = self._lock(where)
+        except BaseException:
+            self._remove_if_created()
+            raise
         self._fd = fd
         try:
             me = {"host": socket.gethostname(), "pid": os.getpid(),
@@ -95,7 +118,11 @@ class OutputFolder:
         """Open and lock the lock file; the descriptor."""
         while True:
             try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except PlantedLink:
+                raise BadInput(f"{where} holds {LOCK_NAME} as a symlink or not a plain "
+                               "file; opera-disp's lock must be a plain file it owns: remove "
+                               "it") from None
             except OSError as exc:
                 raise BadInput(f"{where} cannot be written: {_why(exc)}") from None
             try:
@@ -123,8 +150,19 @@ class OutputFolder:
         with open(self.lock_path, "rb") as fh:
             return _parse_holder(fh.read())
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if exc is not None and self._fd is not None:
+            # Scratch files first: on a full disk their space is what the summary needs.
+            _remove(self.scratch)
+            for hook in self.on_abort:
+                try:
+                    hook(exc)
+                except Exception:  # the job's own error is the one to report
+                    log.debug("ending the summary after %r failed", exc, exc_info=True)
         self._release()
+        if exc is not None:
+            self._remove_if_created()
 
     def _release(self) -> None:
         if self._fd is None:
@@ -137,6 +175,19 @@ class OutputFolder:
             pass
         finally:
             os.close(fd)  # releases the lock
+
+    def _remove_if_created(self) -> None:
+        """Remove the folders this job created if it left nothing in them (a job refused
+        before it wrote anything leaves no empty folder behind)."""
+        if self._created is None:
+            return
+        here = self.path
+        while True:
+            with contextlib.suppress(OSError):  # not empty: something was written
+                here.rmdir()
+            if here == self._created or here.parent == here:
+                break
+            here = here.parent
 
 
 def _remove(path: Path) -> None:

@@ -12,27 +12,35 @@ A product's loop (``subset``: granules; ``timeseries``: frames) holds a
 * :meth:`Lifecycle.interrupted` ends a job stopped by Ctrl-C (exit 130) or SIGTERM (143).
 
 An earlier run's ``catalog.json`` is removed when the lifecycle starts: a catalog never
-outlives the summary that lists it.
+outlives the summary that lists it. Only the catalog files that earlier summary recorded
+(with their sizes and checksums) are removed, never what a catalog file merely names.
+
+The summary is true at every exit: an exception that escapes the product's loop after the
+first ``running`` summary (a full disk, a bug) ends it through the folder's ``on_abort``
+(status and exit code from the exception, its one line as the message).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NotRequired
+from pathlib import Path
+from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
-from ..errors import ExitCode, OutputError, Terminated, one_line
+from ..errors import ExitCode, OperaDispError, OutputError, Terminated, one_line
 from ..options import SeriesOptions, SubsetOptions
 from ..times import iso
 from ..types import JobStatus
 from .folder import OutputFolder
 from .resume import listed_outputs, unlisted_files, unlisted_note
 from .summary import (
+    SUMMARY_NAME,
     SUMMARY_SCHEMA,
     CatalogRecord,
     Engine,
@@ -107,6 +115,9 @@ class Lifecycle:
     engine: Engine | None = None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     t0: float = field(default_factory=time.perf_counter)
+    #: The parts of the last running summary (None: none written yet).
+    _parts: Parts | None = field(default=None, init=False, repr=False)
+    _ended: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from ..stac.catalog import remove_catalog
@@ -115,7 +126,8 @@ class Lifecycle:
         if self.engine is None:
             self.engine = Engine(scheduler=None, workers=self.spec.workers)
         # An earlier run's catalog goes now; this run's is written when it ends.
-        remove_catalog(self.folder.path)
+        remove_catalog(self.folder.path, recorded_catalog(self.folder.path))
+        self.folder.on_abort.append(self.aborted)
 
     @property
     def seconds(self) -> float:
@@ -124,7 +136,24 @@ class Lifecycle:
 
     def running(self, message: str, parts: Parts) -> Summary:
         """Write the running summary (compact: it is rewritten after every step)."""
-        return self._write(JobStatus.RUNNING, None, message, parts, None, self.notes)
+        summary = self._write(JobStatus.RUNNING, None, message, parts, None, self.notes)
+        self._parts = parts
+        return summary
+
+    def aborted(self, exc: BaseException) -> None:
+        """End the summary of a job an exception ended before :meth:`end` did (the
+        folder's ``on_abort``): never left ``running``."""
+        if self._ended or self._parts is None:
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            self.interrupted(exc, "some outputs", self._parts)
+            return
+        code = exc.exit_code if isinstance(exc, OperaDispError) else ExitCode.FAILED
+        status = _STATUS.get(code, JobStatus.FAILED)
+        message = one_line(exc) if isinstance(exc, OperaDispError) else \
+            f"internal error: {exc.__class__.__name__}: {one_line(exc)}"
+        self._write(status, code, message, self._parts, None, self.notes)
+        self._ended = True
 
     def end(self, code: ExitCode, status: JobStatus, message: str, parts: Parts,
             catalog: CatalogWriter | None = None) -> JobResult:
@@ -133,6 +162,7 @@ class Lifecycle:
         record = None
         if catalog is not None and self.spec.stac and status is not JobStatus.INTERRUPTED \
                 and code not in (ExitCode.BAD_INPUT, ExitCode.NO_MATCH):
+            self._parts = parts  # a failing catalog ends the summary with these parts
             try:
                 record = catalog()
             except OSError as exc:  # e.g. a full disk: the job's own failure, not a bug
@@ -146,8 +176,10 @@ class Lifecycle:
         if record is not None:
             listed |= {f["path"] for f in record["files"]}
         notes = [*self.notes, *unlisted_note(unlisted_files(self.folder.path, listed))]
-        return JobResult(self._write(status, code, message, parts, record, notes), code,
-                         message)
+        self._parts = parts
+        summary = self._write(status, code, message, parts, record, notes)
+        self._ended = True
+        return JobResult(summary, code, message)
 
     def interrupted(self, exc: KeyboardInterrupt, done: str, parts: Parts) -> JobResult:
         """End an interrupted job; ``done`` says what was written (``3 of 5 granule(s)``)."""
@@ -170,6 +202,32 @@ class Lifecycle:
             totals=parts["totals"], catalog=catalog)
         if "timeseries" in parts:
             summary["timeseries"] = parts["timeseries"]
-        write_summary(self.folder.path, summary, tmp_dir=self.folder.scratch,
+        # The scratch folder is gone when an aborted job ends its summary.
+        scratch = self.folder.scratch if self.folder.scratch.is_dir() else None
+        write_summary(self.folder.path, summary, tmp_dir=scratch,
                       indent=None if code is None else 2)
         return summary
+
+
+_STATUS = {ExitCode.BAD_INPUT: JobStatus.BAD_INPUT, ExitCode.NO_MATCH: JobStatus.NO_MATCH,
+           ExitCode.SERVICE: JobStatus.SERVICE_ERROR, ExitCode.INTERRUPTED: JobStatus.INTERRUPTED,
+           ExitCode.TERMINATED: JobStatus.INTERRUPTED}
+
+
+def recorded_catalog(folder: Path) -> list[dict[str, Any]]:
+    """The catalog files the folder's earlier ``summary.json`` recorded (path, bytes,
+    sha256), or none: the only catalog files a job may remove.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> recorded_catalog(Path(tempfile.mkdtemp()))
+    []
+    """
+    try:
+        doc = json.loads((folder / SUMMARY_NAME).read_text())
+    except (OSError, ValueError, RecursionError):
+        return []
+    catalog = doc.get("catalog") if isinstance(doc, dict) else None
+    files = catalog.get("files") if isinstance(catalog, dict) else None
+    return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []

@@ -14,12 +14,13 @@ new job's:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, cast
 
 from ..errors import BadInput
-from ..files import sha256_file
+from ..files import UnsafePath, inside, is_plain_file, remove_inside, sha256_file
 from ..options import SeriesChoices, SeriesOptions, SubsetOptions
 from ..options.model import jsonable
 from .folder import LOCK_NAME, SCRATCH_NAME
@@ -47,20 +48,23 @@ def _differences(spec: SubsetOptions | SeriesOptions, old_inputs: Any) -> list[s
 
 
 def _inside(folder: Path, rel: object) -> Path | None:
-    """``folder / rel`` if ``rel`` is a plain relative path inside ``folder``."""
-    if not isinstance(rel, str) or not rel:
+    """``folder / rel`` if ``rel`` (read from a summary) is a plain relative path inside
+    ``folder`` reached without a symlink; None otherwise."""
+    if not isinstance(rel, str):
         return None
-    p = Path(rel)
-    if p.is_absolute() or ".." in p.parts:
+    try:
+        return inside(folder, rel)
+    except UnsafePath:
         return None
-    return folder / p
 
 
 def _complete(folder: Path, record: GranuleRecord) -> bool:
     for out in record.get("outputs", []):
         path = _inside(folder, out.get("path"))
         try:
-            if path is None or not path.is_file() or path.stat().st_size != out["bytes"] \
+            # A symlink is never an output of ours: redone (its publishing replaces it).
+            if path is None or not is_plain_file(folder, out["path"]) \
+                    or path.stat().st_size != out["bytes"] \
                     or sha256_file(path) != out["sha256"]:
                 return False
         except (OSError, KeyError, TypeError):
@@ -122,8 +126,8 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
                  "run (outputs present, sizes and checksums as recorded)"] \
             if records else []
         return reuse, notes
-    listed = [p for rel in listed_outputs(old) if (p := _inside(folder, rel)) is not None]
-    present = [p for p in listed if p.is_file()]
+    # Only plain files inside the folder, reached without a link, are ever removed.
+    present = sorted({rel for rel in listed_outputs(old) if is_plain_file(folder, rel)})
     if not present:
         return {}, []
     if not overwrite:
@@ -133,8 +137,9 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
         raise BadInput(f"{where} holds {len(present)} output(s) of another job (different "
                        f"{', '.join(keys)}); use --overwrite to replace them, or choose "
                        "another --output")
-    for p in present:
-        p.unlink(missing_ok=True)
+    for rel in present:
+        with contextlib.suppress(UnsafePath):  # a link planted since it was checked: left
+            remove_inside(folder, rel)
     return {}, [f"--overwrite: removed {len(present)} output(s) of an earlier job with "
                 "other settings"]
 

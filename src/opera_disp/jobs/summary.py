@@ -15,8 +15,11 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import functools
+import json
 import math
+import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,8 +29,8 @@ import numpy as np
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from .. import __version__
-from ..errors import ExitCode, OutputError, one_line
-from ..files import write_json
+from ..errors import BadInput, ExitCode, OutputError, one_line
+from ..files import open_nofollow, write_json
 from ..stac.catalog import CatalogWritten
 from ..types import (
     GranuleStatus,
@@ -543,8 +546,29 @@ def write_summary(folder: Path, summary: Summary, *, tmp_dir: Path | None = None
     try:
         write_json(path, summary, tmp_dir=tmp_dir, indent=indent)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and _rewrite_in_place(path, summary):
+            return path
         raise OutputError(f"cannot write {path} ({exc.strerror or one_line(exc)})") from None
     return path
+
+
+def _rewrite_in_place(path: Path, summary: Summary) -> bool:
+    """On a full disk, overwrite the existing ``summary.json`` in place (compact): its own
+    blocks are freed by the truncation, so the job's final word still fits and no summary
+    is left ``running``. Never through a link; False when that fails too."""
+    data = (json.dumps(summary, allow_nan=False) + "\n").encode()
+    try:
+        fd = open_nofollow(path, os.O_WRONLY)
+    except (OSError, BadInput):
+        return False
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def catalog_record(written: CatalogWritten) -> CatalogRecord:

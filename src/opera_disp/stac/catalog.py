@@ -41,7 +41,7 @@ from pystac.extensions.raster import (
 )
 
 from .. import __version__
-from ..files import sha256_file, write_json
+from ..files import UnsafePath, remove_inside, safe_mkdir, sha256_file, write_json
 from .raster import RasterFacts, raster_facts
 
 CATALOG_NAME: Final = "catalog.json"
@@ -340,15 +340,18 @@ def write_catalog(folder: str | Path, collection: CollectionSpec | str,
     catalog.normalize_hrefs(str(folder.resolve()))
 
     # Items, then the collection, then the root: the rename of catalog.json publishes it.
+    # Where each goes is the layout above, not its href: URL parsing drops characters a
+    # folder's name may hold (a newline), which would write beside the folder.
     written: list[WrittenFile] = []
-    for obj in [*stac_items, stac_coll, catalog]:
-        href = obj.get_self_href()
-        assert href is not None  # normalize_hrefs set it
-        path = Path(href)
+    for obj, rel in [*((i, Path(coll.id, i.id, f"{i.id}.json")) for i in stac_items),
+                     (stac_coll, Path(coll.id, "collection.json")),
+                     (catalog, Path(CATALOG_NAME))]:
+        # Folders made here, never followed: a planted link is replaced, not written through.
+        safe_mkdir(folder, rel.parent, replace_links=True)
+        path = folder / rel
         doc = obj.to_dict(include_self_link=False, transform_hrefs=True)
-        write_json(path, doc, tmp_dir=tmp_dir)
-        written.append(WrittenFile(str(path.relative_to(folder.resolve())),
-                                   path.stat().st_size, sha256_file(path)))
+        write_json(path, doc, tmp_dir=tmp_dir, root=folder)
+        written.append(WrittenFile(str(rel), path.stat().st_size, sha256_file(path)))
     _remove_stale_items(collection_dir, {Path(f.path).name for f in written})
     files = (written[-1], written[-2], *written[:-2])
     return CatalogWritten(collection=coll.id, items=len(stac_items), files=files)
@@ -357,7 +360,8 @@ def write_catalog(folder: str | Path, collection: CollectionSpec | str,
 def _remove_stale_items(collection_dir: Path, keep: set[str]) -> None:
     """Remove item files an earlier catalog of this collection left (and their folders)."""
     for path in collection_dir.glob("*/*.json"):
-        if path.name in keep or path.stem != path.parent.name:
+        if path.name in keep or path.stem != path.parent.name or path.parent.is_symlink() \
+                or path.is_symlink():  # an item folder or file of ours is never a link
             continue
         if _is_item_of(path, collection_dir.name):
             path.unlink(missing_ok=True)
@@ -378,52 +382,38 @@ def _rmdir(path: Path) -> None:
         path.rmdir()
 
 
-def remove_catalog(folder: str | Path) -> list[str]:
+def remove_catalog(folder: str | Path, recorded: Sequence[Mapping[str, Any]]) -> list[str]:
     """Remove the catalog an earlier job wrote into ``folder``: ``catalog.json`` first,
-    then the collection and item files it links (and their emptied folders).
+    then its collection and item files (and their emptied folders).
 
-    Only a catalog with this package's root id is touched, and only files inside
-    ``folder``; returns the paths removed (relative to ``folder``).
+    Only the files ``recorded`` lists (the earlier job's summary: ``path``, ``bytes``,
+    ``sha256`` relative to ``folder``) are removed, each only if it is still a plain file
+    inside ``folder`` (reached without a symlink) with that size and checksum: never a file
+    a catalog merely names, nor one changed since. Returns the paths removed.
 
     Examples
     --------
     >>> import tempfile
-    >>> remove_catalog(tempfile.mkdtemp())
+    >>> remove_catalog(tempfile.mkdtemp(), [])
     []
     """
     folder = Path(folder)
-    root = folder / CATALOG_NAME
-    try:
-        doc = json.loads(root.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(doc, dict) or doc.get("id") != CATALOG_ID or doc.get("type") != "Catalog":
-        return []
-    base = folder.resolve()
-    linked: list[Path] = []
-    for link in doc.get("links", []):
-        if not isinstance(link, dict) or link.get("rel") != "child":
-            continue
-        child = (folder / str(link.get("href", ""))).resolve()
-        if not child.is_relative_to(base) or child.suffix != ".json":
+    removed = []
+    # The root first: a reader never finds a catalog.json linking to removed files.
+    ordered = sorted(recorded, key=lambda f: f.get("path") != CATALOG_NAME)
+    for f in ordered:
+        rel, size, digest = f.get("path"), f.get("bytes"), f.get("sha256")
+        if not isinstance(rel, str) or Path(rel).suffix != ".json" or \
+                not isinstance(size, int) or not isinstance(digest, str):
             continue
         try:
-            coll = json.loads(child.read_text())
-        except (OSError, ValueError):
+            if not remove_inside(folder, rel, size=size, sha256=digest):
+                continue
+        except (UnsafePath, OSError):
             continue
-        for item in coll.get("links", []) if isinstance(coll, dict) else []:
-            if isinstance(item, dict) and item.get("rel") == "item":
-                path = (child.parent / str(item.get("href", ""))).resolve()
-                if path.is_relative_to(base) and path.suffix == ".json":
-                    linked.append(path)
-        linked.append(child)
-    removed = []
-    root.unlink(missing_ok=True)
-    removed.append(CATALOG_NAME)
-    for path in linked:
-        if path.is_file():
-            path.unlink()
-            removed.append(str(path.relative_to(base)))
-            if path.parent != base:
-                _rmdir(path.parent)
+        removed.append(rel)
+        here = (folder / rel).parent
+        while here != folder and folder in here.parents:  # emptied folders, never a link's
+            _rmdir(here)
+            here = here.parent
     return removed

@@ -49,7 +49,9 @@ class _RawRaster:
     def __init__(self, path: Path, width: int, height: int, dtype: np.dtype):
         self.path, self.width, self.height = path, width, height
         self.dtype = np.dtype(dtype).newbyteorder("<")
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # A new file of the job's own scratch folder: never one planted there, nor a link.
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                      0o600)
         os.ftruncate(self.fd, width * height * self.dtype.itemsize)
 
     def write(self, block: np.ndarray, row_off: int) -> None:

@@ -487,8 +487,16 @@ class CubeWriter:
         self._done = True
         self._pool.shutdown(cancel_futures=True)
         if self._h5 is not None:
+            # Not h5netcdf's close (nor its __del__): it flushes its attributes first, and
+            # after a failed write (a full disk) that flush crashes libhdf5 (a segfault).
+            # The file is dropped anyway: close the HDF5 file under it, unflushed.
             with contextlib.suppress(Exception):
-                self._h5.close()
+                if self.fmt is CubeFormat.NETCDF:
+                    h5file = self._h5._h5file
+                    self._h5._closed = True  # first: closing may fail as the write did
+                    h5file.close()
+                else:
+                    self._h5.close()
             self._h5 = None
         _remove(self._tmp)
 

@@ -42,8 +42,15 @@ from numpy.typing import NDArray
 
 from .. import __version__
 from ..catalog.refs import GranuleRef
-from ..errors import BadInput, OperaDispError, OutsideFrame, ServiceError, one_line
-from ..files import sha256_file
+from ..errors import (
+    BadInput,
+    OperaDispError,
+    OutputError,
+    OutsideFrame,
+    ServiceError,
+    one_line,
+)
+from ..files import free_bytes, safe_mkdir, sha256_file
 from ..geometry import Grid, Window
 from ..hdf5.index import open_index
 from ..io.auth import public_url
@@ -314,7 +321,9 @@ class FrameJob:
         """
         t0 = time.perf_counter()
         fr = self._reference()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # Never through a link: one planted at F<frame> is refused (exit 2), not followed.
+        self._check_space(fr)
+        safe_mkdir(self.root, frame_folder(self.frame))
         with contextlib.ExitStack() as ctx:
             sinks = self._open(fr, ctx)
             self._passes(fr, sinks)
@@ -371,6 +380,27 @@ class FrameJob:
             shown = describe_invalid(fr.ref_values, [d[:10] for d in fr.dates])
             raise BadInput(f"reference point {lon:g},{lat:g} (row {row}, col {col}) has no "
                            f"valid value on {shown}; choose a coherent, unmasked pixel")
+
+    def _check_space(self, fr: _Frame) -> None:
+        """Refuse a frame whose HDF5 files (the cube, the scratch cube) may not fit.
+
+        libhdf5 does not survive a full disk: a failed write leaves a file it can neither
+        close nor free (a segmentation fault later). So their uncompressed size must be
+        free in the scratch folder before they are opened: an output error, one line.
+        """
+        if self.spec.cube.value != "netcdf" and not self.two_pass:
+            return
+        t, (h, w) = len(fr.chain.dates), fr.area.shape
+        need = 0
+        if self.spec.cube.value == "netcdf":
+            need += (t + len(self.outputs)) * h * w * 4
+        if self.two_pass:
+            need += (t + 1) * h * w * 4
+        free = free_bytes(self.scratch)
+        if free is not None and free < need:
+            raise OutputError(f"not enough free space in {str(self.scratch.parent)!r} for "
+                              "the cube: "
+                              f"{need / 1e6:,.1f} MB needed, {free / 1e6:,.1f} MB free")
 
     def _open(self, fr: _Frame, ctx: contextlib.ExitStack) -> _Sinks:
         """The COG writers, the cube and (two passes) the scratch cube, entered in ``ctx``."""
