@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from opera_disp.dps.ledger import ledger_for, poll, read_ledger, submit
+from opera_disp.dps.ledger import ledger_for, poll, submit
 from opera_disp.dps.maap import OgcDps, OgcHttp
 
 from ..dps.test_dps import _plan, _run_subset
@@ -97,6 +97,7 @@ def test_collect_refuses_an_output_path_outside_the_job_folder(
     extra = ("--workspace", str(fake.state.workspace)) if route == "workspace" else ()
     code, err, merged = _collect_cli(ledger, output, capsys, *extra)
     assert not victim.exists(), "written outside the merged folder"
+    assert "job subset-f40291-001 not collected" in err
     assert code == 1 and merged["status"] == "partial" and merged["exit_code"] == 1
     validate_summary(merged)
     jobs = merged["dps_jobs"]
