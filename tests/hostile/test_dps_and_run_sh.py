@@ -120,7 +120,8 @@ def test_collect_of_a_summary_with_wrong_types_is_that_jobs_failure(
     # Types the checksums never reach: the times merged, the inputs.
     doc = json.loads((job / "summary.json").read_text())
     doc["granules"][0]["outputs"][0]["sha256"] = "0" * 64
-    for change in ({"started": 7}, {"inputs": {"granules": "x", "frame": [1]}},
+    for change in ({"started": 7}, {"started": "yesterday"},
+                   {"inputs": {"granules": "x", "frame": [1]}},
                    {"granules": [[[[[[[[[[]]]]]]]]]]}):
         (job / "summary.json").write_text(json.dumps({**doc, **change}))
         code, _, merged = _collect_cli(ledger, tmp_path / "merged", capsys)
@@ -164,6 +165,19 @@ def test_collect_never_writes_through_a_planted_link(
     assert "symbolic link" in doc["dps_jobs"][0]["error"]  # type: ignore[index]
     assert (merged / "F40291").is_symlink()  # the user's link is left as it was
     assert not (merged / ".dps-staging").exists()
+
+
+def test_collect_whose_catalog_cannot_be_written_says_so_in_its_summary(
+        archive: Path, tmp_path: Path, fake: FakeMaapServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The merged summary is written before the catalog (the items name it): when the
+    catalog then fails, the summary and the exit code still agree."""
+    ledger = _succeeded_ledger(archive, tmp_path, fake)
+    (tmp_path / "merged" / "catalog.json").mkdir(parents=True)
+    code, err, merged = _collect_cli(ledger, tmp_path / "merged", capsys)
+    assert code == 1 and (merged["status"], merged["exit_code"]) == ("failed", 1)
+    assert "STAC catalog" in one_line_error(err) and merged["catalog"] is None
+    validate_summary(merged)
 
 
 # ---------------------------------------------------------------------------------------

@@ -207,14 +207,10 @@ def _summary(folder: JobFolder) -> Summary:
         where = ".".join(str(p) for p in first["loc"]) or "the top level"
         raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary "
                           f"({where}: {first['msg']})") from None
-    # ``inputs`` is free-form in the schema; the merge reads these two of it.
-    inputs = doc["inputs"]
-    granules, frame = inputs.get("granules"), inputs.get("frame")
-    if not isinstance(granules, list) or not all(isinstance(g, str) for g in granules) or \
-            not (frame is None or (isinstance(frame, int) and not isinstance(frame, bool))):
+    problem = _content_problem(doc)
+    if problem:
         raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary "
-                          "(inputs.granules: a list of names, inputs.frame: a number or "
-                          "null)")
+                          f"({problem})")
     for g in doc["granules"]:
         for out in g["outputs"]:
             inside(out["path"])
@@ -224,6 +220,40 @@ def _summary(folder: JobFolder) -> Summary:
             inside(out["path"])
     result: Summary = doc  # type: ignore[assignment]
     return result
+
+
+def _utc(text: Any) -> bool:
+    """An ISO time with its zone (what every summary writes)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        when = _time(text)
+    except ValueError:
+        return False
+    return when is not None and when.tzinfo is not None
+
+
+def _content_problem(doc: dict[str, Any]) -> str | None:
+    """What the types cannot say and the merge reads: times, the free-form parts."""
+    if not _utc(doc["started"]) or not (doc["finished"] is None or _utc(doc["finished"])):
+        return "started/finished: not UTC ISO times"
+    inputs = doc["inputs"]
+    granules, frame = inputs.get("granules"), inputs.get("frame")
+    if not isinstance(granules, list) or not all(isinstance(g, str) for g in granules) or \
+            not (frame is None or (isinstance(frame, int) and not isinstance(frame, bool))):
+        return "inputs.granules: a list of names, inputs.frame: a number or null"
+    series = doc.get("timeseries")
+    if series is not None:
+        settings = series["settings"]
+        if not isinstance(settings.get("layer"), str) or \
+                not isinstance(settings.get("mask"), str) or \
+                not isinstance(settings.get("nan_policy"), str) or \
+                not isinstance(settings.get("corrections"), list):
+            return "timeseries.settings: layer, mask, nan_policy, corrections"
+        for i, f in enumerate(series["frames"]):
+            if not f["dates"] or not all(_utc(d) for d in f["dates"]):
+                return f"timeseries.frames.{i}.dates: not UTC ISO times"
+    return None
 
 
 @dataclass
@@ -303,7 +333,9 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
     # records and the merged copies, so it agrees with the merged summary).
     write_summary(output, merged)  # the items name it: it must exist first
     if merged["granules"]:
-        merged["catalog"] = catalog_record(write_subset_catalog(output, merged["granules"]))
+        with _catalog_failure(output, merged):
+            merged["catalog"] = catalog_record(write_subset_catalog(output,
+                                                                    merged["granules"]))
         write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
@@ -316,6 +348,22 @@ def _clear_stage(output: Path) -> None:
         stage.unlink()
     elif stage.is_dir():
         shutil.rmtree(stage)
+
+
+@contextlib.contextmanager
+def _catalog_failure(output: Path, merged: Summary) -> Iterator[None]:
+    """A catalog that cannot be written fails the merge, and the summary says so (it was
+    written first, as ``success`` or ``partial``: the items name it)."""
+    try:
+        yield
+    except (OSError, OperaDispError) as exc:
+        why = one_line(exc) if isinstance(exc, OperaDispError) else \
+            f"{exc.strerror or one_line(exc)}"
+        merged["status"], merged["exit_code"] = JobStatus.FAILED, 1
+        merged["message"] = f"the STAC catalog in {output} cannot be written ({why})"
+        merged["catalog"] = None
+        write_summary(output, merged)
+        raise OutputError(merged["message"]) from None
 
 
 def _stage_series(folder: JobFolder, summary: Summary, output: Path, key: str) -> Path:
@@ -450,7 +498,8 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
                          f"{output}" + (f"; {len(missing)} job(s) missing" if missing else ""))
     write_summary(output, merged)
     if frames:
-        merged["catalog"] = write_series_catalog(output, frames, settings)
+        with _catalog_failure(output, merged):
+            merged["catalog"] = write_series_catalog(output, frames, settings)
         write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
