@@ -272,6 +272,7 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
             raise OutputError(f"frame {frame}: tiles {pieces[0][0]} and {key} list different "
                               "outputs")
     tiles_of = {rel: [(root / rel, window_of(f)) for _, root, f in pieces] for rel in names}
+    output.mkdir(parents=True, exist_ok=True)  # the folders below it: destination()
     stats = StreamingStats()
     outputs: list[OutputRecord] = []
     layers: dict[str, Path] = {}  # the output layers joined, by name
