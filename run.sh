@@ -7,12 +7,21 @@
 #   run.sh --demo             run on the embedded sample archive
 #   run.sh --help
 #
+# Options or positionals: exactly N arguments are always the N positionals, whatever they
+# look like (a granules input '--help' is that input, never an option). Any other count is
+# options: a lone --help (-h) or --demo, else --name value pairs (the first argument a
+# --name; a value is never read as an option). N is odd and pairs are even, so a call is
+# never ambiguous.
+#
 # Inputs DPS downloaded sit in ./input (symlinks); outputs go to ./output; the log goes to
-# ./opera-disp.log (kept by DPS triage when the job fails) and is copied into ./output on
-# success. Exit codes: 0 ok, 1 too many granules failed (or a bug), 2 bad input, 3 nothing
-# matched, 4 a service unreachable or refusing authentication, 130 interrupted (SIGINT),
-# 143 terminated (SIGTERM: a cancelled job; granules in flight finish, summary.json says
-# `interrupted`).
+# ./opera-disp.log (kept by DPS triage when the job fails) and is copied into ./output when
+# opera-disp ends, whatever its exit. Neither log is ever written through a symbolic link:
+# a link planted at either name is replaced. DPS cancels a job by signalling this process:
+# SIGTERM and SIGINT are passed on to opera-disp, which ends the job, and run.sh waits for
+# it. Exit codes: 0 ok, 1 too many granules failed (or a bug), 2 bad input (also an
+# ./output that is not a folder), 3 nothing matched, 4 a service unreachable or refusing
+# authentication, 130 interrupted (SIGINT), 143 terminated (SIGTERM: a cancelled job;
+# granules in flight finish, summary.json says `interrupted`).
 set -euo pipefail
 
 basedir=$(dirname "$(readlink -f "$0")")
@@ -29,6 +38,20 @@ declare -A flag_false=([quicklooks]=--no-quicklooks [stac]=--no-stac)
 declare -A series_option=([layers]=--layer)
 # <<< generated
 n=${#names[@]}
+log="$PWD/opera-disp.log"
+outdir="$PWD/output"
+
+# The log opera-disp appends to is this job's: a link planted there goes (its target is
+# never written), before anything is logged.
+replaced_log_link=
+if [[ -L $log ]]; then
+  rm -f -- "$log"
+  replaced_log_link=1
+fi
+if [[ -e $log && ! -f $log ]]; then
+  echo "run.sh: $log exists and is not a file; remove it" >&2
+  exit 2
+fi
 
 usage() {
   cat <<USAGE
@@ -42,8 +65,27 @@ USAGE
 # A bad-input line goes to stderr and to the log DPS keeps when a job fails; exit 2.
 fail() {
   echo "run.sh: $1" >&2
-  echo "run.sh: error: $1" >>"$PWD/opera-disp.log" 2>/dev/null || true
+  [[ -L $log ]] || echo "run.sh: error: $1" >>"$log" 2>/dev/null || true
   exit 2
+}
+
+# Copy the log into ./output (what DPS publishes) without following a link: a new file
+# made there (mktemp: O_EXCL) renamed over the name (a link there is removed first; a
+# rename never writes through one).
+copy_log() {
+  local dest="$outdir/opera-disp.log" tmp
+  if [[ -L $outdir || ! -d $outdir || ( -d $dest && ! -L $dest ) ]]; then
+    echo "run.sh: the log is not copied into $outdir; it stays at $log" >&2
+    return 0
+  fi
+  if tmp=$(mktemp "$outdir/.opera-disp.log.XXXXXX" 2>/dev/null); then
+    if cat -- "$log" >"$tmp" && { [[ ! -L $dest ]] || rm -f -- "$dest"; } \
+        && mv -f -- "$tmp" "$dest"; then
+      return 0
+    fi
+    rm -f -- "$tmp"
+  fi
+  echo "run.sh: cannot copy the log into $outdir; it stays at $log" >&2
 }
 
 find_cli() {
@@ -62,13 +104,17 @@ find_cli() {
 }
 
 declare -A given=()
+# Exactly N arguments are the positionals, whatever they look like (see the top).
 mode=positional
-if [[ $# -ge 1 ]]; then
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --demo) mode=demo ;;
-    --*) mode=keyword ;;
-  esac
+if [[ $# -ne $n && $# -ge 1 ]]; then
+  if [[ $# -eq 1 && ( $1 == --help || $1 == -h ) ]]; then
+    usage
+    exit 0
+  elif [[ $# -eq 1 && $1 == --demo ]]; then
+    mode=demo
+  elif [[ $1 == --?* ]]; then
+    mode=keyword
+  fi
 fi
 
 if [[ $mode == keyword ]]; then
@@ -142,8 +188,6 @@ fi
 [[ -n "$list" ]] && args+=(--granule-list "$list")
 [[ $mode == demo ]] && args=(--demo)
 
-outdir="$PWD/output"
-log="$PWD/opera-disp.log"
 args+=(--output "$outdir" --log-file "$log")
 find_cli
 
@@ -152,12 +196,42 @@ if [[ -n "${OPERA_DISP_DRY_RUN:-}" ]]; then
   exit 0
 fi
 
-mkdir -p "$outdir"
+if [[ -L $outdir ]]; then
+  fail "output folder $outdir is a symbolic link; not followed (remove it)"
+elif [[ -e $outdir && ! -d $outdir ]]; then
+  fail "output $outdir exists and is not a folder; remove it"
+fi
+mkdir -p -- "$outdir" 2>/dev/null || fail "output folder $outdir cannot be created"
+[[ -n $replaced_log_link ]] && echo "run.sh: $log was a symbolic link; replaced" >>"$log"
 echo "run.sh: ${cli[*]} $product ${args[*]}" >>"$log"
+
+# DPS signals this process, not its group: pass SIGTERM/SIGINT on to opera-disp (which
+# ends the job and writes its summary), then wait for it to end.
+child=
+signalled=
+forward() {
+  signalled=$1
+  if [[ -n $child ]]; then kill -s "$1" "$child" 2>/dev/null || true; fi
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+# A process group of its own (set -m): a background job's SIGINT is otherwise ignored,
+# and a terminal's Ctrl-C reaches opera-disp once, through forward, not twice.
+set -m
+"${cli[@]}" "$product" "${args[@]}" &
+child=$!
+set +m
+if [[ -n $signalled ]]; then kill -s "$signalled" "$child" 2>/dev/null || true; fi
 status=0
-"${cli[@]}" "$product" "${args[@]}" || status=$?
+while :; do
+  signalled=
+  wait "$child" && status=0 || status=$?
+  # A trapped signal ends `wait` early (status > 128): wait again for opera-disp itself.
+  if [[ -z $signalled ]]; then break; fi
+done
+trap - TERM INT
+copy_log
 if [[ $status -eq 0 ]]; then
-  cp "$log" "$outdir/opera-disp.log"
   echo "run.sh: outputs in $outdir"
 else
   echo "run.sh: opera-disp exited with status $status; see $log" >&2

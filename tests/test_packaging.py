@@ -225,7 +225,9 @@ def test_run_sh_failure_keeps_log_for_triage(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert "bbox '9,9,8,8' is inverted" in p.stderr
     assert (tmp_path / "opera-disp.log").is_file()
-    assert not (tmp_path / "output" / "opera-disp.log").exists()
+    # Copied into output/ too, whatever the exit (DPS triage keeps ./opera-disp.log).
+    assert (tmp_path / "output" / "opera-disp.log").read_text() == \
+        (tmp_path / "opera-disp.log").read_text()
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -7,11 +7,18 @@ is copied (hashed while copied, compared) into the merged folder. The summaries 
 one ``summary.json`` of the usual schema whose ``dps_jobs`` names each job (provenance);
 the merged granules get one STAC catalog (``catalog.json``, as a single job writes it),
 whose assets are the merged copies.
+
+Nothing a job's folder says is trusted with a path: every path read from its summary is a
+relative path inside its folder (:func:`inside`), read without following a link there, and
+written inside the merged folder through real folders only (:func:`destination`); a job
+that breaks this is not collected, with a one-line reason. The summaries are checked
+against the summary's types (:func:`_summary`) before anything of them is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -21,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import requests
@@ -45,11 +52,15 @@ from ..times import iso
 from ..types import JobStatus, OutputKind
 from .ledger import Ledger
 from .maap import DpsStatus
+from .paths import destination, inside
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 #: Where time-series jobs' copies wait to be placed or joined (removed after).
 STAGE = ".dps-staging"
+#: A job's summary.json is read whole: a bound on it (a merged summary of thousands of
+#: granules is a few MB) keeps an endless or huge body from filling the memory.
+SUMMARY_LIMIT = 256 << 20
 
 
 class JobFolder(Protocol):
@@ -73,9 +84,20 @@ class LocalJobFolder:
     def where(self) -> str:
         return str(self.path)
 
+    def file(self, rel: str) -> Path:
+        """The path of ``rel`` in the folder, once no part of it is a symbolic link."""
+        here = self.path
+        for part in inside(rel).split("/"):
+            here = here / part
+            if here.is_symlink():
+                raise OutputError(f"{rel} in {self.path} passes through a symbolic link; "
+                                  "not followed")
+        return here
+
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[Iterator[bytes]]:
-        with (self.path / rel).open("rb") as f:
+        fd = os.open(self.file(rel), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
             yield iter(lambda: f.read(CHUNK), b"")
 
 
@@ -91,7 +113,7 @@ class HttpJobFolder:
         return self.url
 
     def _url(self, rel: str) -> str:
-        return f"{self.url.rstrip('/')}/{rel}"
+        return f"{self.url.rstrip('/')}/{inside(rel)}"
 
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[Iterator[bytes]]:
@@ -120,7 +142,8 @@ def job_folder(urls: list[str], workspace: Path | None,
         for url in urls:
             path = urlparse(url).path
             if "dps_output/" in path:
-                local = Path(workspace) / path[path.index("dps_output/"):].strip("/")
+                rel = inside(path[path.index("dps_output/"):].strip("/"), "result URL path")
+                local = Path(workspace) / rel
                 if local.is_dir():
                     return LocalJobFolder(local)
     for url in urls:
@@ -130,11 +153,18 @@ def job_folder(urls: list[str], workspace: Path | None,
                       + (f" under {workspace}" if workspace else "; give --workspace"))
 
 
-def _copy(folder: JobFolder, rel: str, dest: Path, sha256: str) -> None:
-    """Copy ``rel`` to ``dest`` (atomically), hashing it; a mismatch leaves nothing."""
+def _copy(folder: JobFolder, rel: str, root: Path, sha256: str, size: int) -> None:
+    """Copy ``rel`` to the same path under ``root`` (atomically), hashing it; a mismatch
+    (or a body longer than the summary's ``size``) leaves nothing."""
     h = hashlib.sha256()
-    with atomic_path(dest) as tmp, folder.open(rel) as chunks, tmp.open("wb") as out:
+    n = 0
+    with atomic_path(destination(root, rel)) as tmp, folder.open(rel) as chunks, \
+            tmp.open("wb") as out:
         for chunk in chunks:
+            n += len(chunk)
+            if n > size:
+                raise OutputError(f"{rel} from {folder.where} is longer than its summary's "
+                                  f"{size} bytes")
             h.update(chunk)
             out.write(chunk)
         if h.hexdigest() != sha256:
@@ -142,17 +172,88 @@ def _copy(folder: JobFolder, rel: str, dest: Path, sha256: str) -> None:
                               f"differs from its summary's {sha256[:12]}…")
 
 
+@functools.cache
+def _summary_type() -> Any:
+    """pydantic's validator of :class:`Summary` (built once, on the first collect)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Summary)
+
+
 def _summary(folder: JobFolder) -> Summary:
+    """A job's summary.json, once it has the summary's types (strictly: no coercion)."""
+    from pydantic import ValidationError
+
+    raw = bytearray()
     try:
         with folder.open("summary.json") as chunks:
-            doc: Summary = json.loads(b"".join(chunks))
+            for chunk in chunks:
+                raw += chunk
+                if len(raw) > SUMMARY_LIMIT:
+                    raise OutputError(f"summary.json in {folder.where} is over "
+                                      f"{SUMMARY_LIMIT >> 20} MiB")
+        doc = json.loads(raw)
     except FileNotFoundError:
         raise OutputError(f"no summary.json in {folder.where}") from None
-    except ValueError:
-        raise OutputError(f"summary.json in {folder.where} is not JSON") from None
-    if doc.get("schema") != SUMMARY_SCHEMA:
+    except (ValueError, RecursionError):
+        raise OutputError(f"summary.json in {folder.where} is not JSON (or is nested too "
+                          "deeply)") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
         raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary")
-    return doc
+    try:
+        _summary_type().validate_json(bytes(raw), strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the top level"
+        raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary "
+                          f"({where}: {first['msg']})") from None
+    problem = _content_problem(doc)
+    if problem:
+        raise OutputError(f"summary.json in {folder.where} is not an opera-disp summary "
+                          f"({problem})")
+    for g in doc["granules"]:
+        for out in g["outputs"]:
+            inside(out["path"])
+    for f in doc.get("timeseries", {}).get("frames", []):
+        inside(f["folder"], "frame folder")
+        for out in f["outputs"]:
+            inside(out["path"])
+    result: Summary = doc  # type: ignore[assignment]
+    return result
+
+
+def _utc(text: Any) -> bool:
+    """An ISO time with its zone (what every summary writes)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        when = _time(text)
+    except ValueError:
+        return False
+    return when is not None and when.tzinfo is not None
+
+
+def _content_problem(doc: dict[str, Any]) -> str | None:
+    """What the types cannot say and the merge reads: times, the free-form parts."""
+    if not _utc(doc["started"]) or not (doc["finished"] is None or _utc(doc["finished"])):
+        return "started/finished: not UTC ISO times"
+    inputs = doc["inputs"]
+    granules, frame = inputs.get("granules"), inputs.get("frame")
+    if not isinstance(granules, list) or not all(isinstance(g, str) for g in granules) or \
+            not (frame is None or (isinstance(frame, int) and not isinstance(frame, bool))):
+        return "inputs.granules: a list of names, inputs.frame: a number or null"
+    series = doc.get("timeseries")
+    if series is not None:
+        settings = series["settings"]
+        if not isinstance(settings.get("layer"), str) or \
+                not isinstance(settings.get("mask"), str) or \
+                not isinstance(settings.get("nan_policy"), str) or \
+                not isinstance(settings.get("corrections"), list):
+            return "timeseries.settings: layer, mask, nan_policy, corrections"
+        for i, f in enumerate(series["frames"]):
+            if not f["dates"] or not all(_utc(d) for d in f["dates"]):
+                return f"timeseries.frames.{i}.dates: not UTC ISO times"
+    return None
 
 
 @dataclass
@@ -182,6 +283,7 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
     output = Path(output)
     try:
         output.mkdir(parents=True, exist_ok=True)
+        _clear_stage(output)
     except OSError as exc:
         raise BadInput(f"output folder {str(output)!r} cannot be created "
                        f"({exc.strerror})") from None
@@ -212,11 +314,11 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
                     if copied.get(out["path"], out["sha256"]) != out["sha256"]:
                         raise OutputError(f"{out['path']} differs between jobs")
                     if out["path"] not in copied or not (output / out["path"]).exists():
-                        _copy(folder, out["path"], output / out["path"], out["sha256"])
+                        _copy(folder, out["path"], output, out["sha256"], out["bytes"])
                     copied[out["path"]] = out["sha256"]
             if "timeseries" in summary:
                 staged.append((rec["key"], rec["frame"], _stage_series(
-                    folder, summary, output / STAGE / rec["key"])))
+                    folder, summary, output, rec["key"])))
         except (OperaDispError, OSError) as exc:
             log.error("job %s not collected: %s", rec["key"], one_line(exc))
             record["error"] = one_line(exc)
@@ -231,34 +333,85 @@ def collect(ledger: Ledger, output: Path, *, workspace: Path | None = None,
     # records and the merged copies, so it agrees with the merged summary).
     write_summary(output, merged)  # the items name it: it must exist first
     if merged["granules"]:
-        merged["catalog"] = catalog_record(write_subset_catalog(output, merged["granules"]))
+        with _catalog_failure(output, merged):
+            merged["catalog"] = catalog_record(write_subset_catalog(output,
+                                                                    merged["granules"]))
         write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)
 
 
-def _stage_series(folder: JobFolder, summary: Summary, dest: Path) -> Path:
-    """Copy a time-series job's outputs (each checked) under ``dest``; return ``dest``."""
+def _clear_stage(output: Path) -> None:
+    """Remove the staging folder a killed collect left (a link there: the link only)."""
+    stage = output / STAGE
+    if stage.is_symlink() or stage.is_file():
+        stage.unlink()
+    elif stage.is_dir():
+        shutil.rmtree(stage)
+
+
+@contextlib.contextmanager
+def _catalog_failure(output: Path, merged: Summary) -> Iterator[None]:
+    """A catalog that cannot be written fails the merge, and the summary says so (it was
+    written first, as ``success`` or ``partial``: the items name it)."""
+    try:
+        yield
+    except (OSError, OperaDispError) as exc:
+        why = one_line(exc) if isinstance(exc, OperaDispError) else \
+            f"{exc.strerror or one_line(exc)}"
+        merged["status"], merged["exit_code"] = JobStatus.FAILED, 1
+        merged["message"] = f"the STAC catalog in {output} cannot be written ({why})"
+        merged["catalog"] = None
+        write_summary(output, merged)
+        raise OutputError(merged["message"]) from None
+
+
+def _stage_series(folder: JobFolder, summary: Summary, output: Path, key: str) -> Path:
+    """Copy a time-series job's outputs (each checked) under the staging folder of job
+    ``key``; return that folder."""
+    dest = output / STAGE / key
+    dest.mkdir(parents=True, exist_ok=True)  # STAGE: cleared (a link removed) at the start
     for frame in summary["timeseries"]["frames"]:
         for out in frame["outputs"]:
+            # Where it is placed or joined later: refused now if a link is in the way.
+            destination(output, out["path"], make=False)
             if out["kind"] == OutputKind.CUBE and out["path"].endswith(".zarr"):
                 _copy_store(folder, out, dest)
             else:
-                _copy(folder, out["path"], dest / out["path"], out["sha256"])
+                _copy(folder, out["path"], dest, out["sha256"], out["bytes"])
     return dest
 
 
 def _copy_store(folder: JobFolder, out: OutputRecord, dest: Path) -> None:
-    """Copy a Zarr store (a folder) and check its checksum (of its files, in order)."""
+    """Copy a Zarr store (a folder) and check its checksum (of its files, in order).
+
+    A symbolic link anywhere in the job's store is refused, never followed.
+    """
     from ..timeseries.frame import output_record
 
     if not isinstance(folder, LocalJobFolder):
         raise OutputError(f"{out['path']} is a Zarr store (a folder): it is collected from "
                           "the workspace only; give --workspace")
-    target = dest / out["path"]
-    if target.exists():
+    source = folder.file(out["path"])
+    target = destination(dest, out["path"])
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
         shutil.rmtree(target)
-    shutil.copytree(folder.path / out["path"], target)
+    size = 0
+    for here, dirs, files in os.walk(source, followlinks=False):
+        rel = Path(here).relative_to(source)
+        (target / rel).mkdir(exist_ok=True)
+        for name in sorted(dirs + files):
+            if (Path(here) / name).is_symlink():
+                raise OutputError(f"{out['path']}/{rel / name} in {folder.where} is a "
+                                  "symbolic link; not followed")
+        for name in files:
+            size += (Path(here) / name).stat().st_size
+            if size > out["bytes"]:
+                raise OutputError(f"{out['path']} from {folder.where} is larger than its "
+                                  f"summary's {out['bytes']} bytes")
+            shutil.copyfile(Path(here) / name, target / rel / name, follow_symlinks=False)
     got = output_record(target, dest, OutputKind.CUBE, out["layer"])["sha256"]
     if got != out["sha256"]:
         shutil.rmtree(target)
@@ -267,11 +420,13 @@ def _copy_store(folder: JobFolder, out: OutputRecord, dest: Path) -> None:
 
 
 def _place(staged: Path, frame: FrameSeries, output: Path) -> None:
-    """A frame made by one job: its checked copies moved into place."""
+    """A frame made by one job: its checked copies moved into place (a link or folder in
+    the way is replaced, never followed)."""
     for out in frame["outputs"]:
-        target = output / out["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
+        target = destination(output, out["path"])
+        if target.is_symlink():
+            target.unlink()
+        elif target.is_dir():
             shutil.rmtree(target)
         os.replace(staged / out["path"], target)
 
@@ -343,7 +498,8 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
                          f"{output}" + (f"; {len(missing)} job(s) missing" if missing else ""))
     write_summary(output, merged)
     if frames:
-        merged["catalog"] = write_series_catalog(output, frames, settings)
+        with _catalog_failure(output, merged):
+            merged["catalog"] = write_series_catalog(output, frames, settings)
         write_summary(output, merged)
     n_items = merged["catalog"]["items"] if merged["catalog"] else 0
     return Collected(merged, sum(s is not None for _, s in parts), missing, n_items)

@@ -112,7 +112,8 @@ def read_algorithm(path: Path | None = None) -> Algorithm:
     except OSError as exc:
         raise BadInput(f"algorithm config {str(path)!r} cannot be read "
                        f"({exc.strerror or exc})") from None
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError,
+            RecursionError) as exc:  # ValueError: not UTF-8 (a binary file)
         raise BadInput(f"algorithm config {str(path)!r} is not an algorithm_config.yaml "
                        f"with inputs.file and inputs.positional ({exc.__class__.__name__})"
                        ) from None

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
-from ..errors import AuthError, BadInput, ServiceError, one_line
+from ..errors import AuthError, BadInput, OutputError, ServiceError, one_line
 from ..files import write_json
 from ..times import iso
 from .maap import DpsApi, DpsStatus
-from .plan import Plan, PlannedJob
+from .plan import KEY, Plan, PlannedJob
 
 log = logging.getLogger(__name__)
 LEDGER_SCHEMA = "opera-disp/dps-ledger/1"
@@ -74,8 +74,18 @@ class Ledger:
         return jobs
 
     def save(self) -> None:
-        """Write the ledger (atomically)."""
-        write_json(self.path, self.doc)
+        """Write the ledger (atomically).
+
+        Raises
+        ------
+        OutputError
+            When it cannot be written (a folder in its place, a full disk).
+        """
+        try:
+            write_json(self.path, self.doc)
+        except OSError as exc:
+            raise OutputError(f"cannot write the ledger {str(self.path)!r} "
+                              f"({exc.strerror or one_line(exc)})") from None
 
     def counts(self) -> dict[str, int]:
         """Jobs per status."""
@@ -88,24 +98,92 @@ class Ledger:
             f"{counts[s]} {s}" for s in DpsStatus if s in counts)
 
 
+_OPTIONAL = (str, type(None))
+#: Each field of a ledger's job (and of an earlier attempt) and the types it may hold.
+_JOB_FIELDS: dict[str, tuple[type, ...]] = {
+    "key": (str,), "kind": (str,), "frame": (int,), "granules": (list,), "inputs": (list,),
+    "job_id": _OPTIONAL, "status": (str,), "submitted": _OPTIONAL, "updated": _OPTIONAL,
+    "finished": _OPTIONAL, "urls": (list,), "error": _OPTIONAL, "attempts": (list,)}
+_ATTEMPT_FIELDS: dict[str, tuple[type, ...]] = {
+    "job_id": _OPTIONAL, "status": (str,), "submitted": _OPTIONAL, "error": _OPTIONAL}
+
+
+def _strings(value: list[Any]) -> bool:
+    return all(isinstance(v, str) for v in value)
+
+
+def _fields(doc: Any, fields: dict[str, tuple[type, ...]], where: str) -> str | None:
+    """The first field of ``doc`` missing or of the wrong type, as ``where.field``."""
+    if not isinstance(doc, dict):
+        return where
+    for name, types in fields.items():
+        value = doc.get(name)
+        if name not in doc or not isinstance(value, types) or isinstance(value, bool):
+            return f"{where}.{name}"
+    return None
+
+
+def ledger_problem(doc: Any) -> str | None:
+    """Where ``doc`` is not a ledger (the first bad field), or None.
+
+    Every field the commands read is checked for its type, a job's status against
+    :class:`DpsStatus` and its key against :data:`KEY`, so nothing later trips on a ledger
+    edited by hand (or by someone else).
+
+    Examples
+    --------
+    >>> ledger_problem({"schema": LEDGER_SCHEMA, "jobs": [{"key": "x"}]})
+    'jobs[0].kind'
+    """
+    if not isinstance(doc, dict) or doc.get("schema") != LEDGER_SCHEMA:
+        return "schema"
+    for name in ("algorithm", "version", "queue", "api", "maap_host", "process_id"):
+        if not isinstance(doc.get(name), _OPTIONAL):
+            return name
+    if not isinstance(doc.get("jobs"), list):
+        return "jobs"
+    for i, job in enumerate(doc["jobs"]):
+        where = f"jobs[{i}]"
+        bad = _fields(job, _JOB_FIELDS, where)
+        if bad:
+            return bad
+        if not KEY.fullmatch(job["key"]):
+            return f"{where}.key"
+        if job["status"] not in {s.value for s in DpsStatus}:
+            return f"{where}.status"
+        if not _strings(job["granules"]):
+            return f"{where}.granules"
+        if not _strings(job["urls"]):
+            return f"{where}.urls"
+        if not all(isinstance(p, list) and len(p) == 2 and _strings(p) for p in job["inputs"]):
+            return f"{where}.inputs"
+        for j, attempt in enumerate(job["attempts"]):
+            bad = _fields(attempt, _ATTEMPT_FIELDS, f"{where}.attempts[{j}]")
+            if bad:
+                return bad
+    return None
+
+
 def read_ledger(path: Path) -> Ledger:
     """An existing ledger.
 
     Raises
     ------
     BadInput
-        When it is missing or is not a ledger.
+        When it is missing, unreadable, or is not a ledger (:func:`ledger_problem`).
     """
     try:
         doc = json.loads(Path(path).read_text())
-        if doc.get("schema") != LEDGER_SCHEMA or not isinstance(doc.get("jobs"), list):
-            raise ValueError
     except OSError as exc:
         raise BadInput(f"ledger {str(path)!r} cannot be read ({exc.strerror or exc}); "
                        "'opera-disp dps submit' makes it") from None
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply
         raise BadInput(f"ledger {str(path)!r} is not an opera-disp ledger "
-                       f"({LEDGER_SCHEMA})") from None
+                       f"({LEDGER_SCHEMA}): not JSON") from None
+    problem = ledger_problem(doc)
+    if problem is not None:
+        raise BadInput(f"ledger {str(path)!r} is not an opera-disp ledger "
+                       f"({LEDGER_SCHEMA}): {problem} is missing or of the wrong type")
     return Ledger(Path(path), doc)
 
 

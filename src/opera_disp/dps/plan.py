@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,8 @@ from ..geometry import Window
 from .config import Algorithm
 
 PLAN_SCHEMA = "opera-disp/dps-plan/1"
+#: A job's key names its folders (collect's staging): a plain name, never a path.
+KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 class JobKind(StrEnum):
@@ -233,15 +236,28 @@ def read_plan(path: Path) -> Plan:
         doc = json.loads(Path(path).read_text())
         if doc.get("schema") != PLAN_SCHEMA:
             raise KeyError("schema")
-        return Plan.from_json(doc)
+        plan = Plan.from_json(doc)
+        if not all(KEY.fullmatch(j.key) for j in plan.jobs):
+            raise KeyError("key")  # a key names folders: a plain name only
+        return plan
     except OSError as exc:
         raise BadInput(f"plan {str(path)!r} cannot be read ({exc.strerror or exc})") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise BadInput(f"plan {str(path)!r} is not an opera-disp plan ({PLAN_SCHEMA}); "
                        "make one with 'opera-disp dps plan --save FILE'") from None
 
 
 def save_plan(plan: Plan, path: Path) -> None:
-    """Write ``plan`` atomically."""
-    write_json(Path(path), plan.to_json())
+    """Write ``plan`` atomically.
+
+    Raises
+    ------
+    BadInput
+        When ``path`` cannot be written (a folder, a missing or read-only folder).
+    """
+    try:
+        write_json(Path(path), plan.to_json())
+    except OSError as exc:
+        raise BadInput(f"plan file {str(path)!r} cannot be written "
+                       f"({exc.strerror or exc})") from None
 

@@ -46,6 +46,7 @@ from ..timeseries.cube import CubeLayout, open_cube
 from ..timeseries.frame import output_record, window_record
 from ..timeseries.layers import VELOCITY, OutputLayer, layer_named, layers_for
 from ..types import CogWriterKind, CubeFormat, OutputKind
+from .paths import destination
 
 log = logging.getLogger(__name__)
 #: Rows (and columns) of the blocks the tiles are copied in.
@@ -271,12 +272,13 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
             raise OutputError(f"frame {frame}: tiles {pieces[0][0]} and {key} list different "
                               "outputs")
     tiles_of = {rel: [(root / rel, window_of(f)) for _, root, f in pieces] for rel in names}
+    output.mkdir(parents=True, exist_ok=True)  # the folders below it: destination()
     stats = StreamingStats()
     outputs: list[OutputRecord] = []
     layers: dict[str, Path] = {}  # the output layers joined, by name
     for out in first["outputs"]:
         rel, kind = out["path"], OutputKind(out["kind"])
-        dest = output / rel
+        dest = destination(output, rel)  # folders made inside, never through a link
         if kind is OutputKind.CUBE:
             made = join_cube(tiles_of[rel], area, grid, dest, scratch)
         elif kind is OutputKind.COG:
@@ -299,7 +301,7 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
         raise OutputError(f"frame {frame}: the tiles list no {', '.join(missing)}")
     for out in first["outputs"]:
         if OutputKind(out["kind"]) is OutputKind.QUICKLOOK:
-            png = output / out["path"]
+            png = destination(output, out["path"])
             _quicklook(velocity, grid, area, first, png, scratch)
             outputs.append(output_record(png, output, OutputKind.QUICKLOOK, out["layer"]))
     figures = stats.result(lambda: _velocity_values(velocity))
