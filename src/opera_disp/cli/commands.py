@@ -29,6 +29,7 @@ from ..options.values import (
     SEED,
     FloatRange,
     IntRange,
+    check_granule,
 )
 from ..product import parse_frame
 from ..types import SearchFormat
@@ -306,7 +307,7 @@ def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = No
     from ..render.text import inspect_text
 
     setup_logging()
-    doc = api.inspect(granule, access=access, cmr_url=cmr_url)
+    doc = api.inspect(check_granule(granule), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2, default=str) if as_json else inspect_text(doc))
     return 0
 
@@ -318,7 +319,7 @@ def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = Non
     from ..render.text import layout_text
 
     setup_logging()
-    doc = api.layout(granule, access=access, cmr_url=cmr_url)
+    doc = api.layout(check_granule(granule), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2) if as_json else layout_text(doc))
     return 0
 
@@ -347,7 +348,7 @@ def plot(
     from .. import api
 
     setup_logging()
-    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmin=vmin,
+    res = api.plot(check_granule(granule), output, layer=layer, window=window, bbox=bbox, vmin=vmin,
                    vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
     return 0
