@@ -17,12 +17,11 @@ import h5py
 import numpy as np
 import pytest
 
+import opera_disp
 from opera_disp.cli import shell
 from opera_disp.errors import GranuleReadError
 
 from ..helpers import one_line_error, run
-
-import opera_disp  # noqa: E402 - the checkout under test, for the child processes
 
 SRC = str(Path(opera_disp.__file__).resolve().parents[1])
 
@@ -142,7 +141,7 @@ def test_name_over_255_bytes(option: str, archive: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     name = str(tmp_path / ("x" * 300 + ".nc"))
     args = ["subset", "--granules", name] if option == "--granules" else \
-        _subset(archive, tmp_path)[:-2] + ["-o", name]
+        [*_subset(archive, tmp_path)[:-2], "-o", name]
     line = _bad_input(args, capsys)
     assert "File name too long" in line or "at most 255 allowed" in line
 

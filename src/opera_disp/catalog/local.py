@@ -120,7 +120,7 @@ def local_footprint(path: str | Path) -> Rings | None:
         return None
     try:
         geom = shapely_wkt.loads(text.decode() if isinstance(text, bytes) else str(text))
-    except Exception:  # noqa: BLE001 - shapely/GEOS raise several types for bad WKT
+    except Exception:  # shapely/GEOS raise several types for bad WKT
         log.debug("%s: unreadable bounding_polygon; no footprint", path)
         return None
     polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]

@@ -137,7 +137,7 @@ def _in_ignoring_callback(frame: FrameType | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code (see :class:`ExitCode`)."""
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     _terminated.clear()
     _interrupting.clear()
     if threading.current_thread() is threading.main_thread():

@@ -269,7 +269,7 @@ def _build_quietly(key: TemplateKey) -> None:
     traceback printed by a background thread."""
     try:
         template(key)
-    except Exception:  # noqa: BLE001 - reported by the foreground render, not here
+    except Exception:  # reported by the foreground render, not here
         log.debug("quicklook template %s could not be built ahead", key, exc_info=True)
 
 
