@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,16 +309,45 @@ def load_aoi(path: str | Path) -> BaseGeometry:
     non-polygons.
     """
     p = Path(path)
-    label = f"AOI file {str(path)!r}"
-    if p.is_dir():
-        raise BadInput(f"{label} is a folder; expected a GeoJSON file (or inline GeoJSON)")
-    if not p.is_file():
-        raise BadInput(f"{label} does not exist; expected a GeoJSON polygon")
+    text = str(path)
+    label = f"AOI file {text if len(text) <= 200 else text[:200] + '…'!r}"
     try:
-        doc: Any = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{label} is not valid GeoJSON ({exc.__class__.__name__})") from None
+        mode = p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        raise BadInput(f"{label} does not exist; expected a GeoJSON polygon") from None
+    except OSError as exc:  # a name over 255 bytes, a loop, no permission
+        raise BadInput(f"{label} cannot be looked up ({exc.strerror}); expected a GeoJSON "
+                       "file or inline GeoJSON") from None
+    if stat.S_ISDIR(mode):
+        raise BadInput(f"{label} is a folder; expected a GeoJSON file (or inline GeoJSON)")
+    if not stat.S_ISREG(mode):  # /dev/zero would be read for ever
+        raise BadInput(f"{label} is not a regular file (a device, pipe or socket); expected a "
+                       "GeoJSON file")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{label} cannot be read ({exc.strerror})") from None
+    try:
+        doc: Any = _load_json(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(f"{label} is not valid GeoJSON ({_why(exc)})") from None
     return aoi_from_geojson(doc, label)
+
+
+class _TooDeep(ValueError):
+    """JSON nested deeper than the parser can follow."""
+
+
+def _why(exc: ValueError) -> str:
+    return str(exc) if isinstance(exc, _TooDeep) else exc.__class__.__name__
+
+
+def _load_json(text: str) -> Any:
+    """JSON, with nesting too deep for the parser a ``ValueError`` like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:  # [[[[...]]]] 100 000 deep: hostile, not a bug
+        raise _TooDeep("nested too deeply") from None
 
 
 def parse_aoi(value: str | Path) -> tuple[BaseGeometry, str]:
@@ -337,10 +367,27 @@ def parse_aoi(value: str | Path) -> tuple[BaseGeometry, str]:
         return load_aoi(text), text
     label = "(inline GeoJSON)"
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        raise BadInput("AOI text is not valid GeoJSON") from None
+        doc = _load_json(text)
+    except ValueError as exc:
+        raise BadInput(f"AOI text is not valid GeoJSON ({_why(exc)})") from None
     return aoi_from_geojson(doc, "AOI " + label), label
+
+
+def _refuse_antimeridian(poly: Polygon, label: str) -> None:
+    """:class:`BadInput` for a polygon with an edge jumping more than 180° of longitude.
+
+    GeoJSON (RFC 7946) draws such an edge the short way, across ±180; read as planar
+    coordinates it would span the whole globe the long way (lon -179..179), and the whole
+    frame would be kept. As for a bbox, a crossing is refused and the way out named.
+    """
+    for ring in (poly.exterior, *poly.interiors):
+        lons = np.asarray(ring.coords)[:, 0]
+        jumps = np.flatnonzero(np.abs(np.diff(lons)) > 180)
+        if jumps.size:
+            a, b = lons[jumps[0]], lons[jumps[0] + 1]
+            raise BadInput(f"{label} crosses the antimeridian (an edge from lon {a:g} to "
+                           f"{b:g}); unsupported: split it at ±180 into two polygons (a "
+                           "MultiPolygon), as a bbox crossing it is split")
 
 
 def aoi_from_geojson(doc: Any, label: str = "AOI") -> BaseGeometry:
@@ -364,14 +411,19 @@ def aoi_from_geojson(doc: Any, label: str = "AOI") -> BaseGeometry:
             polys.extend(geom.geoms)
         else:
             kind = g.get("type") if isinstance(g, dict) else type(g).__name__
-            raise BadInput(f"{label} holds a {kind}; expected Polygon or MultiPolygon "
-                           "geometries")
+            if kind in ("Polygon", "MultiPolygon"):  # the type is right, its coordinates not
+                raise BadInput(f"{label} holds a malformed {kind}; expected its coordinates as "
+                               "rings of at least 4 [lon, lat] positions")
+            raise BadInput(f"{label} holds a {str(kind)[:60]}; expected Polygon or "
+                           "MultiPolygon geometries")
     if not polys:
         raise BadInput(f"{label} holds no polygon; expected Polygon or MultiPolygon geometries")
     aoi: BaseGeometry = polys[0] if len(polys) == 1 else MultiPolygon(polys)
     w, s, e, n = aoi.bounds
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
         raise BadInput(f"{label} has coordinates outside lon/lat degrees")
+    for poly in polys:
+        _refuse_antimeridian(poly, label)
     invalid = [p for p in polys if not p.is_empty and not p.is_valid]
     if invalid:  # each polygon on its own: overlapping parts of a collection are fine
         from shapely.validation import explain_validity

@@ -46,6 +46,22 @@ class _Stderr(logging.StreamHandler[TextIO]):
         self._pinned = value
 
 
+def _file_handler(path: Path, formatter: logging.Formatter) -> logging.FileHandler:
+    """A handler appending to ``path``; :class:`BadInput` naming it when it cannot be written
+    (a folder, ``/proc/1/x``, a read-only place), before the job does any work."""
+    from .errors import BadInput
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError as exc:
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "…"
+        raise BadInput(f"log file {shown!r} cannot be written ({exc.strerror or exc}); expected "
+                       "a file path in a writable folder") from None
+    handler.setFormatter(formatter)
+    return handler
+
+
 def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> None:
     """Configure the ``opera_disp`` logger (idempotent).
 
@@ -67,10 +83,7 @@ def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> 
     console.setFormatter(_Console(verbose))
     handlers: list[logging.Handler] = [console]
     if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(formatter)
-        handlers.append(file_handler)
+        handlers.append(_file_handler(Path(log_file), formatter))
     for h in handlers:
         setattr(h, "_opera_disp", True)  # noqa: B010 - marks our own handlers
         logger.addHandler(h)

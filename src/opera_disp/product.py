@@ -118,15 +118,24 @@ class DispProduct:
         NotADispName
             If the base name does not follow the DISP-S1 naming rule.
         """
-        base = PurePosixPath(urlparse(str(name_or_url)).path).name or str(name_or_url)
+        try:
+            base = PurePosixPath(urlparse(str(name_or_url)).path).name or str(name_or_url)
+        except ValueError:  # a malformed URL (``http://[::1``) names no granule
+            raise NotADispName(f"{str(name_or_url)[:200]!r} is not a well-formed URL or "
+                               f"{DISP_S1.name} granule name") from None
         match = _NAME_RE.match(base)
         if match is None:
+            shown = base if len(base) <= 200 else base[:200] + "…"  # one readable line
             raise NotADispName(
-                f"{base!r} is not an OPERA L3 {DISP_S1.name} granule name ({DISP_S1.name_hint})"
-            )
+                f"{shown!r} is not an OPERA L3 {DISP_S1.name} granule name "
+                f"({DISP_S1.name_hint})")
 
         def stamp(s: str) -> datetime:
-            return datetime.strptime(s, _STAMP).replace(tzinfo=UTC)
+            try:
+                return datetime.strptime(s, _STAMP).replace(tzinfo=UTC)
+            except ValueError:  # the pattern holds digits, not a calendar (month 13, :60)
+                raise NotADispName(f"{base!r} has an impossible time {s}Z; expected "
+                                   "YYYYMMDDTHHMMSSZ stamps of real UTC times") from None
 
         return cls(
             frame=int(match["frame"]),

@@ -50,41 +50,58 @@ def resolve_explicit(items: tuple[str, ...], source: Path | None) -> list[Granul
     refs = []
     archive = {r.product.name: r for r in scan_archive(source)} if source else {}
     for item in items:
-        scheme = urlparse(item).scheme
+        shown = item if len(item) <= 200 else item[:200] + "…"  # one readable line
+        try:
+            scheme = urlparse(item).scheme
+        except ValueError as exc:  # http://[::1
+            raise BadInput(f"granule {shown!r} is not a well-formed URL ({exc}); expected a "
+                           "path, an http(s):// or s3:// URL, or a DISP-S1 granule name") \
+                from None
         if scheme in REMOTE_SCHEMES:
             try:
                 refs.append(GranuleRef(DispProduct.from_name(item), item))
             except NotADispName as exc:
-                raise BadInput(f"granule URL {item!r} does not name a DISP-S1 file ({exc})") \
+                raise BadInput(f"granule URL {shown!r} does not name a DISP-S1 file ({exc})") \
                     from None
             continue
         if scheme and len(scheme) > 1:
-            raise BadInput(f"granule {item!r} has an unsupported scheme {scheme!r}; "
+            raise BadInput(f"granule {shown!r} has an unsupported scheme {scheme!r}; "
                            "allowed: local paths, http://, https://, s3://")
         path = Path(item)
-        bare = path.name == item and not path.exists()
+        try:
+            path.stat()
+            exists = True
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            exists = False
+        except OSError as exc:  # a name over 255 bytes, a path over 4095, a loop
+            raise BadInput(f"granule {shown!r} cannot be looked up as a path ({exc.strerror}); "
+                           "expected a path, a URL or a DISP-S1 granule name") from None
+        bare = path.name == item and not exists
         if bare:
             try:
                 product = DispProduct.from_name(item)
-            except NotADispName:
-                raise BadInput(f"granule {item!r} is neither an existing file nor a DISP-S1 "
-                               "granule name") from None
+            except NotADispName as exc:
+                if DISP_S1.name_regex.match(item):  # the right shape, an impossible time
+                    raise BadInput(f"granule {exc}") from None
+                raise BadInput(f"granule {shown!r} is neither an existing file nor a "
+                               "DISP-S1 granule name") from None
             if product.name in archive:
                 refs.append(archive[product.name])
                 continue
             refs.append(GranuleRef(product, ""))  # to be resolved by a catalog search
             continue
-        if not path.exists():
-            raise BadInput(f"granule path {item!r} does not exist")
+        if not exists:
+            raise BadInput(f"granule path {shown!r} does not exist")
         if not path.is_file():
-            raise BadInput(f"granule path {item!r} is not a file")
+            raise BadInput(f"granule path {shown!r} is not a regular file (a folder, device or "
+                           "pipe); expected a DISP-S1 .nc file")
         try:
             product = DispProduct.from_name(path.name)
         except NotADispName:
-            raise BadInput(f"granule path {item!r} is not a {DISP_S1.name} file (its name "
+            raise BadInput(f"granule path {shown!r} is not a {DISP_S1.name} file (its name "
                            f"does not follow {DISP_S1.name_hint})") from None
         if not looks_like_hdf5(path):
-            raise BadInput(f"granule path {item!r} is not a {DISP_S1.name} file "
+            raise BadInput(f"granule path {shown!r} is not a {DISP_S1.name} file "
                            "(not HDF5/netCDF-4)")
         refs.append(GranuleRef(product, str(path), size=path.stat().st_size))
     return refs
@@ -101,7 +118,11 @@ def local_footprint(path: str | Path) -> Rings | None:
             text = f[DISP_S1.at("identification", "bounding_polygon")][()]
     except (OSError, KeyError):
         return None
-    geom = shapely_wkt.loads(text.decode() if isinstance(text, bytes) else str(text))
+    try:
+        geom = shapely_wkt.loads(text.decode() if isinstance(text, bytes) else str(text))
+    except Exception:  # shapely/GEOS raise several types for bad WKT
+        log.debug("%s: unreadable bounding_polygon; no footprint", path)
+        return None
     polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
     return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords) for p in polys
                  if isinstance(p, Polygon))

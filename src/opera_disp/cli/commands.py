@@ -8,16 +8,19 @@ checked there, so a bad value is the same one-line message everywhere.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import BadInput, ExitCode
+from ..errors import BadInput, ExitCode, OperaDispError
 from ..logs import setup_logging
 from ..options import Run, SeriesOptions, SubsetOptions
 from ..options.values import (
@@ -29,7 +32,10 @@ from ..options.values import (
     SEED,
     FloatRange,
     IntRange,
+    check_granule,
     choice,
+    parse_path,
+    shown,
 )
 from ..product import parse_frame
 from ..types import AccessMode, SearchFormat
@@ -120,6 +126,23 @@ def _join(folder: Path | str, name: str) -> str:
     return f"{folder.rstrip('/')}/{name}" if isinstance(folder, str) else str(folder / name)
 
 
+#: Errors of the machine, not of the path the user gave: the command failed (exit 1).
+_MACHINE = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+
+
+@contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """Writes of a toolkit command's ``output``: an ``OSError`` (a folder that cannot be
+    made, ``/proc/1/x``, no permission, a full disk) is one line naming it, not a bug."""
+    try:
+        yield
+    except OSError as exc:
+        reason = f"{str(output) and shown(output)} cannot be written ({exc.strerror or exc})"
+        if exc.errno in _MACHINE:
+            raise OperaDispError(f"output {reason}") from None
+        raise BadInput(f"output {reason}; expected a path in a writable folder") from None
+
+
 def _shape(text: str) -> tuple[int, int]:
     try:
         rows, cols = (int(v) for v in text.lower().split("x"))
@@ -152,10 +175,13 @@ def sample_cmd(
     from .. import synthetic
 
     setup_logging()
+    outdir = parse_path(outdir, "output")
     if outdir.exists() and not outdir.is_dir():
         raise BadInput(f"output {str(outdir)!r} is a file; expected a folder")
-    paths = synthetic.write_archive(outdir, frames=_frames(frames), n_dates=dates,
-                                    shape=_shape(shape), seed=seed, progress=progress)
+    frame_numbers, grid = _frames(frames), _shape(shape)
+    with _writing(outdir):
+        paths = synthetic.write_archive(outdir, frames=frame_numbers, n_dates=dates,
+                                        shape=grid, seed=seed, progress=progress)
     print(f"opera-disp: wrote {len(paths)} granule(s) to {outdir}")
     return 0
 
@@ -238,7 +264,7 @@ def search(
     if fmt is None:
         print(listing.table(refs))
     elif output is not None:
-        with atomic_path(output) as tmp:
+        with _writing(output), atomic_path(output) as tmp:
             tmp.write_text(listing.render(refs, fmt))
         print(f"opera-disp: {len(refs)} granule(s) written to {output}")
     else:
@@ -263,7 +289,8 @@ def footprints(
     if not refs:
         print("opera-disp: no granule matched the inputs", file=sys.stderr)
         return int(ExitCode.NO_MATCH)
-    out = api.footprints(refs, output, aoi=aoi)
+    with _writing(output):
+        out = api.footprints(refs, output, aoi=aoi)
     print(f"opera-disp: {len(refs)} footprint(s): {out['html']} and {out['geojson']}")
     return 0
 
@@ -290,6 +317,8 @@ def download(
     if not refs:
         print("opera-disp: no granule matched the inputs", file=sys.stderr)
         return int(ExitCode.NO_MATCH)
+    with _writing(output):  # made here: an impossible folder is one line, not a bug
+        output.mkdir(parents=True, exist_ok=True)
     results = api.download(refs, output, access=mode, workers=workers, progress=progress)
     for r in results:
         print(f"{r.status:10s} {r.name}" + (f"  ({r.reason})" if r.reason else ""))
@@ -308,7 +337,7 @@ def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = No
     from ..render.text import inspect_text
 
     setup_logging()
-    doc = api.inspect(granule, access=access, cmr_url=cmr_url)
+    doc = api.inspect(check_granule(granule), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2, default=str) if as_json else inspect_text(doc))
     return 0
 
@@ -320,7 +349,7 @@ def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = Non
     from ..render.text import layout_text
 
     setup_logging()
-    doc = api.layout(granule, access=access, cmr_url=cmr_url)
+    doc = api.layout(check_granule(granule), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2) if as_json else layout_text(doc))
     return 0
 
@@ -349,7 +378,7 @@ def plot(
     from .. import api
 
     setup_logging()
-    res = api.plot(granule, output, layer=layer, window=window, bbox=bbox, vmin=vmin,
+    res = api.plot(check_granule(granule), output, layer=layer, window=window, bbox=bbox, vmin=vmin,
                    vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
     return 0

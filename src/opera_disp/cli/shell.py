@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -99,24 +100,54 @@ def _crash_report(exc: BaseException) -> Path:
 
 
 _terminated = threading.Event()
+_interrupting = threading.Event()
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    _terminated.set()
-    raise Terminated  # SIGTERM (a cancelled DPS job) ends like Ctrl-C, with exit 143
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM: the first ends the job (``KeyboardInterrupt``, or
+    :class:`Terminated` for exit 143); later ones only mark SIGTERM for the exit code.
+
+    Raised again while the job winds down (closing pools, writing the summary), a second
+    signal would break that clean-up half-way ("cannot schedule new futures after
+    shutdown"). A signal arriving inside a callback whose exceptions Python ignores (a
+    weakref callback, ``__del__``) would be lost: it is delivered again a moment later.
+    """
+    if signum == signal.SIGTERM:
+        _terminated.set()
+    if _interrupting.is_set():
+        return
+    if _in_ignoring_callback(frame):
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
+    _interrupting.set()
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _in_ignoring_callback(frame: FrameType | None) -> bool:
+    """Whether code runs inside a finaliser or weakref callback, where Python prints and
+    drops an exception ("Exception ignored in ...") instead of raising it."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(
+                ("weakref.py", "_weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code (see :class:`ExitCode`)."""
-    previous = None
+    previous: dict[signal.Signals, Any] = {}
     _terminated.clear()
+    _interrupting.clear()
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
     try:
         return _main(argv)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():  # None: a handler not set from Python
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import BadInput, Unreachable, one_line
 
@@ -56,6 +58,11 @@ def parse_scheduler(text: str) -> SchedulerSpec:
         return SchedulerSpec(local_workers=n)
     if re.fullmatch(r"[a-z]+://[^\s/]+(/\S*)?", value) or \
             re.fullmatch(r"[A-Za-z0-9.\-]+:\d+", value):
+        try:  # the shape is right; the host and port must parse too (tcp://[::1, :99999)
+            urlsplit(value if "://" in value else f"tcp://{value}").port  # noqa: B018
+        except ValueError as exc:
+            raise BadInput(f"scheduler {text!r} is not a well-formed address ({exc}); "
+                           "expected local, local:N or e.g. tcp://host:8786") from None
         return SchedulerSpec(address=value)
     raise BadInput(f"scheduler {text!r} is not local, local:N or an address like "
                    "tcp://host:8786")
@@ -75,15 +82,26 @@ def open_client(spec: SchedulerSpec) -> Iterator[Any]:
     dist: Any = distributed  # distributed's constructors are untyped
     with contextlib.ExitStack() as stack:
         if spec.address is None:
+            # The workers' scratch space (dask-scratch-space) in a folder of the job's own,
+            # removed after the cluster stops: nothing is left in TMPDIR.
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="opera-disp-dask-", ignore_cleanup_errors=True))
+            import dask
+
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
             # One task per worker process: each granule already runs its own decoding and
             # compression threads.
             cluster = stack.enter_context(dist.LocalCluster(
                 n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", silence_logs=logging.WARNING))
+                dashboard_address=":0", silence_logs=logging.WARNING,
+                local_directory=scratch))
             client = stack.enter_context(dist.Client(cluster))
         else:
             try:
                 client = stack.enter_context(dist.Client(spec.address, timeout=30))
+            except ValueError as exc:  # an address distributed cannot parse
+                raise BadInput(f"scheduler {spec.address!r} is not a usable address "
+                               f"({one_line(exc)}); expected e.g. tcp://host:8786") from None
             except (OSError, TimeoutError) as exc:
                 raise Unreachable(f"dask scheduler {spec.address} cannot be reached "
                                   f"({one_line(exc)})") from None

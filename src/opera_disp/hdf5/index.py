@@ -6,6 +6,7 @@ granule; pixel data never goes through HDF5 (see :mod:`opera_disp.hdf5.read`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,7 +123,11 @@ class GranuleIndex:
     def _time(self, name: str, fallback: datetime) -> datetime:
         if name not in self.coords or name not in self.time_units:
             return fallback
-        return decode_time(self.time_units[name], float(self.coords[name].reshape(-1)[0]))
+        try:
+            value = float(self.coords[name].reshape(-1)[0])
+        except (ValueError, TypeError, IndexError):  # a text or empty time variable
+            raise GranuleReadError(f"{self.product.name}: {name} is not a number") from None
+        return decode_time(self.time_units[name], value)
 
     def resolve(self, name: str, raw: bytes) -> None:
         """Store a deferred variable's bytes; check the grid when ``x``/``y`` arrive."""
@@ -138,11 +143,43 @@ class GranuleIndex:
 
 def check_grid(grid: Grid, x: np.ndarray, y: np.ndarray, name: str) -> None:
     """Raise if the pixel-centre coordinates disagree with ``grid`` (by more than 1 mm)."""
+    sane_coords(x, y, name)
     from_xy = Grid.from_coords(x, y, grid.epsg)
     if (from_xy.width, from_xy.height) != (grid.width, grid.height) or max(
         abs(from_xy.x0 - grid.x0), abs(from_xy.y0 - grid.y0), abs(from_xy.res - grid.res)
     ) > 1e-3:
         raise GranuleReadError(f"{name}: x/y coordinates disagree with spatial_ref GeoTransform")
+
+
+def sane_coords(x: np.ndarray, y: np.ndarray, name: str) -> None:
+    """:class:`GranuleReadError` unless ``x``/``y`` are finite numbers, ``x`` increasing and
+    ``y`` decreasing: a granule with NaN coordinates is that granule's failure.
+
+    Examples
+    --------
+    >>> sane_coords(np.array([15.0, np.nan]), np.array([45.0, 15.0]), "g")
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.GranuleReadError: g: x coordinates are not finite, increasing numbers
+    """
+    for axis, values, sign in (("x", x, 1), ("y", y, -1)):
+        ok = values.ndim == 1 and values.size >= 1 and values.dtype.kind in "iuf" and \
+            bool(np.all(np.isfinite(values))) and bool(np.all(sign * np.diff(values) > 0))
+        if not ok:
+            order = "increasing" if sign > 0 else "decreasing"
+            raise GranuleReadError(f"{name}: {axis} coordinates are not finite, {order} "
+                                   "numbers")
+    if x.size < 2 and y.size < 2:
+        raise GranuleReadError(f"{name}: a grid of one pixel has no pixel size")
+
+
+def sane_grid(grid: Grid, name: str) -> Grid:
+    """``grid`` if its corner and pixel size are finite and the size positive."""
+    if not (math.isfinite(grid.x0) and math.isfinite(grid.y0) and math.isfinite(grid.res)
+            and grid.res > 0 and grid.width >= 1 and grid.height >= 1):
+        raise GranuleReadError(f"{name}: the frame grid (corner {grid.x0:g},{grid.y0:g}, "
+                               f"pixel {grid.res:g}) is not a finite north-up grid")
+    return grid
 
 
 def decode_time(units: str, value: float) -> datetime:
@@ -201,6 +238,9 @@ def index_layer(dset: h5py.Dataset, read_attrs: bool = True) -> LayerIndex:
     """
     if dset.ndim != 2 or dset.chunks is None:
         raise GranuleReadError(f"layer {dset.name} is not a chunked 2-D dataset")
+    if dset.dtype.kind not in "iuf":  # strings, compounds: no raster of numbers
+        raise GranuleReadError(f"layer {dset.name} holds {dset.dtype} values; expected "
+                               "numbers")
     filters = filter_pipeline(dset)
     unknown = unsupported(filters)
     if unknown:
@@ -301,7 +341,9 @@ def open_index(source: ByteSource, layers: Iterable[str], product: DispProduct,
                 deferred.pop("y", None)
             coords = {n: f[n][...] for n in small if n not in deferred}
             if grid is None:
+                sane_coords(coords["x"], coords["y"], source.name)
                 grid = Grid.from_coords(coords["x"], coords["y"], epsg)
+            sane_grid(grid, source.name)
             table = {}
             for name in layers:
                 if name not in f:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -35,12 +36,36 @@ def _fill(dset: h5py.Dataset) -> Any:
     return decode_attr(fill)
 
 
+@contextlib.contextmanager
+def _damaged_as_read_error(name: str) -> Iterator[None]:
+    """What h5py raises for corrupt metadata (a bad checksum: ``RuntimeError``; an object
+    it cannot open: ``KeyError``), and what values of unexpected types raise when read,
+    are the granule's unreadability, one line: never an internal error."""
+    try:
+        yield
+    except GranuleReadError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        text = " ".join(str(exc).split()).strip("'\"") or exc.__class__.__name__
+        raise GranuleReadError(f"{name}: damaged metadata ({text})") from None
+
+
 def inspect_granule(source: ByteSource) -> dict[str, Any]:
     """Describe a granule: dimensions, variables, CRS, bounds, dates, identification.
 
     Remote granules cost the metadata read plus, at most, one concurrent batch for the few
     identification strings that HDF5 stores as raw data.
+
+    Raises
+    ------
+    GranuleReadError
+        If the metadata is damaged or not of DISP-S1's types.
     """
+    with _damaged_as_read_error(source.name):
+        return _inspect(source)
+
+
+def _inspect(source: ByteSource) -> dict[str, Any]:
     with source.open_h5() as f:
         _require_disp(f, source.name)
         dims = {}
@@ -233,7 +258,17 @@ def layout(source: ByteSource) -> dict[str, Any]:
     attribute (global heap included) and chunk index. ``raw_data_bytes`` is the stored size
     of every dataset, ``free_space_bytes`` the free space HDF5 tracks, and
     ``unaccounted_bytes`` the rest of the file (mostly unused tails of the 4 MiB pages).
+
+    Raises
+    ------
+    GranuleReadError
+        If the metadata is damaged.
     """
+    with _damaged_as_read_error(source.name):
+        return _layout(source)
+
+
+def _layout(source: ByteSource) -> dict[str, Any]:
     fileobj = source.file()
     counting = _CountingFile(fileobj)
     try:

@@ -207,7 +207,7 @@ def _read_holder(fd: int) -> dict[str, Any]:
 def _parse_holder(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8", "replace"))
-    except ValueError:
+    except (ValueError, RecursionError):  # a lock record is only ever read for a message
         return {}
     return doc if isinstance(doc, dict) else {}
 

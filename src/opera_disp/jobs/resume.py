@@ -105,7 +105,7 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
         old = json.loads(path.read_text())
         if not isinstance(old, dict) or old.get("schema") != SUMMARY_SCHEMA:
             raise ValueError("not an opera-disp summary")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # nesting: a hostile summary
         if overwrite:
             return {}, [f"replaced an unreadable {SUMMARY_NAME} ({exc.__class__.__name__}); "
                         "no file was removed"]

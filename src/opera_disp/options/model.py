@@ -77,6 +77,7 @@ from .values import (
     parse_points,
     parse_when,
     read_granule_list,
+    shown,
 )
 
 #: Layers a time series can be made of.
@@ -427,6 +428,30 @@ class Area(Group):
         out["aoi_bounds"] = list(self.aoi.bounds) if self.aoi is not None else None
 
 
+def _demo(value: Any) -> bool:
+    """``--demo``; its archive's cache (``$OPERA_DISP_CACHE``) must be a folder it can be
+    written to, or hold the archive already: checked before any work."""
+    demo = parse_bool(value, "demo")
+    if demo:
+        import tempfile
+
+        from ..synthetic.demo import default_cache_dir
+
+        cache = default_cache_dir()
+        label = f"demo cache {shown(cache)} ($OPERA_DISP_CACHE or ~/.cache/opera-disp)"
+        if cache.exists() and not cache.is_dir():
+            raise BadInput(f"{label} is a file; expected a folder")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=cache):
+                pass
+        except OSError as exc:
+            if not any(cache.glob("demo-*/complete")):  # read-only but made: fine
+                raise BadInput(f"{label} cannot be written ({exc.strerror or exc}); expected "
+                               "a writable folder") from None
+    return demo
+
+
 def _output(value: Any) -> Path:
     out = parse_path(value, "output")
     if out.exists() and not out.is_dir():
@@ -492,8 +517,8 @@ class Run(Group):
 
     demo: Annotated[bool, Opt(
         "Run on the embedded sample archive (made once) with a bbox over its deforming "
-        "area (a time series: and three points).", flag="--demo", parse=_flag("demo"),
-        summary=False)] = False
+        "area (a time series: and three points).", flag="--demo", summary=False,
+        parse=_demo)] = False
     overwrite: Annotated[bool, Opt(
         "Replace the outputs another job (other settings) left in the output folder.",
         flag="--overwrite", parse=_flag("overwrite"), summary=False)] = False

@@ -19,12 +19,15 @@ opera_disp.errors.BadInput: workers 0 is outside 1..64
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from ..errors import BadInput
 from ..types import Correction
@@ -151,32 +154,159 @@ def parse_when(value: str | date | datetime, *, end: bool = False, name: str = "
                 return parse_when(date.fromisoformat(s), end=end, name=name)
             dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
         except ValueError:
-            raise BadInput(f"{name} {value!r} is not an ISO date; expected YYYY-MM-DD or "
+            raise BadInput(f"{name} {shown(value)} is not an ISO date; expected YYYY-MM-DD or "
                            "YYYY-MM-DDTHH:MM:SSZ") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past the last representable UTC time
+        raise BadInput(f"date {shown(value)} is out of range in UTC; expected a date "
+                       "between 0001-01-02 and 9999-12-30") from None
+
+
+#: The longest path the kernel takes (PATH_MAX, with its NUL) and the longest name in it.
+PATH_MAX = 4095
+NAME_MAX = 255
+
+
+def shown(value: object, limit: int = 120) -> str:
+    """``repr`` of a value cut to ``limit`` characters: one readable line even for 2 MB.
+
+    Examples
+    --------
+    >>> shown("a" * 200, 10)
+    "'aaaaaaaaaa…' (200 characters)"
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}"[:-1] + f"…' ({len(text)} characters)"
+
+
+def path_kind(path: Path, name: str) -> Literal["missing", "folder", "file", "special"]:
+    """What is at ``path``: nothing, a folder, a regular file, or something else (a device,
+    a pipe, a socket: never read as a text file, ``/dev/zero`` would never end).
+
+    Raises :class:`BadInput` for a path the system cannot even look up (a name over 255
+    bytes, a path over 4095, a NUL).
+    """
+    check_path_length(path, name)
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except ValueError:  # an embedded NUL
+        raise BadInput(f"{name} {shown(path)} holds a NUL character; expected a path") \
+            from None
+    except OSError as exc:
+        raise BadInput(f"{name} {shown(path)} cannot be looked up ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
+def check_path_length(path: str | Path, name: str) -> None:
+    """:class:`BadInput` for a path over :data:`PATH_MAX` bytes or a name over
+    :data:`NAME_MAX` (the limits of Linux filesystems), before any work.
+
+    Examples
+    --------
+    >>> check_path_length("out/" + "x" * 300, "output")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: output 'out/xxxxxxxx…' (304 characters) has a name of 300 ...
+    """
+    raw = os.fsencode(path)
+    if len(raw) > PATH_MAX:
+        raise BadInput(f"{name} {shown(path)} is {len(raw)} bytes long; at most {PATH_MAX} "
+                       "allowed")
+    longest = max((part for part in raw.split(b"/")), key=len, default=b"")
+    if len(longest) > NAME_MAX:
+        raise BadInput(f"{name} {shown(path, 12)} has a name of {len(longest)} bytes; at "
+                       f"most {NAME_MAX} allowed (the filesystem's limit)")
+
+
+def read_text_file(path: str | Path, what: str, expected: str) -> str:
+    """The text of a small input file (granule list, points, AOI), UTF-8 with or without a
+    byte-order mark; :class:`BadInput` naming it unless it is a readable text file."""
+    p = Path(path)
+    label = f"{what} {shown(path)}"
+    kind = path_kind(p, what)
+    if kind == "missing":
+        raise BadInput(f"{label} does not exist; expected {expected}")
+    if kind == "folder":
+        raise BadInput(f"{label} is a folder; expected {expected}")
+    if kind == "special":
+        raise BadInput(f"{label} is not a regular file (a device, pipe or socket); expected "
+                       f"{expected}")
+    try:
+        # utf-8-sig: editors on Windows start files with a byte-order mark
+        return p.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise BadInput(f"{label} cannot be read ({exc.strerror}); expected {expected}") \
+            from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{label} is not a UTF-8 text file; expected {expected}") from None
+
+
+#: What a granule list holds.
+_LIST = "a text file of granule names, paths or URLs"
 
 
 def read_granule_list(path: str | Path) -> list[str]:
     """Granule names, paths or URLs from a text file (one per line or comma-separated).
 
-    Blank lines and ``#`` comments are ignored.
+    Blank lines and ``#`` comments are ignored; a list with no granule is bad input (it
+    would otherwise silently mean "search instead").
     """
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput(f"granule list {str(path)!r} is a folder; expected a text file of "
-                       "granule names, paths or URLs")
-    if not p.is_file():
-        raise BadInput(f"granule list {str(path)!r} does not exist; expected a text file of "
-                       "granule names, paths or URLs")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError):
-        raise BadInput(f"granule list {str(path)!r} is not a readable text file") from None
+    text = read_text_file(path, "granule list", _LIST)
     out: list[str] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        out.extend(item.strip() for item in line.split(",") if item.strip())
+        for item in (i.strip() for i in line.split(",")):
+            if len(item) > PATH_MAX:
+                raise BadInput(f"granule list {shown(path)} line {number} holds an entry of "
+                               f"{len(item)} characters; expected a granule name, path or URL "
+                               f"(at most {PATH_MAX})")
+            if item:
+                out.append(item)
+    if not out:
+        raise BadInput(f"granule list {shown(path)} holds no granule (only blank lines or # "
+                       f"comments); expected {_LIST}, or leave --granule-list out to search")
     return out
+
+
+def check_granule(value: str) -> str:
+    """A single granule (``inspect``, ``layout``, ``plot``) checked in form before it is
+    opened: a well-formed URL, or a path that is a regular file if it exists.
+
+    Examples
+    --------
+    >>> check_granule("http://[::1")
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: granule 'http://[::1' is not a well-formed URL (Invalid \
+IPv6 URL); expected a path, an http(s):// or s3:// URL, or a DISP-S1 granule name
+    """
+    text = value.strip()
+    if not text:
+        raise BadInput("granule is empty; expected a path, a URL or a DISP-S1 granule name")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - a port out of range raises only when read
+    except ValueError as exc:
+        raise BadInput(f"granule {shown(text)} is not a well-formed URL ({exc}); expected a "
+                       "path, an http(s):// or s3:// URL, or a DISP-S1 granule name") \
+            from None
+    if len(parts.scheme) > 1:  # a URL (a one-letter scheme is a Windows drive)
+        return text
+    kind = path_kind(Path(text), "granule")
+    if kind == "folder":
+        raise BadInput(f"granule {shown(text)} is a folder; expected a DISP-S1 .nc file, a URL "
+                       "or a granule name")
+    if kind == "special":
+        raise BadInput(f"granule {shown(text)} is not a regular file (a device, pipe or "
+                       "socket); expected a DISP-S1 .nc file")
+    return text
 
 
 def choice(kind: type[E], value: E | str, name: str) -> E:
@@ -230,12 +360,15 @@ def parse_points(value: str | Path | Sequence[Sequence[float]]
         return tuple(parse_lonlat(p, "point") for p in value)
     text = str(value)
     path = Path(text)
-    if ";" not in text and path.suffix and path.is_file():
-        lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
+    kind = path_kind(path, "points file") if ";" not in text and len(text) <= PATH_MAX \
+        else "missing"
+    if kind != "missing":  # an existing path is a file of points, whatever its name
+        lines = [ln.split("#")[0].strip() for ln in read_text_file(
+            path, "points file", "a text file of LON,LAT lines").splitlines()]
         items = [ln for ln in lines if ln and not ln.lower().startswith(("lon", "x,"))]
-    elif ";" not in text and path.suffix and not path.exists() and "," not in text:
-        raise BadInput(f"points file {text!r} does not exist; give a file of LON,LAT lines "
-                       "or LON,LAT;LON,LAT")
+    elif ";" not in text and path.suffix and "," not in text:
+        raise BadInput(f"points file {shown(text)} does not exist; give a file of LON,LAT "
+                       "lines or LON,LAT;LON,LAT")
     else:
         items = [p for p in text.split(";") if p.strip()]
     if not items:
@@ -282,6 +415,9 @@ def parse_path(value: str | Path, name: str) -> Path:
     """A path; an empty value is bad input (``Path("")`` would mean ".")."""
     if isinstance(value, str) and not value.strip():
         raise BadInput(f"{name} is empty; give a value or leave the option out")
+    if "\0" in str(value):
+        raise BadInput(f"{name} {shown(value)} holds a NUL character; expected a path")
+    check_path_length(value, name)
     return Path(value)
 
 

@@ -6,6 +6,7 @@ processed in parallel threads can each draw their own figure.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -18,6 +19,8 @@ import numpy as np
 
 from ..files import atomic_path
 from ..product import LAYERS
+
+log = logging.getLogger(__name__)
 
 
 def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[float, float]:
@@ -244,15 +247,25 @@ def prepare(shape: tuple[int, int], bounds: tuple[float, float, float, float],
     figure (about a second) overlap the granule's reading. Nothing happens when the
     colour range depends on the data, or the template is already built.
     """
-    if not diverging or vmax is None:
+    if not diverging or vmax is None or not all(math.isfinite(v) for v in bounds):
         return
     key = TemplateKey(tuple(shape), bounds, epsg, label, -vmax, vmax, cmap or "RdBu",
                       title.count("\n"))
     with _TEMPLATES_LOCK:
         if key in _TEMPLATES:
             return
-    threading.Thread(target=template, args=(key,), name="quicklook-template",
+    threading.Thread(target=_build_quietly, args=(key,), name="quicklook-template",
                      daemon=True).start()
+
+
+def _build_quietly(key: TemplateKey) -> None:
+    """Build a template ahead of time; a failure is left to the map that needs it (which
+    builds it again in its granule's thread, where the error is that granule's), never a
+    traceback printed by a background thread."""
+    try:
+        template(key)
+    except Exception:  # reported by the foreground render, not here
+        log.debug("quicklook template %s could not be built ahead", key, exc_info=True)
 
 
 @dataclass(frozen=True)

@@ -348,6 +348,7 @@ class FrameJob:
         # OutsideFrame goes up: the job records the frame's granules as skipped.
         area = grid.resolve_window(window=spec.window, bbox=spec.bbox,
                                    aoi=spec.aoi)
+        self._check_points(grid, area)
         layers = layers_needed(spec)
         dates = [iso(d) for d in chain.dates]
         t = years_since(chain.dates)
@@ -361,6 +362,20 @@ class FrameJob:
         if spec.reference_method is ReferenceMethod.POINT:
             self._point_reference(fr)
         return fr
+
+    def _check_points(self, grid: Grid, area: Window) -> None:
+        """Every ``--points`` point inside the area, checked before any pixel is read or
+        file written: refused after the work, the outputs would be left unlisted."""
+        for lon, lat in self.spec.points:
+            try:
+                r, c = grid.rowcol(lon, lat)
+            except OutsideFrame:
+                r, c = -1, -1
+            if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
+                w, s, e, n = grid.window_lonlat_bounds(area)
+                raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
+                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
+                               "inside the area")
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
