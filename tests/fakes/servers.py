@@ -26,12 +26,16 @@ body: ``cut_reset`` drops it with a TCP reset, else the connection just closes),
 ``signed_expires`` (presigned URLs expire after that many seconds and then answer 403,
 while ``Cache-Control`` still says 3540 s). Every request is recorded.
 
-Hostile behaviours (``hostile``, for every route): ``endless`` (200 ignoring ``Range``, no
-``Content-Length``, zeros until the client hangs up), ``silent`` (reads the request, never
-answers), ``stall`` (a 206's headers, then nothing), ``trickle`` (a 206's headers, then one
-byte a second), ``huge_length`` (a 206 announcing ``Content-Length: 10**15``, then a few
-bytes and a stall), ``not_json`` (200 with an HTML page), ``redirect_loop`` (302 to the same
-URL, forever). A stalled answer is released when :meth:`Server.stop` sets ``released``.
+Hostile behaviours (``hostile``, for every route):
+
+* ``endless``: 200 ignoring ``Range``, no ``Content-Length``, zeros until the client hangs
+  up (or ``endless_bytes``);
+* ``silent``: reads the request, never answers;
+* ``stall``: a 206's headers, then nothing; ``trickle``: then one byte a second;
+* ``huge_length``: a 206 announcing ``Content-Length: 10**15``, a few bytes, a stall;
+* ``not_json``: 200 with an HTML page; ``redirect_loop``: 302 to the same URL, forever.
+
+A stalled answer is released when :meth:`Server.stop` sets ``released``.
 
 For benchmarks: ``bandwidth`` (bytes/s) is one link shared by every connection: each answer
 body goes out in 64 KiB slices, each waiting for its turn on the link, so N concurrent
@@ -86,6 +90,7 @@ class ServerState:
     signed_expires: float | None = None
     bandwidth: float = 0.0  # bytes/s through one link shared by all connections; 0: no limit
     hostile: str = ""  # one of HOSTILE, for every route; "" behaves
+    endless_bytes: int = 0  # ``endless`` stops after this many bytes (0: never)
     released: threading.Event = field(default_factory=threading.Event)
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -310,9 +315,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_response(200)
                 self.send_header("Connection", "close")
                 self.end_headers()
-                zeros = bytes(64 * 1024)
-                while not st.released.is_set():
+                zeros, sent = bytes(64 * 1024), 0
+                while not st.released.is_set() and not 0 < st.endless_bytes <= sent:
                     self.wfile.write(zeros)
+                    sent += len(zeros)
             elif how in ("stall", "trickle", "huge_length"):
                 self.send_response(206)
                 length = 10**15 if how == "huge_length" else 1 << 20

@@ -52,7 +52,8 @@ def _hostile(how: str, **state: object) -> Server:
     return Server(ServerState(hostile=how, **state)).start()  # type: ignore[arg-type]
 
 
-def _cli(home: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(home: Path, *args: str, timeout: float = 60, **env: str
+         ) -> subprocess.CompletedProcess[str]:
     """``opera-disp ARGS`` in a clean environment (no credentials, HOME in ``home``)."""
     full = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(SRC),
             "LANG": "C.UTF-8", "OPERA_DISP_CACHE": str(home / "cache"), **FAST, **env}
@@ -274,7 +275,7 @@ def test_a_hung_s3_endpoint_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     def read() -> None:
         try:
             S3Granule("s3://bucket/key.nc", creds, endpoint_url=srv.url)._fetch(0, 100)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:
             done.append(exc)
 
     t = threading.Thread(target=read, daemon=True)
