@@ -228,6 +228,8 @@ def read_body(resp: requests.Response, limit: int, deadlines: Deadlines, started
                 break
             pieces.append(piece)
             got += len(piece)
+    except requests.RequestException:  # TooSlow: an OSError too, but already ours
+        raise
     except urllib3.exceptions.ReadTimeoutError as exc:
         resp.close()
         raise requests.exceptions.ReadTimeout(str(exc)) from None

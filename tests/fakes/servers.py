@@ -307,7 +307,8 @@ class Handler(BaseHTTPRequestHandler):
     def _hostile(self, how: str) -> None:
         """Answer as a hostile server would (``ServerState.hostile``)."""
         st = self.server.state
-        self.close_connection = True
+        # A stalled or endless answer ends its connection; the others keep it alive.
+        self.close_connection = how not in ("not_json", "redirect_loop")
         try:
             if how == "silent":
                 st.released.wait(600)
