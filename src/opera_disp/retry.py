@@ -56,17 +56,12 @@ class RetryPolicy:
         Tries after the first one when no connection could be made at all (refused, no
         route, DNS, connect timeout); None: ``retries``. A service that cannot be reached
         is said so in seconds, not after the whole backoff.
-    timeout_retries
-        Tries after the first one when the server took the request but did not answer in
-        time (no first byte, a silence, a body below the minimum rate); None: ``retries``.
-        A hung service is said so after this many timeouts, not after every retry.
     """
 
     retries: int = 4
     backoff: float = 0.2
     retry_after_cap: float = 30.0
     connect_retries: int | None = None
-    timeout_retries: int | None = None
 
     def asks_too_much(self, retry_after: str | None) -> float | None:
         """The seconds a ``Retry-After`` asks for when over ``retry_after_cap``, else None.
@@ -276,17 +271,10 @@ def not_connected(exc: BaseException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionRefusedError)
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a connection error is a read that timed out (requests wraps some that way)."""
-    import urllib3.exceptions
-
-    reason = exc.args[0] if exc.args else None
-    return isinstance(reason, urllib3.exceptions.ReadTimeoutError | TimeoutError)
-
-
 def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy, *,
                       give_up: Callable[[str, int | None], Exception],
-                      sleep: Callable[[float], None] = time.sleep) -> requests.Response:
+                      sleep: Callable[[float], None] = time.sleep,
+                      budget: float | None = None, try_time: float = 0.0) -> requests.Response:
     """Call ``send`` until it answers anything but 429/5xx, or the tries run out.
 
     Parameters
@@ -300,8 +288,17 @@ def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy
         (``"HTTP 503 after 5 tries"``) and the last HTTP status (None: no answer).
     sleep
         Injected for tests.
+    budget
+        Seconds from the first try after which no try starts (None: the tries bound it);
+        a try is counted as lasting ``try_time`` seconds, so the last one ends in time.
     """
-    connect_failures = timeouts = 0
+    connect_failures = 0
+    first = time.monotonic()
+
+    def out_of_time(wait: float) -> bool:
+        # No try starts that could not end within the budget (each lasts up to try_time).
+        return budget is not None and time.monotonic() - first + wait + try_time > budget
+
     for attempt in range(policy.retries + 1):
         last = attempt == policy.retries
         try:
@@ -312,11 +309,7 @@ def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy
                 if policy.connect_retries is not None and \
                         connect_failures > policy.connect_retries:
                     last = True
-            elif isinstance(exc, requests.Timeout) or _timed_out(exc):
-                timeouts += 1
-                if policy.timeout_retries is not None and timeouts > policy.timeout_retries:
-                    last = True
-            if last:
+            if last or out_of_time(policy.wait(attempt)):
                 what = str(exc) if isinstance(exc, TooSlow) else exc.__class__.__name__
                 raise give_up(f"{what} after {attempt + 1} tries", None) from None
             sleep(policy.wait(attempt))
@@ -328,11 +321,12 @@ def send_with_retries(send: Callable[[], requests.Response], policy: RetryPolicy
                 raise give_up(f"HTTP {resp.status_code} with Retry-After {asked:g} s, longer "
                               f"than the {policy.retry_after_cap:g} s opera-disp waits; try "
                               "again later", resp.status_code)
-            if last:
+            wait = policy.wait(attempt, resp.headers.get("Retry-After"))
+            if last or out_of_time(wait):
                 raise give_up(f"HTTP {resp.status_code} after {attempt + 1} tries",
                               resp.status_code)
             resp.close()  # a streamed answer: give its connection back before the wait
-            sleep(policy.wait(attempt, resp.headers.get("Retry-After")))
+            sleep(wait)
             continue
         return resp
     raise AssertionError("unreachable")

@@ -411,6 +411,13 @@ class Server(ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up on a hostile answer is expected; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def stop(self) -> None:
         """Release stalled answers, stop serving and close the socket."""
         self.state.released.set()

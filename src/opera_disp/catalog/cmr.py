@@ -47,12 +47,15 @@ CMR_PRODUCTION = "https://cmr.earthdata.nasa.gov/search"
 CMR_UAT = "https://cmr.uat.earthdata.nasa.gov/search"
 MAX_PAGE_SIZE = 2000
 CLIENT_ID = f"opera-disp-{__version__}"
-#: A CMR that cannot be reached at all, or takes a request and does not answer in time, is
-#: tried twice (~0.5 s apart) before the one-line error; answers that are errors (429,
-#: 5xx) and dropped connections get the full backoff. CMR's rate limits are per minute: a
+#: A CMR that cannot be reached at all is tried twice (~0.5 s apart) before the one-line
+#: error; answers that are errors (429, 5xx) and dropped connections get the full backoff,
+#: within the budget (:data:`CMR_BUDGET_TRIES`). CMR's rate limits are per minute: a
 #: ``Retry-After`` over 60 s means "not now", said at once.
-CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_retries=1,
-                          timeout_retries=1)
+CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_retries=1)
+#: No try of a search request starts that could not end within the time of this many
+#: whole tries (connect + first byte) from the first: a hung CMR costs two tries
+#: (about 2 minutes), not six.
+CMR_BUDGET_TRIES = 2
 #: Connect 3.05 s (a connection is made in milliseconds or not at all); 60 s to the first
 #: byte (a big search page may take CMR a while); then at least 32 KiB/s.
 CMR_DEADLINES = Deadlines(3.05, 60.0, 32768.0)
@@ -217,7 +220,9 @@ class CmrClient:
             return CmrError(f"CMR at {self.base_url} answered {why}", status)
 
         try:
-            resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
+            one = self.deadlines.connect + self.deadlines.read
+            resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep,
+                                     budget=CMR_BUDGET_TRIES * one, try_time=one)
         except BodyTooLong as exc:
             raise CmrError(f"CMR at {self.base_url} sent a page over {CMR_PAGE_LIMIT} bytes "
                            f"({exc}); refused") from None
