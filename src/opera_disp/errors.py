@@ -148,13 +148,22 @@ class CogError(OutputError):
 
 
 def redact(text: str) -> str:
-    """Remove URL query strings and credential-looking tokens from a message.
+    """Remove what a URL must not show, and credential-looking tokens, from a message.
+
+    The one place every printed URL goes through: messages, logs, summaries, exceptions.
+    Any ``scheme://user:password@host`` loses its ``user:password@`` (a password in
+    ``--cmr-url``, a proxy's); an HTTP(S) URL loses its query string (presigned
+    signatures); ``Bearer``/``Basic`` credentials are replaced.
 
     Examples
     --------
     >>> redact("GET https://h/x.nc?X-Amz-Signature=abc failed; Bearer eyJhbGciOi.x.y")
     'GET https://h/x.nc?… failed; Bearer <redacted>'
+    >>> redact("CMR at https://me:p@ss@cmr.example:8443/search is down")
+    'CMR at https://cmr.example:8443/search is down'
     """
+    # userinfo ends at the last '@' before the host's path, query or fragment
+    text = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\"<>]*@", r"\1", text)
     text = re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]*", r"\1?…", text)
     return re.sub(r"(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", r"\1 <redacted>", text)
 

@@ -26,6 +26,17 @@ body: ``cut_reset`` drops it with a TCP reset, else the connection just closes),
 ``signed_expires`` (presigned URLs expire after that many seconds and then answer 403,
 while ``Cache-Control`` still says 3540 s). Every request is recorded.
 
+Hostile behaviours (``hostile``, for every route):
+
+* ``endless``: 200 ignoring ``Range``, no ``Content-Length``, zeros until the client hangs
+  up (or ``endless_bytes``);
+* ``silent``: reads the request, never answers;
+* ``stall``: a 206's headers, then nothing; ``trickle``: then one byte a second;
+* ``huge_length``: a 206 announcing ``Content-Length: 10**15``, a few bytes, a stall;
+* ``not_json``: 200 with an HTML page; ``redirect_loop``: 302 to the same URL, forever.
+
+A stalled answer is released when :meth:`Server.stop` sets ``released``.
+
 For benchmarks: ``bandwidth`` (bytes/s) is one link shared by every connection: each answer
 body goes out in 64 KiB slices, each waiting for its turn on the link, so N concurrent
 downloads share the rate (with ``latency`` per request: e.g. 30 ms and 200 Mbit/s =
@@ -78,6 +89,9 @@ class ServerState:
     cut_reset: bool = False
     signed_expires: float | None = None
     bandwidth: float = 0.0  # bytes/s through one link shared by all connections; 0: no limit
+    hostile: str = ""  # one of HOSTILE, for every route; "" behaves
+    endless_bytes: int = 0  # ``endless`` stops after this many bytes (0: never)
+    released: threading.Event = field(default_factory=threading.Event)
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _link_free: float = 0.0  # when the shared link has sent everything booked on it
@@ -102,6 +116,10 @@ class ServerState:
         """Forget the recorded requests."""
         with self.lock:
             self.log.clear()
+
+
+HOSTILE = ("endless", "silent", "stall", "trickle", "huge_length", "not_json",
+           "redirect_loop")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -202,6 +220,9 @@ class Handler(BaseHTTPRequestHandler):
             slow, self._cut = st.slow_next > 0 and data, st.cut_next > 0 and data
             st.slow_next -= slow
             st.cut_next -= self._cut
+        if st.hostile:
+            self._hostile(st.hostile)
+            return
         if st.latency:
             time.sleep(st.latency)
         if slow:
@@ -283,6 +304,44 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET  # noqa: N815
 
+    def _hostile(self, how: str) -> None:
+        """Answer as a hostile server would (``ServerState.hostile``)."""
+        st = self.server.state
+        # A stalled or endless answer ends its connection; the others keep it alive.
+        self.close_connection = how not in ("not_json", "redirect_loop")
+        try:
+            if how == "silent":
+                st.released.wait(600)
+            elif how == "endless":
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                zeros, sent = bytes(64 * 1024), 0
+                while not st.released.is_set() and not 0 < st.endless_bytes <= sent:
+                    self.wfile.write(zeros)
+                    sent += len(zeros)
+            elif how in ("stall", "trickle", "huge_length"):
+                self.send_response(206)
+                length = 10**15 if how == "huge_length" else 1 << 20
+                self.send_header("Content-Length", str(length))
+                self.send_header("Content-Range", f"bytes 0-{length - 1}/{length}")
+                self.end_headers()
+                self.wfile.write(b"\x89HDF\r\n" if how != "stall" else b"")
+                self.wfile.flush()
+                while not st.released.wait(1.0):
+                    if how == "trickle":
+                        self.wfile.write(b"\0")
+                        self.wfile.flush()
+            elif how == "not_json":
+                self._send(200, b"<html><body>Service maintenance</body></html>",
+                           {"Content-Type": "text/html"})
+            elif how == "redirect_loop":
+                self._send(302, b"", {"Location": self.path})
+            else:
+                raise ValueError(f"unknown hostile behaviour {how!r}")
+        except OSError:  # the client hung up: what a hostile answer expects
+            pass
+
     def _cmr_granules(self, q: dict[str, list[str]]) -> None:
         st = self.server.state
         if st.cmr_error is not None:
@@ -351,6 +410,19 @@ class Server(ThreadingHTTPServer):
         """Serve in a background thread."""
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up on a hostile answer is expected; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def stop(self) -> None:
+        """Release stalled answers, stop serving and close the socket."""
+        self.state.released.set()
+        self.shutdown()
+        self.server_close()
 
 
 def _cmr_date(text: str) -> datetime:

@@ -4,7 +4,10 @@ Searches ``granules.umm_json`` with ``page_size`` up to 2000 and ``CMR-Search-Af
 paging (stopping on a short page, since CMR sends the header even on the last page),
 re-applies the temporal filter on the **secondary** date (CMR matches the whole
 reference -> secondary span), and keeps one product per pair. 429 and 5xx answers are
-retried with backoff honouring ``Retry-After``; a 400 surfaces CMR's own error text.
+retried with backoff honouring ``Retry-After`` (one over 60 s is not waited: exit 4 at
+once); a 400 surfaces CMR's own error text. Every try is bounded (connect, first byte, a
+minimum rate: ``OPERA_DISP_CMR_TIMEOUT``) and every page in bytes; an answer that is not a
+JSON page, or redirects in a loop, is CMR's failure (exit 4), never a bug.
 
 Examples
 --------
@@ -30,10 +33,10 @@ from urllib.parse import urlsplit
 import requests
 
 from .. import __version__
-from ..errors import BadInput, CmrError, CmrRejected, NoMatch, NotADispName
+from ..errors import BadInput, CmrError, CmrRejected, NoMatch, NotADispName, redact
 from ..product import DispProduct
 from ..profile import DISP_S1
-from ..retry import RetryPolicy, send_with_retries
+from ..retry import TRANSIENT, BodyTooLong, Deadlines, RetryPolicy, read_body, send_with_retries
 from ..types import BBox
 from .refs import GranuleRef
 from .select import select
@@ -45,11 +48,20 @@ CMR_UAT = "https://cmr.uat.earthdata.nasa.gov/search"
 MAX_PAGE_SIZE = 2000
 CLIENT_ID = f"opera-disp-{__version__}"
 #: A CMR that cannot be reached at all is tried twice (~0.5 s apart) before the one-line
-#: error; answers that are errors (429, 5xx) and dropped connections get the full backoff.
+#: error; answers that are errors (429, 5xx) and dropped connections get the full backoff,
+#: within the budget (:data:`CMR_BUDGET_TRIES`). CMR's rate limits are per minute: a
+#: ``Retry-After`` over 60 s means "not now", said at once.
 CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_retries=1)
-#: (connect, read) seconds: a connection is made in milliseconds or not at all, while a
-#: big search page may take CMR a while to answer.
-CMR_TIMEOUT = (3.05, 60.0)
+#: No try of a search request starts that could not end within the time of this many
+#: whole tries (connect + first byte) from the first: a hung CMR costs two tries
+#: (about 2 minutes), not six.
+CMR_BUDGET_TRIES = 2
+#: Connect 3.05 s (a connection is made in milliseconds or not at all); 60 s to the first
+#: byte (a big search page may take CMR a while); then at least 32 KiB/s.
+CMR_DEADLINES = Deadlines(3.05, 60.0, 32768.0)
+CMR_TIMEOUT = CMR_DEADLINES.timeout
+#: The largest search page accepted: 2000 UMM-G items are about 10 MB.
+CMR_PAGE_LIMIT = 64 << 20
 
 
 def parse_cmr_url(value: str | None, name: str = "CMR URL") -> str | None:
@@ -162,23 +174,44 @@ class CmrClient:
 
     def __init__(self, base_url: str | None = None, *, session: requests.Session | None = None,
                  policy: RetryPolicy | None = None,
-                 timeout: float | tuple[float, float] = CMR_TIMEOUT,
+                 timeout: float | tuple[float, float] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
-        self.base_url = cmr_base_url(base_url)
+        self._url = cmr_base_url(base_url)
+        #: The endpoint as printed: without a ``user:password@`` (requests still sends it).
+        self.base_url = redact(self._url)
         self.session = session or requests.Session()
         self.policy = policy or CMR_RETRIES
-        self.timeout = timeout
+        limits = Deadlines.from_env("OPERA_DISP_CMR_TIMEOUT", CMR_DEADLINES)
+        if timeout is not None:
+            connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+            limits = Deadlines(connect, read, limits.min_rate)
+        self.deadlines = limits
+        self.timeout = limits.timeout
         self.sleep = sleep
         self.requests = 0
 
     def _get(self, path: str, params: list[tuple[str, str]],
-             headers: dict[str, str] | None = None) -> requests.Response:
-        url = f"{self.base_url}/{path}"
+             headers: dict[str, str] | None = None) -> tuple[requests.Response, dict[str, Any]]:
+        """One search request: the answer and its JSON object (CMR's failures raised)."""
+        url = f"{self._url}/{path}"
         hdrs = {"Client-Id": CLIENT_ID, **(headers or {})}
+        body = b""
 
         def send() -> requests.Response:
+            nonlocal body
             self.requests += 1
-            return self.session.get(url, params=params, headers=hdrs, timeout=self.timeout)
+            started = time.monotonic()
+            try:
+                resp = self.session.get(url, params=params, headers=hdrs, timeout=self.timeout,
+                                        stream=True)
+            except TRANSIENT:
+                raise
+            except requests.RequestException as exc:  # redirect loops, bad Locations
+                raise CmrError(f"CMR at {self.base_url} failed: {exc.__class__.__name__} "
+                               "(a redirect loop or a bad redirect?)") from None
+            if resp.status_code < 400:
+                body = read_body(resp, CMR_PAGE_LIMIT, self.deadlines, started)
+            return resp
 
         def give_up(why: str, status: int | None) -> Exception:
             if status is None:
@@ -186,13 +219,28 @@ class CmrClient:
                                 "network or --cmr-url")
             return CmrError(f"CMR at {self.base_url} answered {why}", status)
 
-        resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
+        try:
+            one = self.deadlines.connect + self.deadlines.read
+            resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep,
+                                     budget=CMR_BUDGET_TRIES * one, try_time=one)
+        except BodyTooLong as exc:
+            raise CmrError(f"CMR at {self.base_url} sent a page over {CMR_PAGE_LIMIT} bytes "
+                           f"({exc}); refused") from None
         if resp.status_code == 400:
-            raise CmrRejected(f"CMR rejected the search (HTTP 400): {_cmr_errors(resp)}")
+            raise CmrRejected(f"CMR rejected the search (HTTP 400): {_cmr_errors(resp, self)}")
         if resp.status_code >= 400:
             raise CmrError(f"CMR refused the search (HTTP {resp.status_code}): "
-                           f"{_cmr_errors(resp)}", resp.status_code)
-        return resp
+                           f"{_cmr_errors(resp, self)}", resp.status_code)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+            kind = resp.headers.get("Content-Type", "no Content-Type")
+            raise CmrError(f"CMR at {self.base_url} answered HTTP {resp.status_code} with "
+                           f"something that is not JSON search results ({kind}); check "
+                           "--cmr-url", resp.status_code)
+        return resp, doc
 
     def search(self, q: CmrQuery, page_size: int = MAX_PAGE_SIZE) -> list[GranuleRef]:
         """All matching granules (at most ``q.limit``), secondary-date filtered, de-duplicated.
@@ -210,16 +258,16 @@ class CmrClient:
         search_after: str | None = None
         while True:
             headers = {"CMR-Search-After": search_after} if search_after else None
-            resp = self._get("granules.umm_json", params, headers)
-            page = resp.json().get("items") or []
+            resp, doc = self._get("granules.umm_json", params, headers)
+            page = doc.get("items") or []
             n_items += len(page)
             for item in page:
                 try:
                     refs.append(parse_umm_g(item))
-                except (KeyError, ValueError, NotADispName) as exc:
-                    log.debug("skipping a CMR item: %s", exc)
+                except (KeyError, ValueError, TypeError, AttributeError, NotADispName) as exc:
+                    log.debug("skipping a CMR item: %s", exc)  # not a DISP-S1 item we read
             search_after = resp.headers.get("CMR-Search-After")
-            hits = int(resp.headers.get("CMR-Hits", "0") or 0)
+            hits = _hits(resp)
             if len(page) < size or not search_after or n_items >= hits:
                 break
             if q.limit is not None and refs:
@@ -234,18 +282,18 @@ class CmrClient:
 
     def collection(self, short_name: str = DISP_S1.short_name) -> dict[str, Any]:
         """The collection's concept id and summary (as the tutorial's first step)."""
-        resp = self._get("collections.umm_json", [("short_name", short_name)])
-        items = resp.json().get("items") or []
+        _, doc = self._get("collections.umm_json", [("short_name", short_name)])
+        items = doc.get("items") or []
         if not items:
             raise NoMatch(f"CMR has no collection with short name {short_name!r}")
-        item = items[0]
+        item = items[0] if isinstance(items[0], dict) else {}
         umm, meta = item.get("umm", {}), item.get("meta", {})
         count = None
         try:
-            g = self._get("granules.umm_json", [("collection_concept_id", meta["concept-id"]),
-                                                 ("page_size", "0")])
+            g, _ = self._get("granules.umm_json", [("collection_concept_id", meta["concept-id"]),
+                                                    ("page_size", "0")])
             count = int(g.headers.get("CMR-Hits", "0"))
-        except (CmrError, KeyError, ValueError):
+        except (CmrError, KeyError, ValueError, TypeError):
             pass
         return {
             "concept_id": meta.get("concept-id"),
@@ -259,14 +307,25 @@ class CmrClient:
         }
 
 
-def _cmr_errors(resp: requests.Response) -> str:
+def _hits(resp: requests.Response) -> int:
+    """``CMR-Hits`` (0 when missing or not a number)."""
+    text = resp.headers.get("CMR-Hits", "0") or "0"
+    return int(text) if text.strip().isdigit() else 0
+
+
+def _cmr_errors(resp: requests.Response, client: CmrClient) -> str:
+    """CMR's error text from an error answer (its first 64 KiB)."""
     try:
-        errors = resp.json().get("errors")
+        body = read_body(resp, 64 << 10, client.deadlines, time.monotonic(), truncate=True)
+    except requests.RequestException:
+        return resp.reason or f"HTTP {resp.status_code}"
+    try:
+        errors = json.loads(body).get("errors")
         if errors:
             return "; ".join(str(e) for e in errors)
-    except (json.JSONDecodeError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         pass
-    return " ".join(resp.text.split())[:300] or resp.reason
+    return " ".join(body.decode("utf-8", "replace").split())[:300] or resp.reason
 
 
 def parse_umm_g(item: dict[str, Any]) -> GranuleRef:

@@ -13,12 +13,15 @@ Security rules
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
+
+log = logging.getLogger(__name__)
 
 EDL_HOST = "urs.earthdata.nasa.gov"
 DEFAULT_TRUSTED = (EDL_HOST, ".earthdata.nasa.gov", ".earthdatacloud.nasa.gov",
@@ -60,7 +63,11 @@ class EarthdataAuth:
         if path.is_file():
             try:
                 entry = netrc.netrc(str(path)).authenticators(EDL_HOST)
-            except (netrc.NetrcParseError, OSError):
+            except (netrc.NetrcParseError, OSError, ValueError) as exc:
+                # A broken netrc (binary, unreadable, unparsable) holds no credentials;
+                # the job goes on without them, and says so (not the file's content).
+                log.warning("ignoring %s: not a netrc file opera-disp can read (%s)", path,
+                            exc.__class__.__name__)
                 entry = None
             if entry and entry[0] and entry[2]:
                 return cls(username=entry[0], password=entry[2], source=f"netrc ({path})")

@@ -4,6 +4,10 @@ ASF's flow: without a session the data URL redirects to Earthdata Login (the cli
 in with the user's credentials and keeps the cookie); with one, it answers 303 to a
 presigned S3 URL, which is cached while valid and called without ``Authorization``.
 
+Every try of a request is bounded (:class:`opera_disp.retry.Deadlines`, from
+``OPERA_DISP_HTTP_TIMEOUT``): connect, first byte, then a minimum rate; and so is every body,
+in bytes (a range read accepts what it asked for and no more; a JSON answer 1 MiB).
+
 A host that keeps failing (``BREAKER_THRESHOLD`` requests in a row that gave up after
 their retries: connection errors, timeouts, 429, 5xx) is taken for dead: the client's
 later requests to it fail at once with the same reason, until any request to it succeeds.
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import requests
@@ -33,7 +37,15 @@ from ..errors import (
     RemoteError,
     Unreachable,
 )
-from ..retry import RetryPolicy, send_with_retries
+from ..retry import (
+    TRANSIENT,
+    BodyTooLong,
+    Deadlines,
+    RetryPolicy,
+    data_deadlines,
+    read_body,
+    send_with_retries,
+)
 from ..types import HeadMode
 from .auth import (
     EDL_HOST,
@@ -52,6 +64,10 @@ log = logging.getLogger(__name__)
 MAX_HOPS = 10
 #: Consecutive requests to one host that gave up after retries before it is taken for dead.
 BREAKER_THRESHOLD = 3
+#: The longest JSON answer accepted (s3credentials: a few hundred bytes).
+JSON_LIMIT = 1 << 20
+#: The most of an error page read for its message (ASF's EULA JSON).
+ERROR_LIMIT = 64 << 10
 
 
 def host_of(url: str) -> str:
@@ -121,11 +137,15 @@ def _signed_lifetime(url: str, resp: requests.Response) -> float:
     return 600.0
 
 
-def _error_detail(resp: requests.Response) -> dict[str, Any]:
+def _error_detail(resp: requests.Response, deadlines: Deadlines) -> dict[str, Any]:
+    """The JSON object of an error answer (its first 64 KiB), or {}."""
+    import json
+
     try:
-        doc = resp.json()
+        doc = json.loads(read_body(resp, ERROR_LIMIT, deadlines, time.monotonic(),
+                                   truncate=True))
         return doc if isinstance(doc, dict) else {}
-    except ValueError:
+    except (ValueError, requests.RequestException):
         return {}
 
 
@@ -135,17 +155,23 @@ class HttpClient:
     One client is shared by all granules of a job: it pools connections (bounded by
     ``max_connections``), keeps the login cookies, caches presigned URLs, and keeps a
     per-host circuit breaker (``breaker_threshold`` consecutive give-ups; 0 turns it off).
+    ``timeout`` (connect, read) and ``min_rate`` (bytes/s) bound each try; by default
+    ``$OPERA_DISP_HTTP_TIMEOUT`` or :data:`opera_disp.retry.DATA_DEADLINES`.
     """
 
     def __init__(self, auth: EarthdataAuth | None = None, *, max_connections: int = 16,
-                 policy: RetryPolicy = RetryPolicy(), timeout: tuple[float, float] = (10, 60),
+                 policy: RetryPolicy = RetryPolicy(),
+                 timeout: tuple[float, float] | None = None, min_rate: float | None = None,
                  trusted: Sequence[str] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  breaker_threshold: int = BREAKER_THRESHOLD):
         self.auth = auth if auth is not None else EarthdataAuth.discover()
         self.trusted = tuple(trusted) if trusted is not None else trusted_hosts()
         self.policy = policy
-        self.timeout = timeout
+        base = data_deadlines()
+        connect, read = timeout if timeout is not None else base.timeout
+        self.deadlines = Deadlines(connect, read, min_rate or base.min_rate)
+        self.timeout = self.deadlines.timeout
         self.sleep = sleep
         self.session = requests.Session()
         self.session.trust_env = False  # no implicit ~/.netrc auth to arbitrary hosts
@@ -191,8 +217,13 @@ class HttpClient:
         hop = url
         for _ in range(MAX_HOPS):
             # Basic credentials go to the Earthdata login endpoint only.
-            resp = self.session.get(hop, headers=self._auth_header(hop, login=is_login(hop)),
-                                    allow_redirects=False, timeout=self.timeout)
+            try:  # only the status and headers matter: the body is never read
+                resp = self.session.get(hop, headers=self._auth_header(hop, login=is_login(hop)),
+                                        allow_redirects=False, timeout=self.timeout, stream=True)
+            except requests.RequestException as exc:
+                raise AuthError(f"Earthdata Login for {public_url(original)} failed "
+                                f"({exc.__class__.__name__})") from None
+            resp.close()
             if resp.status_code in (401, 403) and is_login(hop):
                 raise AuthError(f"Earthdata Login refused the credentials from "
                                 f"{self.auth.source} (HTTP {resp.status_code}); check them at "
@@ -229,10 +260,18 @@ class HttpClient:
         hop = self._signed_for(url) or url
         logged_in = False
         for _ in range(MAX_HOPS):
-            resp = self.session.get(hop, headers={**headers, **self._auth_header(hop)},
-                                    allow_redirects=False, timeout=self.timeout)
+            try:
+                resp = self.session.get(hop, headers={**headers, **self._auth_header(hop)},
+                                        allow_redirects=False, timeout=self.timeout,
+                                        stream=True)
+            except TRANSIENT:
+                raise
+            except requests.RequestException as exc:  # a bad URL or Location: not transient
+                raise RemoteError(f"{public_url(url)}: {exc.__class__.__name__} at "
+                                  f"{public_url(hop)}") from None
             if resp.status_code not in (301, 302, 303, 307, 308):
                 return resp, hop
+            resp.close()  # a redirect's body is never read
             nxt = urljoin(hop, resp.headers.get("Location", ""))
             if is_login(nxt):
                 if logged_in:
@@ -255,14 +294,28 @@ class HttpClient:
             hop = nxt
         raise RemoteError(f"too many redirects for {public_url(url)}")
 
-    def request(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
-        """GET with retries on timeouts, resets, 429 and 5xx; clear errors for the rest."""
+    def request(self, url: str, headers: dict[str, str] | None = None, *, limit: int
+                ) -> tuple[requests.Response, bytes]:
+        """GET with retries on timeouts, resets, 429 and 5xx; clear errors for the rest.
+
+        The answer (200 or 206) and its body of at most ``limit`` bytes, read within the
+        client's deadlines in the same try (a slow or cut body is retried like a timeout).
+
+        Raises
+        ------
+        BodyTooLong
+            When the answer announces or sends more than ``limit`` bytes (not retried).
+        """
         headers = headers or {}
         final = url
+        body = b""
 
         def send() -> requests.Response:
-            nonlocal final
+            nonlocal final, body
+            started = time.monotonic()
             resp, final = self._once(url, headers)
+            if resp.status_code in (200, 206):
+                body = read_body(resp, limit, self.deadlines, started)
             return resp
 
         def give_up(why: str, _status: int | None) -> Exception:
@@ -275,11 +328,15 @@ class HttpClient:
             except Unreachable as exc:
                 self.breaker.failure(url, str(exc).removeprefix(f"{public_url(url)}: "))
                 raise
+            except BodyTooLong:
+                self.breaker.success(url)  # it answered; the answer is the granule's fault
+                raise
             self.breaker.success(url)
             code = resp.status_code
             if code in (200, 206):
-                return resp
+                return resp, body
             if code == 403 and is_presigned(final) and not refresh:
+                resp.close()
                 self.forget_signed(url)  # expired presigned URL: ask again, once
                 continue
             raise self._refusal(url, resp, final)
@@ -289,7 +346,7 @@ class HttpClient:
                  ) -> OperaDispError:
         """The error for a final answer that is not data (``final``: the URL that gave it)."""
         code = resp.status_code
-        detail = _error_detail(resp)
+        detail = _error_detail(resp, self.deadlines)
         if code == 403 and "EULA" in str(detail.get("error_description", "")):
             where = detail.get("resolution_url", f"https://{EDL_HOST}")
             return EulaError(f"ASF requires you to accept its EULA before downloading "
@@ -311,11 +368,18 @@ class HttpClient:
         return RemoteError(f"{public_url(url)}: HTTP {code}")
 
     def get_range(self, url: str, start: int, length: int) -> tuple[bytes, int | None]:
-        """Bytes ``[start, start+length)`` and the file's total size if the server said."""
-        resp = self.request(url, {"Range": f"bytes={start}-{start + length - 1}"})
-        body = resp.content
+        """Bytes ``[start, start+length)`` and the file's total size if the server said.
+
+        No more than ``length`` bytes are ever read: an answer announcing more is refused
+        before its body, one sending more is cut after ``length + 1`` bytes.
+        """
+        try:
+            resp, body = self.request(url, {"Range": f"bytes={start}-{start + length - 1}"},
+                                      limit=length)
+        except BodyTooLong as exc:
+            return self._too_long(url, exc, length)
         if resp.status_code == 200:
-            if start == 0 and len(body) <= length:
+            if start == 0:
                 return body, len(body)  # the whole (small) file
             raise RangeIgnored(f"{public_url(url)}: the server ignored the Range request "
                                f"(HTTP 200 with {len(body)} bytes for {length} asked)")
@@ -328,11 +392,28 @@ class HttpClient:
         total = int(m.group(3)) if m.group(3) != "*" else None
         return body, total
 
+    @staticmethod
+    def _too_long(url: str, exc: BodyTooLong, length: int) -> NoReturn:
+        """Refuse an answer longer than the ``length`` bytes asked (one line, no body kept)."""
+        said = f"announced {exc.announced} bytes" if exc.announced is not None else \
+            f"sent more than the {length} bytes asked"
+        if exc.status == 200:  # the whole file for a Range request
+            raise RangeIgnored(f"{public_url(url)}: the server ignored the Range request "
+                               f"(HTTP 200 that {said}); refused") from None
+        raise RemoteError(f"{public_url(url)}: the server {said} for {length} asked (HTTP "
+                          f"{exc.status}); refused") from None
+
     def get_json(self, url: str) -> Any:
-        """GET a JSON document through the same auth flow (e.g. s3credentials)."""
-        resp = self.request(url, {"Accept": "application/json"})
+        """GET a JSON document (at most 1 MiB) through the same auth flow (s3credentials)."""
+        import json
+
         try:
-            return resp.json()
+            _, body = self.request(url, {"Accept": "application/json"}, limit=JSON_LIMIT)
+        except BodyTooLong:
+            raise RemoteError(f"{public_url(url)}: the answer is longer than "
+                              f"{JSON_LIMIT} bytes") from None
+        try:
+            return json.loads(body)
         except ValueError:
             raise RemoteError(f"{public_url(url)}: the answer is not JSON") from None
 

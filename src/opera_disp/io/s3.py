@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ..errors import AuthError, RemoteError, S3Forbidden
+from ..errors import AuthError, RemoteError, S3Forbidden, Unreachable
+from ..retry import data_deadlines
 from ..types import HeadMode
 from .cache import RangeGranule
 
@@ -54,6 +55,23 @@ class S3Credentials:
             return self._creds
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether a botocore error means the S3 endpoint could not be reached or answered
+    nothing in time (a service failure, exit 4), not a refusal of this object.
+
+    The objects store of ``s3://`` outputs judges its upload failures with it too.
+    """
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    return isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError |
+                      ConnectionClosedError)
+
+
 def _parse_expiration(text: str, now: datetime) -> datetime:
     try:
         d = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -82,12 +100,16 @@ class S3Granule(RangeGranule):
         creds = self.credentials.get()
         key = creds["accessKeyId"] + creds["sessionToken"][-8:]
         if key not in self._clients:
+            # The data hosts' deadlines; botocore's own (60 s each) would let a hung
+            # endpoint hold a granule for minutes.
+            limits = data_deadlines()
             self._clients = {key: boto3.client(
                 "s3", region_name="us-west-2", endpoint_url=self.endpoint_url,
                 aws_access_key_id=creds["accessKeyId"],
                 aws_secret_access_key=creds["secretAccessKey"],
                 aws_session_token=creds["sessionToken"],
                 config=Config(max_pool_connections=32,
+                              connect_timeout=limits.connect, read_timeout=limits.read,
                               retries={"max_attempts": 5, "mode": "standard"},
                               s3={"addressing_style": "path"} if self.endpoint_url else None))}
         return self._clients[key]
@@ -95,10 +117,20 @@ class S3Granule(RangeGranule):
     def _fetch(self, start: int, length: int) -> tuple[bytes, int | None]:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        where = f"s3://{self.bucket}/{self.key}"
         try:
             resp = self._client().get_object(Bucket=self.bucket, Key=self.key,
                                              Range=f"bytes={start}-{start + length - 1}")
-            body = resp["Body"].read()
+            announced = int(resp.get("ContentLength") or 0)
+            if announced > length:
+                resp["Body"].close()
+                raise RemoteError(f"{where}: the endpoint announced {announced} bytes for "
+                                  f"{length} asked; refused")
+            body = resp["Body"].read(length + 1)  # never more than asked, plus the tell
+            resp["Body"].close()
+            if len(body) > length:
+                raise RemoteError(f"{where}: the endpoint sent more than the {length} bytes "
+                                  "asked; refused")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -107,8 +139,10 @@ class S3Granule(RangeGranule):
                                   "access works only inside AWS us-west-2)") from None
             raise RemoteError(f"s3://{self.bucket}/{self.key}: {code or status}") from None
         except BotoCoreError as exc:
-            raise RemoteError(f"s3://{self.bucket}/{self.key}: {exc.__class__.__name__}") \
-                from None
+            if unreachable(exc):
+                raise Unreachable(f"{where}: the S3 endpoint cannot be reached "
+                                  f"({exc.__class__.__name__})") from None
+            raise RemoteError(f"{where}: {exc.__class__.__name__}") from None
         total = None
         m = re.match(r"bytes \d+-\d+/(\d+)", resp.get("ContentRange", ""))
         if m:
