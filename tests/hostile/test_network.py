@@ -284,3 +284,43 @@ def test_a_hung_s3_endpoint_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     srv.stop()
     assert done and isinstance(done[0], ServiceError), done
     assert not isinstance(done[0], RemoteError)
+
+
+def test_an_unreachable_s3_output_is_a_service_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o s3://…`` whose endpoint cannot be reached: a service failure (exit 4, one
+    line), not an output error (exit 1)."""
+    import socket
+
+    from opera_disp import synthetic
+    from opera_disp.cli import main
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    archive = synthetic.write_archive(tmp_path / "a", n_dates=2, shape=(64, 64))[0].parent
+    code = main(["subset", "--source", str(archive), "-o", "s3://results/run",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("opera-disp: error:")]
+    assert len(lines) == 1 and "S3 endpoint cannot be reached" in lines[0], err
+    assert "internal error" not in err
+
+
+def test_a_password_in_the_cmr_url_never_reaches_the_summary(tmp_path: Path) -> None:
+    from opera_disp import api, synthetic
+
+    archive = synthetic.write_archive(tmp_path / "a", n_dates=2, shape=(64, 64))[0].parent
+    r = api.subset(source=archive, output=tmp_path / "out", progress=False,
+                   cmr_url="https://someone:hunter2@cmr.example.org/search")
+    assert r.exit_code == 0, r.message
+    text = (tmp_path / "out" / "summary.json").read_text()
+    assert "hunter2" not in text and "someone" not in text
+    assert r.summary["inputs"]["cmr_url"] == "https://cmr.example.org/search"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from ..errors import BadInput, OutputError, one_line
+from ..errors import BadInput, OutputError, Unreachable, one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -112,6 +112,11 @@ def upload(client: S3Client, target: S3Target, path: Path, rel: str, sha256: str
         head = client.head_object(Bucket=target.bucket, Key=target.key(rel),
                                   ChecksumMode="ENABLED")
     except (ClientError, BotoCoreError) as exc:
+        from ..io.s3 import unreachable
+
+        if unreachable(exc):  # the store, not this file: a service failure (exit 4)
+            raise Unreachable(f"cannot upload {where}: the S3 endpoint cannot be reached "
+                              f"({exc.__class__.__name__})") from None
         raise OutputError(f"cannot upload {where} ({one_line(exc)})") from None
     stored = head.get("ChecksumSHA256")
     if stored is not None:

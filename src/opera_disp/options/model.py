@@ -376,6 +376,7 @@ class Selection(Group):
     def _summary(self, out: dict[str, Any]) -> None:
         # Presigned signatures, fragments and credentials never reach a summary.
         out["granules"] = [public_url(g) for g in self.granules]
+        out["cmr_url"] = public_url(self.cmr_url) if self.cmr_url else None
 
 
 @dataclass(frozen=True, kw_only=True)
