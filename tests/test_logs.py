@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,21 @@ def test_set_stream_pins_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     handler.setStream(pinned)
     logging.getLogger("opera_disp.test").info("pinned")
     assert "pinned" in pinned.getvalue()
+
+
+def test_every_log_line_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whoever logs a URL with a password or a presigned signature, neither the console nor
+    the log file shows it."""
+    import logging
+
+    from opera_disp.logs import setup_logging
+
+    log_file = tmp_path / "x.log"
+    setup_logging(log_file=log_file)
+    logging.getLogger("opera_disp.io").warning(
+        "retrying https://user:hunter2@h.example/g.nc?X-Amz-Signature=s3cr3t")
+    for handler in logging.getLogger("opera_disp").handlers:
+        handler.flush()
+    shown = capsys.readouterr().err + log_file.read_text()
+    assert "hunter2" not in shown and "s3cr3t" not in shown
+    assert "https://h.example/g.nc?…" in shown

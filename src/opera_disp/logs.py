@@ -12,12 +12,26 @@ FORMAT = "%(asctime)s.%(msecs)03dZ [%(levelname)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
-class _Console(logging.Formatter):
+class _Redacted(logging.Formatter):
+    """Every line, tracebacks included, through :func:`~opera_disp.errors.redact`: a URL's
+    password or presigned signature never reaches a terminal or a log file, whoever logged
+    it (a library's message too)."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, DATEFMT)
+        self.converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .errors import redact
+
+        return redact(super().format(record))
+
+
+class _Console(_Redacted):
     """One line per record on the terminal: tracebacks go to the log file (or --verbose)."""
 
     def __init__(self, verbose: bool):
-        super().__init__(FORMAT, DATEFMT)
-        self.converter = time.gmtime
+        super().__init__()
         self.verbose = verbose
 
     def format(self, record: logging.LogRecord) -> str:
@@ -71,8 +85,7 @@ def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> 
     >>> logging.getLogger("opera_disp").level == logging.INFO
     True
     """
-    formatter = logging.Formatter(FORMAT, DATEFMT)
-    formatter.converter = time.gmtime
+    formatter = _Redacted()
     logger = logging.getLogger("opera_disp")
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     for h in list(logger.handlers):
