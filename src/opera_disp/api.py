@@ -107,6 +107,10 @@ def prepared(kind: type[P], options: dict[str, Any], *,
 
     run_names = {f.name for f in Run.options()}
     run = Run.make(**{k: v for k, v in options.items() if k in run_names})
+    if isinstance(run.scheduler, str):  # its text is checked before any work
+        from .cluster.scheduler import parse_scheduler
+
+        parse_scheduler(run.scheduler)
     values = {k: v for k, v in options.items() if k not in run_names}
     if run.demo:
         from . import synthetic
