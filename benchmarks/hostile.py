@@ -232,6 +232,9 @@ def main() -> None:
         code = "hung" if row.proc.code is None else str(row.proc.code)
         print(f"{mark} {case.id:34s} #{case.item:<2d} exit {code:>4s} {row.proc.seconds:6.1f} s  "
               + ("; ".join(row.failures) or case.expect), flush=True)
+        if not row.ok:  # what the program said, to see why
+            for line in row.proc.stderr.strip().splitlines()[-12:]:
+                print(f"     | {line}", flush=True)
     if args.markdown:
         print("\n| # | case | hostile input | expected | exit | seconds | result |")
         print("| --- | --- | --- | --- | --- | --- | --- |")

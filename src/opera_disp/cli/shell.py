@@ -101,6 +101,14 @@ def _crash_report(exc: BaseException) -> Path:
 
 _terminated = threading.Event()
 _interrupting = threading.Event()
+_running = threading.Event()  # main() is on: a delayed re-delivery may still land
+
+
+def _deliver_again(signum: int) -> None:
+    # Only while the command runs: once main() has restored the default handlers, a late
+    # KeyboardInterrupt would print a traceback while the interpreter exits.
+    if _running.is_set() and not _interrupting.is_set():
+        os.kill(os.getpid(), signum)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -117,7 +125,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     if _interrupting.is_set():
         return
     if _in_ignoring_callback(frame):
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        threading.Timer(0.05, _deliver_again, (signum,)).start()
         return
     _interrupting.set()
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
@@ -143,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _interrupt)
+    _running.set()
     try:
         return _main(argv)
     finally:
+        _running.clear()
         for sig, handler in previous.items():  # None: a handler not set from Python
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
