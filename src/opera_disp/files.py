@@ -215,11 +215,42 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
             raise PlantedLink(f"{str(path)!r} is a symlink; opera-disp opens only a plain "
                               "file there and never follows a link: remove it") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise PlantedLink(f"{str(path)!r} is not a plain file; remove it")
+    if info.st_nlink > 1 and flags & (os.O_WRONLY | os.O_RDWR):
+        # A hard link: writing would change the other name's file too (a user's file).
+        os.close(fd)
+        raise PlantedLink(f"{str(path)!r} is a hard link to another file; opera-disp writes "
+                          "only a file of its own there: remove it")
     os.set_blocking(fd, True)
     return fd
+
+
+#: The largest JSON document opera-disp reads back from a folder (a summary, a ledger).
+MAX_DOCUMENT_BYTES = 256 * 2**20
+
+
+def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> str:
+    """The text of a regular file opera-disp wrote earlier (``summary.json``), read safely:
+    never through a symlink, never blocking on a FIFO or a device, at most ``limit`` bytes.
+
+    Raises
+    ------
+    PlantedLink
+        ``path`` is a symlink or not a regular file.
+    OSError
+        It cannot be read.
+    ValueError
+        It is larger than ``limit``, or not UTF-8.
+    """
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{str(path)!r} is over {limit} bytes")
+    return data.decode("utf-8")
 
 
 def remove_inside(folder: Path, rel: str | PurePath, *, size: int | None = None,

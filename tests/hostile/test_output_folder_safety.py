@@ -375,3 +375,36 @@ def test_an_existing_folder_is_kept_after_an_early_failure(
     code, _, _ = run(["subset", "--granule-list", str(tmp_path / "none.txt"), "--window",
                       WINDOW, "-o", str(out), "--no-progress"], capsys)
     assert code == 2 and out.is_dir()
+
+
+def test_a_lock_planted_as_a_hard_link_is_refused_and_its_target_untouched(
+        archive: Path, tmp_path: Path, victim: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A hard link is another name of the user's file: writing the lock record through it
+    would overwrite that file, as a symlink would."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(victim / "victim.txt", out / ".opera-disp.lock")
+    before = _snapshot(victim)
+    code, _, err = _subset(archive, out, capsys)
+    assert code == 2 and "hard link" in one_line_error(err), err
+    assert _snapshot(victim) == before
+
+
+def test_a_fifo_planted_as_the_summary_never_blocks_the_job(
+        archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading an earlier summary never blocks on a FIFO (or reads a device): refused,
+    one line, exit 2; with --overwrite it is replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "summary.json")
+    argv = [sys.executable, "-m", "opera_disp.cli", "subset", "--source", str(archive),
+            "--window", WINDOW, "-o", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 2 and "summary.json opera-disp cannot read" in \
+        one_line_error(p.stderr), p.stderr
+    p = subprocess.run([*argv, "--overwrite"], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    assert (out / "summary.json").is_file() and not (out / "summary.json").is_fifo()

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import requests
 
 from ..errors import BadInput, OperaDispError, OutputError, ServiceError, one_line
-from ..files import atomic_path
+from ..files import PlantedLink, atomic_path, open_nofollow
 from ..jobs.summary import (
     SUMMARY_SCHEMA,
     DpsJobRecord,
@@ -96,7 +96,10 @@ class LocalJobFolder:
 
     @contextlib.contextmanager
     def open(self, rel: str) -> Iterator[Iterator[bytes]]:
-        fd = os.open(self.file(rel), os.O_RDONLY | os.O_NOFOLLOW)
+        try:  # never blocks on a FIFO, never reads a device: a plain file or refused
+            fd = open_nofollow(self.file(rel), os.O_RDONLY)
+        except PlantedLink as exc:
+            raise OutputError(f"{rel} in {self.path}: {exc}") from None
         with os.fdopen(fd, "rb") as f:
             yield iter(lambda: f.read(CHUNK), b"")
 

@@ -120,9 +120,9 @@ class OutputFolder:
             try:
                 fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except PlantedLink:
-                raise BadInput(f"{where} holds {LOCK_NAME} as a symlink or not a plain "
-                               "file; opera-disp's lock must be a plain file it owns: remove "
-                               "it") from None
+                raise BadInput(f"{where} holds {LOCK_NAME} as a symlink, a hard link or "
+                               "not a plain file; opera-disp's lock must be a plain file it "
+                               "owns: remove it") from None
             except OSError as exc:
                 raise BadInput(f"{where} cannot be written: {_why(exc)}") from None
             try:

@@ -34,6 +34,7 @@ from typing import Any, NotRequired
 from typing_extensions import TypedDict
 
 from ..errors import ExitCode, OperaDispError, OutputError, Terminated, one_line
+from ..files import PlantedLink, read_document
 from ..options import SeriesOptions, SubsetOptions
 from ..times import iso
 from ..types import JobStatus
@@ -225,8 +226,8 @@ def recorded_catalog(folder: Path) -> list[dict[str, Any]]:
     []
     """
     try:
-        doc = json.loads((folder / SUMMARY_NAME).read_text())
-    except (OSError, ValueError, RecursionError):
+        doc = json.loads(read_document(folder / SUMMARY_NAME))
+    except (OSError, ValueError, RecursionError, PlantedLink):
         return []
     catalog = doc.get("catalog") if isinstance(doc, dict) else None
     files = catalog.get("files") if isinstance(catalog, dict) else None

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import BadInput
-from ..files import UnsafePath, inside, is_plain_file, remove_inside, sha256_file
+from ..files import (
+    UnsafePath,
+    inside,
+    is_plain_file,
+    read_document,
+    remove_inside,
+    sha256_file,
+)
 from ..options import SeriesChoices, SeriesOptions, SubsetOptions
 from ..options.model import jsonable
 from .folder import LOCK_NAME, SCRATCH_NAME
@@ -102,7 +109,7 @@ def previous_job(spec: SubsetOptions | SeriesOptions, folder: Path, *,
     if not path.exists():
         return {}, []
     try:
-        old = json.loads(path.read_text())
+        old = json.loads(read_document(path))
         if not isinstance(old, dict) or old.get("schema") != SUMMARY_SCHEMA:
             raise ValueError("not an opera-disp summary")
     except (OSError, ValueError, RecursionError) as exc:  # nesting: a hostile summary
