@@ -74,7 +74,7 @@ fail() {
 # rename never writes through one).
 copy_log() {
   local dest="$outdir/opera-disp.log" tmp
-  if [[ -L $outdir || ! -d $outdir || ( -d $dest && ! -L $dest ) ]]; then
+  if [[ ! -d $outdir || ( -d $dest && ! -L $dest ) ]]; then
     echo "run.sh: the log is not copied into $outdir; it stays at $log" >&2
     return 0
   fi
@@ -196,9 +196,9 @@ if [[ -n "${OPERA_DISP_DRY_RUN:-}" ]]; then
   exit 0
 fi
 
-if [[ -L $outdir ]]; then
-  fail "output folder $outdir is a symbolic link; not followed (remove it)"
-elif [[ -e $outdir && ! -d $outdir ]]; then
+# ./output itself may be a link to a folder elsewhere (as the CLI's -o may); links below
+# it are never followed.
+if [[ -e $outdir && ! -d $outdir ]]; then
   fail "output $outdir exists and is not a folder; remove it"
 fi
 mkdir -p -- "$outdir" 2>/dev/null || fail "output folder $outdir cannot be created"
@@ -211,7 +211,11 @@ child=
 signalled=
 forward() {
   signalled=$1
-  if [[ -n $child ]]; then kill -s "$1" "$child" 2>/dev/null || true; fi
+  # The whole process group: on MAAP the child is `conda run`, which does not pass a
+  # signal on to the opera-disp it started.
+  if [[ -n $child ]]; then
+    kill -s "$1" -- -"$child" 2>/dev/null || kill -s "$1" "$child" 2>/dev/null || true
+  fi
 }
 trap 'forward TERM' TERM
 trap 'forward INT' INT
@@ -221,7 +225,7 @@ set -m
 "${cli[@]}" "$product" "${args[@]}" &
 child=$!
 set +m
-if [[ -n $signalled ]]; then kill -s "$signalled" "$child" 2>/dev/null || true; fi
+if [[ -n $signalled ]]; then forward "$signalled"; fi
 status=0
 while :; do
   signalled=
@@ -229,6 +233,8 @@ while :; do
   # A trapped signal ends `wait` early (status > 128): wait again for opera-disp itself.
   if [[ -z $signalled ]]; then break; fi
 done
+# A wrapper (conda run) may end before the program it started: wait for the whole group.
+while kill -0 -- -"$child" 2>/dev/null; do sleep 0.2; done
 trap - TERM INT
 copy_log
 if [[ $status -eq 0 ]]; then

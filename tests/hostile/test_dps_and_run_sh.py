@@ -374,3 +374,51 @@ def test_run_sh_copies_the_log_when_opera_disp_fails(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert (tmp_path / "output" / "opera-disp.log").read_text() == \
         (tmp_path / "opera-disp.log").read_text()
+
+
+WRAPPER = """
+import subprocess, sys
+# Like `conda run`: starts the program and passes no signal on to it.
+sys.exit(subprocess.call(sys.argv[1:]))
+"""
+
+
+def test_run_sh_signals_reach_opera_disp_through_a_wrapper(tmp_path: Path) -> None:
+    """On MAAP run.sh starts `conda run … opera-disp`, which does not forward signals: the
+    signal must still reach opera-disp, and run.sh wait for it before copying the log."""
+    stand_in = tmp_path / "slow_cli.py"
+    stand_in.write_text(SLOW_CLI.replace("def end(signum, frame):\n",
+                                         "def end(signum, frame):\n    time.sleep(1)\n"))
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           "OPERA_DISP_CLI": f"{sys.executable} {wrapper} {sys.executable} {stand_in}"}
+    work = tmp_path / "job"
+    work.mkdir()
+    p = subprocess.Popen(["bash", str(ROOT / "run.sh"), *[""] * len(_names())], cwd=work,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    log = work / "opera-disp.log"
+    deadline = time.monotonic() + 30
+    while "stand-in: running" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err
+    # run.sh ended after opera-disp: the copied log already holds its last line.
+    assert "stand-in: got signal 15" in (work / "output" / "opera-disp.log").read_text()
+
+
+def test_run_sh_output_may_be_a_link_to_a_folder(tmp_path: Path) -> None:
+    """./output a symlink to a folder elsewhere works, as the CLI's -o does."""
+    elsewhere = tmp_path / "big-disk"
+    elsewhere.mkdir()
+    work = tmp_path / "job"
+    work.mkdir()
+    os.symlink(elsewhere, work / "output")
+    values = {n: "" for n in _names()}
+    values.update(bbox="9,9,8,8")
+    p = _run_sh([values[n] for n in _names()], work)
+    assert p.returncode == 2 and "not a folder" not in p.stderr, p.stderr
+    assert (elsewhere / "opera-disp.log").is_file()
