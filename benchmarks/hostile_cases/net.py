@@ -101,7 +101,7 @@ CASES = [
          "exit 4 after 5 tries of 1 s (silence)", 4,
          _inspect("stall", "ReadTimeout after 5 tries"), deadline=30),
     Case("net-one-byte-a-second", 10, "a data host sending one byte a second",
-         "exit 4 after 5 tries cut below 32 KiB/s", 4,
+         "exit 4 after 5 tries cut below the minimum rate (4 KiB/s)", 4,
          _inspect("trickle", "after 5 tries"), deadline=40),
     Case("net-huge-content-length", 10, "a 206 announcing `Content-Length: 10^15`",
          "refused before the body, one line, exit 1", 1,

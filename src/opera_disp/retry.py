@@ -115,7 +115,7 @@ class Deadlines:
 
     connect: float
     read: float
-    min_rate: float = 32768.0
+    min_rate: float = 4096.0
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -142,7 +142,7 @@ class Deadlines:
         Examples
         --------
         >>> Deadlines.from_env("X", Deadlines(10, 30), {"X": "1,2"})
-        Deadlines(connect=1.0, read=2.0, min_rate=32768.0)
+        Deadlines(connect=1.0, read=2.0, min_rate=4096.0)
         >>> Deadlines.from_env("X", Deadlines(10, 30), {"X": "1"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -157,15 +157,16 @@ class Deadlines:
             parts = []
         if len(parts) not in (2, 3) or not all(0 < v < float("inf") for v in parts):
             raise BadInput(f"${name} {text!r} is not CONNECT,READ[,MIN_RATE] (seconds, seconds, "
-                           "bytes/s, each positive), e.g. 10,30 or 10,30,32768")
+                           "bytes/s, each positive), e.g. 10,30 or 10,30,4096")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else default.min_rate)
 
 
 #: Data hosts (ASF, its presigned S3 URLs, mirrors, s3credentials, an S3 endpoint): a
 #: connection is made in seconds or not at all; S3 and ASF's redirector send a first byte
-#: in well under a second, so 30 s of silence is a hung server; 32 KiB/s (256 kbit/s) is
-#: far below any link a job can finish on.
-DATA_DEADLINES = Deadlines(10.0, 30.0, 32768.0)
+#: in well under a second, so 30 s of silence is a hung server; 4 KiB/s per connection
+#: (a job keeps up to 16 open on one link) catches a trickle, never a slow but healthy
+#: link.
+DATA_DEADLINES = Deadlines(10.0, 30.0, 4096.0)
 
 
 def data_deadlines() -> Deadlines:
@@ -217,7 +218,8 @@ def read_body(resp: requests.Response, limit: int, deadlines: Deadlines, started
         while got < want:
             if deadlines.too_slow(time.monotonic() - started, got):
                 resp.close()
-                raise TooSlow(f"body slower than {deadlines.min_rate:g} B/s")
+                raise TooSlow(f"body slower than {deadlines.min_rate:g} B/s (the minimum rate; "
+                              "OPERA_DISP_HTTP_TIMEOUT or OPERA_DISP_CMR_TIMEOUT sets it)")
             piece = resp.raw.read1(min(1 << 20, want - got), decode_content=True)
             if not piece:
                 break

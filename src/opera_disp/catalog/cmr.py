@@ -57,8 +57,8 @@ CMR_RETRIES = RetryPolicy(retries=5, backoff=0.5, retry_after_cap=60.0, connect_
 #: (about 2 minutes), not six.
 CMR_BUDGET_TRIES = 2
 #: Connect 3.05 s (a connection is made in milliseconds or not at all); 60 s to the first
-#: byte (a big search page may take CMR a while); then at least 32 KiB/s.
-CMR_DEADLINES = Deadlines(3.05, 60.0, 32768.0)
+#: byte (a big search page may take CMR a while); then at least 4 KiB/s.
+CMR_DEADLINES = Deadlines(3.05, 60.0, 4096.0)
 CMR_TIMEOUT = CMR_DEADLINES.timeout
 #: The largest search page accepted: 2000 UMM-G items are about 10 MB.
 CMR_PAGE_LIMIT = 64 << 20
