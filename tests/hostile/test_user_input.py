@@ -3,6 +3,7 @@ right exit code, never an internal error; a granule's bad data is that granule's
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -306,3 +307,27 @@ def test_a_deeply_nested_summary_in_the_output_folder_is_one_line(
     assert "summary.json opera-disp cannot read" in err
     assert main(["subset", "--source", str(archive), "-o", str(out), "--no-progress",
                  "--overwrite"]) == 0
+
+
+def test_a_huge_input_file_is_refused_not_read(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A disk image given as the granule list by mistake: one line, not read into memory."""
+    from opera_disp.cli import main
+    from opera_disp.options.values import MAX_INPUT_FILE
+
+    big = tmp_path / "list.txt"
+    with big.open("wb") as fh:
+        fh.truncate(MAX_INPUT_FILE + 10)  # sparse: nothing is written
+    code = main(["subset", "--granule-list", str(big), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is over 64 MiB" in err, err
+
+
+def test_h5netcdf_still_has_what_the_cube_abort_uses() -> None:
+    """The cube's abort closes the HDF5 file under h5netcdf without its flush (which
+    crashes libhdf5 after a full disk) through two private names: a new h5netcdf without
+    them must fail here, loudly, not silently leak the file."""
+    import h5netcdf
+
+    with h5netcdf.File(io.BytesIO(), "w") as f:
+        assert hasattr(f, "_h5file") and hasattr(f, "_closed")

@@ -563,7 +563,9 @@ def _rewrite_in_place(path: Path, summary: Summary) -> bool:
         return False
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        done = 0
+        while done < len(data):  # pwrite may write less than asked
+            done += os.pwrite(fd, data[done:], done)
         return True
     except OSError:
         return False

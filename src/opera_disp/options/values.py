@@ -225,6 +225,10 @@ def check_path_length(path: str | Path, name: str) -> None:
                        f"most {NAME_MAX} allowed (the filesystem's limit)")
 
 
+#: The largest input file read (a granule list, points, an AOI).
+MAX_INPUT_FILE = 64 * 2**20
+
+
 def read_text_file(path: str | Path, what: str, expected: str) -> str:
     """The text of a small input file (granule list, points, AOI), UTF-8 with or without a
     byte-order mark; :class:`BadInput` naming it unless it is a readable text file."""
@@ -239,8 +243,13 @@ def read_text_file(path: str | Path, what: str, expected: str) -> str:
         raise BadInput(f"{label} is not a regular file (a device, pipe or socket); expected "
                        f"{expected}")
     try:
+        with p.open("rb") as fh:  # an input file, not a disk image given by mistake
+            data = fh.read(MAX_INPUT_FILE + 1)
+        if len(data) > MAX_INPUT_FILE:
+            raise BadInput(f"{label} is over {MAX_INPUT_FILE // 2**20} MiB; expected "
+                           f"{expected}")
         # utf-8-sig: editors on Windows start files with a byte-order mark
-        return p.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except OSError as exc:
         raise BadInput(f"{label} cannot be read ({exc.strerror}); expected {expected}") \
             from None
