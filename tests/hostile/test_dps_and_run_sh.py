@@ -340,14 +340,11 @@ sys.exit(0)
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_run_sh_forwards_a_signal_and_copies_the_log(tmp_path: Path,
-                                                     sig: signal.Signals) -> None:
-    """DPS signals run.sh's own PID: opera-disp must get it, end, and the log be copied."""
-    stand_in = tmp_path / "slow_cli.py"
-    stand_in.write_text(SLOW_CLI)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
-           "OPERA_DISP_CLI": f"{sys.executable} {stand_in}"}
+def _signal_run_sh(tmp_path: Path, cli: str, sig: signal.Signals
+                   ) -> tuple[subprocess.Popen[str], str, Path]:
+    """Start run.sh (its CLI ``cli``), wait until the stand-in runs, signal run.sh's own PID
+    as DPS does; the finished process, its stderr and the job folder."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPERA_DISP_CLI": cli}
     work = tmp_path / "job"
     work.mkdir()
     # A shell's job-control-less background would hand SIGINT in ignored: start clean.
@@ -361,8 +358,18 @@ def test_run_sh_forwards_a_signal_and_copies_the_log(tmp_path: Path,
         time.sleep(0.1)
     p.send_signal(sig)  # the PID only, as DPS does
     _, err = p.communicate(timeout=30)
+    return p, err, work
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_sh_forwards_a_signal_and_copies_the_log(tmp_path: Path,
+                                                     sig: signal.Signals) -> None:
+    """DPS signals run.sh's own PID: opera-disp must get it, end, and the log be copied."""
+    stand_in = tmp_path / "slow_cli.py"
+    stand_in.write_text(SLOW_CLI)
+    p, err, work = _signal_run_sh(tmp_path, f"{sys.executable} {stand_in}", sig)
     assert p.returncode == 128 + sig, err
-    text = log.read_text()
+    text = (work / "opera-disp.log").read_text()
     assert f"stand-in: got signal {int(sig)}" in text
     assert (work / "output" / "opera-disp.log").read_text() == text
 
@@ -391,20 +398,8 @@ def test_run_sh_signals_reach_opera_disp_through_a_wrapper(tmp_path: Path) -> No
                                          "def end(signum, frame):\n    time.sleep(1)\n"))
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text(WRAPPER)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
-           "OPERA_DISP_CLI": f"{sys.executable} {wrapper} {sys.executable} {stand_in}"}
-    work = tmp_path / "job"
-    work.mkdir()
-    p = subprocess.Popen(["bash", str(ROOT / "run.sh"), *[""] * len(_names())], cwd=work,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    log = work / "opera-disp.log"
-    deadline = time.monotonic() + 30
-    while "stand-in: running" not in (log.read_text() if log.exists() else ""):
-        assert time.monotonic() < deadline and p.poll() is None
-        time.sleep(0.1)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=30)
+    p, err, work = _signal_run_sh(
+        tmp_path, f"{sys.executable} {wrapper} {sys.executable} {stand_in}", signal.SIGTERM)
     assert p.returncode == 143, err
     # run.sh ended after opera-disp: the copied log already holds its last line.
     assert "stand-in: got signal 15" in (work / "output" / "opera-disp.log").read_text()

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,32 +260,6 @@ def test_timeseries_without_room_for_its_cube_is_an_output_error(
     assert "not enough free space" in err
     assert _summary(out)["status"] == "failed"
     assert not list(out.rglob("timeseries.nc")) and not list(out.rglob("*.tif"))
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 160 kB tmpfs (skipped where mount is not allowed)."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    if shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(where)],
-            capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def test_timeseries_on_a_full_tmpfs_exits_1_with_a_true_summary(
-        frame: Path, small_disk: Path) -> None:
-    p = subprocess.run([sys.executable, "-m", "opera_disp.cli", "timeseries", "--source",
-                        str(frame), "--window", "0:300,0:300", "-o", str(small_disk),
-                        "--no-progress"], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1, p.stderr[-2000:]  # not 139, libhdf5's segfault
-    assert "Traceback" not in p.stderr and "internal error" not in p.stderr
-    assert _summary(small_disk)["status"] == "failed"
-    assert not list(small_disk.rglob("timeseries.nc"))
 
 
 def test_a_summary_that_cannot_be_rewritten_on_a_full_disk_is_ended_in_place(
