@@ -29,7 +29,7 @@ from ..files import (
     sha256_file,
 )
 from ..options import SeriesChoices, SeriesOptions, SubsetOptions
-from ..options.model import jsonable
+from ..options.fields import jsonable
 from .folder import LOCK_NAME, SCRATCH_NAME
 from .summary import SUMMARY_NAME, SUMMARY_SCHEMA, GranuleRecord
 

@@ -1,14 +1,13 @@
-"""The options model: every option declared once (:mod:`.model`), and the values and
-parsers they take (:mod:`.values`)."""
+"""The options model: every option declared once (:mod:`.model`), how a declaration works
+and what is derived from it (:mod:`.fields`), and the values and parsers they take
+(:mod:`.values`)."""
 
+from .fields import Group, Opt, OptionField, json_schema
 from .model import (
     PRODUCTS,
     SERIES_LAYERS,
     Area,
     Execution,
-    Group,
-    Opt,
-    OptionField,
     Output,
     Run,
     Selection,
@@ -17,7 +16,6 @@ from .model import (
     SeriesOptions,
     SubsetChoices,
     SubsetOptions,
-    json_schema,
 )
 
 __all__ = ["PRODUCTS", "SERIES_LAYERS", "Area", "Execution", "Group", "Opt", "OptionField",
