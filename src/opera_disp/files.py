@@ -100,6 +100,23 @@ def _is_link(path: Path) -> bool:
         return False
 
 
+def plain_relative(rel: object) -> str | None:
+    """``rel`` if it is a plain relative POSIX path (no leading ``/``, no ``..``, ``.`` or
+    empty part, no backslash or control character), else None: the one rule for a path
+    read from a file (a summary, a catalog, a DPS job's outputs).
+
+    Examples
+    --------
+    >>> plain_relative("F40291/velocity.tif"), plain_relative("a//b"), plain_relative("../x")
+    ('F40291/velocity.tif', None, None)
+    """
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or \
+            any(ord(c) < 32 or c == "\\" for c in rel) or \
+            any(p in ("", ".", "..") for p in rel.split("/")):
+        return None
+    return rel
+
+
 def inside(folder: Path, rel: str | PurePath) -> Path:
     """``folder / rel`` when ``rel`` is a plain relative path inside ``folder`` and no
     folder on the way below ``folder`` is a symlink (the last component may not exist yet,
@@ -128,10 +145,10 @@ def inside(folder: Path, rel: str | PurePath) -> Path:
     ...
     opera_disp.files.UnsafePath: '../x' is not a relative path inside the folder
     """
-    text = str(rel)
-    p = PurePath(text)
-    if not text or "\0" in text or p.is_absolute() or ".." in p.parts or p == PurePath("."):
+    text = rel.as_posix() if isinstance(rel, PurePath) else rel
+    if plain_relative(text) is None:
         raise UnsafePath(f"{text!r} is not a relative path inside the folder")
+    p = PurePath(text)
     here = Path(folder)
     for i, part in enumerate(p.parts[:-1]):
         here = here / part

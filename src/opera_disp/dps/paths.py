@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
+from ..files import plain_relative
 
 
 def inside(rel: Any, what: str = "output path") -> str:
-    """``rel`` if it names a file inside its folder: a relative POSIX path without ``..``,
-    ``.``, empty parts or control characters.
+    """``rel`` if it names a file inside its folder (:func:`opera_disp.files.plain_relative`).
 
     Raises
     ------
@@ -40,12 +40,11 @@ def inside(rel: Any, what: str = "output path") -> str:
     output path 'a//b' is not a relative path inside the job's folder
     output path 5 is not a relative path inside the job's folder
     """
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or \
-            any(ord(c) < 32 or c == "\\" for c in rel) or \
-            any(p in ("", ".", "..") for p in rel.split("/")):
+    checked = plain_relative(rel)
+    if checked is None:
         shown = repr(rel) if len(repr(rel)) <= 200 else repr(rel)[:200] + "…"
         raise OutputError(f"{what} {shown} is not a relative path inside the job's folder")
-    return rel
+    return checked
 
 
 def _is_real_dir(path: Path) -> bool:
