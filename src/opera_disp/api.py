@@ -42,7 +42,7 @@ from .io.download import Downloaded
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
-from .options import Run, SeriesOptions, SubsetOptions
+from .options import Group, Run, SeriesOptions, SubsetOptions
 from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
@@ -105,7 +105,12 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     from .jobs.folder import OutputFolder
     from .jobs.resume import previous_job
 
-    run_names = {f.name for f in Run.options()}
+    run_names: set[str] = {f.name for f in Run.options()}
+    declared: type[Group] = kind
+    known = [*(f.name for f in declared.options()), *sorted(run_names)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
     run = Run.make(**{k: v for k, v in options.items() if k in run_names})
     if isinstance(run.scheduler, str):  # its text is checked before any work
         from .cluster.scheduler import parse_scheduler
