@@ -11,7 +11,8 @@ The range server behaves like ASF's Thin Egress App in front of S3:
 * ``/s3/...``: answers 403 AccessDenied XML (S3 seen from outside us-west-2).
 * ``/search/granules.umm_json`` and ``/search/collections.umm_json``: a CMR responder with
   ``CMR-Hits`` and ``CMR-Search-After`` headers (also on the last page, as CMR does). It
-  honours ``page_size``, ``temporal`` (CMR's rule: a granule matches when its
+  honours ``page_size``, ``granule_ur[]`` (exact, or a pattern with
+  ``options[granule_ur][pattern]=true``), ``temporal`` (CMR's rule: a granule matches when its
   [begin, end] span overlaps the range) and ``sort_key[]`` (``start_date``/``end_date``,
   ``-`` for descending; ties keep the order of ``cmr_items``, as CMR's order among ties is
   its own business).
@@ -46,6 +47,7 @@ downloads share the rate (with ``latency`` per request: e.g. 30 ms and 200 Mbit/
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import re
 import socket
@@ -355,7 +357,11 @@ class Handler(BaseHTTPRequestHandler):
             self._json(429, {"errors": ["Too many requests"]}, {"Retry-After": "0"})
             return
         items = st.cmr_items
-        if "granule_ur[]" in q:
+        if "granule_ur[]" in q and q.get("options[granule_ur][pattern]") == ["true"]:
+            # CMR's pattern: ``*`` any run of characters, ``?`` one character.
+            items = [i for i in items if any(fnmatch.fnmatchcase(i["umm"]["GranuleUR"], p)
+                                             for p in q["granule_ur[]"])]
+        elif "granule_ur[]" in q:
             items = [i for i in items if i["umm"]["GranuleUR"] in q["granule_ur[]"]]
         frames = [a.split(",")[2] for a in q.get("attribute[]", []) if "FRAME_NUMBER" in a]
         if frames:
