@@ -42,7 +42,7 @@ from .io.download import Downloaded
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
-from .options import Group, Run, SeriesOptions, SubsetOptions
+from .options import DecomposeOptions, Group, Run, SeriesOptions, SubsetOptions
 from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collection", "download", "footprints", "inspect", "layout", "open_granule",
-           "plot", "search", "subset", "timeseries"]
+__all__ = ["collection", "decompose", "download", "footprints", "inspect", "layout",
+           "open_granule", "plot", "search", "subset", "timeseries"]
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
@@ -267,6 +267,79 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
         return _published(job, result, uploaded_by_engine=False)
 
 
+def decompose(**options: Any) -> JobResult:
+    """Vertical and east velocity (and series) from two or more line-of-sight products.
+
+    The keywords are ``opera-disp decompose``' options (the fields of
+    :class:`~opera_disp.options.DecomposeOptions` and
+    :class:`~opera_disp.options.Run`): ``asc``/``desc`` (a ``timeseries`` frame folder or
+    a LOS velocity GeoTIFF), ``asc_los``/``desc_los`` (their ``line_of_sight_enu``
+    GeoTIFFs; default: the frame's DISP-S1-STATIC granule found in CMR), ``los_input``
+    (more ``(path, los_file)`` pairs), ``north_prior`` (m/yr), ``series``, ``output``.
+    Writes ``vertical_velocity.tif``, ``east_velocity.tif``, their ``_stderr.tif``,
+    ``quality.tif``, ``geometry_mask.tif``, ``vertical_east.nc`` (given cubes),
+    ``vertical.png``, ``summary.json`` (with a ``decompose`` section) and ``catalog.json``.
+    ``demo=True`` makes (once) a synthetic ascending + descending pair and decomposes it.
+
+    Raises
+    ------
+    BadInput
+        For inputs a user must fix (exit code 2), before anything is read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> r = decompose(demo=True, output=tempfile.mkdtemp(), progress=False)
+    >>> r.exit_code, r.summary["decompose"]["pixels"]["solved"] > 0
+    (<ExitCode.OK: 0>, True)
+    """
+    from .catalog.cmr import CmrClient
+    from .catalog.static import find_static
+    from .cluster.objstore import is_s3_url
+    from .ground.job import decompose_job
+    from .ground.static import remote_opener
+    from .io.access import Access
+    from .jobs.folder import OutputFolder
+    from .jobs.resume import previous_job
+
+    run_names = {f.name for f in Run.options()}
+    known = [*(f.name for f in DecomposeOptions.options()), *sorted(run_names)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
+    run = Run.make(**{k: v for k, v in options.items() if k in run_names})
+    if run.scheduler is not None:
+        raise BadInput("decompose runs in this process; drop --scheduler")
+    values = {k: v for k, v in options.items() if k not in run_names}
+    if run.demo:
+        from .synthetic.ground3d import demo_pair
+
+        if any(values.get(k) for k in ("asc", "desc", "los_input")):
+            raise BadInput("--demo decomposes the embedded sample pair; drop --asc, --desc "
+                           "and --los-input")
+        values.update(demo_pair(progress=run.progress))
+    if values.get("output") is not None and is_s3_url(str(values["output"])):
+        raise BadInput(f"output {values['output']!r}: decompose writes to a local folder "
+                       "only (for now)")
+    spec = DecomposeOptions.make(**values)
+    with OutputFolder(spec.output) as folder:
+        _, notes = previous_job(spec, folder.path, overwrite=run.overwrite)
+        access = Access(spec.access)
+        client: list[CmrClient] = []
+
+        def static_of(frame: int) -> Any:
+            if not client:
+                client.append(CmrClient())
+            return find_static(frame, client[0])
+
+        try:
+            return decompose_job(spec, folder, find_static=static_of,
+                                 opener=remote_opener(access), progress=run.progress,
+                                 notes=notes)
+        finally:
+            access.close()
+
+
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,
            start: date | datetime | str | None = None, end: date | datetime | str | None = None,
            frame: int | str | None = None, limit: int | str | None = None,
@@ -467,3 +540,6 @@ def _signature(kinds: tuple[type[Any], ...]) -> Signature:
 
 subset.__signature__ = _signature((SubsetOptions, Run))  # type: ignore[attr-defined]
 timeseries.__signature__ = _signature((SeriesOptions, Run))  # type: ignore[attr-defined]
+decompose.__signature__ = _signature((DecomposeOptions, Run)).replace(  # type: ignore[attr-defined]
+    parameters=[p for p in _signature((DecomposeOptions, Run)).parameters.values()
+                if p.name != "source_factory"])

@@ -22,7 +22,7 @@ import typer
 
 from ..errors import BadInput, ExitCode, OperaDispError
 from ..logs import setup_logging
-from ..options import Run, SeriesOptions, SubsetOptions
+from ..options import DecomposeOptions, Run, SeriesOptions, SubsetOptions
 from ..options.values import (
     COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
             ("subset", SubsetOptions, "Subset DISP-S1 granules to masked Cloud-Optimized "
              "GeoTIFFs and a summary.json."),
             ("timeseries", SeriesOptions, "A rebased, corrected, re-referenced displacement "
-             "series and velocity per frame.")):
+             "series and velocity per frame."),
+            ("decompose", DecomposeOptions, "Vertical and east velocity (and series) from "
+             "ascending + descending (or more) line-of-sight products.")):
         product_command(app, name, (kind, Run), _job(name), about)
     for fn in (sample_cmd, schema, collection, search, footprints, download, inspect, layout,
                plot):

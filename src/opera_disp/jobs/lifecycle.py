@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 
 from ..errors import ExitCode, OperaDispError, OutputError, Terminated, one_line
 from ..files import PlantedLink, read_document
-from ..options import SeriesOptions, SubsetOptions
+from ..options import DecomposeOptions, SeriesOptions, SubsetOptions
 from ..times import iso
 from ..types import JobStatus
 from .folder import OutputFolder
@@ -44,6 +44,7 @@ from .summary import (
     SUMMARY_NAME,
     SUMMARY_SCHEMA,
     CatalogRecord,
+    DecomposeSection,
     Engine,
     GranuleRecord,
     Problem,
@@ -76,6 +77,7 @@ class Parts(TypedDict):
     failed: list[Problem]
     totals: Totals
     timeseries: NotRequired[SeriesSection]
+    decompose: NotRequired[DecomposeSection]
     notes: NotRequired[list[str]]
 
 
@@ -110,7 +112,7 @@ class Lifecycle:
         Where the work runs (None: threads of this process, ``spec.workers`` of them).
     """
 
-    spec: SubsetOptions | SeriesOptions
+    spec: SubsetOptions | SeriesOptions | DecomposeOptions
     folder: OutputFolder
     notes: list[str] = field(default_factory=list)
     engine: Engine | None = None
@@ -125,7 +127,7 @@ class Lifecycle:
 
         self.notes = [*self.notes, *self.folder.notes]
         if self.engine is None:
-            self.engine = Engine(scheduler=None, workers=self.spec.workers)
+            self.engine = Engine(scheduler=None, workers=getattr(self.spec, "workers", 1))
         # An earlier run's catalog goes now; this run's is written when it ends.
         remove_catalog(self.folder.path, recorded_catalog(self.folder.path))
         self.folder.on_abort.append(self.aborted)
@@ -203,6 +205,8 @@ class Lifecycle:
             totals=parts["totals"], catalog=catalog)
         if "timeseries" in parts:
             summary["timeseries"] = parts["timeseries"]
+        if "decompose" in parts:
+            summary["decompose"] = parts["decompose"]
         # The scratch folder is gone when an aborted job ends its summary.
         scratch = self.folder.scratch if self.folder.scratch.is_dir() else None
         write_summary(self.folder.path, summary, tmp_dir=scratch,

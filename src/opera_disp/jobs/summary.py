@@ -385,6 +385,59 @@ class DpsJobRecord(TypedDict):
     """Why it was not collected, or DPS's error text."""
 
 
+class DecomposeInput(TypedDict):
+    """One line-of-sight input of a decomposition."""
+
+    name: str
+    """Its label (``asc``, ``desc``, ``input1``...)."""
+    path: str
+    """The velocity GeoTIFF read."""
+    line_of_sight: str
+    """The line_of_sight_enu file (or URL) read."""
+    cube: str | None
+    """Its time-series cube, if one was read."""
+
+
+class DecomposePixels(TypedDict):
+    """Pixels of the common grid by outcome (``geometry_mask.tif``'s values)."""
+
+    total: int
+    """Pixels of the common grid."""
+    solved: int
+    """Vertical and east estimated (mask 0)."""
+    missing: int
+    """Fewer than two geometries have a value (mask 1)."""
+    layover_shadow: int
+    """A geometry is in layover or shadow (mask 2)."""
+    ill_conditioned: int
+    """The geometries are too alike (mask 3)."""
+
+
+class DecomposeSection(TypedDict):
+    """A decomposition's inputs, grid, settings, pixels and outputs."""
+
+    inputs: list[DecomposeInput]
+    """The inputs, in order."""
+    north_prior: float
+    """North velocity (m/yr) held fixed in the solve."""
+    resampling: str
+    """How inputs were warped onto the common grid (values; masks: nearest)."""
+    crs: str
+    """The common grid's CRS (``EPSG:n``)."""
+    shape: list[int]
+    """The common grid's rows and columns."""
+    projected_bounds: list[float]
+    """Its bounds (left, bottom, right, top) in its CRS."""
+    pixels: DecomposePixels
+    """Pixels by outcome."""
+    dates: list[str]
+    """The common dates of vertical_east.nc (UTC ISO; empty without it)."""
+    statistics: list[Statistics]
+    """Statistics of the vertical and east velocity."""
+    outputs: list[OutputRecord]
+    """Files written."""
+
+
 class Summary(TypedDict):
     """``summary.json``: one per job, in the output folder."""
 
@@ -421,6 +474,8 @@ class Summary(TypedDict):
     running, after an interrupt, with ``--no-stac``, or without granules)."""
     timeseries: NotRequired[SeriesSection]
     """A time-series job's dates, chain, reference, pixels, velocity and outputs."""
+    decompose: NotRequired[DecomposeSection]
+    """A decomposition's inputs, grid, pixels and outputs."""
     dps_jobs: NotRequired[list[DpsJobRecord]]
     """Only in a summary merged by ``dps collect``: the DPS jobs merged (provenance)."""
 
@@ -446,7 +501,8 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 # key is allowed.
 for _model in (WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
                StacFile, CatalogRecord, Totals, ProductUse, ReferenceChange, SpatialReference,
-               SeriesPixels, FrameSeries, SeriesSection, Engine,
+               SeriesPixels, FrameSeries, SeriesSection, Engine, DecomposeInput,
+               DecomposePixels, DecomposeSection,
                DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
@@ -457,12 +513,19 @@ def summary_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``summary.json``."""
     from pydantic import TypeAdapter
 
-    from ..options import SeriesChoices, SeriesOptions, SubsetOptions, json_schema
+    from ..options import (
+        DecomposeOptions,
+        SeriesChoices,
+        SeriesOptions,
+        SubsetOptions,
+        json_schema,
+    )
 
     schema = TypeAdapter(Summary).json_schema()
     # The options' entries come from the options model, declared once.
     defs = schema.setdefault("$defs", {})
-    defs["Inputs"] = {**json_schema(SubsetOptions, SeriesOptions), "title": "Inputs"}
+    defs["Inputs"] = {**json_schema(SubsetOptions, SeriesOptions, DecomposeOptions),
+                      "title": "Inputs"}
     defs["SeriesSettings"] = {**json_schema(SeriesChoices), "title": "SeriesSettings",
                               "description": "The time series' own choices, as understood."}
     schema["properties"]["inputs"] = {"$ref": "#/$defs/Inputs",

@@ -4,9 +4,12 @@ and what is derived from it (:mod:`.fields`), and the values and parsers they ta
 
 from .fields import Group, Opt, OptionField, json_schema
 from .model import (
+    LOCAL_PRODUCTS,
     PRODUCTS,
     SERIES_LAYERS,
     Area,
+    DecomposeChoices,
+    DecomposeOptions,
     Execution,
     Output,
     Run,
@@ -18,6 +21,6 @@ from .model import (
     SubsetOptions,
 )
 
-__all__ = ["PRODUCTS", "SERIES_LAYERS", "Area", "Execution", "Group", "Opt", "OptionField",
+__all__ = ["LOCAL_PRODUCTS", "PRODUCTS", "DecomposeChoices", "DecomposeOptions", "SERIES_LAYERS", "Area", "Execution", "Group", "Opt", "OptionField",
            "Output", "Run", "Selection", "SeriesChoices", "SeriesLayer", "SeriesOptions",
            "SubsetChoices", "SubsetOptions", "json_schema"]

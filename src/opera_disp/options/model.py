@@ -436,6 +436,95 @@ class SeriesChoices(Group):
         return self.mask is MaskMode.RECOMMENDED
 
 
+def _existing(name: str) -> Callable[[Any], Path]:
+    def parse(value: Any) -> Path:
+        path = parse_path(value, name)
+        if not path.exists():
+            raise BadInput(f"{name} {str(value)!r} does not exist; expected a timeseries frame "
+                           "folder, a LOS velocity GeoTIFF or a line-of-sight file")
+        return path
+    return parse
+
+
+def _los_inputs(value: Any) -> tuple[tuple[Path, Path], ...]:
+    """``PATH:LOS_FILE`` pairs, separated by ``;`` (or a sequence of them)."""
+    items = [v for v in (value.split(";") if isinstance(value, str) else list(value))
+             if str(v).strip()]
+    out = []
+    for item in items:
+        path, sep, los = str(item).strip().rpartition(":")
+        if not sep or not path or not los:
+            raise BadInput(f"los input {str(item)!r} is not PATH:LOS_FILE (a product and its "
+                           "line_of_sight_enu file)")
+        out.append((_existing("los input")(path), _existing("los input")(los)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecomposeChoices(Group):
+    """Which line-of-sight products are decomposed, with which geometry."""
+
+    title: ClassVar[str] = "Decompose"
+
+    asc: Annotated[Path | None, Opt(
+        "The ascending input: a timeseries frame folder (velocity.tif, velocity_stderr.tif, "
+        "timeseries.nc) or a LOS velocity GeoTIFF.", metavar="PATH",
+        parse=_existing("asc"))] = None
+    desc: Annotated[Path | None, Opt(
+        "The descending input (as --asc).", metavar="PATH", parse=_existing("desc"))] = None
+    asc_los: Annotated[Path | None, Opt(
+        "The ascending input's line_of_sight_enu GeoTIFF (or a folder of its DISP-S1-STATIC "
+        "files); default: the frame's static granule found in CMR.", metavar="FILE",
+        parse=_existing("asc los"))] = None
+    desc_los: Annotated[Path | None, Opt(
+        "The descending input's line-of-sight file (as --asc-los).", metavar="FILE",
+        parse=_existing("desc los"))] = None
+    los_input: Annotated[tuple[tuple[Path, Path], ...], Opt(
+        "More inputs of other geometries, each PATH:LOS_FILE, separated by ';'.",
+        metavar="PATH:LOS_FILE[;...]", parse=_los_inputs,
+        summary_help="`[path, los_file]` of each further input.")] = ()
+    north_prior: Annotated[float, Opt(
+        "North velocity (m/yr) held fixed in the solve (Sentinel-1 barely sees north).",
+        metavar="FLOAT", parse=lambda v: _finite(v, "north prior"))] = 0.0
+    series: Annotated[bool, Opt(
+        "Also decompose the time series (vertical_east.nc) when every input has a cube.",
+        flag="--series/--no-series", parse=_flag("series"))] = True
+    access: Annotated[AccessMode, Opt(
+        "How remote static files are read (auto: S3 in us-west-2, else HTTPS).",
+        parse=_enum(AccessMode, "access"), shapes_output=False)] = AccessMode.AUTO
+
+    def _validate(self) -> None:
+        given = sum(x is not None for x in (self.asc, self.desc)) + len(self.los_input)
+        if given < 2:
+            raise BadInput("decompose needs two or more inputs of different geometry: --asc "
+                           "and --desc, or --los-input PATH:LOS_FILE")
+
+    def inputs(self) -> list[tuple[str, Path, Path | None]]:
+        """(name, product, line-of-sight file or None) of every input, in order."""
+        out: list[tuple[str, Path, Path | None]] = []
+        if self.asc is not None:
+            out.append(("asc", self.asc, self.asc_los))
+        if self.desc is not None:
+            out.append(("desc", self.desc, self.desc_los))
+        out += [(f"input{i + 1}", p, los) for i, (p, los) in enumerate(self.los_input)]
+        return out
+
+
+def _finite(value: Any, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} {shown(value)} is not a number (m/yr)") from None
+    if out != out or abs(out) > 10.0:
+        raise BadInput(f"{name} {shown(value)} is outside -10..10 m/yr")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecomposeOptions(DecomposeChoices, Output):
+    """A checked decomposition job: vertical and east from two or more geometries."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SubsetOptions(SubsetChoices, Execution, Output, Area, Selection):
     """A checked subset job: masked COGs (and quicklooks) per granule."""
@@ -458,3 +547,5 @@ class SeriesOptions(SeriesChoices, Execution, Output, Area, Selection):
 #: Each product's options, by command name.
 PRODUCTS: Mapping[str, type[SubsetOptions] | type[SeriesOptions]] = {
     "subset": SubsetOptions, "timeseries": SeriesOptions}
+#: Products not (yet) run on DPS: their own command and API call only.
+LOCAL_PRODUCTS: Mapping[str, type[DecomposeOptions]] = {"decompose": DecomposeOptions}

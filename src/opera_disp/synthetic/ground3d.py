@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -174,3 +175,37 @@ def write_los_series(folder: Path, *, frame: int, shape: tuple[int, int], n_date
         vel_w.publish()
         se_w.publish()
     return LosSeries(folder, dates, geo.epsg, geo.x0, geo.y0, shape)
+
+
+#: The demo pair: an ascending and a descending frame overlapping over the bowl.
+DEMO_PAIR: Final = {"asc": 40291, "desc": 40292, "shape": (900, 1000), "n_dates": 31}
+
+
+def demo_pair(cache_dir: Path | None = None, progress: bool | None = None
+              ) -> dict[str, Path]:
+    """Create (once) and return a synthetic ascending + descending pair for ``decompose``:
+    ``asc``, ``desc`` (frame folders) and ``asc_los``, ``desc_los`` (their static
+    line-of-sight files). A ``complete`` marker written last makes an interrupted
+    generation start over."""
+    from .demo import default_cache_dir
+    from .static import static_name, write_static
+
+    p = DEMO_PAIR
+    shape = p["shape"]
+    assert isinstance(shape, tuple)
+    folder = (cache_dir or default_cache_dir()) / (
+        f"decompose-F{p['asc']:05d}-F{p['desc']:05d}-{p['n_dates']}x{shape[0]}x{shape[1]}-v1")
+    out = {"asc": folder / "asc", "desc": folder / "desc",
+           "asc_los": folder / "static" / static_name(int(p["asc"]), "line_of_sight_enu"),
+           "desc_los": folder / "static" / static_name(int(p["desc"]), "line_of_sight_enu")}
+    if (folder / "complete").is_file():
+        return out
+    desc = frame_geo(int(p["desc"]))
+    bowl = (desc.x0 + 15000.0, desc.y0 - 30.0 * shape[0] * 0.85)
+    for name, offset in (("asc", 0), ("desc", 6)):
+        frame = int(p[name])
+        write_static(folder / "static", frame=frame, shape=shape)
+        write_los_series(folder / name, frame=frame, shape=shape, n_dates=int(p["n_dates"]),
+                         bowl_xy=bowl, offset_days=offset, noise=0.002, atmosphere=0.002)
+    (folder / "complete").write_text("ok\n")
+    return out
