@@ -122,8 +122,9 @@ def parse_static_umm(item: dict[str, Any]) -> StaticGranule:
             https.setdefault(layer, []).append(url)
         elif kind == "GET DATA VIA DIRECT ACCESS":
             s3.setdefault(layer, []).append(url)
-    layers: dict[str, tuple[str, ...]] = {x: tuple(https.get(x, []) + s3.get(x, [])) for x in STATIC_LAYERS
-              if x in https or x in s3}
+    layers: dict[str, tuple[str, ...]] = {
+        x: tuple(https.get(x, []) + s3.get(x, [])) for x in STATIC_LAYERS
+        if x in https or x in s3}
     if not layers:
         raise ValueError(f"{name} has no static layer URL")
     return StaticGranule(parsed.frame, name, layers, creds)

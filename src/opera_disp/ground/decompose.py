@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from ..catalog.static import StaticGranule, local_static
 from ..errors import BadInput
-from .static import MASK_CLEAR, UNIT_TOLERANCE, SourceOpener, open_layer
+from .static import MASK_CLEAR, SourceOpener, open_layer
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -117,7 +117,7 @@ def static_from_file(path: Path) -> StaticGranule:
     ``..._layover_shadow_mask.tif`` is used too when it is there)."""
     if not path.is_file():
         raise BadInput(f"line-of-sight file {path} does not exist")
-    layers = {"line_of_sight_enu": (str(path),)}
+    layers: dict[str, tuple[str, ...]] = {"line_of_sight_enu": (str(path),)}
     if path.name.endswith("_line_of_sight_enu.tif"):
         mask = path.with_name(path.name.replace("_line_of_sight_enu.tif",
                                                 "_layover_shadow_mask.tif"))
@@ -488,6 +488,7 @@ def _series_band(opened: Sequence[_Opened], win: Any, vel_var: NDArray[np.float6
     sig2 = np.empty((k, n_dates, h, w))
     for i, o in enumerate(opened):
         bands = sorted({int(x) for x in o.j} | {int(x) + 1 for x in o.j})
+        assert o.cube is not None
         read = o.cube.read([b + 1 for b in bands], window=win).astype(np.float64)
         at = {b: read[n] for n, b in enumerate(bands)}
         # Per-date scatter about the series' line: stderr * sqrt(Sxx).
@@ -507,6 +508,6 @@ def _series_band(opened: Sequence[_Opened], win: Any, vel_var: NDArray[np.float6
         up_se[m], east_se[m] = np.sqrt(s.vertical_var), np.sqrt(s.east_var)
     first = solve(np.zeros((k, h, w)), np.ones((k, h, w)), enu[0], enu[1], enu[2], valid=valid)
     solved = np.isfinite(first.vertical)
-    for a in (up, east, up_se, east_se):
-        a[0] = np.where(solved, 0.0, np.nan)
+    for arr in (up, east, up_se, east_se):
+        arr[0] = np.where(solved, 0.0, np.nan)
     return up, east, up_se, east_se

@@ -241,7 +241,13 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
                     "time_interpolation": TIME_INTERPOLATION,
                     "reference_date": dates[0].isoformat(),
                     "inputs": ", ".join(f"{i.name}: {i.cube}" for i in inputs)})
-                stack.callback(lambda c=cube: c.abort() if c.tmp.exists() else None)
+                written = cube
+
+                def abort_cube() -> None:
+                    if written.tmp.exists():  # not renamed into place: the job failed
+                        written.abort()
+
+                stack.callback(abort_cube)
             bar = stack.enter_context(tqdm(total=grid.height, desc="decompose", unit="row",
                                            disable=(progress is False) if progress is not None
                                            else None))
@@ -260,7 +266,7 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
                 if cube is not None and band.series is not None:
                     cube.write(band.row0, band.series)
                 bar.update(s.mask.shape[0])
-            for name, units, _ in LAYERS:
+            for name, _, _ in LAYERS:
                 outputs.append(_output(writers[name].publish(), root, OutputKind.COG, name))
             if cube is not None:
                 outputs.append(_output(cube.close(), root, OutputKind.CUBE, "vertical_east"))

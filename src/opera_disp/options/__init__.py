@@ -21,6 +21,24 @@ from .model import (
     SubsetOptions,
 )
 
-__all__ = ["LOCAL_PRODUCTS", "PRODUCTS", "DecomposeChoices", "DecomposeOptions", "SERIES_LAYERS", "Area", "Execution", "Group", "Opt", "OptionField",
-           "Output", "Run", "Selection", "SeriesChoices", "SeriesLayer", "SeriesOptions",
-           "SubsetChoices", "SubsetOptions", "json_schema"]
+__all__ = [
+    "LOCAL_PRODUCTS",
+    "PRODUCTS",
+    "SERIES_LAYERS",
+    "Area",
+    "DecomposeChoices",
+    "DecomposeOptions",
+    "Execution",
+    "Group",
+    "Opt",
+    "OptionField",
+    "Output",
+    "Run",
+    "Selection",
+    "SeriesChoices",
+    "SeriesLayer",
+    "SeriesOptions",
+    "SubsetChoices",
+    "SubsetOptions",
+    "json_schema",
+]

@@ -118,11 +118,12 @@ def write_los_series(folder: Path, *, frame: int, shape: tuple[int, int], n_date
     band
         Rows computed at a time (memory).
     """
+    from pyproj import CRS
+
     from ..geometry import Grid, Window
     from ..tiff.writer import RasterSpec, open_writer
     from ..timeseries.cube import CubeFormat, CubeLayout, open_cube
     from ..types import CogWriterKind
-    from pyproj import CRS
 
     geo = frame_geo(frame)
     h, w = shape
@@ -150,8 +151,10 @@ def write_los_series(folder: Path, *, frame: int, shape: tuple[int, int], n_date
             r1 = min(h, r0 + band)
             inc, az = incidence_azimuth(frame, shape, slice(r0, r1))
             e, n, u = los_enu(inc, az).astype(np.float64)
-            x = geo.x0 + 30.0 * (np.arange(w)[None, :] + 0.5)
-            y = geo.y0 - 30.0 * (np.arange(r0, r1)[:, None] + 0.5)
+            x: NDArray[np.float64] = geo.x0 + 30.0 * (np.arange(w, dtype=np.float64)[None, :]
+                                                      + 0.5)
+            y: NDArray[np.float64] = geo.y0 - 30.0 * (np.arange(r0, r1, dtype=np.float64)[
+                :, None] + 0.5)
             series = np.empty((n_dates, r1 - r0, w), np.float64)
             for k in range(n_dates):
                 up, east, north = enu_displacement(x, y, t_abs[k], bowl_xy, north_rate,
@@ -178,7 +181,9 @@ def write_los_series(folder: Path, *, frame: int, shape: tuple[int, int], n_date
 
 
 #: The demo pair: an ascending and a descending frame overlapping over the bowl.
-DEMO_PAIR: Final = {"asc": 40291, "desc": 40292, "shape": (900, 1000), "n_dates": 31}
+DEMO_FRAMES: Final = {"asc": 40291, "desc": 40292}
+DEMO_SHAPE: Final = (900, 1000)
+DEMO_DATES: Final = 31
 
 
 def demo_pair(cache_dir: Path | None = None, progress: bool | None = None
@@ -190,22 +195,20 @@ def demo_pair(cache_dir: Path | None = None, progress: bool | None = None
     from .demo import default_cache_dir
     from .static import static_name, write_static
 
-    p = DEMO_PAIR
-    shape = p["shape"]
-    assert isinstance(shape, tuple)
+    p, shape = DEMO_FRAMES, DEMO_SHAPE
     folder = (cache_dir or default_cache_dir()) / (
-        f"decompose-F{p['asc']:05d}-F{p['desc']:05d}-{p['n_dates']}x{shape[0]}x{shape[1]}-v1")
+        f"decompose-F{p['asc']:05d}-F{p['desc']:05d}-{DEMO_DATES}x{shape[0]}x{shape[1]}-v1")
     out = {"asc": folder / "asc", "desc": folder / "desc",
-           "asc_los": folder / "static" / static_name(int(p["asc"]), "line_of_sight_enu"),
-           "desc_los": folder / "static" / static_name(int(p["desc"]), "line_of_sight_enu")}
+           "asc_los": folder / "static" / static_name(p["asc"], "line_of_sight_enu"),
+           "desc_los": folder / "static" / static_name(p["desc"], "line_of_sight_enu")}
     if (folder / "complete").is_file():
         return out
-    desc = frame_geo(int(p["desc"]))
+    desc = frame_geo(p["desc"])
     bowl = (desc.x0 + 15000.0, desc.y0 - 30.0 * shape[0] * 0.85)
     for name, offset in (("asc", 0), ("desc", 6)):
-        frame = int(p[name])
+        frame = p[name]
         write_static(folder / "static", frame=frame, shape=shape)
-        write_los_series(folder / name, frame=frame, shape=shape, n_dates=int(p["n_dates"]),
+        write_los_series(folder / name, frame=frame, shape=shape, n_dates=DEMO_DATES,
                          bowl_xy=bowl, offset_days=offset, noise=0.002, atmosphere=0.002)
     (folder / "complete").write_text("ok\n")
     return out
