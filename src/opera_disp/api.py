@@ -42,7 +42,7 @@ from .io.download import Downloaded
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
-from .options import DecomposeOptions, Group, Run, SeriesOptions, SubsetOptions
+from .options import DecomposeOptions, GnssOptions, Group, Run, SeriesOptions, SubsetOptions
 from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collection", "decompose", "download", "footprints", "inspect", "layout",
+__all__ = ["collection", "decompose", "download", "footprints", "gnss", "inspect", "layout",
            "open_granule", "plot", "search", "subset", "timeseries"]
 
 
@@ -340,6 +340,56 @@ def decompose(**options: Any) -> JobResult:
             access.close()
 
 
+def gnss(**options: Any) -> JobResult:
+    """GNSS stations against a time series (projected on its line of sight) or a
+    decomposition (vertical and east).
+
+    The keywords are ``opera-disp gnss``' options (the fields of
+    :class:`~opera_disp.options.GnssOptions`, and ``overwrite``/``progress``): ``input``
+    (a ``timeseries`` frame folder or a ``decompose`` output folder), ``stations`` (UNR
+    ``.tenv3`` or ``date,east,north,up`` CSV files), ``los`` (a frame folder's
+    ``line_of_sight_enu`` file; default: its static granule from CMR),
+    ``reference_station``, ``output``. Writes per station ``gnss_<NAME>.csv`` and
+    ``gnss_<NAME>.png``, ``gnss.csv`` and ``summary.json`` with a ``gnss`` section (the
+    share of stations within JPL's 3 mm/yr).
+
+    Raises
+    ------
+    BadInput
+        For inputs a user must fix (exit code 2), before anything is read.
+    """
+    from .catalog.cmr import CmrClient
+    from .catalog.static import find_static
+    from .ground.gnss_job import gnss_job
+    from .ground.static import remote_opener
+    from .io.access import Access
+    from .jobs.folder import OutputFolder
+    from .jobs.resume import previous_job
+
+    run_names = {"overwrite", "progress"}
+    known = [*(f.name for f in GnssOptions.options()), *sorted(run_names)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
+    run = Run.make(**{k: v for k, v in options.items() if k in run_names})
+    spec = GnssOptions.make(**{k: v for k, v in options.items() if k not in run_names})
+    with OutputFolder(spec.output) as folder:
+        _, notes = previous_job(spec, folder.path, overwrite=run.overwrite)
+        access = Access()
+        client: list[CmrClient] = []
+
+        def static_of(frame: int) -> Any:
+            if not client:
+                client.append(CmrClient())
+            return find_static(frame, client[0])
+
+        try:
+            return gnss_job(spec, folder, find_static=static_of, opener=remote_opener(access),
+                            notes=notes)
+        finally:
+            access.close()
+
+
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,
            start: date | datetime | str | None = None, end: date | datetime | str | None = None,
            frame: int | str | None = None, limit: int | str | None = None,
@@ -543,3 +593,7 @@ timeseries.__signature__ = _signature((SeriesOptions, Run))  # type: ignore[attr
 decompose.__signature__ = _signature((DecomposeOptions, Run)).replace(  # type: ignore[attr-defined]
     parameters=[p for p in _signature((DecomposeOptions, Run)).parameters.values()
                 if p.name != "source_factory"])
+gnss.__signature__ = Signature(  # type: ignore[attr-defined]
+    [p for p in _signature((GnssOptions, Run)).parameters.values()
+     if p.name in {f.name for f in GnssOptions.options()} | {"overwrite", "progress"}],
+    return_annotation="JobResult")

@@ -230,3 +230,74 @@ def test_truth_rates_are_what_the_docstring_says() -> None:
     up, east, north = enu_rates(np.array([0.0, 9000.0 / np.sqrt(2)]), np.zeros(2), (0.0, 0.0))
     assert up[0] == pytest.approx(-0.060) and east[1] == pytest.approx(-0.012)
     assert north[0] == pytest.approx(0.002)
+
+
+def test_gnss_from_truth_within_combined_sigma(pair: dict[str, object], tmp_path: Path) -> None:
+    from pyproj import Transformer
+
+    from opera_disp.synthetic.ground3d import write_stations
+
+    d, bowl = pair["dir"], pair["bowl"]
+    assert isinstance(d, Path) and isinstance(bowl, tuple)
+    inputs = [los_input(d / "asc", "asc", _los(d, 40291)),
+              los_input(d / "desc", "desc", _los(d, 40292))]
+    grid = common_grid(inputs)
+    to_ll = Transformer.from_crs(32613, 4326, always_xy=True)
+    t = grid.transform
+    points = []
+    for i, (fr, fc) in enumerate(((0.3, 0.2), (0.5, 0.4), (0.6, 0.55), (0.4, 0.7),
+                                  (0.7, 0.9))):
+        x = t.c + t.a * (int(fc * grid.width) + 0.5)
+        y = t.f + t.e * (int(fr * grid.height) + 0.5)
+        lon, lat = to_ll.transform(x, y)
+        points.append((f"ST{i:02d}", lon, lat))
+    stations = write_stations(tmp_path / "gnss", points, epsg=32613, bowl_xy=bowl,
+                              start=dates_of(1)[0], days=12 * N_DATES + 10, north_rate=NORTH)
+    # Against the ascending series, projected on its line of sight.
+    r = api.gnss(input=d / "asc", stations=",".join(map(str, stations)),
+                 los=_los(d, 40291), output=tmp_path / "los")
+    assert r.exit_code == ExitCode.OK, r.message
+    sec = r.summary["gnss"]
+    assert sec["reference"] == "insar reference area" and len(sec["stations"]) == 5
+    z = [abs(s["velocity_difference"]) / s["combined_sigma"] for s in sec["stations"]]
+    diffs = [1000 * s["velocity_difference"] for s in sec["stations"]]
+    print(f"\nGNSS vs LOS: velocity differences {np.round(diffs, 2).tolist()} mm/yr, "
+          f"|diff|/sigma {np.round(z, 2).tolist()}, RMS of series "
+          f"{[round(1000 * s['rms'], 1) for s in sec['stations']]} mm, share within JPL "
+          f"{sec['share_within_jpl']}")
+    assert max(z) < 2.0 and sec["share_within_jpl"] == 1.0
+    # Relative to station ST00: the differences are the absolute ones minus ST00's (the
+    # fit is linear in the data and the dates are the same).
+    absolute = {s["station"]: s["velocity_difference"] for s in sec["stations"]}
+    ref = api.gnss(input=d / "asc", stations=",".join(map(str, stations)),
+                   los=_los(d, 40291), output=tmp_path / "los_ref", reference_station="ST00")
+    assert ref.exit_code == ExitCode.OK and ref.summary["gnss"]["reference"] == "station ST00"
+    for s in ref.summary["gnss"]["stations"]:
+        assert s["velocity_difference"] == pytest.approx(
+            absolute[s["station"]] - absolute["ST00"], abs=2e-5)
+    assert (tmp_path / "los" / "gnss_ST01.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (tmp_path / "los" / "gnss_ST01.csv").read_text().splitlines()
+    assert rows[0].startswith("component,date,insar_m") and len(rows) > 50
+    # Against a decomposition: vertical and east directly, relative to the InSAR
+    # reference (here the generated series' own: absolute).
+    out = tmp_path / "dec"
+    assert api.decompose(asc=d / "asc", desc=d / "desc", asc_los=_los(d, 40291),
+                         desc_los=_los(d, 40292), output=out, progress=False).exit_code == 0
+    r = api.gnss(input=out, stations=",".join(map(str, stations)), output=tmp_path / "ve")
+    assert r.exit_code == ExitCode.OK, r.message
+    sec = r.summary["gnss"]
+    assert sec["reference"] == "insar reference area"
+    assert {s["component"] for s in sec["stations"]} == {"vertical", "east"}
+    assert len(sec["stations"]) == 10
+    z = [abs(s["velocity_difference"]) / s["combined_sigma"] for s in sec["stations"]]
+    print(f"GNSS vs decomposition: |diff|/sigma {np.round(z, 2).tolist()}, "
+          f"differences {[round(1000 * s['velocity_difference'], 2) for s in sec['stations']]}"
+          f" mm/yr, share within JPL {sec['share_within_jpl']}")
+    # Every difference within two combined sigmas; single-pixel vertical velocities (a
+    # bowl's flank, GNSS up noise 5 mm/day) may miss JPL's 3 mm/yr now and then.
+    assert max(z) < 2.0 and sec["share_within_jpl"] >= 0.8
+    with pytest.raises(BadInput, match="does not exist"):
+        api.gnss(input=out, stations="nope.csv", output=tmp_path / "x")
+    r = api.gnss(input=out, stations=",".join(map(str, stations)), reference_station="XX",
+                 output=tmp_path / "y")
+    assert r.exit_code == ExitCode.BAD_INPUT and "reference station 'XX'" in r.message

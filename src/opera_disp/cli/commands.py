@@ -22,7 +22,7 @@ import typer
 
 from ..errors import BadInput, ExitCode, OperaDispError
 from ..logs import setup_logging
-from ..options import DecomposeOptions, Run, SeriesOptions, SubsetOptions
+from ..options import DecomposeOptions, GnssOptions, Run, SeriesOptions, SubsetOptions
 from ..options.values import (
     COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
@@ -87,6 +87,8 @@ def register(app: typer.Typer) -> None:
             ("decompose", DecomposeOptions, "Vertical and east velocity (and series) from "
              "ascending + descending (or more) line-of-sight products.")):
         product_command(app, name, (kind, Run), _job(name), about)
+    product_command(app, "gnss", (GnssOptions,), _job("gnss"), "GNSS stations against a "
+                    "time series (on its line of sight) or a decomposition (vertical, east).")
     for fn in (sample_cmd, schema, collection, search, footprints, download, inspect, layout,
                plot):
         app.command(fn.__name__.removesuffix("_cmd"), cls=GroupedCommand)(fn)

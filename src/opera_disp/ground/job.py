@@ -83,9 +83,10 @@ COLLECTION: Final = "opera-disp-decompose"
 
 
 def _output(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecord:
-    from ..timeseries.frame import output_record
+    from ..files import sha256_file
 
-    return output_record(path, root, kind, layer)
+    return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
+                        bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
 def _tags(spec: DecomposeOptions, inputs: list[LosInput]) -> dict[str, str]:
@@ -133,7 +134,7 @@ class _SeriesWriter:
                            ("vertical_stderr", "Standard error of the vertical displacement"),
                            ("east_stderr", "Standard error of the east displacement")):
             v = f.create_variable(name, ("time", "y", "x"), "f4", chunks=(1, cy, cx),
-                                  compression="gzip", compression_opts=4, shuffle=True,
+                                  compression="gzip", compression_opts=1, shuffle=True,
                                   fillvalue=np.float32(np.nan))
             v.attrs.update({"units": "m", "long_name": long, "grid_mapping": "spatial_ref"})
 

@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 
 from ..errors import ExitCode, OperaDispError, OutputError, Terminated, one_line
 from ..files import PlantedLink, read_document
-from ..options import DecomposeOptions, SeriesOptions, SubsetOptions
+from ..options import DecomposeOptions, GnssOptions, SeriesOptions, SubsetOptions
 from ..times import iso
 from ..types import JobStatus
 from .folder import OutputFolder
@@ -46,6 +46,7 @@ from .summary import (
     CatalogRecord,
     DecomposeSection,
     Engine,
+    GnssSection,
     GranuleRecord,
     Problem,
     SeriesSection,
@@ -78,6 +79,7 @@ class Parts(TypedDict):
     totals: Totals
     timeseries: NotRequired[SeriesSection]
     decompose: NotRequired[DecomposeSection]
+    gnss: NotRequired[GnssSection]
     notes: NotRequired[list[str]]
 
 
@@ -112,7 +114,7 @@ class Lifecycle:
         Where the work runs (None: threads of this process, ``spec.workers`` of them).
     """
 
-    spec: SubsetOptions | SeriesOptions | DecomposeOptions
+    spec: SubsetOptions | SeriesOptions | DecomposeOptions | GnssOptions
     folder: OutputFolder
     notes: list[str] = field(default_factory=list)
     engine: Engine | None = None
@@ -207,6 +209,8 @@ class Lifecycle:
             summary["timeseries"] = parts["timeseries"]
         if "decompose" in parts:
             summary["decompose"] = parts["decompose"]
+        if "gnss" in parts:
+            summary["gnss"] = parts["gnss"]
         # The scratch folder is gone when an aborted job ends its summary.
         scratch = self.folder.scratch if self.folder.scratch.is_dir() else None
         write_summary(self.folder.path, summary, tmp_dir=scratch,

@@ -28,14 +28,20 @@ from ..files import (
     remove_inside,
     sha256_file,
 )
-from ..options import DecomposeOptions, SeriesChoices, SeriesOptions, SubsetOptions
+from ..options import (
+    DecomposeOptions,
+    GnssOptions,
+    SeriesChoices,
+    SeriesOptions,
+    SubsetOptions,
+)
 from ..options.fields import jsonable
 from .folder import LOCK_NAME, SCRATCH_NAME
 from .summary import SUMMARY_NAME, SUMMARY_SCHEMA, GranuleRecord
 
 
-def _differences(spec: SubsetOptions | SeriesOptions | DecomposeOptions, old_inputs: Any
-                 ) -> list[str]:
+def _differences(spec: SubsetOptions | SeriesOptions | DecomposeOptions | GnssOptions,
+                 old_inputs: Any) -> list[str]:
     """The options that shape the outputs (the model's ``shapes_output``) and differ between
     an earlier run's ``inputs`` and this job's; one missing from the earlier summary (an
     older version's) counts as its default. A time series' own choices are compared as
@@ -81,7 +87,8 @@ def _complete(folder: Path, record: GranuleRecord) -> bool:
 
 
 def listed_outputs(summary: Any) -> list[str]:
-    """Every output path a summary lists: its granules' and its time series' files."""
+    """Every output path a summary lists: its granules', its time series', its
+    decomposition's and its GNSS comparison's files."""
     if not isinstance(summary, dict):
         return []
     paths = [o.get("path") for g in summary.get("granules", []) if isinstance(g, dict)
@@ -90,13 +97,15 @@ def listed_outputs(summary: Any) -> list[str]:
     if isinstance(series, dict):
         paths += [o.get("path") for f in series.get("frames", []) if isinstance(f, dict)
                   for o in f.get("outputs", []) if isinstance(o, dict)]
-    decomposed = summary.get("decompose")
-    if isinstance(decomposed, dict):
-        paths += [o.get("path") for o in decomposed.get("outputs", []) if isinstance(o, dict)]
+    for key in ("decompose", "gnss"):
+        section = summary.get(key)
+        if isinstance(section, dict):
+            paths += [o.get("path") for o in section.get("outputs", []) if isinstance(o, dict)]
     return [p for p in paths if isinstance(p, str)]
 
 
-def previous_job(spec: SubsetOptions | SeriesOptions | DecomposeOptions, folder: Path, *,
+def previous_job(spec: SubsetOptions | SeriesOptions | DecomposeOptions | GnssOptions,
+                 folder: Path, *,
                  overwrite: bool = False) -> tuple[dict[str, GranuleRecord], list[str]]:
     """Records of the granules an earlier run of this job completed, and notes.
 

@@ -438,6 +438,52 @@ class DecomposeSection(TypedDict):
     """Files written."""
 
 
+class StationComparison(TypedDict):
+    """One GNSS station against InSAR (one component)."""
+
+    station: str
+    """The station's name."""
+    component: str
+    """``los`` (GNSS projected on the line of sight), ``vertical`` or ``east``."""
+    lon: float
+    """Longitude (deg)."""
+    lat: float
+    """Latitude (deg)."""
+    dates: int
+    """Common dates compared."""
+    rms: float
+    """RMS of the difference of the two series (m)."""
+    insar_velocity: float
+    """InSAR velocity (m/yr, least-squares line)."""
+    insar_velocity_sigma: float
+    """Its standard error (m/yr)."""
+    gnss_velocity: float
+    """GNSS velocity (m/yr) over the same dates."""
+    gnss_velocity_sigma: float
+    """Its standard error (m/yr)."""
+    velocity_difference: float
+    """InSAR minus GNSS (m/yr)."""
+    combined_sigma: float
+    """Both standard errors combined (m/yr)."""
+    meets_jpl: bool
+    """``|velocity_difference| <= 3 mm/yr`` (JPL's Sentinel-1 requirement)."""
+
+
+class GnssSection(TypedDict):
+    """A GNSS comparison: its reference, the stations, the share meeting JPL's requirement."""
+
+    input: str
+    """The InSAR product compared (a series or decompose folder)."""
+    reference: str
+    """``insar reference area`` or ``station NAME``."""
+    stations: list[StationComparison]
+    """Per station and component."""
+    share_within_jpl: float | None
+    """Share of comparisons with ``|velocity difference| <= 3 mm/yr``."""
+    outputs: list[OutputRecord]
+    """Files written."""
+
+
 class Summary(TypedDict):
     """``summary.json``: one per job, in the output folder."""
 
@@ -476,6 +522,8 @@ class Summary(TypedDict):
     """A time-series job's dates, chain, reference, pixels, velocity and outputs."""
     decompose: NotRequired[DecomposeSection]
     """A decomposition's inputs, grid, pixels and outputs."""
+    gnss: NotRequired[GnssSection]
+    """A GNSS comparison's stations and figures."""
     dps_jobs: NotRequired[list[DpsJobRecord]]
     """Only in a summary merged by ``dps collect``: the DPS jobs merged (provenance)."""
 
@@ -502,7 +550,7 @@ def summary_exit_code(code: ExitCode) -> SummaryExitCode:
 for _model in (WindowRecord, Pixels, Statistics, OutputRecord, GranuleRecord, Problem,
                StacFile, CatalogRecord, Totals, ProductUse, ReferenceChange, SpatialReference,
                SeriesPixels, FrameSeries, SeriesSection, Engine, DecomposeInput,
-               DecomposePixels, DecomposeSection,
+               DecomposePixels, DecomposeSection, StationComparison, GnssSection,
                DpsJobRecord, Summary):
     setattr(_model, "__pydantic_config__",  # noqa: B010 - pydantic's with_config, lazily
             {"use_attribute_docstrings": True, "extra": "forbid"})
@@ -515,6 +563,7 @@ def summary_schema() -> dict[str, Any]:
 
     from ..options import (
         DecomposeOptions,
+        GnssOptions,
         SeriesChoices,
         SeriesOptions,
         SubsetOptions,
@@ -524,7 +573,8 @@ def summary_schema() -> dict[str, Any]:
     schema = TypeAdapter(Summary).json_schema()
     # The options' entries come from the options model, declared once.
     defs = schema.setdefault("$defs", {})
-    defs["Inputs"] = {**json_schema(SubsetOptions, SeriesOptions, DecomposeOptions),
+    defs["Inputs"] = {**json_schema(SubsetOptions, SeriesOptions, DecomposeOptions,
+                                    GnssOptions),
                       "title": "Inputs"}
     defs["SeriesSettings"] = {**json_schema(SeriesChoices), "title": "SeriesSettings",
                               "description": "The time series' own choices, as understood."}

@@ -544,8 +544,53 @@ class SeriesOptions(SeriesChoices, Execution, Output, Area, Selection):
         return self.summary(SeriesChoices)
 
 
+def _stations(value: Any) -> tuple[Path, ...]:
+    items = parse_items(value) if isinstance(value, str) else tuple(str(v) for v in value)
+    if not items:
+        raise BadInput("stations is empty; give GNSS station files (.tenv3 or CSV of "
+                       "date,east,north,up)")
+    out = []
+    for item in items:
+        path = parse_path(item, "station file")
+        if not path.is_file():
+            raise BadInput(f"station file {item!r} does not exist")
+        out.append(path)
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GnssChoices(Group):
+    """Which InSAR product is compared with which GNSS stations."""
+
+    title: ClassVar[str] = "GNSS"
+
+    input: Annotated[Path | None, Opt(
+        "A timeseries frame folder (timeseries.nc, velocity.tif) or a decompose output "
+        "folder (vertical_east.nc).", metavar="DIR", parse=_existing("input"))] = None
+    stations: Annotated[tuple[Path, ...], Opt(
+        "GNSS station files, comma-separated: UNR .tenv3, or CSV of date,east,north,up (m) "
+        "with lon,lat.", metavar="FILE[,FILE...]", parse=_stations)] = ()
+    los: Annotated[Path | None, Opt(
+        "The line_of_sight_enu GeoTIFF of a frame folder; default: the frame's static "
+        "granule found in CMR.", metavar="FILE", parse=_existing("los"))] = None
+    reference_station: Annotated[str | None, Opt(
+        "Compare relative to this station (its series subtracted from InSAR's and every "
+        "station's); default: relative to the InSAR reference area.", metavar="NAME")
+    ] = None
+
+    def _validate(self) -> None:
+        if self.input is None or not self.stations:
+            raise BadInput("gnss needs --input DIR and --stations FILE[,FILE...]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GnssOptions(GnssChoices, Output):
+    """A checked GNSS comparison job."""
+
+
 #: Each product's options, by command name.
 PRODUCTS: Mapping[str, type[SubsetOptions] | type[SeriesOptions]] = {
     "subset": SubsetOptions, "timeseries": SeriesOptions}
 #: Products not (yet) run on DPS: their own command and API call only.
-LOCAL_PRODUCTS: Mapping[str, type[DecomposeOptions]] = {"decompose": DecomposeOptions}
+LOCAL_PRODUCTS: Mapping[str, type[DecomposeOptions] | type[GnssOptions]] = {
+    "decompose": DecomposeOptions, "gnss": GnssOptions}

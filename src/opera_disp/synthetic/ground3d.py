@@ -212,3 +212,33 @@ def demo_pair(cache_dir: Path | None = None, progress: bool | None = None
                          bowl_xy=bowl, offset_days=offset, noise=0.002, atmosphere=0.002)
     (folder / "complete").write_text("ok\n")
     return out
+
+
+def write_stations(folder: Path, points: list[tuple[str, float, float]], *, epsg: int,
+                   bowl_xy: tuple[float, float], start: datetime, days: int, seed: int = 0,
+                   north_rate: float = 0.002, seasonal: float = SEASONAL_UP,
+                   sigma: tuple[float, float, float] = (0.0015, 0.0015, 0.005)
+                   ) -> list[Path]:
+    """Daily GNSS station files (CSV, ``date,east,north,up``) consistent with the truth:
+    the ENU displacement at each ``(name, lon, lat)`` since ``start``, plus white noise of
+    ``sigma`` (east, north, up; m) per day, typical of daily GNSS solutions."""
+    from pyproj import Transformer
+
+    from ..ground.gnss import write_station_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tr = Transformer.from_crs(4326, epsg, always_xy=True)
+    days_ = [start.date() + timedelta(days=k) for k in range(days)]
+    out = []
+    for i, (name, lon, lat) in enumerate(points):
+        x, y = tr.transform(lon, lat)
+        xa, ya = np.array([x]), np.array([y])
+        t = [years(datetime(d.year, d.month, d.day, 0, 55, 55, tzinfo=UTC)) for d in days_]
+        enu = np.array([[c[0] for c in enu_displacement(xa, ya, tt, bowl_xy, north_rate,
+                                                        seasonal)] for tt in t])
+        rng = np.random.default_rng([seed, i, 7])
+        noisy = enu + rng.normal(size=enu.shape) * np.array([sigma[2], sigma[0], sigma[1]])
+        up, east, north = noisy[:, 0], noisy[:, 1], noisy[:, 2]
+        out.append(write_station_file(folder / f"{name}.csv", name, lon, lat, days_, east,
+                                      north, up))
+    return out
