@@ -311,7 +311,7 @@ def interpolation(src: Sequence[datetime], dst: Sequence[datetime]
     >>> from datetime import datetime as D
     >>> j, a = interpolation([D(2020, 1, 1), D(2020, 1, 13)], [D(2020, 1, 4), D(2020, 1, 13)])
     >>> j.tolist(), a.tolist()
-    [[0, 0], [0.25, 1.0]]
+    ([0, 0], [0.25, 1.0])
     """
     s = np.array([d.timestamp() for d in src])
     t = np.array([d.timestamp() for d in dst])
@@ -395,8 +395,8 @@ def band_rows(n_inputs: int, n_dates: int, width: int, budget: int = BAND_BUDGET
 
     Examples
     --------
-    >>> band_rows(2, 30, 9548)
-    64
+    >>> band_rows(2, 30, 9548), band_rows(2, 0, 9548)
+    (16, 128)
     """
     per_row = n_inputs * (n_dates * 3 + 12) * width * 8
     rows = max(16, budget // max(1, per_row))

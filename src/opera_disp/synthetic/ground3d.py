@@ -21,9 +21,9 @@ noisy series, as a series' own fit gives them.
 Examples
 --------
 >>> import numpy as np
->>> up, east, north = enu_rates(np.array([0.0]), np.array([0.0]), (0.0, 0.0))
->>> round(float(up[0]) * 1000, 1), round(float(east[0]) * 1000, 1), round(float(north[0]) * 1000, 1)
-(-60.0, 0.0, 2.0)
+>>> up, east, north = enu_rates(np.array([0.0, 6364.0]), np.array([0.0, 0.0]), (0.0, 0.0))
+>>> [round(float(v) * 1000, 1) for v in (up[0], east[1], north[0])]
+[-60.0, -12.0, 2.0]
 """
 
 from __future__ import annotations
