@@ -67,6 +67,8 @@ RESAMPLING: Final = "bilinear"
 MAX_CONDITION: Final = 10.0
 #: Memory for one band of rows of every input (bytes).
 BAND_BUDGET: Final = 256 << 20
+#: GDAL's block cache while reading (MB).
+GDAL_CACHE_MB: Final = 256
 
 #: geometry_mask.tif values.
 SOLVED, MISSING, LAYOVER_SHADOW, ILL_CONDITIONED = 0, 1, 2, 3
@@ -426,7 +428,11 @@ def decompose_bands(inputs: Sequence[LosInput], grid: TargetGrid, *, north: floa
     """
     from rasterio.windows import Window as RioWindow
 
+    import rasterio
+
     with ExitStack() as stack:
+        # GDAL's block cache bounded too (its default is 5 % of the RAM).
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         opened = [_open(inp, grid, stack, opener, series) for inp in inputs]
         use_series = series and all(o.cube is not None for o in opened)
         n_dates = 0

@@ -55,6 +55,7 @@ from .decompose import (
     SOLVED,
     LosInput,
     TargetGrid,
+    band_rows,
     common_dates,
     common_grid,
     cube_times,
@@ -99,7 +100,7 @@ class _SeriesWriter:
     """``vertical_east.nc``, written band by band in the scratch folder, renamed at the end."""
 
     def __init__(self, path: Path, scratch: Path, grid: TargetGrid,
-                 dates: tuple[datetime, ...], attrs: dict[str, Any]):
+                 dates: tuple[datetime, ...], attrs: dict[str, Any], rows: int):
         import h5netcdf
         from pyproj import CRS
 
@@ -128,7 +129,9 @@ class _SeriesWriter:
         sr.attrs.update({**crs.to_cf(), "crs_wkt": grid.crs_wkt, "spatial_ref": grid.crs_wkt,
                          "GeoTransform": " ".join(repr(float(v)) for v in
                                                   (t.c, t.a, t.b, t.f, t.d, t.e))})
-        cy, cx = min(128, grid.height), min(128, grid.width)
+        # Chunks one band of rows tall: every band writes whole chunks (never a
+        # read-modify-write of a compressed chunk).
+        cy, cx = min(rows, grid.height), min(512, grid.width)
         for name, long in (("vertical", "Vertical displacement (up positive)"),
                            ("east", "East displacement (east positive)"),
                            ("vertical_stderr", "Standard error of the vertical displacement"),
@@ -224,6 +227,7 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
             raise BadInput("the first input's CRS has no EPSG code; reproject it first")
         tags = _tags(spec, inputs)
         counts = np.zeros(4, np.int64)
+        rows = band_rows(len(inputs), len(dates), grid.width)
         with ExitStack() as stack:
             writers = {}
             for name, units, desc in LAYERS:
@@ -241,7 +245,7 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
                     "north_prior_m_per_yr": spec.north_prior, "resampling": RESAMPLING,
                     "time_interpolation": TIME_INTERPOLATION,
                     "reference_date": dates[0].isoformat(),
-                    "inputs": ", ".join(f"{i.name}: {i.cube}" for i in inputs)})
+                    "inputs": ", ".join(f"{i.name}: {i.cube}" for i in inputs)}, rows)
                 written = cube
 
                 def abort_cube() -> None:
@@ -253,7 +257,7 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
                                            disable=(progress is False) if progress is not None
                                            else None))
             for band in decompose_bands(inputs, grid, north=spec.north_prior, opener=opener,
-                                        series=series, dates=dates or None):
+                                        series=series, dates=dates or None, rows=rows):
                 s = band.velocity
                 for name, values in (("vertical_velocity", s.vertical),
                                      ("east_velocity", s.east),
