@@ -119,7 +119,8 @@ def _report(result: JobResult, log_file: Path | None, *, list_outputs: bool) -> 
     if list_outputs and result.exit_code == 0:
         summary = result.summary
         frames = summary.get("timeseries", {"frames": []})["frames"]
-        for o in [o for g in [*summary["granules"], *frames] for o in g["outputs"]]:
+        sections = [summary[k] for k in ("decompose", "gnss") if k in summary]
+        for o in [o for g in [*summary["granules"], *frames, *sections] for o in g["outputs"]]:
             print(f"  {_join(out, o['path'])}")
         if summary["catalog"]:
             print(f"  {_join(out, summary['catalog']['path'])}")
