@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,8 +67,10 @@ RESAMPLING: Final = "bilinear"
 MAX_CONDITION: Final = 10.0
 #: Memory for one band of rows of every input (bytes).
 BAND_BUDGET: Final = 256 << 20
-#: GDAL's block cache while reading (MB).
-GDAL_CACHE_MB: Final = 256
+#: GDAL's block cache while reading (MB): a row of 128-row cube chunks of every date of
+#: two full-width inputs (2 x 30 x 128 x 9548 x 4 B = 293 MB) stays decompressed while
+#: its bands are read.
+GDAL_CACHE_MB: Final = 512
 
 #: geometry_mask.tif values.
 SOLVED, MISSING, LAYOVER_SHADOW, ILL_CONDITIONED = 0, 1, 2, 3
@@ -392,17 +394,30 @@ def _open(inp: LosInput, grid: TargetGrid, stack: ExitStack, opener: SourceOpene
                    static("line_of_sight_enu", RESAMPLING, float("nan")), mask, cube)
 
 
-def band_rows(n_inputs: int, n_dates: int, width: int, budget: int = BAND_BUDGET) -> int:
-    """Rows per band so one band of every input's layers fits ``budget`` bytes.
+def band_rows(n_inputs: int, width: int, budget: int = BAND_BUDGET) -> int:
+    """Rows per band so one band of every input's layers (and the solve's temporaries)
+    fits ``budget`` bytes; a power of two, at most the cube's 128-row chunks.
 
     Examples
     --------
-    >>> band_rows(2, 30, 9548), band_rows(2, 0, 9548)
-    (16, 128)
+    >>> band_rows(2, 9548), band_rows(2, 1000)
+    (64, 128)
     """
-    per_row = n_inputs * (n_dates * 3 + 12) * width * 8
+    per_row = n_inputs * 24 * width * 8
     rows = max(16, budget // max(1, per_row))
-    return int(min(1024, 2 ** int(math.log2(rows))))
+    return int(min(128, 2 ** int(math.log2(rows))))
+
+
+@dataclass(frozen=True)
+class SeriesDate:
+    """One common date of a band: vertical and east displacement since the first common
+    date and their standard errors (m), float32 ``(rows, cols)``."""
+
+    index: int
+    vertical: NDArray[np.float32]
+    east: NDArray[np.float32]
+    vertical_stderr: NDArray[np.float32]
+    east_stderr: NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -411,10 +426,9 @@ class BandResult:
 
     row0: int
     velocity: Solution
-    #: Per common date: vertical and east displacement and their standard errors (m),
-    #: ``(T, rows, cols)`` float32, or None without cubes.
-    series: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32],
-                  NDArray[np.float32]] | None
+    #: The band's series, date by date (consume it before the next band), or None
+    #: without cubes.
+    series: Iterator[SeriesDate] | None
 
 
 def decompose_bands(inputs: Sequence[LosInput], grid: TargetGrid, *, north: float = 0.0,
@@ -426,28 +440,25 @@ def decompose_bands(inputs: Sequence[LosInput], grid: TargetGrid, *, north: floa
     With ``series`` and every input holding a cube, ``dates`` are the common dates
     (:func:`common_dates` when None).
     """
-    from rasterio.windows import Window as RioWindow
-
     import rasterio
+    from rasterio.windows import Window as RioWindow
 
     with ExitStack() as stack:
         # GDAL's block cache bounded too (its default is 5 % of the RAM).
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         opened = [_open(inp, grid, stack, opener, series) for inp in inputs]
         use_series = series and all(o.cube is not None for o in opened)
-        n_dates = 0
         if use_series:
             for o in opened:
                 assert o.inp.cube is not None
                 o.times = cube_times(o.inp.cube)
             dates = dates or common_dates([o.times for o in opened])
-            n_dates = len(dates)
             for o in opened:
                 o.j, o.a = interpolation(o.times, dates)
                 ty = np.array([(d - o.times[0]).total_seconds() / 86400 / 365.25
                                for d in o.times])
                 o.sxx = float(((ty - ty.mean()) ** 2).sum())
-        step = rows or band_rows(len(inputs), n_dates, grid.width)
+        step = rows or band_rows(len(inputs), grid.width)
         for r0 in range(0, grid.height, step):
             h = min(step, grid.height - r0)
             win = RioWindow(0, r0, grid.width, h)
@@ -478,42 +489,48 @@ def decompose_bands(inputs: Sequence[LosInput], grid: TargetGrid, *, north: floa
             out_series = None
             if use_series and dates is not None:
                 yrs = [(d - dates[0]).total_seconds() / 86400 / 365.25 for d in dates]
-                out_series = _series_band(opened, win, var, enu, valid, north, yrs)
+                out_series = _series_dates(opened, win, var, enu, valid, north, yrs)
             yield BandResult(r0, sol, out_series)
 
 
-def _series_band(opened: Sequence[_Opened], win: Any, vel_var: NDArray[np.float64],
-                 enu: NDArray[np.float64], valid: NDArray[np.bool_], north: float,
-                 yrs: Sequence[float]) -> tuple[NDArray[np.float32], NDArray[np.float32],
-                                                NDArray[np.float32], NDArray[np.float32]]:
+def _series_dates(opened: Sequence[_Opened], win: Any, vel_var: NDArray[np.float64],
+                  enu: NDArray[np.float64], valid: NDArray[np.bool_], north: float,
+                  yrs: Sequence[float]) -> Iterator[SeriesDate]:
+    """The band's decomposed series, one common date at a time (memory: a few maps)."""
     k, h, w = vel_var.shape
-    n_dates = len(yrs)
-    up = np.full((n_dates, h, w), np.nan, np.float32)
-    east, up_se, east_se = up.copy(), up.copy(), up.copy()
-    values = np.empty((k, n_dates, h, w))
-    sig2 = np.empty((k, n_dates, h, w))
-    for i, o in enumerate(opened):
-        bands = sorted({int(x) for x in o.j} | {int(x) + 1 for x in o.j})
-        assert o.cube is not None
-        read = o.cube.read([b + 1 for b in bands], window=win).astype(np.float64)
-        at = {b: read[n] for n, b in enumerate(bands)}
-        # Per-date scatter about the series' line: stderr * sqrt(Sxx).
-        s2 = vel_var[i] * o.sxx
-        for m in range(n_dates):
+    cache: list[dict[int, NDArray[np.float64]]] = [{} for _ in opened]
+
+    def band(i: int, b: int) -> NDArray[np.float64]:
+        # Dates come in order: keep only the two bands an interpolation needs.
+        got = cache[i].get(b)
+        if got is None:
+            o = opened[i]
+            assert o.cube is not None
+            got = o.cube.read(b + 1, window=win).astype(np.float64)
+            cache[i] = {x: v for x, v in cache[i].items() if x >= b - 1}
+            cache[i][b] = got
+        return got
+
+    def at(m: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        values = np.empty((k, h, w))
+        sig2 = np.empty((k, h, w))
+        for i, o in enumerate(opened):
             j, a = int(o.j[m]), float(o.a[m])
-            values[i, m] = (1 - a) * at[j] + a * at[j + 1]
-            sig2[i, m] = ((1 - a) ** 2 + a ** 2) * s2
-        values[i] -= values[i, 0]  # referenced to the first common date
-        sig2[i, 1:] += sig2[i, :1]
-        sig2[i, 0] = 0.0
-    for m in range(1, n_dates):
+            values[i] = (1 - a) * band(i, j) + a * band(i, j + 1)
+            # Per-date scatter about the series' line: stderr * sqrt(Sxx).
+            sig2[i] = ((1 - a) ** 2 + a ** 2) * vel_var[i] * o.sxx
+        return values, sig2
+
+    base, base_sig2 = at(0)  # everything is referenced to the first common date
+    first = solve(np.zeros((k, h, w)), np.ones((k, h, w)), enu[0], enu[1], enu[2],
+                  valid=valid)
+    zero = np.where(np.isfinite(first.vertical), 0.0, np.nan).astype(np.float32)
+    yield SeriesDate(0, zero, zero, zero, zero)
+    for m in range(1, len(yrs)):
+        values, sig2 = at(m)
         # The north prior is a rate: its displacement since the first common date.
-        s = solve(values[:, m], sig2[:, m], enu[0], enu[1], enu[2], valid=valid,
-                  north=north * yrs[m])
-        up[m], east[m] = s.vertical, s.east
-        up_se[m], east_se[m] = np.sqrt(s.vertical_var), np.sqrt(s.east_var)
-    first = solve(np.zeros((k, h, w)), np.ones((k, h, w)), enu[0], enu[1], enu[2], valid=valid)
-    solved = np.isfinite(first.vertical)
-    for arr in (up, east, up_se, east_se):
-        arr[0] = np.where(solved, 0.0, np.nan)
-    return up, east, up_se, east_se
+        sol = solve(values - base, sig2 + base_sig2, enu[0], enu[1], enu[2], valid=valid,
+                    north=north * yrs[m])
+        yield SeriesDate(m, sol.vertical.astype(np.float32), sol.east.astype(np.float32),
+                         np.sqrt(sol.vertical_var).astype(np.float32),
+                         np.sqrt(sol.east_var).astype(np.float32))

@@ -54,6 +54,7 @@ from .decompose import (
     RESAMPLING,
     SOLVED,
     LosInput,
+    SeriesDate,
     TargetGrid,
     band_rows,
     common_dates,
@@ -141,10 +142,10 @@ class _SeriesWriter:
                                   fillvalue=np.float32(np.nan))
             v.attrs.update({"units": "m", "long_name": long, "grid_mapping": "spatial_ref"})
 
-    def write(self, r0: int, blocks: tuple[np.ndarray, ...]) -> None:
-        for name, block in zip(("vertical", "east", "vertical_stderr", "east_stderr"), blocks,
-                               strict=True):
-            self.f[name][:, r0:r0 + block.shape[1], :] = block
+    def write(self, r0: int, date: SeriesDate) -> None:
+        for name in ("vertical", "east", "vertical_stderr", "east_stderr"):
+            block = getattr(date, name)
+            self.f[name][date.index, r0:r0 + block.shape[0], :] = block
 
     def close(self) -> Path:
         import os
@@ -227,7 +228,7 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
             raise BadInput("the first input's CRS has no EPSG code; reproject it first")
         tags = _tags(spec, inputs)
         counts = np.zeros(4, np.int64)
-        rows = band_rows(len(inputs), len(dates), grid.width)
+        rows = band_rows(len(inputs), grid.width)
         with ExitStack() as stack:
             writers = {}
             for name, units, desc in LAYERS:
@@ -269,7 +270,8 @@ def decompose_job(spec: DecomposeOptions, folder: OutputFolder, *,
                 writers["geometry_mask"].write(s.mask, band.row0)
                 counts += np.bincount(s.mask.reshape(-1), minlength=4)[:4]
                 if cube is not None and band.series is not None:
-                    cube.write(band.row0, band.series)
+                    for date in band.series:
+                        cube.write(band.row0, date)
                 bar.update(s.mask.shape[0])
             for name, _, _ in LAYERS:
                 outputs.append(_output(writers[name].publish(), root, OutputKind.COG, name))
