@@ -10,13 +10,17 @@ Per frame, in ``<output>/F<frame>/``, :meth:`FrameJob.run` goes through:
 2. :meth:`~FrameJob._passes`: the area is worked tile by tile
    (:mod:`~opera_disp.timeseries.plan`, :func:`~opera_disp.timeseries.kernel.compute_tile`
    here or on dask workers): each tile read, rebased, re-referenced and fitted, and
-   written to the cube and the 2-D rasters. With ``median`` and ``high-coherence`` the
-   per-date reference values need the whole area first: the rebased tiles go to a
-   scratch cube, the values are taken from it date by date, and a second pass over the
+   written to the cube and the 2-D rasters. With ``stable``, ``median``,
+   ``high-coherence`` or a deramping surface the reference needs the whole area first:
+   the rebased tiles go to a scratch cube, the reference is chosen from it
+   (:func:`~opera_disp.timeseries.stable.choose_reference`), and a second pass over the
    (local) scratch cube re-references, fits and writes;
 3. :meth:`~FrameJob._seal` and :meth:`~FrameJob._publish`: the cube and the COGs are
    published, per-date COGs written from the cube, the velocity map and point series
-   drawn, and the frame's summary record made.
+   drawn, and the frame's summary record made. Before, the reference is checked on a
+   regular sample of the final velocities
+   (:func:`~opera_disp.timeseries.stable.check_reference`) and every output is told its
+   time span, reference and model.
 
 The 2-D outputs are the rows of :data:`~opera_disp.timeseries.layers.LAYERS`. Memory is
 bounded by the tile (see :func:`~opera_disp.timeseries.plan.peak_bytes`), never by the
@@ -519,7 +523,7 @@ class FrameJob:
         return sinks
 
     def _passes(self, fr: _Frame, sinks: _Sinks) -> None:
-        """Pass 1 over the tiles and, for ``median`` and ``high-coherence``, pass 2."""
+        """Pass 1 over the tiles and, when the reference needs the whole area, pass 2."""
         self._pass1(fr, sinks)
         if self.two_pass:
             assert sinks.rebased is not None and sinks.coherence is not None
