@@ -328,3 +328,72 @@ def test_stac_catalog_of_a_series(clean: Path, monkeypatch: pytest.MonkeyPatch) 
     none = api.timeseries(source=clean, window="0:128,0:128", output="n", progress=False,
                           stac=False, reference_method="median")
     assert none.summary["catalog"] is None and not Path("n/catalog.json").exists()
+
+
+def test_a_step_in_the_products_is_fitted_into_its_cog(tmp_path: Path) -> None:
+    folder = tmp_path / "step"
+    synthetic.write_archive(folder, n_dates=32, shape=SHAPE, seed=SEED, noise=False,
+                            mantissa_rounding=False, reference_every=8, step=(13, 0.03))
+    t = synthetic.truth(shape=SHAPE, seed=SEED, n_dates=32, window=WIN, step=(13, 0.03))
+    flat = synthetic.truth(shape=SHAPE, seed=SEED, n_dates=32, window=WIN)
+    when = t.dates[13]
+    r = api.timeseries(source=folder, window=str(WIN), mask="none", reference_method="none",
+                       corrections="solid_earth_tide,ionospheric_delay", output="o",
+                       progress=False, steps=when.date().isoformat())
+    assert r.exit_code == 0, r.message
+    name = f"step_{when:%Y%m%d}"
+    with rasterio.open(f"o/F40291/{name}.tif") as a, \
+            rasterio.open(f"o/F40291/{name}_stderr.tif") as e, \
+            rasterio.open("o/F40291/velocity.tif") as v:
+        amp, err, rate = a.read(1), e.read(1), v.read(1)
+        assert a.tags()["MODEL"] == f"offset + rate + annual + step {when:%Y-%m-%d}"
+        assert a.descriptions[0] == f"Amplitude of the step fitted at {when:%Y%m%d}"
+    jump = t.displacement[-1] - flat.displacement[-1]  # the step, referenced as the series
+    ok = np.isfinite(amp)
+    assert ok.mean() > 0.95 and np.abs(jump).max() > 0.02
+    np.testing.assert_allclose(amp[ok], jump[ok], atol=2e-4)
+    np.testing.assert_allclose(rate[ok], t.rate[ok], atol=2e-4)
+    assert np.nanmax(err) < 1e-3  # noise-free: the fit is exact
+    # The cube carries the velocity and the terms beside the displacement.
+    with h5py.File("o/F40291/timeseries.nc") as f:
+        assert {"velocity", "velocity_stderr", name, f"{name}_stderr"} <= set(f)
+        np.testing.assert_array_equal(f["velocity"][...], rate)
+        assert f["velocity"].attrs["units"] == "m year-1"
+        assert f.attrs["model"] == f"offset + rate + annual + step {when:%Y-%m-%d}"
+    # Without it, the step is in the rate (and in the error).
+    plain = api.timeseries(source=folder, window=str(WIN), mask="none",
+                           reference_method="none",
+                           corrections="solid_earth_tide,ionospheric_delay", output="p",
+                           progress=False)
+    assert plain.exit_code == 0
+    with rasterio.open("p/F40291/velocity.tif") as v:
+        assert np.nanmax(np.abs(v.read(1) - t.rate)) > 0.005
+
+
+def test_the_reference_is_recorded_checked_and_drawn(noisy: Path) -> None:
+    hc = api.timeseries(source=noisy, window=str(WIN), reference_method="median",
+                        output="m", progress=False)
+    stable = api.timeseries(source=noisy, window=str(WIN), output="s", progress=False)
+    assert hc.exit_code == stable.exit_code == 0
+    ref = stable.summary["timeseries"]["frames"][0]["spatial_reference"]
+    assert ref["method"] == "stable" and ref["pixels"] > 100
+    west, south, east, north = ref["extent"]
+    assert west < east and south < north
+    assert 0 < ref["sigma"] < 0.005 and ref["deramp"] == "none"
+    assert abs(ref["stable_velocity"]) < 0.002 and ref["warnings"] == []
+    with rasterio.open("s/F40291/velocity.tif") as v:
+        tags = v.tags()
+        assert tags["REFERENCE_METHOD"] == "stable" and "pixels within lon" in \
+            tags["REFERENCE_AREA"]
+        assert tags["FIRST_DATE"] == "2016-07-05" and tags["MODEL"] == "offset + rate"
+    # The median of an area most of which moves: the check says the reference is spread.
+    med = hc.summary["timeseries"]["frames"][0]["spatial_reference"]
+    assert any(w.startswith("the reference area is spread") for w in med["warnings"])
+    assert any(n.endswith(med["warnings"][0]) for n in hc.summary["notes"])
+    # The map marks the reference's pixels: black among the colours.
+    from PIL import Image
+
+    pixels = np.asarray(Image.open("s/F40291/velocity.png").convert("RGB"))
+    black = (pixels.sum(axis=2) == 0).sum()
+    plain = np.asarray(Image.open("m/F40291/velocity.png").convert("RGB"))
+    assert black > (plain.sum(axis=2) == 0).sum()

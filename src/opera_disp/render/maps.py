@@ -145,11 +145,12 @@ def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float,
                        epsg: int, first: str, last: str, dates: int, folder: str,
                        method: str, tmp_dir: Path | None = None,
                        reference: tuple[np.ndarray, np.ndarray] | None = None,
-                       point: bool = False) -> Path:
+                       point: bool = False, model: str | None = None) -> Path:
     """A time series' velocity map (mm/yr, diverging, centred on zero) from its COG.
 
     ``reference`` (rows, columns of the COG) marks the reference: a point (``point``),
-    or the sampled pixels of a reference area (at most 600 of them drawn).
+    or the sampled pixels of a reference area (at most 600 of them drawn); ``model``
+    (the trajectory in words) is a third line of the title.
 
     Drawn from the COG's first overview no larger than 1000 pixels a side (the whole
     raster when it has none): a frame's map never reads the full resolution.
@@ -186,6 +187,8 @@ def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float,
     shown = "point (black square)" if point else \
         f"{method} (black dots: its pixels)" if marks is not None else method
     title = f"LOS velocity {first} to {last} ({dates} dates)\n{folder}, reference: {shown}"
+    if model:
+        title += f"\nmodel: {model}"
     return render_map(data * 1000.0, bounds, epsg, png, title=title,
                       label="LOS velocity [mm/yr] (positive: towards the satellite)",
                       vmax=None, diverging=True, tmp_dir=tmp_dir, marks=marks,

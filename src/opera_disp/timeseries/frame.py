@@ -955,7 +955,10 @@ class FrameJob:
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None)
+            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None,
+            model=fr.model.describe()
+            + (f", deramped ({self.spec.deramp})" if self.spec.deramp is not Deramp.NONE
+               else ""))
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)
 
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
