@@ -159,6 +159,11 @@ $graph:
       label: STAC
       doc: false for no STAC catalog (catalog.json) of the outputs (default true).
       type: string?
+    mintpy:
+      label: Mintpy
+      doc: 'timeseries: true to also write MintPy''s timeseries.h5 and velocity.h5 per frame (default
+        false).'
+      type: string?
   outputs:
     out:
       type: Directory
@@ -197,6 +202,7 @@ $graph:
         points: points
         quicklooks: quicklooks
         stac: stac
+        mintpy: mintpy
       out:
       - outputs_result
 - class: CommandLineTool
@@ -369,6 +375,11 @@ $graph:
       inputBinding:
         position: 30
         prefix: --stac
+    mintpy:
+      type: string?
+      inputBinding:
+        position: 31
+        prefix: --mintpy
   outputs:
     outputs_result:
       type: Directory

@@ -1,4 +1,4 @@
-"""MintPy's own files from a finished series: ``timeseries.h5``, ``velocity.h5``, ``geometryGeo.h5``.
+"""MintPy's own files from a finished series: timeseries.h5, velocity.h5, geometryGeo.h5.
 
 The layout is MintPy 1.6's (its data-structure page; ``mintpy.objects.stack``): HDF5
 root datasets, every attribute a string.
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,10 +264,10 @@ def _layer(sf: SeriesFrame, name: str) -> NDArray[np.float32] | None:
         import rasterio
 
         with rasterio.open(cog) as src:
-            data = src.read(1).astype(np.float32)
+            data: NDArray[np.float32] = src.read(1).astype(np.float32)
             if src.nodata is not None and not math.isnan(src.nodata):
                 data[data == src.nodata] = np.nan
-            return data
+        return data
     import xarray as xr
 
     ds = xr.open_zarr(sf.cube) if sf.cube.suffix == ".zarr" else \
@@ -339,4 +339,33 @@ def export_frame(sf: SeriesFrame, scratch: Path, *, root: Path | None = None,
         written.append(write_geometry(sf, out / "geometryGeo.h5", scratch, geometry, ref,
                                       root=root))
     log.info("F%05d: MintPy files in %s", sf.frame, out)
+    return written
+
+
+def export_series(series_dir: str | Path, frames: Sequence[int] | None = None
+                  ) -> list[Path]:
+    """MintPy's files of every frame (or of ``frames``) of a finished series folder.
+
+    The folder is held as a job holds it, each file is written atomically, and the
+    frame's outputs in ``summary.json`` list them. Returns their paths.
+
+    Raises
+    ------
+    BadInput
+        The folder is no time-series output folder, holds no such frame, or a job holds
+        it (before any work).
+    """
+    from ..types import OutputKind
+    from .series import after_the_fact, held, open_series
+
+    series_dir = Path(series_dir)
+    chosen = open_series(series_dir, frames)
+    written: list[Path] = []
+    with held(series_dir) as scratch:
+        for sf in chosen:
+            paths = export_frame(sf, scratch, root=series_dir)
+            after_the_fact(series_dir, sf, paths,
+                           [(OutputKind.MINTPY, p.stem) for p in paths], "export mintpy",
+                           scratch)
+            written += paths
     return written

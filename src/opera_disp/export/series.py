@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from ..files import PlantedLink, read_document
 from ..geometry import Grid, Window
 from ..jobs.summary import SUMMARY_NAME, SUMMARY_SCHEMA, OutputRecord, write_summary
 from ..options.values import shown
+from ..types import OutputKind
 
 #: The cube's names, in the order they are looked for.
 CUBE_NAMES = ("timeseries.nc", "timeseries.zarr")
@@ -65,6 +67,24 @@ class SeriesFrame:
     reference_point: tuple[float, float] | None = None
     reference_changes: tuple[datetime, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: The area's first row and column in the frame grid, and the frame's shape (the
+    #: summary's record; without it the cube's area stands for the frame).
+    offset: tuple[int, int] = (0, 0)
+    frame_shape: tuple[int, int] | None = None
+
+    @property
+    def frame_grid(self) -> Grid:
+        """The frame's grid (rows and columns as the time-series job numbered them)."""
+        g, (r0, c0) = self.grid, self.offset
+        h, w = self.frame_shape or (g.height + r0, g.width + c0)
+        return Grid(epsg=g.epsg, x0=g.x0 - c0 * g.res, y0=g.y0 + r0 * g.res, res=g.res,
+                    width=w, height=h)
+
+    @property
+    def window(self) -> Window:
+        """The cube's area as a window of :attr:`frame_grid`."""
+        (r0, c0), (h, w) = self.offset, self.shape
+        return Window(r0, r0 + h, c0, c0 + w)
 
     @property
     def area(self) -> Window:
@@ -156,11 +176,18 @@ def read_frame(folder: Path, record: Mapping[str, Any] | None = None,
     else:
         changes = _changes_from_attrs(attrs)
     frame = int(attrs.get("frame", record.get("frame", 0) if record else 0))
+    offset, frame_shape = (0, 0), None
+    win = record.get("window") if record is not None else None
+    if isinstance(win, dict) and "rows" in win and "cols" in win:
+        offset = (int(win["rows"][0]), int(win["cols"][0]))
+        if "frame_shape" in win:
+            frame_shape = (int(win["frame_shape"][0]), int(win["frame_shape"][1]))
     return SeriesFrame(frame=frame, folder=folder, cube=cube, variable=variable, grid=grid,
                        dates=dates, segments=segments, attrs=attrs,
                        reference_method=str(attrs.get("reference_method", "unknown")),
                        reference_point=point, reference_changes=changes,
-                       settings=dict(settings or {}))
+                       settings=dict(settings or {}), offset=offset,
+                       frame_shape=frame_shape)
 
 
 def read_summary(series_dir: Path) -> dict[str, Any]:
@@ -239,3 +266,26 @@ def record_outputs(series_dir: Path, frame: int, records: Sequence[OutputRecord]
     if note not in notes:
         notes.append(note)
     write_summary(series_dir, doc, tmp_dir=scratch)  # type: ignore[arg-type]
+
+
+@contextmanager
+def held(series_dir: Path) -> Iterator[Path]:
+    """Hold the series folder as a job does (its lock: refused while a job writes it)
+    and yield a scratch folder inside it for the files made after the fact."""
+    from ..jobs.folder import OutputFolder
+
+    with OutputFolder(series_dir) as folder:
+        yield folder.scratch
+
+
+def after_the_fact(series_dir: Path, sf: SeriesFrame, paths: Sequence[Path],
+                   kinds: Sequence[tuple[OutputKind, str]], command: str,
+                   scratch: Path) -> None:
+    """Record files made by ``command`` for frame ``sf`` in the folder's summary."""
+    from ..timeseries.frame import output_record
+
+    records = [output_record(p, series_dir, kind, layer)
+               for p, (kind, layer) in zip(paths, kinds, strict=True)]
+    names = ", ".join(r["path"] for r in records)
+    record_outputs(series_dir, sf.frame, records,
+                   f"after the job, opera-disp {command} wrote {names}", scratch)

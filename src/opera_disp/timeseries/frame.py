@@ -366,16 +366,9 @@ class FrameJob:
     def _check_points(self, grid: Grid, area: Window) -> None:
         """Every ``--points`` point inside the area, checked before any pixel is read or
         file written: refused after the work, the outputs would be left unlisted."""
-        for lon, lat in self.spec.points:
-            try:
-                r, c = grid.rowcol(lon, lat)
-            except OutsideFrame:
-                r, c = -1, -1
-            if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
-                w, s, e, n = grid.window_lonlat_bounds(area)
-                raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
-                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                               "inside the area")
+        from .points import check_points
+
+        check_points(grid, area, self.spec.points, self.frame)
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
@@ -577,6 +570,8 @@ class FrameJob:
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr.grid, fr.area, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
+        if spec.mintpy:
+            outputs += self._mintpy()
         ref_rc = fr.ref_rc
         ref_rec = SpatialReference(
             method=spec.reference_method,
@@ -762,3 +757,11 @@ class FrameJob:
                                      self.folder, self.scratch, self.frame)
         return [output_record(csv_path, self.root, OutputKind.TABLE, self.spec.layer),
                 output_record(png, self.root, OutputKind.PLOT, self.spec.layer)]
+
+    def _mintpy(self) -> list[OutputRecord]:
+        """MintPy's files (``mintpy/``), read back from the published cube and COGs."""
+        from ..export.mintpy import export_frame
+        from ..export.series import read_frame
+
+        return [output_record(p, self.root, OutputKind.MINTPY, p.stem)
+                for p in export_frame(read_frame(self.folder), self.scratch, root=self.root)]
