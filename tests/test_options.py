@@ -239,7 +239,7 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "reference_method": "point", "coherence_threshold": "0.5", "seasonal": "true",
               "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
-              "aoi": ""}
+              "mintpy": "true", "aoi": ""}
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

@@ -94,8 +94,9 @@ def _pairs(lines: list[str], product: str = "subset") -> list[tuple[str, str]]:
 #: Inputs only the time series takes, and the yes/no ones (they become flags).
 SERIES_ONLY = {"corrections", "nan_policy", "reference_point", "reference_method",
                "coherence_threshold", "seasonal", "min_valid_fraction", "allow_gaps", "cube",
-               "date_cogs", "points"}
+               "date_cogs", "points", "mintpy"}
 FLAGS = {"seasonal": "--seasonal", "allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs",
+         "mintpy": "--mintpy",
          "quicklooks": "--quicklooks", "stac": "--stac"}
 
 

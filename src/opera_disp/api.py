@@ -250,6 +250,7 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     (<ExitCode.OK: 0>, 5)
     """
     from .cluster.series import open_tiles
+    from .export.mintpy import frame_finisher
     from .timeseries.job import run_series
 
     def demo_points() -> dict[str, Any]:
@@ -263,7 +264,9 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
         with open_tiles(job.run.scheduler, source_factory) as runner:
             result = run_series(job.spec, job.refs, source_factory=job.source_factory,
                                 folder=job.folder, progress=job.run.progress,
-                                notes=job.notes, runner=runner)
+                                notes=job.notes, runner=runner,
+                                finish=frame_finisher(job.spec.output) if job.spec.mintpy
+                                else None)
         return _published(job, result, uploaded_by_engine=False)
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,7 @@ from pyproj import CRS, Transformer
 
 from .. import __version__
 from ..files import atomic_path
+from ..jobs.summary import OutputRecord
 from .series import SeriesFrame
 
 log = logging.getLogger(__name__)
@@ -369,3 +370,18 @@ def export_series(series_dir: str | Path, frames: Sequence[int] | None = None
                            scratch)
             written += paths
     return written
+
+
+def frame_finisher(root: Path) -> Callable[[Path, Path], list[OutputRecord]]:
+    """What ``timeseries --mintpy`` runs at the end of each frame (the frame pipeline's
+    ``finish``): the frame's MintPy files, from its published cube and COGs, and their
+    records for the summary."""
+    from ..timeseries.frame import output_record
+    from ..types import OutputKind
+    from .series import read_frame
+
+    def finish(folder: Path, scratch: Path) -> list[OutputRecord]:
+        return [output_record(p, root, OutputKind.MINTPY, p.stem)
+                for p in export_frame(read_frame(folder), scratch, root=root)]
+
+    return finish

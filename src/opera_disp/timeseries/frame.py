@@ -289,6 +289,9 @@ class FrameJob:
     notes: list[str] = field(default_factory=list)
     #: Where the tiles of pass 1 are computed (None: here, one after the other).
     runner: TileRunner | None = None
+    #: Makes more files from the frame's published outputs, ``(folder, scratch)`` ->
+    #: their records (``--mintpy``: injected by the API, from :mod:`opera_disp.export`).
+    finish: Callable[[Path, Path], list[OutputRecord]] | None = None
 
     @property
     def folder(self) -> Path:
@@ -570,8 +573,8 @@ class FrameJob:
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr.grid, fr.area, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
-        if spec.mintpy:
-            outputs += self._mintpy()
+        if self.finish is not None:  # files made from the published ones (--mintpy)
+            outputs += self.finish(self.folder, self.scratch)
         ref_rc = fr.ref_rc
         ref_rec = SpatialReference(
             method=spec.reference_method,
@@ -757,11 +760,3 @@ class FrameJob:
                                      self.folder, self.scratch, self.frame)
         return [output_record(csv_path, self.root, OutputKind.TABLE, self.spec.layer),
                 output_record(png, self.root, OutputKind.PLOT, self.spec.layer)]
-
-    def _mintpy(self) -> list[OutputRecord]:
-        """MintPy's files (``mintpy/``), read back from the published cube and COGs."""
-        from ..export.mintpy import export_frame
-        from ..export.series import read_frame
-
-        return [output_record(p, self.root, OutputKind.MINTPY, p.stem)
-                for p in export_frame(read_frame(self.folder), self.scratch, root=self.root)]
