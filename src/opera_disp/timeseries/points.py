@@ -94,7 +94,7 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
     ... except BadInput as exc:
     ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
     point -117,27.12 is outside frame 1's area (lon -117.0000..-116.9970,
-    lat 27.1195..27.1209); give points inside the area
+    lat 27.1211..27.1225); give points inside the area
     """
     out = []
     for lon, lat in points:
