@@ -43,7 +43,13 @@ from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
 from .options import Group, Run, SeriesOptions, SubsetOptions
-from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
+from .options.values import (
+    COLOUR_BOUND,
+    DEFAULT_DOWNLOAD_WORKERS,
+    DOWNLOAD_WORKERS,
+    choice,
+    parse_path,
+)
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
 from .types import AccessMode, BBox
@@ -270,15 +276,17 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
         return _published(job, result, uploaded_by_engine=False)
 
 
-def export_mintpy(series_dir: str | Path, *, frames: Sequence[int] | None = None
-                  ) -> list[Path]:
+def export_mintpy(series_dir: str | Path, *, frames: Sequence[int] | None = None,
+                  los_enu: str | Path | None = None, dem: str | Path | None = None,
+                  layover_shadow_mask: str | Path | None = None) -> list[Path]:
     """MintPy's ``timeseries.h5`` and ``velocity.h5`` of a finished time series.
 
     Reads each frame's cube and velocity COGs in ``series_dir`` (the output folder of
     :func:`timeseries`; nothing is recomputed) and writes ``F<frame>/mintpy/`` in
     MintPy's own layout (:mod:`opera_disp.export.mintpy`), as ``timeseries(mintpy=True)``
     does at the end of each frame; ``summary.json`` lists the files. ``frames``: only
-    these frames.
+    these frames. ``los_enu`` (the frame's DISP-S1-STATIC line-of-sight east/north/up
+    GeoTIFF; with ``dem`` and ``layover_shadow_mask`` if given) adds ``geometryGeo.h5``.
 
     Returns
     -------
@@ -293,7 +301,12 @@ def export_mintpy(series_dir: str | Path, *, frames: Sequence[int] | None = None
     """
     from .export.mintpy import export_series
 
-    return export_series(series_dir, frames)
+    def path(value: str | Path | None, name: str) -> Path | None:
+        return None if value is None else parse_path(value, name)
+
+    return export_series(series_dir, frames, los_enu=path(los_enu, "line-of-sight file"),
+                         dem=path(dem, "DEM"),
+                         layover_shadow_mask=path(layover_shadow_mask, "layover/shadow mask"))
 
 
 def points(series_dir: str | Path, *, points: str | Path | Sequence[Sequence[float]]

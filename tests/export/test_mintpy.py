@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -228,3 +229,57 @@ def test_geometry_file_follows_mintpys_angle_conventions(point_series: Path,
     with pytest.raises(ValueError, match="cube's grid"):
         write_geometry(sf, tmp_path / "bad.h5", tmp_path,
                        Geometry(incidence[:-1], azimuth[:-1]), (0, 0))
+
+
+def _static(path: Path, grid: Any, bands: np.ndarray, epsg: int | None = None) -> Path:
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height,
+                       count=bands.shape[0], dtype=bands.dtype, crs=f"EPSG:{epsg or grid.epsg}",
+                       transform=Affine(grid.res, 0, grid.x0, 0, -grid.res, grid.y0)) as dst:
+        dst.write(bands)
+    return path
+
+
+def test_export_geometry_from_disp_s1_static_files(point_series: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(point_series, series)
+    sf = open_series(series)[0]
+    fg = sf.frame_grid  # the whole frame, as DISP-S1-STATIC covers it
+    rows, cols = np.mgrid[0:fg.height, 0:fg.width]
+    inc = np.radians(30.0 + 16.0 * cols / fg.width)  # across the swath
+    az = np.radians(192.0 - 90.0)  # descending, ground to satellite, clockwise
+    enu = np.stack([np.sin(inc) * np.sin(az), np.sin(inc) * np.cos(az), np.cos(inc)])
+    los = _static(tmp_path / "los.tif", fg, enu.astype("f4"))
+    dem = _static(tmp_path / "dem.tif", fg, (1000.0 + rows)[None].astype("f4"))
+    mask = _static(tmp_path / "mask.tif", fg, ((rows + cols) % 97 == 0)[None].astype("u1"))
+    code, out, err = run(["export", "mintpy", str(series), "--los-enu", str(los), "--dem",
+                          str(dem), "--layover-shadow-mask", str(mask)], capsys)
+    assert code == 0, err
+    geo = series / "F40291/mintpy/geometryGeo.h5"
+    assert str(geo) in out
+    atr = readfile.read_attribute(str(geo))
+    area = (slice(sf.window.row0, sf.window.row1), slice(sf.window.col0, sf.window.col1))
+    got_inc = readfile.read(str(geo), datasetName="incidenceAngle")[0]
+    np.testing.assert_allclose(got_inc, np.degrees(inc)[area], atol=1e-4)
+    np.testing.assert_allclose(readfile.read(str(geo), datasetName="height")[0],
+                               (1000.0 + rows)[area])
+    np.testing.assert_array_equal(readfile.read(str(geo), datasetName="shadowMask")[0],
+                                  ((rows + cols) % 97 == 0)[area])
+    assert atr["ORBIT_DIRECTION"] == "DESCENDING" and atr["REF_Y"] == "120"
+    ts_atr = readfile.read_attribute(str(series / "F40291/mintpy/timeseries.h5"))
+    assert ts_atr["ORBIT_DIRECTION"] == "DESCENDING"
+    listed = json.loads((series / "summary.json").read_text())["timeseries"]["frames"][0]
+    assert "F40291/mintpy/geometryGeo.h5" in {o["path"] for o in listed["outputs"]}
+    # Files off the frame's grid, or not unit vectors, are refused in one line.
+    other = _static(tmp_path / "utm12.tif", fg, enu.astype("f4"), epsg=32612)
+    code, _, err = run(["export", "mintpy", str(series), "--los-enu", str(other)], capsys)
+    assert code == 2 and "is not on frame 40291's grid" in one_line_error(err)
+    long = _static(tmp_path / "long.tif", fg, (2 * enu).astype("f4"))
+    code, _, err = run(["export", "mintpy", str(series), "--los-enu", str(long)], capsys)
+    assert code == 2 and "not of unit length" in one_line_error(err)
+    code, _, err = run(["export", "mintpy", str(series), "--dem", str(dem)], capsys)
+    assert code == 2 and "give --los-enu too" in one_line_error(err)

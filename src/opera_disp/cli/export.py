@@ -30,12 +30,27 @@ Points = Annotated[str | None, field_option(
 
 
 @app.command("mintpy", cls=GroupedCommand)
-def mintpy(series_dir: SeriesDir, frame: Frame = None, verbose: Verbose = False) -> int:
-    """MintPy's timeseries.h5 and velocity.h5 per frame, in F<frame>/mintpy/."""
+def mintpy(
+    series_dir: SeriesDir, frame: Frame = None,
+    los_enu: Annotated[Path | None, typer.Option(
+        help="The frame's DISP-S1-STATIC line-of-sight GeoTIFF (east, north, up bands): "
+             "adds geometryGeo.h5.", **path_parser("line-of-sight file", "FILE"))] = None,
+    dem: Annotated[Path | None, typer.Option(
+        help="The frame's DISP-S1-STATIC DEM (geometryGeo.h5's height; with --los-enu).",
+        **path_parser("DEM", "FILE"))] = None,
+    layover_shadow_mask: Annotated[Path | None, typer.Option(
+        help="The frame's DISP-S1-STATIC layover/shadow mask (geometryGeo.h5's "
+             "shadowMask; with --los-enu).", **path_parser("layover/shadow mask", "FILE"))
+    ] = None,
+    verbose: Verbose = False,
+) -> int:
+    """MintPy's timeseries.h5 and velocity.h5 per frame (and geometryGeo.h5 with
+    --los-enu), in F<frame>/mintpy/."""
     from .. import api
 
     setup_logging(verbose)
-    paths = api.export_mintpy(series_dir, frames=[parse_frame(frame)] if frame else None)
+    paths = api.export_mintpy(series_dir, frames=[parse_frame(frame)] if frame else None,
+                              los_enu=los_enu, dem=dem, layover_shadow_mask=layover_shadow_mask)
     print(f"opera-disp: {len(paths)} MintPy file(s) written:")
     for p in paths:
         print(f"  {p}")

@@ -59,8 +59,10 @@ from numpy.typing import NDArray
 from pyproj import CRS, Transformer
 
 from .. import __version__
+from ..errors import BadInput, one_line
 from ..files import atomic_path
 from ..jobs.summary import OutputRecord
+from ..options.values import shown
 from .series import SeriesFrame
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,74 @@ def los_angles(east: NDArray[Any], north: NDArray[Any], up: NDArray[Any]
     incidence = np.degrees(np.arccos(np.clip(u, -1.0, 1.0)))
     azimuth = np.degrees(np.arctan2(-e, n))
     return incidence.astype(np.float32), azimuth.astype(np.float32)
+
+
+def _static_window(sf: SeriesFrame, path: Path, what: str) -> tuple[Any, Any]:
+    """The rasterio dataset of a DISP-S1-STATIC file and the window of the cube's area in
+    it; bad input unless it is on the frame's grid (CRS, pixel size, alignment)."""
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    try:
+        src = rasterio.open(path)
+    except (OSError, rasterio.errors.RasterioIOError) as exc:
+        raise BadInput(f"{what} {shown(path)} cannot be read ({one_line(exc)}); expected a "
+                       "GeoTIFF of DISP-S1-STATIC") from None
+    g, t = sf.grid, src.transform
+    off_x, off_y = (g.x0 - t.c) / g.res, (t.f - g.y0) / g.res
+    aligned = (src.crs is not None and src.crs.to_epsg() == g.epsg
+               and math.isclose(t.a, g.res) and math.isclose(-t.e, g.res)
+               and abs(off_x - round(off_x)) < 1e-6 and abs(off_y - round(off_y)) < 1e-6)
+    win = from_bounds(*g.window_bounds(g.full), transform=t).round_offsets().round_lengths()
+    inside = aligned and win.col_off >= 0 and win.row_off >= 0 and \
+        win.col_off + win.width <= src.width and win.row_off + win.height <= src.height
+    if not inside:
+        src.close()
+        raise BadInput(f"{what} {shown(path)} is not on frame {sf.frame}'s grid over the "
+                       f"series' area (EPSG:{g.epsg}, {g.res:g} m pixels); expected the "
+                       "frame's DISP-S1-STATIC file")
+    return src, win
+
+
+def static_geometry(sf: SeriesFrame, los_enu: Path, dem: Path | None = None,
+                    layover_shadow_mask: Path | None = None) -> Geometry:
+    """The geometry of the cube's area from DISP-S1-STATIC files of its frame.
+
+    ``los_enu``: the three bands (east, north, up) of the ground-to-satellite unit vector,
+    read by position; ``dem``: heights (m); ``layover_shadow_mask``: non-zero (and not
+    nodata) in layover or shadow.
+
+    Raises
+    ------
+    BadInput
+        A file that cannot be read, is not on the frame's grid, or whose vectors are not
+        of unit length.
+    """
+    src, win = _static_window(sf, los_enu, "line-of-sight file")
+    with src:
+        if src.count < 3:
+            raise BadInput(f"line-of-sight file {shown(los_enu)} has {src.count} band(s); "
+                           "expected 3 (east, north, up)")
+        e, n, u = (src.read(b, window=win, masked=True).filled(np.nan).astype(np.float64)
+                   for b in (1, 2, 3))
+    norm = np.sqrt(e * e + n * n + u * u)
+    bad = np.isfinite(norm) & (np.abs(norm - 1.0) > 0.01)
+    if bad.any():
+        raise BadInput(f"line-of-sight file {shown(los_enu)}: {int(bad.sum())} vector(s) are "
+                       f"not of unit length (e.g. {float(norm[bad][0]):.3f}); expected the "
+                       "east, north, up unit vector of DISP-S1-STATIC")
+    incidence, azimuth = los_angles(e, n, u)
+    height = None
+    if dem is not None:
+        src, win = _static_window(sf, dem, "DEM")
+        with src:
+            height = src.read(1, window=win, masked=True).filled(np.nan).astype(np.float32)
+    shadow = None
+    if layover_shadow_mask is not None:
+        src, win = _static_window(sf, layover_shadow_mask, "layover/shadow mask")
+        with src:
+            shadow = np.asarray(src.read(1, window=win, masked=True).filled(0) != 0)
+    return Geometry(incidence, azimuth, height, shadow)
 
 
 def _heading(azimuth: float) -> float:
@@ -343,12 +413,15 @@ def export_frame(sf: SeriesFrame, scratch: Path, *, root: Path | None = None,
     return written
 
 
-def export_series(series_dir: str | Path, frames: Sequence[int] | None = None
-                  ) -> list[Path]:
+def export_series(series_dir: str | Path, frames: Sequence[int] | None = None, *,
+                  los_enu: Path | None = None, dem: Path | None = None,
+                  layover_shadow_mask: Path | None = None) -> list[Path]:
     """MintPy's files of every frame (or of ``frames``) of a finished series folder.
 
     The folder is held as a job holds it, each file is written atomically, and the
-    frame's outputs in ``summary.json`` list them. Returns their paths.
+    frame's outputs in ``summary.json`` list them. Returns their paths. With
+    ``los_enu`` (and optionally ``dem`` and ``layover_shadow_mask``), DISP-S1-STATIC
+    files of the one frame exported, ``geometryGeo.h5`` too (:func:`static_geometry`).
 
     Raises
     ------
@@ -361,10 +434,18 @@ def export_series(series_dir: str | Path, frames: Sequence[int] | None = None
 
     series_dir = Path(series_dir)
     chosen = open_series(series_dir, frames)
+    if los_enu is None and (dem is not None or layover_shadow_mask is not None):
+        raise BadInput("a DEM or layover/shadow mask was given without the line-of-sight "
+                       "file; give --los-enu too")
+    if los_enu is not None and len(chosen) > 1:
+        raise BadInput(f"the line-of-sight file is one frame's; the series holds "
+                       f"{len(chosen)} frames: give --frame too")
+    geometry = None if los_enu is None else \
+        static_geometry(chosen[0], los_enu, dem, layover_shadow_mask)
     written: list[Path] = []
     with held(series_dir) as scratch:
         for sf in chosen:
-            paths = export_frame(sf, scratch, root=series_dir)
+            paths = export_frame(sf, scratch, root=series_dir, geometry=geometry)
             after_the_fact(series_dir, sf, paths,
                            [(OutputKind.MINTPY, p.stem) for p in paths], "export mintpy",
                            scratch)
