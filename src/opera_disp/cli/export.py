@@ -15,15 +15,16 @@ import typer
 from ..errors import BadInput
 from ..logs import setup_logging
 from ..options import SeriesOptions
+from ..options.values import parse_path
 from ..product import parse_frame
 from .params import Frame, GroupedCommand, Verbose, field_option, path_parser
 
 app = typer.Typer(help="Files for other tools, made from a finished time series.",
                   no_args_is_help=True)
 
-SeriesDir = Annotated[Path, typer.Argument(
+SeriesDir = Annotated[str, typer.Argument(
     help="The output folder of opera-disp timeseries (holding summary.json).",
-    **path_parser("series folder", "SERIES_DIR"))]
+    metavar="SERIES_DIR", show_default=False)]
 Points = Annotated[str | None, field_option(
     SeriesOptions, "points", help="Points whose series go to F<frame>/points/points.csv "
     "and points.png: a file of LON,LAT lines or LON,LAT;LON,LAT... (required).")]
@@ -49,7 +50,8 @@ def mintpy(
     from .. import api
 
     setup_logging(verbose)
-    paths = api.export_mintpy(series_dir, frames=[parse_frame(frame)] if frame else None,
+    paths = api.export_mintpy(parse_path(series_dir, "series folder"),
+                              frames=[parse_frame(frame)] if frame else None,
                               los_enu=los_enu, dem=dem, layover_shadow_mask=layover_shadow_mask)
     print(f"opera-disp: {len(paths)} MintPy file(s) written:")
     for p in paths:
@@ -64,7 +66,7 @@ def points(series_dir: SeriesDir, points: Points = None, verbose: Verbose = Fals
     setup_logging(verbose)
     if points is None:
         raise BadInput("points: give --points LON,LAT[;LON,LAT...] or a file of LON,LAT lines")
-    paths = api.points(series_dir, points=points)
+    paths = api.points(parse_path(series_dir, "series folder"), points=points)
     print(f"opera-disp: {len(paths)} file(s) written:")
     for p in paths:
         print(f"  {p}")
