@@ -9,8 +9,9 @@ root datasets, every attribute a string.
 ``velocity.h5``
     ``velocity`` and ``velocityStd`` in m/year, from ``velocity.tif`` and
     ``velocity_stderr.tif`` (or the cube's 2-D variables of those names), and the
-    other fitted layers under MintPy's names (``annualAmplitude``); each dataset's
-    ``UNIT`` attribute as MintPy writes it.
+    fitted terms MintPy defines alike under its names (:func:`mintpy_name`:
+    ``annualAmplitude``, ``semiAnnualAmplitude``, ``step<YYYYMMDD>`` and its ``Std``);
+    each dataset's ``UNIT`` attribute as MintPy writes it.
 ``geometryGeo.h5``
     ``incidenceAngle`` and ``azimuthAngle`` in degrees (MintPy's convention: the
     azimuth of the ground-to-satellite vector, from north, anti-clockwise positive),
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,9 +79,30 @@ FOLDER = "mintpy"
 VELOCITY_LAYERS: Mapping[str, tuple[str, str]] = {
     "velocity": ("velocity", "m/year"),
     "velocity_stderr": ("velocityStd", "m/year"),
-    "seasonal_amplitude": ("annualAmplitude", "m"),
+    "annual_amplitude": ("annualAmplitude", "m"),
+    "semiannual_amplitude": ("semiAnnualAmplitude", "m"),
 }
+_STEP = re.compile(r"step_(\d{8})(_stderr)?")
+
+
+def mintpy_name(ours: str) -> tuple[str, str] | None:
+    """MintPy's dataset name and unit in ``velocity.h5`` for one of our 2-D layers (None:
+    MintPy has no such term, or defines it otherwise: our phases are days of the year,
+    MintPy's radians; its post-seismic names carry the time constant).
+
+    Examples
+    --------
+    >>> mintpy_name("step_20200701_stderr"), mintpy_name("annual_phase")
+    (('step20200701Std', 'm'), None)
+    """
+    if ours in VELOCITY_LAYERS:
+        return VELOCITY_LAYERS[ours]
+    m = _STEP.fullmatch(ours)
+    return (f"step{m[1]}" + ("Std" if m[2] else ""), "m") if m else None
 _H5 = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+#: The cube's attributes copied as ``OPERA_<NAME>`` (those it has).
+_COPIED = ("model", "deramp", "corrections", "mask", "reference_area",
+           "reference_sigma_mm_yr", "reference_spread_mm_yr", "stable_ground_velocity_mm_yr")
 
 
 @dataclass(frozen=True)
@@ -240,6 +263,9 @@ def mintpy_attributes(sf: SeriesFrame, file_type: str, ref: tuple[int, int],
         "OPERA_REFERENCE_METHOD": sf.reference_method,
         "OPERA_SOFTWARE": f"opera-disp {__version__}",
     }
+    for key in _COPIED:  # how the series was made, as the cube says it
+        if key in sf.attrs:
+            attrs[f"OPERA_{key.upper()}"] = str(sf.attrs[key])
     if len(set(sf.segments)) > 1:
         attrs["OPERA_SEGMENTS"] = ",".join(map(str, sf.segments))
     direction = str(sf.attrs.get("orbit_direction", "")).upper()
@@ -349,19 +375,32 @@ def _layer(sf: SeriesFrame, name: str) -> NDArray[np.float32] | None:
     return None
 
 
+def _layer_names(sf: SeriesFrame) -> set[str]:
+    """The frame's 2-D layers: its COGs' names and the cube's (y, x) variables."""
+    import xarray as xr
+
+    names = {p.stem for p in sf.folder.glob("*.tif")}
+    ds = xr.open_zarr(sf.cube) if sf.cube.suffix == ".zarr" else \
+        xr.open_dataset(sf.cube, engine="h5netcdf")
+    with ds:
+        names |= {str(n) for n, v in ds.data_vars.items() if v.dims == ("y", "x")}
+    return names
+
+
 def write_velocity(sf: SeriesFrame, path: Path, scratch: Path, ref: tuple[int, int], *,
                    root: Path | None = None, geometry: Geometry | None = None) -> Path | None:
     """``velocity.h5`` from the frame's velocity layers (None: the frame has none)."""
-    layers = {ours: (theirs, unit, _layer(sf, ours))
-              for ours, (theirs, unit) in VELOCITY_LAYERS.items()}
-    if layers["velocity"][2] is None:
+    names = [n for n in (*VELOCITY_LAYERS, *sorted(_layer_names(sf))) if mintpy_name(n)]
+    layers = {ours: _layer(sf, ours) for ours in dict.fromkeys(names)}
+    if layers["velocity"] is None:
         return None
     first, last = sf.dates[0], sf.dates[-1]
     with _h5(path, scratch, root) as f:
-        for theirs, unit, data in layers.values():
-            if data is not None:
-                ds = f.create_dataset(theirs, data=data, chunks=True, **_H5)
-                ds.attrs["UNIT"] = unit
+        for ours, data in layers.items():
+            theirs = mintpy_name(ours)
+            if data is not None and theirs is not None:
+                ds = f.create_dataset(theirs[0], data=data, chunks=True, **_H5)
+                ds.attrs["UNIT"] = theirs[1]
         attrs = mintpy_attributes(sf, "velocity", ref, geometry)
         attrs.update({"UNIT": "m/year", "DATE12": f"{first:%Y%m%d}_{last:%Y%m%d}"})
         f.attrs.update(attrs)

@@ -12,14 +12,15 @@ each area's lon/lat bounds (exit 2). The files are listed in the folder's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import BadInput, OutsideFrame
 from ..files import safe_mkdir
-from ..options.values import parse_points
+from ..options.values import parse_dates, parse_points, postseismic_terms
 from ..timeseries.points import SeriesContext, read_points, write_points_files
-from ..timeseries.velocity import years_since
-from ..types import OutputKind
+from ..timeseries.velocity import Model, PostKind, model_for, years_since
+from ..types import OutputKind, Seasonal
 from .series import SeriesFrame, after_the_fact, held, open_series
 
 #: The folder, under ``F<frame>``, the files go to.
@@ -57,15 +58,32 @@ def assign_points(frames: Sequence[SeriesFrame], points: Sequence[tuple[float, f
     return out
 
 
+def series_model(sf: SeriesFrame) -> Model:
+    """The trajectory model the job fitted, from its settings (``seasonal``, ``steps``,
+    ``postseismic``) and the series' dates, as the job decided it."""
+    st = sf.settings
+    seasonal = st.get("seasonal", "none")
+    harmonics = int(seasonal) if isinstance(seasonal, bool) else \
+        Seasonal(str(seasonal)).harmonics
+    steps = parse_dates(list(st.get("steps") or []), "step")
+    post: list[tuple[datetime, float, PostKind]] = [
+        (when, tau, "exp" if kind == "exp" else "log")
+        for when, tau, kind in postseismic_terms(list(st.get("postseismic") or []))]
+    return model_for(sf.dates, harmonics, steps, post)[0]
+
+
 def context(sf: SeriesFrame) -> SeriesContext:
     """What the table and plot need of a finished frame's series."""
-    settings = sf.settings
+    days = [d.date() for d in sf.dates]
     return SeriesContext(
         frame=sf.frame, layer=sf.variable, dates=sf.dates, segments=sf.segments,
         t=years_since(sf.dates), reference_method=sf.reference_method,
-        seasonal=bool(settings.get("seasonal", False)),
-        min_valid_fraction=float(settings.get("min_valid_fraction", 0.5)),
-        changes=sf.reference_changes)
+        model=series_model(sf),
+        min_valid_fraction=float(sf.settings.get("min_valid_fraction", 0.5)),
+        changes=sf.reference_changes,
+        crossovers=tuple(sorted({days.index(c.date()) for c in sf.crossovers
+                                 if c.date() in days})),
+        steps=parse_dates(list(sf.settings.get("steps") or []), "step"))
 
 
 def series_points(series_dir: str | Path, points: str | Path | Sequence[Sequence[float]]

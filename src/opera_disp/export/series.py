@@ -67,6 +67,8 @@ class SeriesFrame:
     reference_point: tuple[float, float] | None = None
     reference_changes: tuple[datetime, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: The reference changes bridged by a crossover product (not the gaps).
+    crossovers: tuple[datetime, ...] = ()
     #: The area's first row and column in the frame grid, and the frame's shape (the
     #: summary's record; without it the cube's area stands for the frame).
     offset: tuple[int, int] = (0, 0)
@@ -124,11 +126,11 @@ def _utc(values: Any) -> tuple[datetime, ...]:
 _CHANGE = re.compile(r"-> (\d{4}-\d{2}-\d{2})")
 
 
-def _changes_from_attrs(attrs: Mapping[str, Any]) -> tuple[datetime, ...]:
-    """The new reference dates the cube's ``reference_changes`` and ``gaps`` name."""
+def _changes_from_attrs(attrs: Mapping[str, Any], keys: Sequence[str]
+                        ) -> tuple[datetime, ...]:
+    """The new reference dates the cube's ``reference_changes`` (and ``gaps``) name."""
     found = [datetime.fromisoformat(m).replace(tzinfo=UTC)
-             for key in ("reference_changes", "gaps")
-             for m in _CHANGE.findall(str(attrs.get(key, "")))]
+             for key in keys for m in _CHANGE.findall(str(attrs.get(key, "")))]
     return tuple(sorted(found))
 
 
@@ -171,10 +173,13 @@ def read_frame(folder: Path, record: Mapping[str, Any] | None = None,
     if "reference_point_lon" in attrs and "reference_point_lat" in attrs:
         point = (float(attrs["reference_point_lon"]), float(attrs["reference_point_lat"]))
     if record is not None:
-        changes = tuple(sorted(datetime.fromisoformat(c["reference"]).astimezone(UTC)
-                               for c in record.get("reference_changes", [])))
+        listed = [(datetime.fromisoformat(c["reference"]).astimezone(UTC), c.get("product"))
+                  for c in record.get("reference_changes", [])]
+        changes = tuple(sorted(d for d, _ in listed))
+        crossovers = tuple(sorted(d for d, product in listed if product))
     else:
-        changes = _changes_from_attrs(attrs)
+        changes = _changes_from_attrs(attrs, ("reference_changes", "gaps"))
+        crossovers = _changes_from_attrs(attrs, ("reference_changes",))
     frame = int(attrs.get("frame", record.get("frame", 0) if record else 0))
     offset, frame_shape = (0, 0), None
     win = record.get("window") if record is not None else None
@@ -186,7 +191,7 @@ def read_frame(folder: Path, record: Mapping[str, Any] | None = None,
                        dates=dates, segments=segments, attrs=attrs,
                        reference_method=str(attrs.get("reference_method", "unknown")),
                        reference_point=point, reference_changes=changes,
-                       settings=dict(settings or {}), offset=offset,
+                       settings=dict(settings or {}), crossovers=crossovers, offset=offset,
                        frame_shape=frame_shape)
 
 

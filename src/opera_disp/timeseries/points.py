@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,8 +30,9 @@ from ..files import atomic_path
 from ..geometry import Grid, Window
 from ..options import SeriesOptions
 from ..times import iso
+from .kernel import reference_changes, series_model
 from .rebase import Chain
-from .velocity import design, fit_velocity
+from .velocity import Model, design, fit_velocity
 
 #: Where the error bars come from: the CSV's ``sigma_source`` and what the plot says.
 SIGMA_SOURCES = {
@@ -67,11 +68,16 @@ class SeriesContext:
     segments: tuple[int, ...]
     t: NDArray[np.float64]
     reference_method: str
-    seasonal: bool = False
+    #: The trajectory model the series was fitted with.
+    model: Model = field(default_factory=Model)
     min_valid_fraction: float = 0.5
-    #: Dates where the moving reference date changed (marked on the plot, flagged in
-    #: the CSV).
+    #: Dates where the moving reference date changed, crossovers and gaps (marked on the
+    #: plot, flagged in the CSV).
     changes: tuple[datetime, ...] = ()
+    #: Indices of the dates a crossover product re-referenced (the fit's ``changes``).
+    crossovers: tuple[int, ...] = ()
+    #: The fitted steps' dates (marked on the plot).
+    steps: tuple[datetime, ...] = ()
 
     @property
     def gaps(self) -> bool:
@@ -134,7 +140,7 @@ def read_points(cube_path: Path, grid: Grid, area: Window,
 def _residual_sigma(p: Found, ctx: SeriesContext) -> float:
     """The standard deviation of the point's residuals about its fit (NaN: no fit)."""
     finite = np.isfinite(p.values)
-    a = design(ctx.t, ctx.segments, seasonal=ctx.seasonal)[0][finite]
+    a = design(ctx.t, ctx.segments, model=ctx.model)[0][finite]
     if finite.sum() <= a.shape[1]:
         return math.nan
     y = p.values[finite].astype(np.float64)
@@ -175,10 +181,12 @@ def write_points(cube_path: Path, grid: Grid, area: Window, chain: Chain,
     found = read_points(cube_path, grid, area, spec.points, frame, spec.layer)
     ctx = SeriesContext(frame=frame, layer=spec.layer, dates=chain.dates,
                         segments=chain.segments, t=t,
-                        reference_method=str(spec.reference_method), seasonal=spec.seasonal,
+                        reference_method=str(spec.reference_method),
+                        model=series_model(spec, chain)[0],
                         min_valid_fraction=spec.min_valid_fraction,
                         changes=tuple(sorted([c.reference for c in chain.crossovers]
-                                             + [g.reference for g in chain.gaps])))
+                                             + [g.reference for g in chain.gaps])),
+                        crossovers=reference_changes(chain), steps=tuple(spec.steps))
     return write_points_files(found, ctx, folder / "points.csv", folder / "points.png",
                               scratch)
 
@@ -191,8 +199,8 @@ def _when(dates: Sequence[datetime]) -> NDArray[np.datetime64]:
 
 def plot_points(found: Sequence[Found], ctx: SeriesContext, png: Path, scratch: Path
                 ) -> None:
-    """Each point's series (mm) with error bars and its fitted line (and seasonal curve);
-    the reference changes as dashed lines."""
+    """Each point's series (mm) with error bars and its fitted trajectory (the series'
+    model); the fitted steps dashed, the reference changes dotted."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 5.4), dpi=100)
@@ -204,8 +212,9 @@ def plot_points(found: Sequence[Found], ctx: SeriesContext, png: Path, scratch: 
     sources = set()
     for p in found:
         series = p.values
-        fit = fit_velocity(series[:, None, None], t, segments=ctx.segments,
-                           seasonal=ctx.seasonal, min_valid_fraction=ctx.min_valid_fraction)
+        fit = fit_velocity(series[:, None, None], t, segments=ctx.segments, model=ctx.model,
+                           changes=ctx.crossovers,
+                           min_valid_fraction=ctx.min_valid_fraction)
         rate = float(fit.rate[0, 0])
         sigma, source = _sigmas(p, ctx)
         sources.add(source)
@@ -217,17 +226,21 @@ def plot_points(found: Sequence[Found], ctx: SeriesContext, png: Path, scratch: 
                               "mm/yr" if math.isfinite(rate) else ": no fit"))[0]
         if math.isfinite(rate) and not ctx.gaps:  # one segment: one curve to draw
             finite = np.isfinite(series)
-            coef, *_ = np.linalg.lstsq(design(t[finite], seasonal=ctx.seasonal)[0],
+            coef, *_ = np.linalg.lstsq(design(t[finite], model=ctx.model)[0],
                                        series[finite].astype(np.float64), rcond=None)
-            ax.plot(_when(dense_dates), design(dense, seasonal=ctx.seasonal)[0] @ coef
+            ax.plot(_when(dense_dates), design(dense, model=ctx.model)[0] @ coef
                     * 1000.0, "-", color=line.get_color(), lw=1.2)
-    for k, d in enumerate(ctx.changes):
-        ax.axvline(_when([d])[0], color="0.45", ls="--", lw=0.9,
+    # The fitted steps (dashed) and the changes of the reference date (dotted).
+    for k, when in enumerate(ctx.steps):
+        ax.axvline(_when([when])[0], color="0.3", ls="--", lw=0.9,
+                   label="steps (fitted)" if k == 0 else None)
+    for k, when in enumerate(ctx.changes):
+        ax.axvline(_when([when])[0], color="0.45", ls=":", lw=1.0,
                    label="reference date changes" if k == 0 else None)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_ylabel(f"LOS {ctx.layer.replace('_', ' ')} [mm]")
     ax.set_title(f"F{ctx.frame:05d}: series since {t0:%Y-%m-%d}, reference "
-                 f"{ctx.reference_method}", fontsize=11)
+                 f"{ctx.reference_method}\nmodel: {ctx.model.describe()}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.text(0.01, 0.01, "error bars: " + "; ".join(SIGMA_SOURCES[s] for s in sorted(sources)),
