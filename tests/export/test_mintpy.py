@@ -283,3 +283,23 @@ def test_export_geometry_from_disp_s1_static_files(point_series: Path, tmp_path:
     assert code == 2 and "not of unit length" in one_line_error(err)
     code, _, err = run(["export", "mintpy", str(series), "--dem", str(dem)], capsys)
     assert code == 2 and "give --los-enu too" in one_line_error(err)
+
+
+def test_fitted_terms_go_to_velocity_h5_under_mintpys_names(stack: Path) -> None:
+    probe = api.timeseries(source=stack, window=WINDOW, reference_method="median",
+                           output="probe", progress=False)
+    step = probe.summary["timeseries"]["frames"][0]["dates"][5][:10]
+    r = api.timeseries(source=stack, window=WINDOW, reference_method="median", steps=step,
+                       mintpy=True, output="steps", progress=False)
+    assert r.exit_code == 0, r.message
+    day = step.replace("-", "")
+    path = "steps/F40291/mintpy/velocity.h5"
+    assert set(readfile.get_slice_list(path)) == {"velocity", "velocityStd", f"step{day}",
+                                                  f"step{day}Std"}
+    for ours, theirs in ((f"step_{day}", f"step{day}"),
+                         (f"step_{day}_stderr", f"step{day}Std")):
+        with rasterio.open(f"steps/F40291/{ours}.tif") as src:
+            np.testing.assert_array_equal(readfile.read(path, datasetName=theirs)[0],
+                                          src.read(1))
+    atr = readfile.read_attribute(path)
+    assert atr["OPERA_MODEL"] == f"offset + rate + step {step}"

@@ -114,3 +114,21 @@ def test_points_outside_are_refused_before_any_work(series: tuple[Path, str],
     assert code == 2 and "give --points" in one_line_error(err)
     code, _, err = run(["points", str(out), "--points", "-103.7"], capsys)
     assert code == 2 and "point" in one_line_error(err)
+
+
+def test_the_model_after_the_fact_is_the_jobs(series: tuple[Path, str]) -> None:
+    from opera_disp.export.points import context
+
+    out, points = series
+    src = Path(json.loads((out / "summary.json").read_text())["inputs"]["source"])
+    step = open_series(out)[0].dates[5]
+    r = api.timeseries(source=src, window=WINDOW, reference_method="median",
+                       steps=f"{step:%Y-%m-%d}", seasonal="none", output="s", progress=False)
+    assert r.exit_code == 0, r.message
+    sf = open_series("s")[0]
+    ctx = context(sf)
+    assert ctx.model.describe() == sf.attrs["model"] == f"offset + rate + step {step:%Y-%m-%d}"
+    assert ctx.steps == (step.replace(hour=0, minute=0, second=0),)
+    assert [sf.dates[k] for k in ctx.crossovers] == list(sf.crossovers)
+    api.points("s", points=points)
+    assert Path("s/F40291/points/points.png").is_file()
