@@ -120,14 +120,16 @@ def test_run_sh_timeseries_product(tmp_path: Path) -> None:
     values = {n: "" for n in names}
     values.update(product="timeseries", layers="short_wavelength_displacement",
                   corrections="none", reference_point="-103.7,24.45", seasonal="annual",
+                  date_cogs="true",
                   allow_gaps="false", cube="zarr", points="-103.7,24.45;-103.6,24.5",
                   stac="false", mintpy="true")
     p = _run_sh([values[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "timeseries"
-    assert "--mintpy" in lines and "--allow-gaps" not in lines and "--no-stac" in lines
-    rest = [ln for ln in lines[1:] if ln not in ("--mintpy", "--no-stac")]
+    assert "--date-cogs" in lines and "--mintpy" in lines and "--allow-gaps" not in lines
+    assert "--no-stac" in lines
+    rest = [ln for ln in lines[1:] if ln not in ("--date-cogs", "--mintpy", "--no-stac")]
     pairs = list(zip(rest[::2], rest[1::2], strict=True))
     assert ("--layer", "short_wavelength_displacement") in pairs
     assert ("--reference-point", "-103.7,24.45") in pairs and ("--cube", "zarr") in pairs
@@ -135,7 +137,7 @@ def test_run_sh_timeseries_product(tmp_path: Path) -> None:
     # An input of the other product, a bad product or a bad yes/no: one line, exit 2.
     for change, said in (({"product": "subset"}, "applies to product timeseries only"),
                          ({"product": "mosaic"}, "product 'mosaic' is not allowed"),
-                         ({"mintpy": "maybe"}, "expected true or false"),
+                         ({"date_cogs": "maybe"}, "expected true or false"),
                          ({"cog_writer": "gdal"}, "applies to product subset only"),
                          ({"quicklooks": "false"}, "applies to product subset only")):
         bad = {**values, **change}
