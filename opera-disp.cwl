@@ -176,6 +176,11 @@ $graph:
       doc: 'timeseries: remove a per-date plane (linear) or quadric (quadratic), fitted on the reference
         pixels, before the fit (default none).'
       type: string?
+    mintpy:
+      label: Mintpy
+      doc: 'timeseries: true to also write MintPy''s timeseries.h5 and velocity.h5 per frame (default
+        false).'
+      type: string?
   outputs:
     out:
       type: Directory
@@ -217,6 +222,7 @@ $graph:
         steps: steps
         postseismic: postseismic
         deramp: deramp
+        mintpy: mintpy
       out:
       - outputs_result
 - class: CommandLineTool
@@ -404,6 +410,11 @@ $graph:
       inputBinding:
         position: 33
         prefix: --deramp
+    mintpy:
+      type: string?
+      inputBinding:
+        position: 34
+        prefix: --mintpy
   outputs:
     outputs_result:
       type: Directory

@@ -240,7 +240,7 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
               "aoi": "", "steps": "2020-01-05", "postseismic": "2020-01-10:30:exp",
-              "deramp": "linear"}
+              "deramp": "linear", "mintpy": "true"}
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

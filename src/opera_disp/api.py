@@ -43,7 +43,13 @@ from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
 from .options import Group, Run, SeriesOptions, SubsetOptions
-from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
+from .options.values import (
+    COLOUR_BOUND,
+    DEFAULT_DOWNLOAD_WORKERS,
+    DOWNLOAD_WORKERS,
+    choice,
+    parse_path,
+)
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
 from .types import AccessMode, BBox
@@ -54,8 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collection", "download", "footprints", "inspect", "layout", "open_granule",
-           "plot", "search", "subset", "timeseries"]
+__all__ = ["collection", "download", "export_mintpy", "footprints", "inspect", "layout",
+           "open_granule", "plot", "points", "search", "subset", "timeseries"]
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
@@ -250,6 +256,7 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     (<ExitCode.OK: 0>, 5)
     """
     from .cluster.series import open_tiles
+    from .export.mintpy import frame_finisher
     from .timeseries.job import run_series
 
     def demo_points() -> dict[str, Any]:
@@ -263,8 +270,64 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
         with open_tiles(job.run.scheduler, source_factory) as runner:
             result = run_series(job.spec, job.refs, source_factory=job.source_factory,
                                 folder=job.folder, progress=job.run.progress,
-                                notes=job.notes, runner=runner)
+                                notes=job.notes, runner=runner,
+                                finish=frame_finisher(job.spec.output) if job.spec.mintpy
+                                else None)
         return _published(job, result, uploaded_by_engine=False)
+
+
+def export_mintpy(series_dir: str | Path, *, frames: Sequence[int] | None = None,
+                  los_enu: str | Path | None = None, dem: str | Path | None = None,
+                  layover_shadow_mask: str | Path | None = None) -> list[Path]:
+    """MintPy's ``timeseries.h5`` and ``velocity.h5`` of a finished time series.
+
+    Reads each frame's cube and velocity COGs in ``series_dir`` (the output folder of
+    :func:`timeseries`; nothing is recomputed) and writes ``F<frame>/mintpy/`` in
+    MintPy's own layout (:mod:`opera_disp.export.mintpy`), as ``timeseries(mintpy=True)``
+    does at the end of each frame; ``summary.json`` lists the files. ``frames``: only
+    these frames. ``los_enu`` (the frame's DISP-S1-STATIC line-of-sight east/north/up
+    GeoTIFF; with ``dem`` and ``layover_shadow_mask`` if given) adds ``geometryGeo.h5``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    BadInput
+        ``series_dir`` holds no finished series or not one of ``frames``, or a job holds
+        it (exit code 2), before any work.
+    """
+    from .export.mintpy import export_series
+
+    def path(value: str | Path | None, name: str) -> Path | None:
+        return None if value is None else parse_path(value, name)
+
+    return export_series(series_dir, frames, los_enu=path(los_enu, "line-of-sight file"),
+                         dem=path(dem, "DEM"),
+                         layover_shadow_mask=path(layover_shadow_mask, "layover/shadow mask"))
+
+
+def points(series_dir: str | Path, *, points: str | Path | Sequence[Sequence[float]]
+           ) -> list[Path]:
+    """Point series read from a finished cube: ``F<frame>/points/points.csv`` and ``.png``.
+
+    ``points`` as :func:`timeseries` takes them (``"LON,LAT;LON,LAT"``, a file of
+    ``LON,LAT`` lines, or pairs). The CSV gives units in its header and each date's
+    standard error (or, when the cube holds none, the scatter about the fit, and says
+    so); the plot draws error bars, the fit and the reference changes. Nothing is
+    recomputed; ``summary.json`` lists the files.
+
+    Raises
+    ------
+    BadInput
+        A point outside every frame's area (one line with the area's lon/lat bounds), bad
+        points, or a folder without a finished series (exit code 2), before any work.
+    """
+    from .export.points import series_points
+
+    return series_points(series_dir, points)
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,

@@ -7,6 +7,7 @@ import typer
 
 from .commands import register
 from .dps import app as dps_app
+from .export import register as register_export
 from .shell import main
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ def _root(
 
 
 register(app)
+register_export(app)
 app.add_typer(dps_app, name="dps")
 
 __all__ = ["app", "main"]

@@ -17,7 +17,7 @@ from ..errors import BadInput, ExitCode, OutsideFrame
 from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
 from ..options import SubsetOptions
-from ..options.values import parse_path, read_granule_list
+from ..options.values import parse_bool, parse_path, read_granule_list
 from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
 from .params import (
     Aoi,
@@ -194,6 +194,9 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
     if values.get("points"):
         raise BadInput("--tile-pixels with points: a point lies in one tile only; run the "
                        "points' series without --tile-pixels")
+    if values.get("mintpy") and parse_bool(values["mintpy"], "mintpy"):
+        raise BadInput("--tile-pixels with mintpy: MintPy's files hold the whole area; run "
+                       "opera-disp export mintpy on the collected folder instead")
     firsts: dict[int, GranuleRef] = {}
     for r in refs:
         firsts.setdefault(r.product.frame, r)

@@ -436,6 +436,11 @@ class SeriesChoices(Group):
         "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27,
         dps_help="LON,LAT;LON,LAT... points whose series go to points.csv and points.png.",
         summary_help="`[lon, lat]` of each point whose series went to points.csv.")] = ()
+    mintpy: Annotated[bool, Opt(
+        "Also MintPy's files per frame: F<frame>/mintpy/timeseries.h5 and velocity.h5 "
+        "(as opera-disp export mintpy).", flag="--mintpy", parse=_flag("mintpy"), dps=33,
+        dps_help="true to also write MintPy's timeseries.h5 and velocity.h5 per frame.")
+    ] = False
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> None:

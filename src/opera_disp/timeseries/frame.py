@@ -345,6 +345,9 @@ class FrameJob:
     notes: list[str] = field(default_factory=list)
     #: Where the tiles of pass 1 are computed (None: here, one after the other).
     runner: TileRunner | None = None
+    #: Makes more files from the frame's published outputs, ``(folder, scratch)`` ->
+    #: their records (``--mintpy``: injected by the API, from :mod:`opera_disp.export`).
+    finish: Callable[[Path, Path], list[OutputRecord]] | None = None
 
     @property
     def folder(self) -> Path:
@@ -431,16 +434,9 @@ class FrameJob:
     def _check_points(self, grid: Grid, area: Window) -> None:
         """Every ``--points`` point inside the area, checked before any pixel is read or
         file written: refused after the work, the outputs would be left unlisted."""
-        for lon, lat in self.spec.points:
-            try:
-                r, c = grid.rowcol(lon, lat)
-            except OutsideFrame:
-                r, c = -1, -1
-            if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
-                w, s, e, n = grid.window_lonlat_bounds(area)
-                raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
-                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                               "inside the area")
+        from .points import check_points
+
+        check_points(grid, area, self.spec.points, self.frame)
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
@@ -705,6 +701,8 @@ class FrameJob:
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
+        if self.finish is not None:  # files made from the published ones (--mintpy)
+            outputs += self.finish(self.folder, self.scratch)
         ref_rc = fr.ref_rc
         ref_rec = SpatialReference(
             method=spec.reference_method,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..catalog.refs import GranuleRef
@@ -32,6 +34,7 @@ from ..jobs.summary import (
     CatalogRecord,
     Engine,
     FrameSeries,
+    OutputRecord,
     Problem,
     SeriesSection,
 )
@@ -52,7 +55,8 @@ class EngineTiles(TileRunner, Protocol):
 
 def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: SourceFactory,
                folder: OutputFolder, progress: bool | None = None,
-               notes: list[str] | None = None, runner: EngineTiles | None = None
+               notes: list[str] | None = None, runner: EngineTiles | None = None,
+               finish: Callable[[Path, Path], list[OutputRecord]] | None = None
                ) -> JobResult:
     """Make every frame's series into ``folder`` and write ``summary.json``.
 
@@ -73,6 +77,9 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
     runner
         Where the tiles are computed (dask workers) and what the summary says of it; None:
         in this process.
+    finish
+        Called at the end of each frame with its folder and the scratch folder: makes more
+        files from the published ones and returns their records (``--mintpy``).
     """
     from tqdm import tqdm
 
@@ -134,7 +141,8 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                         bar.update(n)
 
                     fjob = FrameJob(spec, frame, opened.products, spec.output, folder.scratch,
-                                    pool, encoders, progress=tick, runner=runner)
+                                    pool, encoders, progress=tick, runner=runner,
+                                    finish=finish)
                     try:
                         frames.append(fjob.run())
                         used += len(opened.products)
