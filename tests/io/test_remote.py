@@ -460,7 +460,7 @@ def test_breaker_half_opens_after_the_cooldown(server: Server, granule: Path) ->
             client.get_range(url, 0, 10)
     server.state.reset_log()
     now[0] += 19.0  # within the cool-down: nothing is sent
-    with pytest.raises(Unreachable, match="not tried.*next try in 1 s"):
+    with pytest.raises(Unreachable, match=r"not tried.*next try in 1 s"):
         client.get_range(url, 0, 10)
     assert server.state.count("/") == 0
     now[0] += 1.0  # half-open: one trial; it fails and opens the breaker again
@@ -468,7 +468,7 @@ def test_breaker_half_opens_after_the_cooldown(server: Server, granule: Path) ->
     with pytest.raises(Unreachable, match="ConnectionError after 1 tries"):
         client.get_range(url, 0, 10)
     assert server.state.count("/") == 1
-    with pytest.raises(Unreachable, match="not tried.*next try in 20 s"):
+    with pytest.raises(Unreachable, match=r"not tried.*next try in 20 s"):
         client.get_range(url, 0, 10)
     now[0] += 20.0  # the host is back: the trial succeeds and closes the breaker
     assert client.get_range(url, 0, 10)[0] == granule.read_bytes()[:10]
