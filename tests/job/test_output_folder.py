@@ -71,10 +71,10 @@ class Child:
     """A job in a child process, held at one granule until :meth:`release`."""
 
     def __init__(self, tmp: Path, out: Path, granules: list[Path], hold: str,
-                 *extra: str):
+                 *extra: str, prelude: str = ""):
         self.started, self.go = tmp / "started", tmp / "go"
         script = tmp / "child.py"
-        script.write_text(CHILD)
+        script.write_text(prelude + CHILD)
         env = {**os.environ, "HOLD": hold, "STARTED": str(self.started),
                "GO": str(self.go)}
         self.proc = subprocess.Popen(

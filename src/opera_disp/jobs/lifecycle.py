@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NotRequired
+from typing import Any, ClassVar, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -130,8 +130,8 @@ class Lifecycle:
     _journal: Journal | None = field(default=None, init=False, repr=False)
     #: The running summary is rewritten when its journal holds this fraction of the
     #: granules done, or this many seconds after its last rewrite.
-    rewrite_fraction: float = 1 / 8
-    rewrite_seconds: float = 2.0
+    rewrite_fraction: ClassVar[float] = 1 / 8
+    rewrite_seconds: ClassVar[float] = 2.0
 
     def __post_init__(self) -> None:
         from ..stac.catalog import remove_catalog
