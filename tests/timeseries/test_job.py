@@ -371,5 +371,5 @@ def test_rerun_reuses_complete_frames(archive: Path, tmp_path: Path,
     assert fourth.exit_code == 0 and made == [], fourth.message
     assert {p: sha256_file(tmp_path / "o" / p) for p in listed} == listed
     # Another setting: every frame is another job's.
-    with pytest.raises(Exception, match=r"different seasonal \(false → true\)"):
-        api.timeseries(**kw, seasonal=True)
+    with pytest.raises(Exception, match=r"different seasonal \(\"auto\" → \"annual\"\)"):
+        api.timeseries(**kw, seasonal="annual")
