@@ -57,8 +57,19 @@ def _compare(new: dict[str, Any], old: Any, defaults: dict[str, Any]) -> list[st
     """``key (old → new)`` for each key of ``new`` whose value differs in ``old`` (a key
     missing there, an older version's summary, counts as its default)."""
     old = old if isinstance(old, dict) else {}
-    return [f"{key} ({_shown(old.get(key, defaults.get(key)))} → {_shown(value)})"
-            for key, value in new.items() if old.get(key, defaults.get(key)) != value]
+    out = []
+    for key, value in new.items():
+        was = old.get(key, defaults.get(key))
+        if was == value:
+            continue
+        if isinstance(was, list) and isinstance(value, list) and max(len(was), len(value)) > 3:
+            added = sum(v not in was for v in value)
+            gone = sum(v not in value for v in was)
+            change = f"{added} new, {gone} gone" if added or gone else "in another order"
+            out.append(f"{key} ({len(was)} → {len(value)} entries, {change})")
+        else:
+            out.append(f"{key} ({_shown(was)} → {_shown(value)})")
+    return out
 
 
 def _differences(spec: SubsetOptions | SeriesOptions, old: dict[str, Any]
