@@ -156,7 +156,8 @@ class Manifest:
         with self._lock:
             fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                with contextlib.suppress(OSError):  # a file system without flock: this
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # process's own lock still holds
                 doc = self._read() or {"schema": MANIFEST_SCHEMA}
                 doc.setdefault("files", {})
                 doc.setdefault("failed", {})
