@@ -212,10 +212,10 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
         getattr(api, product)(bboxx="1,2,3,4", output=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
-    # The summary's inputs: every summarised field (and the AOI's bounds), no other.
+    # The summary's inputs: every summarised field (and the AOI's bounds and hash), no other.
     spec = kind.make(source=str(tmp_path))
     assert set(spec.summary()) == {f.name for f in kind.options() if f.opt.summary} | \
-        {"aoi_bounds"}
+        {"aoi_bounds", "aoi_sha256"}
 
     # DPS: algorithm_config.yaml's inputs and run.sh's names are the model's DPS fields.
     doc = yaml.safe_load((root / "algorithm_config.yaml").read_text())

@@ -38,7 +38,7 @@ from .catalog.select import Selection
 from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
-from .io.download import Downloaded
+from .io.download import Downloaded, Verified
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["collection", "download", "export_mintpy", "footprints", "inspect", "layout",
-           "open_granule", "plot", "points", "search", "subset", "timeseries"]
+           "open_granule", "plot", "points", "search", "subset", "timeseries",
+           "verify_downloads"]
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
@@ -511,6 +512,20 @@ def download(refs: list[GranuleRef], outdir: str | Path, *,
                             show_progress=progress)
     finally:
         opened.close()
+
+
+def verify_downloads(outdir: str | Path) -> Verified:
+    """Check a download folder against its ``download-manifest.json`` without any network:
+    every file re-hashed (SHA-256, and CMR's checksum when recorded), one line per bad file.
+
+    Raises
+    ------
+    BadInput
+        When the folder does not exist or holds no manifest (exit code 2).
+    """
+    from .io.download import verify_folder
+
+    return verify_folder(Path(outdir))
 
 
 def _signature(kinds: tuple[type[Any], ...]) -> Signature:

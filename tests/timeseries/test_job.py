@@ -397,3 +397,48 @@ def test_the_reference_is_recorded_checked_and_drawn(noisy: Path) -> None:
     black = (pixels.sum(axis=2) == 0).sum()
     plain = np.asarray(Image.open("m/F40291/velocity.png").convert("RGB"))
     assert black > (plain.sum(axis=2) == 0).sum()
+
+
+def test_rerun_reuses_complete_frames(archive: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from opera_disp.files import sha256_file
+    from opera_disp.timeseries import frame as frames
+
+    made: list[int] = []
+    real = frames.FrameJob.run
+
+    def spy(self: frames.FrameJob) -> object:
+        made.append(self.frame)
+        return real(self)
+
+    monkeypatch.setattr(frames.FrameJob, "run", spy)
+    kw = {"source": archive, "window": "0:64,0:64", "output": tmp_path / "o",
+          "reference_method": "median", "date_cogs": True, "progress": False}
+    first = api.timeseries(**kw)
+    assert first.exit_code == 0 and made == [40291, 40292], first.message
+    listed = {o["path"]: o["sha256"] for f in first.summary["timeseries"]["frames"]
+              for o in f["outputs"]}
+    made.clear()
+    again = api.timeseries(**kw)
+    assert again.exit_code == 0 and made == [], again.message
+    assert again.summary["timeseries"]["frames"] == first.summary["timeseries"]["frames"]
+    t = again.summary["totals"]
+    assert (t["reused"], t["succeeded"], t["bytes_read"]) == (6, 6, 0)
+    assert any("2 frame(s) reused" in n for n in again.summary["notes"])
+    # A damaged output: its frame is made again (the same bytes), the other reused.
+    vel = tmp_path / "o" / "F40292" / "velocity.tif"
+    vel.write_bytes(vel.read_bytes()[:-1])
+    # A frame the earlier run made from other granules (one had failed) is made again.
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    doc["timeseries"]["frames"][0]["products"].pop()
+    (tmp_path / "o" / "summary.json").write_text(json.dumps(doc))
+    made.clear()
+    third = api.timeseries(**kw)
+    assert third.exit_code == 0 and made == [40291, 40292], third.message
+    made.clear()
+    fourth = api.timeseries(**kw)  # the third run's summary is the earlier run's now
+    assert fourth.exit_code == 0 and made == [], fourth.message
+    assert {p: sha256_file(tmp_path / "o" / p) for p in listed} == listed
+    # Another setting: every frame is another job's.
+    with pytest.raises(Exception, match=r"different seasonal \(\"auto\" → \"annual\"\)"):
+        api.timeseries(**kw, seasonal="annual")

@@ -306,11 +306,18 @@ def download(
                                 **_int(DOWNLOAD_WORKERS, "workers"))] =
         DEFAULT_DOWNLOAD_WORKERS,
     progress: Progress = None,
+    verify: Annotated[bool, Opt("--verify", help="Check the folder's files against its "
+                                "download-manifest.json, without any network: one line per "
+                                "bad file; exit 1 if any (2: no manifest).")] = False,
 ) -> int:
-    """Download whole granules: parallel, resumable, checked against CMR's size/checksum."""
+    """Download whole granules: parallel, resumable, each file hashed as it is written and
+    checked against CMR's size/checksum, recorded in the folder's download-manifest.json."""
     from .. import api
 
     setup_logging()
+    if verify:
+        return _verify_downloads(output, granules=granules, bbox=bbox, aoi=aoi, start=start,
+                                 end=end, frame=frame, limit=limit, cmr_url=cmr_url)
     mode = choice(AccessMode, access or AccessMode.AUTO, "access")  # before any search
     refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                    source=None, cmr_url=cmr_url, granules=granules)
@@ -327,6 +334,23 @@ def download(
     if failed and all(r.service for r in failed):
         return int(ExitCode.SERVICE)
     return int(ExitCode.FAILED) if failed else 0
+
+
+def _verify_downloads(output: Path, **selection: Any) -> int:
+    """``download --verify``: the folder against its manifest, no search, no network."""
+    from .. import api
+
+    given = [f"--{k.replace('_', '-')}" for k, v in selection.items() if v]
+    if given:
+        raise BadInput(f"download --verify checks the folder only; drop {', '.join(given)}")
+    found = api.verify_downloads(output)
+    for line in found.bad:
+        print(f"bad        {line}")
+    extra = "".join([f"; {found.failed} download(s) recorded as failed" if found.failed else "",
+                     f"; {found.partial} partial download(s) (.part)" if found.partial else ""])
+    print(f"opera-disp: {found.ok} of {found.checked} recorded file(s) verified in {output}, "
+          f"{len(found.bad)} bad{extra}", file=sys.stdout if not found.bad else sys.stderr)
+    return int(ExitCode.FAILED) if found.bad else 0
 
 
 def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = None,

@@ -207,11 +207,20 @@ class Area(Group):
     #: Summary entries beyond the declared options (JSON Schema of each).
     extra_schema: ClassVar[dict[str, Any]] = {"aoi_bounds": {
         "anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}],
-        "description": "The AOI's lon/lat bounds [W, S, E, N]."}}
+        "description": "The AOI's lon/lat bounds [W, S, E, N]."}, "aoi_sha256": {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": "SHA-256 of the AOI's normalized geometry (WKB): a rerun tells two "
+                       "AOIs apart whose label and bounds agree."}}
 
     def _summary(self, out: dict[str, Any]) -> None:
+        import hashlib
+
+        import shapely
+
         out["aoi"] = self.aoi_label
         out["aoi_bounds"] = list(self.aoi.bounds) if self.aoi is not None else None
+        out["aoi_sha256"] = hashlib.sha256(shapely.normalize(self.aoi).wkb).hexdigest() \
+            if self.aoi is not None else None
 
 
 def _demo(value: Any) -> bool:

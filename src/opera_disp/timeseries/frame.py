@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,7 +54,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
-from ..files import free_bytes, safe_mkdir, sha256_file
+from ..files import free_bytes, safe_mkdir, sha256_file, sha256_tree
 from ..geometry import Grid, Window
 from ..hdf5.index import open_index
 from ..io.auth import public_url
@@ -230,14 +229,9 @@ def window_record(grid: Grid, win: Window) -> WindowRecord:
 def output_record(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecord:
     """The summary's record of an output file (or Zarr folder) under ``root``."""
     if path.is_dir():  # a Zarr store: size and checksum of its files in a fixed order
-        digest = hashlib.sha256()
-        size = 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(path)).encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_file(f)))
-            size += f.stat().st_size
+        size, sha = sha256_tree(path)
         return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
-                            bytes=size, sha256=digest.hexdigest())
+                            bytes=size, sha256=sha)
     return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
                         bytes=path.stat().st_size, sha256=sha256_file(path))
 
