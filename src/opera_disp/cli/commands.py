@@ -205,15 +205,67 @@ def schema(
 
 # -- the access-and-visualize toolkit ---------------------------------------------------
 
+def _demo_source(progress: bool | None = None) -> Path:
+    """The embedded sample archive (made once), its cache checked first (``--demo``)."""
+    from .. import synthetic
+
+    Run.make(demo=True)
+    return synthetic.demo_archive(progress=progress)
+
+
 def _search(*, bbox: str | None, aoi: str | None, start: str | None, end: str | None,
             frame: str | None, limit: str | None, source: str | Path | None,
-            cmr_url: str | None, granules: str | None = None) -> list[Any]:
+            cmr_url: str | None, granules: str | None = None, demo: bool = False
+            ) -> list[Any]:
     from .. import api
 
+    if demo:  # the sample archive, searched with the same filters as CMR would be
+        if source or granules:
+            raise BadInput("--demo searches the embedded sample archive; drop --source and "
+                           "--granules")
+        source = _demo_source()
     if granules:  # explicit granules are taken as given: no search filters apply
         return api.search(granules=granules, source=source, cmr_url=cmr_url)
-    return api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+    refs = api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                       source=source, cmr_url=cmr_url)
+    if not refs:
+        _no_match(source=source, cmr_url=cmr_url, bbox=bbox, aoi=aoi, start=start, end=end,
+                  frame=frame)
+    return refs
+
+
+def _no_match(**given: Any) -> None:
+    """Say on stderr what the archive (or CMR, for the frame and dates alone) holds, when a
+    search matched nothing: one line, before the command exits 3."""
+    from .. import api
+    from ..catalog.describe import holdings
+
+    source = given.pop("source")
+    held = holdings(api.search(source=source)) if source is not None else None
+    if held:
+        print(f"opera-disp: no granule matched; the archive holds {held}", file=sys.stderr)
+    else:
+        print("opera-disp: no granule matched the inputs", file=sys.stderr)
+
+
+def _granule(granule: str | None, demo: bool) -> str:
+    """The one granule of ``inspect``/``layout``/``plot``: as given, or with ``--demo`` the
+    sample archive's first (or the one named)."""
+    if not demo:
+        if granule is None:
+            raise BadInput("GRANULE is missing; give a path, URL or granule name (or --demo "
+                           "for the sample archive's first granule)")
+        return check_granule(granule)
+    from ..catalog.local import scan_archive
+
+    refs = sorted(scan_archive(_demo_source()), key=lambda r: r.product.secondary)
+    if granule is None:
+        return refs[0].location
+    for r in refs:
+        if granule in (r.name, r.name.removesuffix(".nc"), r.location):
+            return r.location
+    raise BadInput(f"granule {granule!r} is not in the sample archive; its granules are "
+                   f"{refs[0].name} .. {refs[-1].name} (opera-disp search --demo lists them)")
 
 
 def collection(

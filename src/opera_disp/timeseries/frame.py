@@ -373,9 +373,10 @@ class FrameJob:
                 r, c = -1, -1
             if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
                 w, s, e, n = grid.window_lonlat_bounds(area)
+                pixel = f"pixel {r},{c}" if r >= 0 else "outside the frame grid"
                 raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
-                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                               "inside the area")
+                               f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} [{pixel}; the "
+                               f"area is window {area}]; give points inside the area")
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
@@ -385,8 +386,11 @@ class FrameJob:
         try:
             fr.ref_rc = fr.grid.rowcol(lon, lat)
         except OutsideFrame:
+            w, s, e, n = fr.grid.window_lonlat_bounds(fr.grid.full)
             raise BadInput(f"reference point {lon:g},{lat:g} is outside frame "
-                           f"{self.frame}'s grid") from None
+                           f"{self.frame}'s grid lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} "
+                           f"[{fr.grid.height} rows x {fr.grid.width} columns]; give a point "
+                           "inside it") from None
         row, col = fr.ref_rc
         one = Window(row, row + 1, col, col + 1)
         stack, _ = read_stack(fr.products, spec, fr.layers, one, self.pool)
