@@ -127,7 +127,7 @@ def _typer_option(f: OptionField, help: str | None = None, panel: str | None = N
     if f.opt.short:
         decls.append(f.opt.short)
     text = help or f.help_for(command)
-    shown = f.shown_default()
+    shown = f.shown_default() if help is None else None  # an own text says its default
     if shown and not f.is_flag:  # the model's default (the option itself defaults to None)
         text += f"  [default: {shown}]"
     common: dict[str, Any] = {"help": text, "rich_help_panel": panel or f.group}
@@ -138,11 +138,11 @@ def _typer_option(f: OptionField, help: str | None = None, panel: str | None = N
 
 
 def field_option(kind: type[Group], name: str, *, help: str | None = None,
-                 command: str | None = None) -> OptionInfo:
+                 command: str | None = None, panel: str | None = None) -> OptionInfo:
     """One field of the model as a command's option (its value reaches the API as text,
     or a flag's bool); ``command``: the help text the model gives that command, where the
     option means something else there (``--aoi`` on ``search`` selects, it masks nothing)."""
-    return _typer_option(kind.option(name), help, command=command)
+    return _typer_option(kind.option(name), help, panel, command=command)
 
 
 # Single fields of the model for the commands that are no product (search, dps plan…):
@@ -155,8 +155,8 @@ Aoi = Annotated[str | None, field_option(SubsetOptions, "aoi")]
 #: The area of a search (``search``, ``footprints``, ``download``, ``dps plan``): it selects.
 SearchBBox = Annotated[str | None, field_option(SubsetOptions, "bbox", command="search")]
 SearchAoi = Annotated[str | None, field_option(SubsetOptions, "aoi", command="search")]
-Demo = Annotated[bool, field_option(Run, "demo", command="search")]
-GranuleDemo = Annotated[bool, field_option(Run, "demo", command="inspect")]
+Demo = Annotated[bool, field_option(Run, "demo", command="search", panel="Selection")]
+GranuleDemo = Annotated[bool, field_option(Run, "demo", command="inspect", panel="Selection")]
 WindowOpt = Annotated[str | None, field_option(SubsetOptions, "window")]
 Start = Annotated[str | None, field_option(Selection, "start")]
 End = Annotated[str | None, field_option(Selection, "end")]

@@ -754,7 +754,7 @@ class FrameJob:
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch)
+            tmp_dir=self.scratch, limits=self.spec.colour_range)
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)
 
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
