@@ -159,6 +159,16 @@ $graph:
       label: STAC
       doc: false for no STAC catalog (catalog.json) of the outputs (default true).
       type: string?
+    vmin:
+      label: Vmin
+      doc: 'Low end of the maps'' colour range, in their units (displacement: m; velocity: mm/yr);
+        alone: -vmin..vmin (default symmetric: the 98th percentile of |value| (quicklooks: ±0.1 m)).'
+      type: float?
+    vmax:
+      label: Vmax
+      doc: 'High end of the maps'' colour range, in their units; alone: -vmax..vmax. Arrows on the
+        colour bar mark values beyond the range.'
+      type: float?
   outputs:
     out:
       type: Directory
@@ -197,6 +207,8 @@ $graph:
         points: points
         quicklooks: quicklooks
         stac: stac
+        vmin: vmin
+        vmax: vmax
       out:
       - outputs_result
 - class: CommandLineTool
@@ -369,6 +381,16 @@ $graph:
       inputBinding:
         position: 30
         prefix: --stac
+    vmin:
+      type: float?
+      inputBinding:
+        position: 31
+        prefix: --vmin
+    vmax:
+      type: float?
+      inputBinding:
+        position: 32
+        prefix: --vmax
   outputs:
     outputs_result:
       type: Directory

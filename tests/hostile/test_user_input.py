@@ -102,7 +102,8 @@ def test_points_outside_the_area_refused_before_work(
                           "--window", "0:32,0:32", "--no-progress", "-o", str(tmp_path / "out"),
                           "--points", "0,0"], capsys)
     assert code == 2, out + err
-    assert "point 0,0 is outside frame 40291's area (lon " in out + err
+    assert "point 0,0 is outside frame 40291's area lon " in out + err
+    assert "[outside the frame grid; the area is window 0:32,0:32]" in out + err
     left = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert left == ["summary.json"], left  # no cube, COG, quicklook: nothing to disown
 
