@@ -238,9 +238,9 @@ def test_a_server_that_is_no_scheduler_is_a_service_failure() -> None:
     t = threading.Thread(target=answer, daemon=True)
     t.start()
     try:
-        with pytest.raises(Unreachable, match="not as a dask scheduler|cannot be reached"):
-            with open_client(parse_scheduler(f"tcp://127.0.0.1:{port}")):
-                pass
+        with pytest.raises(Unreachable, match=r"not as a dask scheduler|cannot be reached"), \
+                open_client(parse_scheduler(f"tcp://127.0.0.1:{port}")):
+            pass
     finally:
         srv.close()
         t.join(5)

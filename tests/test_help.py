@@ -3,6 +3,7 @@ top, and help texts that mean what the option does on that command."""
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from collections.abc import Iterator
 from typing import Any
@@ -134,7 +135,7 @@ def test_no_nonsense_in_help(path: str) -> None:
     assert "  [default: ]" not in text and "[default: None]" not in flat
     assert ". ." not in flat and ",," not in flat
     words = flat.split()
-    doubled = [a for a, b in zip(words, words[1:], strict=False)
+    doubled = [a for a, b in itertools.pairwise(words)
                if a == b and a.isalpha() and a.lower() not in ("that",)]
     assert not doubled, (path, doubled)
     if path in ("inspect", "layout", "plot"):
