@@ -377,7 +377,8 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     """The tutorial's map + histogram of a (masked) layer over a window, in one file.
 
     ``vmin``/``vmax`` set the colour range of any layer (a displacement layer with one of
-    them is symmetric about zero; with neither it is ±0.1 m); masks and labels are drawn
+    them is symmetric about zero; with neither it is ± the 98th percentile of ``|value|``,
+    arrows on the colour bar marking the values beyond); masks and labels are drawn
     in discrete colours with a count per category. The format follows the extension of
     ``output``: ``.png``, ``.jpg``/``.jpeg``, ``.pdf`` or ``.svg``.
     """
