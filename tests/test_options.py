@@ -237,10 +237,10 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "access": "https", "cmr_url": "cmr.earthdata.nasa.gov", "cog_writer": "gdal",
               "corrections": "none", "nan_policy": "omit", "reference_point": "1,2",
               "reference_method": "point", "coherence_threshold": "0.5", "seasonal": "true",
-              "vmin": "-0.02", "vmax": "0.03",
               "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
               "aoi": ""}
+    sample.update(vmin="-0.02", vmax="0.03")  # the maps' colour range
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

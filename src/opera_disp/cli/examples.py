@@ -28,9 +28,9 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "timeseries": (
         ("Run on the embedded sample archive (three points)",
          "opera-disp timeseries --demo -o series"),
-        ("A reference point, a seasonal fit and a velocity colour range",
-         "opera-disp timeseries --demo --reference-point -103.70,24.47 --seasonal "
-         "--vmax 30 -o series"),
+        ("A reference point and the velocity map's colour range (mm/yr)",
+         "opera-disp timeseries --demo --reference-point -103.66,24.40 --vmax 300 "
+         "-o series"),
         ("From CMR, with point series",
          "opera-disp timeseries --frame 11116 --bbox -118.6,34.1,-118.3,34.3 "
          "--start 2019-11-01 --end 2021-12-31 --points \"-118.50,34.20;-118.40,34.25\" "
