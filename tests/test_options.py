@@ -241,6 +241,9 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
               "aoi": ""}
     sample.update(vmin="-0.02", vmax="0.03")  # the maps' colour range
+    sample.setdefault("steps", "2020-01-15")  # the trajectory options' samples
+    sample.setdefault("postseismic", "2020-01-15:30")
+    sample.setdefault("deramp", "linear")
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

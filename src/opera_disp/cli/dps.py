@@ -100,7 +100,7 @@ def plan_cmd(
         "--input", help="Any other job input of algorithm_config.yaml, NAME=VALUE "
         "(repeatable).", metavar="NAME=VALUE")] = None,
     granules_per_job: Annotated[int, Opt(help="At most this many granules per job.",
-                                         min=1)] = 50,
+                                         metavar="INTEGER", min=1)] = 50,
     kind: Annotated[JobKind, Opt("--product", "--kind", help="What each job makes: subset "
                                  "(per granule, at most --granules-per-job each) or "
                                  "timeseries (one job per frame, or per tile with "

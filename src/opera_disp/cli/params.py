@@ -43,7 +43,7 @@ SECTIONS: dict[str, str] = {
                      "interval", "timeout", "workspace", "algorithm_config"), "Execution"),
 }
 #: Sections in the order ``--help`` shows them (others after, as met).
-ORDER = ("Arguments", "Selection", "Area", "Processing", "Subset", "Series", "Output",
+ORDER = ("Arguments", "Selection", "Area", "Processing", "Subset", "Time series", "Output",
          "Execution", "Run", "Options")
 
 
