@@ -244,3 +244,17 @@ def test_a_server_that_is_no_scheduler_is_a_service_failure() -> None:
     finally:
         srv.close()
         t.join(5)
+
+
+def test_points_outside_every_frame_are_refused_before_work(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With a pixel window (no lon/lat area), a point is judged against the frames'
+    footprints before the output folder is made."""
+    for option, label in (("--points", "point"), ("--reference-point", "reference point")):
+        code, _out, err = run(["timeseries", "--demo", "--window", "0:100,0:100", option,
+                               "-100,30", "-o", str(tmp_path / "o")], capsys)
+        assert code == 2
+        assert one_line_error(err) == (
+            f"opera-disp: error: {label} -100,30 is outside every matched frame: F40291 lon "
+            "-103.903..-103.521, lat 24.320..24.600; give a point inside one")
+        assert not (tmp_path / "o").exists()

@@ -99,7 +99,7 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     granules are resolved; and, unless a ``source_factory`` is given or nothing is read
     here (``reads_here``), remote access is opened (closed when the job ends).
     """
-    from .catalog.resolve import check_area, resolve_granules
+    from .catalog.resolve import check_area, check_points, resolve_granules
     from .cluster.objstore import S3Target, is_s3_url
     from .io.access import Access
     from .jobs.folder import OutputFolder
@@ -146,6 +146,10 @@ def prepared(kind: type[P], options: dict[str, Any], *,
         notes: list[str]
         refs, notes = resolve_granules(selection(spec))
         refs = check_area(refs, selection(spec))  # an area that misses every frame: now
+        if isinstance(spec, SeriesOptions):  # and points outside every frame
+            check_points(refs, {**{f"point {i}": p for i, p in enumerate(spec.points)},
+                                **({"reference point": spec.reference_point}
+                                   if spec.reference_point else {})})
         log.info("%d granule(s) matched", len(refs))
         if source_factory is None and reads_here:
             access = Access(spec.access, max_connections=max(16, 8 * spec.workers))

@@ -91,6 +91,31 @@ def resolve_granules(sel: Selection, *, job: bool = True
     return kept, notes
 
 
+def check_points(refs: list[GranuleRef], points: dict[str, tuple[float, float]],
+                 slack: float = 0.001) -> None:
+    """Refuse, before any work, a named point (``point``, ``reference point``) that lies
+    outside the footprint of every matched granule, naming the frames' lon/lat extents.
+    Not judged when a granule's footprint is unknown (a bare URL).
+
+    Raises
+    ------
+    BadInput
+        ``point 0,0 is outside every matched frame: F40291 lon ..``
+    """
+    from shapely.geometry import Point
+
+    if not refs or not points:
+        return
+    outlined = [with_footprint(r) for r in refs]
+    if any(not r.footprint for r in outlined):
+        return
+    shapes = [footprint_polygon(r.footprint) for r in outlined if r.footprint]
+    for label, (lon, lat) in points.items():
+        if all(p is None or p.distance(Point(lon, lat)) > slack for p in shapes):
+            raise BadInput(f"{label.rstrip('0123456789 ')} {lon:g},{lat:g} is outside every "
+                           f"matched frame: {extents(outlined)}; give a point inside one")
+
+
 def check_area(refs: list[GranuleRef], sel: Selection) -> list[GranuleRef]:
     """Refuse, before any work, an area (bbox or AOI) that misses the footprint of every
     matched granule, naming the frames' lon/lat extents; returns ``refs`` (their
