@@ -27,7 +27,7 @@ set -euo pipefail
 basedir=$(dirname "$(readlink -f "$0")")
 # The inputs' names, in the order DPS passes them, and how each reaches opera-disp.
 # >>> generated from the options model by `python -m opera_disp.cwl`; do not edit
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points quicklooks stac steps postseismic deramp mintpy)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points quicklooks stac steps postseismic deramp mintpy vmin vmax)
 # Inputs only one product takes (the others take both).
 subset_only=" cog_writer quicklooks "
 series_only=" corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points steps postseismic deramp mintpy "

@@ -106,7 +106,7 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     granules are resolved; and, unless a ``source_factory`` is given or nothing is read
     here (``reads_here``), remote access is opened (closed when the job ends).
     """
-    from .catalog.resolve import resolve_granules
+    from .catalog.resolve import check_area, check_points, resolve_granules
     from .cluster.objstore import S3Target, is_s3_url
     from .io.access import Access
     from .jobs.folder import OutputFolder
@@ -119,10 +119,10 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     if unknown:
         raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
     run = Run.make(**{k: v for k, v in options.items() if k in run_names})
-    if isinstance(run.scheduler, str):  # its text is checked before any work
-        from .cluster.scheduler import parse_scheduler
+    if isinstance(run.scheduler, str):  # its text and host are checked before any work
+        from .cluster.scheduler import check_reachable, parse_scheduler
 
-        parse_scheduler(run.scheduler)
+        check_reachable(parse_scheduler(run.scheduler))
     values = {k: v for k, v in options.items() if k not in run_names}
     if run.demo:
         from . import synthetic
@@ -152,6 +152,11 @@ def prepared(kind: type[P], options: dict[str, Any], *,
         reuse, resumed = previous_job(spec, folder.path, overwrite=run.overwrite)
         notes: list[str]
         refs, notes = resolve_granules(selection(spec))
+        refs = check_area(refs, selection(spec))  # an area that misses every frame: now
+        if isinstance(spec, SeriesOptions):  # and points outside every frame
+            check_points(refs, {**{f"point {i}": p for i, p in enumerate(spec.points)},
+                                **({"reference point": spec.reference_point}
+                                   if spec.reference_point else {})})
         log.info("%d granule(s) matched", len(refs))
         if source_factory is None and reads_here:
             access = Access(spec.access, max_connections=max(16, 8 * spec.workers))
@@ -440,7 +445,8 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     """The tutorial's map + histogram of a (masked) layer over a window, in one file.
 
     ``vmin``/``vmax`` set the colour range of any layer (a displacement layer with one of
-    them is symmetric about zero; with neither it is ±0.1 m); masks and labels are drawn
+    them is symmetric about zero; with neither it is ± the 98th percentile of ``|value|``,
+    arrows on the colour bar marking the values beyond); masks and labels are drawn
     in discrete colours with a count per category. The format follows the extension of
     ``output``: ``.png``, ``.jpg``/``.jpeg``, ``.pdf`` or ``.svg``.
     """

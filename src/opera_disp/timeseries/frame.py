@@ -440,8 +440,11 @@ class FrameJob:
         try:
             fr.ref_rc = fr.grid.rowcol(lon, lat)
         except OutsideFrame:
+            w, s, e, n = fr.grid.window_lonlat_bounds(fr.grid.full)
             raise BadInput(f"reference point {lon:g},{lat:g} is outside frame "
-                           f"{self.frame}'s grid") from None
+                           f"{self.frame}'s grid lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} "
+                           f"[{fr.grid.height} rows x {fr.grid.width} columns]; give a point "
+                           "inside it") from None
         row, col = fr.ref_rc
         one = Window(row, row + 1, col, col + 1)
         stack, _ = read_stack(fr.products, spec, fr.layers, one, self.pool)
@@ -947,8 +950,8 @@ class FrameJob:
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None,
-            model=fr.model.describe()
+            tmp_dir=self.scratch, limits=self.spec.colour_range, reference=marks,
+            point=fr.ref_rc is not None, model=fr.model.describe()
             + (f", deramped ({self.spec.deramp})" if self.spec.deramp is not Deramp.NONE
                else ""))
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)

@@ -131,7 +131,9 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
         return life.end(code, status, message, parts(), catalog)
 
     if not refs:
-        return end(ExitCode.NO_MATCH, JobStatus.NO_MATCH, "no granule matched the inputs")
+        from ..catalog.describe import no_match_message
+
+        return end(ExitCode.NO_MATCH, JobStatus.NO_MATCH, no_match_message(notes or ()))
     life.running(f"running: {len(by_frame)} frame(s), {len(refs)} granule(s)", parts())
     layers = layers_needed(spec)
     frame_failures: list[FrameFailure] = []

@@ -110,9 +110,10 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
             r, c = -1, -1
         if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
             w, s, e, n = grid.window_lonlat_bounds(area)
+            pixel = f"pixel {r},{c}" if r >= 0 else "outside the frame grid"
             raise BadInput(f"point {lon:g},{lat:g} is outside frame {frame}'s area "
-                           f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                           "inside the area")
+                           f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}) [{pixel}; the "
+                           f"area is window {area}]; give points inside the area")
         out.append((r, c))
     return out
 
