@@ -13,6 +13,7 @@ from .model import (
     Execution,
     GnssChoices,
     GnssOptions,
+    Maps,
     Output,
     Run,
     Selection,
@@ -23,26 +24,7 @@ from .model import (
     SubsetOptions,
 )
 
-__all__ = [
-    "LOCAL_PRODUCTS",
-    "PRODUCTS",
-    "SERIES_LAYERS",
-    "Area",
-    "DecomposeChoices",
-    "DecomposeOptions",
-    "Execution",
-    "GnssChoices",
-    "GnssOptions",
-    "Group",
-    "Opt",
-    "OptionField",
-    "Output",
-    "Run",
-    "Selection",
-    "SeriesChoices",
-    "SeriesLayer",
-    "SeriesOptions",
-    "SubsetChoices",
-    "SubsetOptions",
-    "json_schema",
-]
+__all__ = ["LOCAL_PRODUCTS", "PRODUCTS", "SERIES_LAYERS", "Area", "DecomposeChoices",
+           "DecomposeOptions", "Execution", "GnssChoices", "GnssOptions", "Group", "Maps", "Opt",
+           "OptionField", "Output", "Run", "Selection", "SeriesChoices", "SeriesLayer",
+           "SeriesOptions", "SubsetChoices", "SubsetOptions", "json_schema"]
