@@ -116,12 +116,12 @@ def download(refs: list[GranuleRef], outdir: Path, *, open_source: Callable[[Gra
              ByteSource], workers: int = 4, show_progress: bool | None = None
              ) -> list[Downloaded]:
     """Download granules in parallel with a byte progress bar."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     outdir.mkdir(parents=True, exist_ok=True)
     total = sum(r.size or 0 for r in refs)
-    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc="download",
-               disable=show_progress is False if show_progress is not None else None)
+    bar = progress_bar(show_progress, total=total or None, unit="B", unit_scale=True,
+                       desc="download")
     results = []
     with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(download_one, r, outdir, open_source(r), bar.update): r

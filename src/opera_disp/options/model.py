@@ -248,9 +248,10 @@ class Output(Group):
 
     output: Annotated[Path, Opt(
         "Output folder (a time series: one subfolder per frame), or s3://BUCKET/PREFIX "
-        "(written locally, then each file uploaded with its SHA-256).",
+        "(written locally, then each file uploaded with its SHA-256); by default the "
+        "command's name.",
         metavar="DIR|s3://BUCKET/PREFIX", short="-o", parse=_output, shapes_output=False)
-    ] = Path("output")
+    ] = Path("output")  # each product names its own (`defaults`: subset/, timeseries/)
     stac: Annotated[bool, Opt(
         "Write catalog.json, a STAC catalog of the outputs.", flag="--stac/--no-stac",
         parse=_flag("stac"), dps=29, shapes_output=False,
@@ -440,10 +441,16 @@ class SeriesChoices(Group):
 class SubsetOptions(SubsetChoices, Execution, Output, Area, Selection):
     """A checked subset job: masked COGs (and quicklooks) per granule."""
 
+    # Each product its own folder: a subset and a time series run from one notebook never
+    # meet in one folder.
+    defaults: ClassVar[dict[str, Any]] = {"output": Path("subset")}
+
 
 @dataclass(frozen=True, kw_only=True)
 class SeriesOptions(SeriesChoices, Execution, Output, Area, Selection):
     """A checked time-series job: one rebased, corrected, re-referenced series per frame."""
+
+    defaults: ClassVar[dict[str, Any]] = {"output": Path("timeseries")}
 
     @property
     def layers(self) -> tuple[SeriesLayer, ...]:

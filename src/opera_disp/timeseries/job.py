@@ -74,7 +74,7 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
         Where the tiles are computed (dask workers) and what the summary says of it; None:
         in this process.
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     life = Lifecycle(spec, folder, list(notes or []),
                      runner.engine if runner is not None else None)
@@ -128,8 +128,8 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                             f"failed (tolerated: {spec.tolerated_failure_percentage:g}%): "
                             f"{opened.failed[0][1]}", services))
                         continue
-                    bar = tqdm(desc=f"F{frame:05d}", unit="px", unit_scale=True,
-                               disable=(progress is False) if progress is not None else None)
+                    bar = progress_bar(progress, desc=f"F{frame:05d}", unit="px",
+                                       unit_scale=True)
                     def tick(n: int, bar: Any = bar) -> None:
                         bar.update(n)
 
