@@ -37,9 +37,15 @@ def bar(progress: bool | None, **kwargs: Any) -> Any:
     True
     """
     if in_notebook():
-        from tqdm.auto import tqdm as auto
+        import importlib.util
 
-        return auto(disable=progress is False, **kwargs)
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm as auto
+
+            return auto(disable=progress is False, **kwargs)
+        from tqdm import tqdm as text  # without ipywidgets: a text bar in the cell
+
+        return text(disable=progress is False, **kwargs)
     from tqdm import tqdm
 
     return tqdm(disable=(progress is False) if progress is not None else None, **kwargs)
