@@ -59,16 +59,28 @@ def execute_notebook(path: str | Path, workdir: str | Path, timeout: int = 900) 
     """Run a notebook's cells in a fresh kernel with ``workdir`` as its folder; the
     executed notebook (a cell that raises stops the run with its error). The test suite
     (tests/test_notebook.py) runs the tutorial notebook through this too."""
+    import tempfile
+
     import nbclient
     import nbformat
+    from jupyter_client.manager import KernelManager
 
     nb = nbformat.read(str(path), as_version=4)
     env_path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = env_path  # the kernel imports this checkout's opera_disp
     try:
-        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir)}}).execute()
+        # IPC, not TCP, between this process and its kernel: local, and no warning.
+        with tempfile.TemporaryDirectory(prefix="opera-disp-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc",
+                               ip=str(Path(sockets) / "kernel"))
+            try:
+                nbclient.NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                                        resources={"metadata": {"path": str(workdir)}}
+                                        ).execute()
+            finally:
+                if km.has_kernel:
+                    km.shutdown_kernel()
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH", None)
