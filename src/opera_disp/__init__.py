@@ -16,6 +16,10 @@ except PackageNotFoundError:  # running from a source tree without installation
 _API = ("Result", "collection", "download", "footprints", "frame_grid", "inspect", "layout",
         "open_granule", "open_stack", "plot", "search", "subset", "timeseries")
 
+#: Calls the command line shares: at the package level their errors name Python arguments.
+_TOOLKIT = ("collection", "download", "footprints", "frame_grid", "inspect", "layout", "plot",
+            "search")
+
 __all__ = ["__version__", *_API]
 
 
@@ -30,7 +34,11 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(f".{name}", __name__)
     if name in _API or name == "api":
         api = importlib.import_module(".api", __name__)
-        return api if name == "api" else getattr(api, name)
+        if name == "api":
+            return api
+        found = getattr(api, name)
+        # The toolkit's calls, which the command line runs too, speak Python here.
+        return api.in_python_words(found) if name in _TOOLKIT else found
     raise AttributeError(f"module 'opera_disp' has no attribute {name!r}")
 
 

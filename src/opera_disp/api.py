@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import tempfile
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from inspect import Parameter, Signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from shapely.geometry.base import BaseGeometry
 
@@ -91,6 +92,19 @@ def python_wording(message: str) -> str:
         return ("no_" if m.group(1) else "") + name
 
     return _FLAG.sub(one, message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_python_words(fn: F) -> F:
+    """``fn`` whose :class:`BadInput` names Python arguments (see :func:`python_wording`)."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with python_words():
+            return fn(*args, **kwargs)
+
+    return cast(F, call)
 
 
 @contextmanager
