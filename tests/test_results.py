@@ -90,7 +90,7 @@ def test_errors_name_python_arguments(archive: Path, tmp_path: Path) -> None:
         opera_disp.subset(source=archive, window="0:64,0:64", bbox="1,2,3,4", output=out)
     assert "--" not in str(info.value)
     # The toolkit's calls too, at the package level.
-    with pytest.raises(BadInput, match="^window and bbox were both given"):
+    with pytest.raises(BadInput, match=r"^window and bbox were both given"):
         opera_disp.plot("x.nc", tmp_path / "p.png", window="0:1,0:1", bbox="1,2,3,4")
     # The command line keeps its own words.
     from opera_disp import api
