@@ -44,6 +44,7 @@ from .io.download import Downloaded
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
+from .lazy.stack import open_stack as _open_stack
 from .options import Group, Run, SeriesOptions, SubsetOptions
 from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
 from .product import LAYERS, parse_layers
@@ -59,14 +60,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Result", "collection", "download", "footprints", "frame_grid", "inspect", "layout",
            "open_granule", "open_stack", "plot", "search", "subset", "timeseries"]
-
-
-def open_stack(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`opera_disp.lazy.stack.open_stack` (imported when first called)."""
-    from .lazy.stack import open_stack as opened
-
-    with python_words():
-        return opened(*args, **kwargs)
 
 
 _FLAG = re.compile(r"--(no-)?([a-z][a-z0-9-]*)")
@@ -117,6 +110,11 @@ def python_words() -> Iterator[None]:
         if worded == str(exc):
             raise
         raise type(exc)(worded) from None
+
+
+#: Granules as one lazy ``(time, y, x)`` Dataset: :func:`opera_disp.lazy.stack.open_stack`,
+#: its errors naming Python arguments.
+open_stack = in_python_words(_open_stack)
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:

@@ -293,6 +293,8 @@ def open_series(frame: int, summary: SummaryView) -> xr.Dataset:
         xr.open_dataset(cube, decode_coords="all")
     ds = ds.load()
     ds.close()
+    if "reference_time" in ds.data_vars:  # along time, as in a subset's and open_stack's
+        ds = ds.set_coords("reference_time")
     mapping = next((v.attrs.get("grid_mapping") for v in ds.data_vars.values()
                     if v.attrs.get("grid_mapping")), "spatial_ref")
     for o in view.outputs:

@@ -174,6 +174,11 @@ def test_area_in_text_forms_and_aoi_masks(archive: Path) -> None:
 
 
 def test_errors_name_the_argument(archive: Path) -> None:
+    import inspect
+
+    with pytest.raises(BadInput, match=r"^bbox and window were both given"):
+        opera_disp.open_stack(source=str(archive), bbox="1,2,3,4", window="0:1,0:1")
+    assert "rebase" in inspect.signature(opera_disp.open_stack).parameters
     with pytest.raises(BadInput, match=r"frames 40291, 40292.*frame=40291"):
         open_stack(source=str(archive))
     with pytest.raises(BadInput, match="window"):
