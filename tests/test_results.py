@@ -39,7 +39,11 @@ def test_subset_result_paths_summary_and_open(archive: Path, tmp_path: Path) -> 
                           output=tmp_path / "s", progress=False, quicklooks=False)
     assert isinstance(r, Result) and r.exit_code is ExitCode.OK
     assert r.summary.status is JobStatus.SUCCESS and r.summary.totals["succeeded"] == 3
-    assert all(p.is_file() for p in r.paths) and r.paths[-1].name == "catalog.json"
+    assert all(p.is_file() for p in r.paths) and r.paths[-1].name == "summary.json"
+    assert tmp_path / "s" / "catalog.json" in r.paths
+    # Every file of the folder is one the result lists.
+    on_disk = {p for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    assert on_disk == set(r.paths)
     assert json.loads((tmp_path / "s" / "summary.json").read_text()) == r.summary
     g = r.summary.granules[0]
     assert g.frame == 40291 and g.secondary > g.reference

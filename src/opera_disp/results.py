@@ -173,12 +173,14 @@ class Result:
 
     @property
     def paths(self) -> list[Path]:
-        """Every file the job wrote (listed by its summary), the catalog last."""
+        """Every file the job wrote: the outputs its summary lists, then the STAC catalog's
+        files (root first) and ``summary.json`` itself."""
         files = [o.path for g in self.summary.granules for o in g.outputs]
         files += [o.path for f in self.summary.frames for o in f.outputs]
         catalog = self.job.summary.get("catalog")
         if catalog:
-            files.append(self.summary.path(catalog["path"]))
+            files += [self.summary.path(f["path"]) for f in catalog["files"]]
+        files.append(self.summary.path("summary.json"))
         return files
 
     def __repr__(self) -> str:
