@@ -178,11 +178,15 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
     from ..dps.plan import area_tiles
 
     method = values.get("reference_method") or ("point" if values.get("reference_point")
-                                                 else "high-coherence")
+                                                 else "stable")
     if method not in ("point", "none"):
         print(f"opera-disp: reference method {method} needs the whole area: one job per "
               "frame, not tiled (tiles need --reference-point or --reference-method none)",
               file=sys.stderr)
+        return {}
+    if values.get("deramp", "none") != "none":
+        print("opera-disp: --deramp fits a surface over the whole area: one job per frame, "
+              "not tiled", file=sys.stderr)
         return {}
     if values.get("aoi"):
         raise BadInput("--tile-pixels with --aoi: tiles are pixel windows; give --bbox or "

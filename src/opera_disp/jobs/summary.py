@@ -301,15 +301,16 @@ class SpatialReference(TypedDict):
     """The reference's own velocity uncertainty (m/yr; a block jackknife over its pixels),
     added in quadrature to every ``velocity_stderr``."""
     spread: float | None
-    """The reference pixels' velocity spread (robust sigma, m/yr; area methods)."""
+    """The reference pixels' velocity spread (half their 5-95 % range over 1.645, m/yr;
+    area methods)."""
     stable_velocity: float | None
     """The stable ground's velocity relative to the reference (m/yr; ~0 when the
     reference is on stable ground)."""
     deramp: Deramp
     """The per-date surface removed before the fit."""
     warnings: list[str]
-    """The reference moves (stable ground past 2 mm/yr) or is spread (past 3 mm/yr and
-    twice its pixels' median standard error)."""
+    """The reference moves (stable ground past 2 mm/yr) or is spread (its pixels'
+    velocities scatter more than 3 mm/yr beyond what their standard errors explain)."""
 
 
 class SeriesPixels(TypedDict):

@@ -106,8 +106,8 @@ def science_stack(shape: tuple[int, int] = (200, 240), n_dates: int = 60, seed: 
     crossover_every
         Dates between reference changes (0: none).
     steps
-        ``(date index, amplitude m)``: a step on and after that date, over the bowl's
-        half of the area (east), 0 elsewhere.
+        ``(date index, amplitude m)``: a step on and after that date shaped as the bowl
+        (``amplitude`` at its centre, fading with its rate).
     pixel_m
         Pixel size (m) for the correlation length.
     """
@@ -135,7 +135,7 @@ def science_stack(shape: tuple[int, int] = (200, 240), n_dates: int = 60, seed: 
     truth -= seasonal[None] * np.sin(2 * np.pi * (tau[0] - phase))  # 0 at the first date
     step_truth = []
     for k, amp in steps:
-        field = np.where(xx >= w // 2, amp, 0.0)
+        field = amp * rate / bowl_rate  # the bowl's shape: amp at its centre
         truth[k:] += field[None]
         step_truth.append((dates[k], field.astype(np.float32)))
     series = truth.copy()

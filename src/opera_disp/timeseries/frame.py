@@ -10,13 +10,17 @@ Per frame, in ``<output>/F<frame>/``, :meth:`FrameJob.run` goes through:
 2. :meth:`~FrameJob._passes`: the area is worked tile by tile
    (:mod:`~opera_disp.timeseries.plan`, :func:`~opera_disp.timeseries.kernel.compute_tile`
    here or on dask workers): each tile read, rebased, re-referenced and fitted, and
-   written to the cube and the 2-D rasters. With ``median`` and ``high-coherence`` the
-   per-date reference values need the whole area first: the rebased tiles go to a
-   scratch cube, the values are taken from it date by date, and a second pass over the
+   written to the cube and the 2-D rasters. With ``stable``, ``median``,
+   ``high-coherence`` or a deramping surface the reference needs the whole area first:
+   the rebased tiles go to a scratch cube, the reference is chosen from it
+   (:func:`~opera_disp.timeseries.stable.choose_reference`), and a second pass over the
    (local) scratch cube re-references, fits and writes;
 3. :meth:`~FrameJob._seal` and :meth:`~FrameJob._publish`: the cube and the COGs are
    published, per-date COGs written from the cube, the velocity map and point series
-   drawn, and the frame's summary record made.
+   drawn, and the frame's summary record made. Before, the reference is checked on a
+   regular sample of the final velocities
+   (:func:`~opera_disp.timeseries.stable.check_reference`) and every output is told its
+   time span, reference and model.
 
 The 2-D outputs are the rows of :data:`~opera_disp.timeseries.layers.LAYERS`. Memory is
 bounded by the tile (see :func:`~opera_disp.timeseries.plan.peak_bytes`), never by the
@@ -87,14 +91,8 @@ from .kernel import (
 from .layers import VELOCITY, OutputLayer, layers_for
 from .plan import tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
-from .reference import Referencing, describe_invalid, fit_surface, median_per_date
-from .stable import (
-    ReferenceCheck,
-    check_reference,
-    find_stable,
-    reference_sigma,
-    sample_grid,
-)
+from .reference import Referencing, describe_invalid, median_per_date
+from .stable import ReferenceCheck, check_reference, choose_reference, sample_grid
 from .velocity import Model, VelocityFit, years_since
 
 log = logging.getLogger(__name__)
@@ -525,7 +523,7 @@ class FrameJob:
         return sinks
 
     def _passes(self, fr: _Frame, sinks: _Sinks) -> None:
-        """Pass 1 over the tiles and, for ``median`` and ``high-coherence``, pass 2."""
+        """Pass 1 over the tiles and, when the reference needs the whole area, pass 2."""
         self._pass1(fr, sinks)
         if self.two_pass:
             assert sinks.rebased is not None and sinks.coherence is not None
@@ -594,12 +592,17 @@ class FrameJob:
         # fits come back in order for the COGs. Fitting two at once in threads here saved
         # ~8 % of the wall time on 2 cores (the encoders already use the other) for
         # +250-340 MB of peak memory: not done.
+        # A referenced tile waits here for its fit: the cube takes its series and then its
+        # fit's 2-D layers in tile order, so the cube's bytes do not depend on how far
+        # ahead the workers run.
+        waiting: dict[Window, NDArray[np.float32]] = {}
+
         def referenced() -> Iterator[tuple[Window, NDArray[np.float32]]]:
             for tile in tiles(area, fr.shape):
                 rows, cols = self._rel(area, tile)
                 series = tmp[:, rows, cols]
                 series -= referencing.correction(rows, cols)
-                self._write_series(series, rows, cols, sinks)
+                waiting[tile] = series
                 yield tile, series
 
         def fit_here(tile: Window) -> VelocityFit:
@@ -618,6 +621,7 @@ class FrameJob:
                 done, fit = next(fitted)
                 assert done == tile, (done, tile)
                 rows, cols = self._rel(area, tile)
+                self._write_series(waiting.pop(tile), rows, cols, sinks)
                 self._put_fit(fr, fit, tile, rows, cols, sinks, coherence[rows, cols])
             sinks.rasters.end_band(after_fit)
 
@@ -810,47 +814,32 @@ class FrameJob:
         coh = coherence[...][np.ix_(rs, cs)]
         with np.errstate(invalid="ignore"):
             coherent = coh > spec.coherence_threshold
-        ground = find_stable(cube, coherent, fr.t, fr.chain.segments, fr.model,
-                             spec.min_valid_fraction, reference_changes(fr.chain))
-        if method is ReferenceMethod.STABLE:
-            members = ground.kept
-            if not members.any():
-                raise BadInput(
-                    f"no coherent pixel of frame {self.frame}'s area has a velocity: no "
-                    "stable ground to reference to; lower --coherence-threshold or "
-                    "--min-valid-fraction, or use --reference-point LON,LAT")
-            values = np.array([np.nanmedian(d[members]) if np.isfinite(d[members]).any()
-                               else np.nan for d in cube], dtype=np.float32)
-            n = int(np.count_nonzero(members))
-        elif method in (ReferenceMethod.MEDIAN, ReferenceMethod.HIGH_COHERENCE):
+        values: NDArray[np.float32] | None = None
+        n: int | None = None
+        if method in (ReferenceMethod.MEDIAN, ReferenceMethod.HIGH_COHERENCE):
             values, n = self._reference_values(series, coherence)
-            members = np.isfinite(ground.velocity) & (
-                coherent if method is ReferenceMethod.HIGH_COHERENCE else True)
-        else:  # a point or none, deramped: the surface is fitted on the coherent pixels
-            values, n, members = fr.ref_values, 0, coherent & np.isfinite(ground.velocity)
-        surface = None
-        if spec.deramp is not Deramp.NONE:
-            k = 3 if spec.deramp is Deramp.LINEAR else 6
-            rr, cc = np.meshgrid(rs, cs, indexing="ij")
-            at = members & np.isfinite(cube).any(axis=0)
-            surface = fit_surface(cube[:, at] - values[:, None], rr[at].astype(np.float64),
-                                  cc[at].astype(np.float64), fr.area.shape, k)
-            if fr.ref_rc is not None:  # the point stays 0: the surface is relative to it
-                pr, pc = fr.ref_rc[0] - fr.area.row0, fr.ref_rc[1] - fr.area.col0
-                at_point = Referencing(np.zeros(len(values), np.float32), surface,
-                                       fr.area.shape).correction(slice(pr, pr + 1),
-                                                                 slice(pc, pc + 1))
-                values = (values - at_point[:, 0, 0]).astype(np.float32)
-        fr.referencing = Referencing(values.astype(np.float32), surface, fr.area.shape)
-        fr.ref_values, fr.n_ref_pixels = values.astype(np.float32), (n or None)
+        elif method is ReferenceMethod.POINT:
+            values = fr.ref_values
+        point = None if fr.ref_rc is None else (fr.ref_rc[0] - fr.area.row0,
+                                                fr.ref_rc[1] - fr.area.col0)
+        try:
+            choice = choose_reference(cube, coherent, rs, cs, fr.area.shape, fr.t,
+                                      fr.chain.segments, fr.model,
+                                      reference_changes(fr.chain), method, spec.deramp,
+                                      spec.min_valid_fraction, values, point)
+        except ValueError:
+            raise BadInput(
+                f"no coherent pixel of frame {self.frame}'s area has a velocity: no stable "
+                "ground to reference to; lower --coherence-threshold or "
+                "--min-valid-fraction, or use --reference-point LON,LAT") from None
+        fr.referencing = choice.referencing
+        fr.ref_values = choice.referencing.values
+        fr.n_ref_pixels = choice.pixels if n is None else n
+        fr.ref_sigma = choice.sigma
         if method in (ReferenceMethod.STABLE, ReferenceMethod.MEDIAN,
                       ReferenceMethod.HIGH_COHERENCE):
             rr, cc = np.meshgrid(rs, cs, indexing="ij")
-            fr.ref_pixels = (rr[members], cc[members])
-            fr.ref_sigma = reference_sigma(ground.velocity[members].astype(np.float64),
-                                           rr[members], cc[members], fr.area.shape)
-            if not np.isfinite(fr.ref_sigma):
-                fr.ref_sigma = 0.0
+            fr.ref_pixels = (rr[choice.members], cc[choice.members])
 
     def _reference_values(self, series: h5py.Dataset, coherence: h5py.Dataset
                           ) -> tuple[NDArray[np.float32], int]:

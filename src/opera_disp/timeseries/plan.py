@@ -31,6 +31,9 @@ BYTES_PER_PIXEL_DATE = 16
 TILE_BUDGET = 256 << 20
 #: Pixels fitted at once (the fit's float64 working arrays: ~40 bytes per pixel and date).
 FIT_PIXELS = 1 << 16
+#: The fit's working bytes per pixel and date (float64 values, weights, residuals, the
+#: design's products; measured with tracemalloc: ~45 with reference changes and terms).
+FIT_BYTES_PER_PIXEL_DATE = 48
 MAX_TILE = 2048
 
 
@@ -68,10 +71,10 @@ def peak_bytes(n_products: int, area: tuple[int, int]) -> int:
     Examples
     --------
     >>> round(peak_bytes(30, (2048, 2048)) / 2**20)
-    366
+    381
     """
     th, tw = tile_shape(n_products, area)
     tile = BYTES_PER_PIXEL_DATE * th * tw * (n_products + 1)
-    fit = 40 * FIT_PIXELS * (n_products + 1)
+    fit = FIT_BYTES_PER_PIXEL_DATE * FIT_PIXELS * (n_products + 1)
     band = 5 * 4 * th * area[1] * 2
     return tile + fit + band

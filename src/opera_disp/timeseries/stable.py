@@ -37,14 +37,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..types import Deramp, ReferenceMethod
+from .reference import Referencing, fit_surface
 from .velocity import Model, fit_velocity
 
 #: Pixels sampled from an area for the reference and its check (a stride in both axes).
 MAX_SAMPLE = 40_000
 #: The stable ground's velocity relative to the reference past which a warning is given.
 MOVES_THRESHOLD = 0.002  # m/yr
-#: Reference pixels' velocity spread past which a warning is given (and past twice their
-#: median standard error: noise alone does not warn).
+#: Reference pixels' velocity spread beyond what their standard errors explain
+#: (``sqrt(spread**2 - stderr**2)``) past which a warning is given.
 SPREAD_THRESHOLD = 0.003  # m/yr
 #: Sample cells of the median that smooths the velocities before stable ground is sought.
 SMOOTH = 5
@@ -232,8 +234,9 @@ class ReferenceCheck:
         The stable ground's velocity relative to the reference (the mode of the coherent
         sampled pixels' velocities); ~0 for a reference on stable ground.
     spread
-        The reference pixels' velocity spread (robust sigma; None for a point or the
-        products' own reference).
+        The reference pixels' velocity spread: half their 5-95 % range over 1.645 (the
+        standard deviation of a normal spread; not robust on purpose: a moving part of
+        the reference must show). None for a point or the products' own reference.
     stderr
         The reference pixels' median standard error (what noise alone would spread).
     warnings
@@ -282,13 +285,123 @@ def check_reference(velocity: NDArray[np.float32], stderr: NDArray[np.float32],
     if reference is not None:
         at = reference & np.isfinite(v)
         if np.count_nonzero(at) >= 2:
-            ref_v = v[at]
-            spread = 1.4826 * float(np.median(np.abs(ref_v - np.median(ref_v))))
+            # Not a robust spread: a moving third of the area must show.
+            lo, hi = np.percentile(v[at], [5, 95])
+            spread = float(hi - lo) / (2 * 1.645)
             sigma = float(np.nanmedian(stderr[at]))
-            if spread > SPREAD_THRESHOLD and spread > 2 * sigma:
+            excess = math.sqrt(max(spread ** 2 - sigma ** 2, 0.0))
+            if excess > SPREAD_THRESHOLD:
                 warnings.append(
                     f"the reference area is spread: its pixels' velocities scatter by "
-                    f"{spread * 1000:.1f} mm/yr (robust sigma; more than "
-                    f"{SPREAD_THRESHOLD * 1000:g} mm/yr and twice their median standard "
-                    f"error, {sigma * 1000:.1f} mm/yr): part of it moves")
+                    f"{spread * 1000:.1f} mm/yr (from their 5-95 % range), "
+                    f"{excess * 1000:.1f} mm/yr more than their median standard error "
+                    f"({sigma * 1000:.1f} mm/yr) explains (more than "
+                    f"{SPREAD_THRESHOLD * 1000:g} mm/yr): part of it moves")
     return ReferenceCheck(stable, spread, sigma, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A series' reference, chosen on a sample of its area.
+
+    Attributes
+    ----------
+    referencing
+        What to subtract from every pixel (values per date, and a surface if deramped).
+    members
+        The sampled pixels the reference (or the surface) was taken over.
+    sigma
+        The reference's own velocity uncertainty (m/yr; 0 for a point or none).
+    pixels
+        Sampled pixels of a ``stable`` reference (None: another method says its own).
+    """
+
+    referencing: Referencing
+    members: NDArray[np.bool_]
+    sigma: float
+    pixels: int | None
+
+
+def choose_reference(sample: NDArray[np.float32], coherent: NDArray[np.bool_],
+                     rows: NDArray[np.int64], cols: NDArray[np.int64],
+                     shape: tuple[int, int], t: NDArray[np.float64],
+                     segments: Sequence[int] | None, model: Model, changes: Sequence[int],
+                     method: ReferenceMethod, deramp: Deramp, min_valid_fraction: float,
+                     values: NDArray[np.float32] | None = None,
+                     point: tuple[int, int] | None = None) -> Choice:
+    """Choose a series' reference from a regular sample of its rebased area.
+
+    Parameters
+    ----------
+    sample
+        ``(dates, len(rows), len(cols))``: the rebased series at the area pixels
+        ``rows x cols`` (a grid, :func:`sample_grid`); ``coherent`` on the same grid.
+    shape
+        The area's shape (the surface's coordinates).
+    t, segments, model, changes, min_valid_fraction
+        The series' fit (:func:`~opera_disp.timeseries.velocity.fit_velocity`).
+    method, deramp
+        The reference method and the per-date surface.
+    values
+        The per-date values the method takes elsewhere (``median`` and
+        ``high-coherence``: over the whole area; ``point``: the point's series); None
+        for ``stable`` (the median of the stable pixels) and ``none`` (zeros).
+    point
+        The reference point's area pixel (``point``: the surface is 0 there).
+
+    Raises
+    ------
+    ValueError
+        ``stable`` with no coherent pixel that has a velocity.
+
+    Examples
+    --------
+    >>> t = np.linspace(0, 2, 30)
+    >>> rates = np.zeros((12, 12)); rates[:, 8:] = -0.05
+    >>> s = (t[:, None, None] * (rates[None] + 0.01)).astype(np.float32)
+    >>> idx = np.arange(12)
+    >>> c = choose_reference(s, np.ones((12, 12), bool), idx, idx, (12, 12), t, None,
+    ...                      Model(), (), ReferenceMethod.STABLE, Deramp.NONE, 0.5)
+    >>> int(c.members.sum()), round(float(c.referencing.values[-1]), 4)
+    (96, 0.02)
+    """
+    ground = find_stable(sample, coherent, t, segments, model, min_valid_fraction, changes)
+    fitted = np.isfinite(ground.velocity)
+    pixels = None
+    if method is ReferenceMethod.STABLE:
+        members = ground.kept
+        if not members.any():
+            raise ValueError("no coherent pixel has a velocity")
+        picked = sample[:, members]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a date with no value: NaN
+            values = np.nanmedian(picked, axis=1).astype(np.float32)
+        pixels = int(np.count_nonzero(members))
+    elif method is ReferenceMethod.HIGH_COHERENCE:
+        members = fitted & coherent
+    elif method is ReferenceMethod.MEDIAN:
+        members = fitted
+    else:  # a point or none: a surface is fitted on the coherent pixels
+        members = fitted & coherent
+    if values is None:
+        values = np.zeros(sample.shape[0], np.float32)
+    surface = None
+    if deramp is not Deramp.NONE:
+        k = 3 if deramp is Deramp.LINEAR else 6
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        surface = fit_surface(sample[:, members] - values[:, None],
+                              rr[members].astype(np.float64), cc[members].astype(np.float64),
+                              shape, k)
+        if point is not None:  # the point stays 0: the surface is taken relative to it
+            at = Referencing(np.zeros(len(values), np.float32), surface, shape).correction(
+                slice(point[0], point[0] + 1), slice(point[1], point[1] + 1))
+            values = (values - at[:, 0, 0]).astype(np.float32)
+    sigma = 0.0
+    if method in (ReferenceMethod.STABLE, ReferenceMethod.MEDIAN,
+                  ReferenceMethod.HIGH_COHERENCE):
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        sigma = reference_sigma(ground.velocity[members].astype(np.float64), rr[members],
+                                cc[members], shape)
+        sigma = sigma if math.isfinite(sigma) else 0.0
+    return Choice(Referencing(values.astype(np.float32), surface, shape), members, sigma,
+                  pixels)

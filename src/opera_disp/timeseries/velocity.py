@@ -244,7 +244,8 @@ class _Within:
 
 def _within(resid: NDArray[np.float64], valid: NDArray[np.bool_], block: NDArray[np.int64]
             ) -> _Within:
-    """:class:`_Within` of every pixel (``resid`` is 0 where not ``valid``).
+    """:class:`_Within` of every pixel (``resid`` is 0 where not ``valid``; it is
+    centred in place).
 
     The inflation is ``(1 + rho) / (1 - rho)``, ``rho`` the lag-1 autocorrelation of
     consecutive valid dates of a block about the block's mean: a model misfit (a seasonal
@@ -253,15 +254,14 @@ def _within(resid: NDArray[np.float64], valid: NDArray[np.bool_], block: NDArray
     clipping to ``[0, MAX_RHO]``.
     """
     n_t, n_px = resid.shape
-    w = valid.astype(np.float64)
-    centred = np.zeros_like(resid)
+    centred = resid  # centred in place: the caller is done with the residuals
     pairs = np.zeros(n_px)
     used = np.zeros(n_px)
     for b in np.unique(block):
         rows = block == b
-        n_b = w[rows].sum(axis=0)
+        n_b = valid[rows].sum(axis=0)
         mean = np.where(n_b > 0, resid[rows].sum(axis=0) / np.maximum(n_b, 1), 0.0)
-        centred[rows] = (resid[rows] - mean) * w[rows]
+        centred[rows] = np.where(valid[rows], resid[rows] - mean, 0.0)
         used += n_b > 0
         pairs += np.maximum(n_b - 1, 0)
     num = np.zeros(n_px)
@@ -279,6 +279,53 @@ def _within(resid: NDArray[np.float64], valid: NDArray[np.bool_], block: NDArray
         rho = rho + np.where(mean_len > 2, 1.0 / (mean_len - 1.0), 0.0)
     rho = np.clip(np.where(pairs > 2, rho, 0.0), 0.0, MAX_RHO)
     return _Within(ss, used, (1.0 + rho) / (1.0 - rho))
+
+
+#: Pixels valid on every date a block of pixels needs to estimate :func:`change_share`.
+MIN_SHARE_PIXELS = 50
+
+
+def change_share(a: NDArray[np.float64], b: NDArray[np.float64], block: NDArray[np.int64],
+                 rss: NDArray[np.float64], within: NDArray[np.float64]) -> float:
+    """How large a reference change's noise is, as a share of a date's own noise, from
+    pixels valid on every date.
+
+    A change's product carries its decorrelation noise into every later date; its
+    atmosphere cancels along the chain, so the share is at most 1. One pixel's residuals
+    cannot tell it (a random walk looks like a rate), but many can: with ``H`` the fit's
+    hat matrix, ``M = I - H``, ``P`` the removal of each ministack's mean and ``B`` the
+    changes' Heavisides, the residual sum of squares has the expectation
+    ``s2 (tr M + r tr(M B B'))`` and the sum of squares within ministacks
+    ``s2 (tr(M P M) + r tr(M P M B B'))``; the ratio of their sums over the pixels gives
+    ``r`` whatever each pixel's ``s2``. A misfit the model leaves (a seasonal cycle) adds
+    to it: covered too. Kept in [0, 1]; 1 (the upper bound) with fewer than
+    :data:`MIN_SHARE_PIXELS` pixels.
+
+    Examples
+    --------
+    >>> t = np.linspace(0, 1, 12)
+    >>> a = np.stack([np.ones(12), t], axis=1)
+    >>> b = (np.arange(12) >= 6).astype(float)[:, None]
+    >>> change_share(a, b, blocks_of(12, None, [6]), np.ones(10), np.ones(10))
+    1.0
+    """
+    if rss.size < MIN_SHARE_PIXELS or not within.sum() > 0:
+        return 1.0
+    n = a.shape[0]
+    m = np.eye(n) - a @ np.linalg.pinv(a)
+    p = np.eye(n)
+    for k in np.unique(block):
+        at = np.flatnonzero(block == k)
+        p[np.ix_(at, at)] -= 1.0 / at.size
+    bb = b @ b.T
+    mpm = m @ p @ m
+    tr_a, tr_b = np.trace(m), np.trace(m @ bb)
+    tr_c, tr_d = np.trace(mpm), np.trace(mpm @ bb)
+    q = float(rss.sum() / within.sum())
+    denominator = tr_b - q * tr_d
+    if denominator <= 0:
+        return 1.0
+    return float(np.clip((q * tr_c - tr_a) / denominator, 0.0, 1.0))
 
 
 def blocks_of(n_t: int, segments: Sequence[int] | None, changes: Sequence[int]
@@ -354,14 +401,16 @@ def fit_velocity(series: NDArray[np.float32], t: NDArray[np.float64], *,
         if changes:
             # Two variance components: each date's own (atmosphere, noise), from the
             # residuals about their ministack's mean, and each reference change's product
-            # noise, carried into every later date. The residuals cannot tell the second
-            # from a rate (a random walk looks like a trend), so it is taken as large as
-            # the first: an upper bound, as a change's atmosphere cancels along the chain.
+            # noise, carried into every later date, as a share of the first (one share for
+            # the block of pixels, :func:`change_share`).
             b = np.stack([(np.arange(n_t) >= k).astype(np.float64) for k in changes], axis=1)
             nm = inv @ np.einsum("tn,tp,tk->npk", w, a, b)  # inv(N) A' W B per pixel
+            block = blocks_of(n_t, segments, changes)
+            complete = count[fit] == n_t
+            share = change_share(a, b, block, rss[complete], within.ss[complete])
             s2w = within.ss / np.maximum(dof - within.blocks + k_rate, 1)
             cov = s2w[:, None] * (within.inflation[:, None] * var
-                                  + np.einsum("npk,npk->np", nm, nm))
+                                  + share * np.einsum("npk,npk->np", nm, nm))
         else:
             s2 = rss / np.maximum(dof, 1) * within.inflation
             cov = s2[:, None] * var
