@@ -13,12 +13,13 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 #: The package-level calls, all from :mod:`opera_disp.api`.
-_API = ("Result", "collection", "download", "footprints", "frame_grid", "inspect", "layout",
-        "open_granule", "open_stack", "plot", "search", "subset", "timeseries")
+_API = ("Result", "collection", "download", "export_mintpy", "footprints", "frame_grid",
+        "inspect", "layout", "open_granule", "open_stack", "plot", "points", "search", "subset",
+        "timeseries", "verify_downloads")
 
 #: Calls the command line shares: at the package level their errors name Python arguments.
-_TOOLKIT = ("collection", "download", "footprints", "frame_grid", "inspect", "layout", "plot",
-            "search")
+_TOOLKIT = ("collection", "download", "export_mintpy", "footprints", "frame_grid", "inspect",
+            "layout", "plot", "points", "search", "verify_downloads")
 
 __all__ = ["__version__", *_API]
 

@@ -144,6 +144,8 @@ class RangeGranule(ABC):
         self._size: int | None = None
         self._lock = threading.Lock()
         self._started = False
+        #: The store's ``ETag`` and ``Last-Modified`` of the file, as last answered.
+        self.validators: dict[str, str] = {}
 
     @abstractmethod
     def _fetch(self, start: int, length: int) -> tuple[bytes, int | None]:

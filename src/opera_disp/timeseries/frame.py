@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,7 +54,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
-from ..files import free_bytes, safe_mkdir, sha256_file
+from ..files import free_bytes, safe_mkdir, sha256_file, sha256_tree
 from ..geometry import Grid, Window
 from ..hdf5.index import open_index
 from ..io.auth import public_url
@@ -230,14 +229,9 @@ def window_record(grid: Grid, win: Window) -> WindowRecord:
 def output_record(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecord:
     """The summary's record of an output file (or Zarr folder) under ``root``."""
     if path.is_dir():  # a Zarr store: size and checksum of its files in a fixed order
-        digest = hashlib.sha256()
-        size = 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(path)).encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_file(f)))
-            size += f.stat().st_size
+        size, sha = sha256_tree(path)
         return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
-                            bytes=size, sha256=digest.hexdigest())
+                            bytes=size, sha256=sha)
     return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
                         bytes=path.stat().st_size, sha256=sha256_file(path))
 
@@ -345,6 +339,9 @@ class FrameJob:
     notes: list[str] = field(default_factory=list)
     #: Where the tiles of pass 1 are computed (None: here, one after the other).
     runner: TileRunner | None = None
+    #: Makes more files from the frame's published outputs, ``(folder, scratch)`` ->
+    #: their records (``--mintpy``: injected by the API, from :mod:`opera_disp.export`).
+    finish: Callable[[Path, Path], list[OutputRecord]] | None = None
 
     @property
     def folder(self) -> Path:
@@ -431,16 +428,9 @@ class FrameJob:
     def _check_points(self, grid: Grid, area: Window) -> None:
         """Every ``--points`` point inside the area, checked before any pixel is read or
         file written: refused after the work, the outputs would be left unlisted."""
-        for lon, lat in self.spec.points:
-            try:
-                r, c = grid.rowcol(lon, lat)
-            except OutsideFrame:
-                r, c = -1, -1
-            if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
-                w, s, e, n = grid.window_lonlat_bounds(area)
-                raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
-                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                               "inside the area")
+        from .points import check_points
+
+        check_points(grid, area, self.spec.points, self.frame)
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
@@ -450,8 +440,11 @@ class FrameJob:
         try:
             fr.ref_rc = fr.grid.rowcol(lon, lat)
         except OutsideFrame:
+            w, s, e, n = fr.grid.window_lonlat_bounds(fr.grid.full)
             raise BadInput(f"reference point {lon:g},{lat:g} is outside frame "
-                           f"{self.frame}'s grid") from None
+                           f"{self.frame}'s grid lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} "
+                           f"[{fr.grid.height} rows x {fr.grid.width} columns]; give a point "
+                           "inside it") from None
         row, col = fr.ref_rc
         one = Window(row, row + 1, col, col + 1)
         stack, _ = read_stack(fr.products, spec, fr.layers, one, self.pool)
@@ -705,6 +698,8 @@ class FrameJob:
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
+        if self.finish is not None:  # files made from the published ones (--mintpy)
+            outputs += self.finish(self.folder, self.scratch)
         ref_rc = fr.ref_rc
         ref_rec = SpatialReference(
             method=spec.reference_method,
@@ -955,7 +950,10 @@ class FrameJob:
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None)
+            tmp_dir=self.scratch, limits=self.spec.colour_range, reference=marks,
+            point=fr.ref_rc is not None, model=fr.model.describe()
+            + (f", deramped ({self.spec.deramp})" if self.spec.deramp is not Deramp.NONE
+               else ""))
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)
 
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
