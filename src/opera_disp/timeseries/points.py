@@ -99,8 +99,9 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
     ...     check_points(g, Window(0, 5, 0, 10), [(-117.0, 27.12)], 1)
     ... except BadInput as exc:
     ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
-    point -117,27.12 is outside frame 1's area (lon -117.0000..-116.9970,
-    lat 27.1211..27.1225); give points inside the area
+    point -117,27.12 is outside frame 1's area lon -117.0000..-116.9970,
+    lat 27.1211..27.1225 [pixel 9,0; the area is window 0:5,0:10]; give points inside
+    the area
     """
     out = []
     for lon, lat in points:
@@ -112,7 +113,7 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
             w, s, e, n = grid.window_lonlat_bounds(area)
             pixel = f"pixel {r},{c}" if r >= 0 else "outside the frame grid"
             raise BadInput(f"point {lon:g},{lat:g} is outside frame {frame}'s area "
-                           f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}) [{pixel}; the "
+                           f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} [{pixel}; the "
                            f"area is window {area}]; give points inside the area")
         out.append((r, c))
     return out
