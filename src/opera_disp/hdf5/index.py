@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -128,6 +128,26 @@ class GranuleIndex:
         except (ValueError, TypeError, IndexError):  # a text or empty time variable
             raise GranuleReadError(f"{self.product.name}: {name} is not a number") from None
         return decode_time(self.time_units[name], value)
+
+    def restrict(self, windows: Iterable[Window]) -> None:
+        """Cut every layer's chunk table to the chunks meeting ``windows``: a job holding
+        many granules keeps only the part of their tables it reads (a whole frame's
+        table of four layers is ~4,700 entries a granule).
+
+        Examples
+        --------
+        >>> chunks = {(i, j): StoredChunk(0, 1, 0) for i in range(4) for j in range(4)}
+        >>> lay = LayerIndex("t", np.dtype("f4"), (8, 8), (2, 2), (), 0, {}, chunks)
+        >>> idx = GranuleIndex(None, None, {"t": lay}, "")  # type: ignore[arg-type]
+        >>> idx.restrict([Window(0, 3, 0, 2), Window(7, 8, 7, 8)])
+        >>> sorted(idx.layers["t"].chunks)
+        [(0, 0), (1, 0), (3, 3)]
+        """
+        wins = list(windows)
+        for name, lay in self.layers.items():
+            keep = {pos for w in wins for pos in lay.chunk_positions(w)}
+            self.layers[name] = replace(lay, chunks={pos: c for pos, c in lay.chunks.items()
+                                                     if pos in keep})
 
     def resolve(self, name: str, raw: bytes) -> None:
         """Store a deferred variable's bytes; check the grid when ``x``/``y`` arrive."""

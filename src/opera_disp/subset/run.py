@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode
+from ..io.access import connection_budget
 from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
@@ -25,7 +26,15 @@ from ..options import SubsetOptions
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
-from .granule import Outcome, Workers, local_source, process_granule
+from .granule import (
+    Opened,
+    Outcome,
+    ReadAhead,
+    Workers,
+    local_source,
+    open_granule,
+    process_granule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +183,25 @@ def run_job(
                     encoders = stack.enter_context(EncoderPool())
                     granules = stack.enter_context(ThreadPoolExecutor(
                         spec.workers, thread_name_prefix="granule"))
+                    # Every granule's first read (its metadata) goes out at once, up to
+                    # the job's connection budget, ahead of the granules' processing:
+                    # the job then waits one round trip for all of them, not one each.
+                    openers = stack.enter_context(ThreadPoolExecutor(
+                        connection_budget(len(todo), spec.workers),
+                        thread_name_prefix="open"))
                     shared = Workers(source_factory, decoders, encoders, folder.scratch)
+                    budget = ReadAhead()
+                    ahead = {id(r): openers.submit(open_granule, r, spec, source_factory,
+                                                   budget)
+                             for r in todo}
+                    stack.callback(_close_unused, ahead)
 
                     def submit(r: GranuleRef) -> Future[Outcome]:
-                        return granules.submit(process_granule, r, spec, shared)
+                        opened = ahead.pop(id(r))
+                        fut = granules.submit(process_granule, r, spec, shared, opened)
+                        fut.add_done_callback(lambda _: budget.give_back(
+                            opened.result().held if opened.exception() is None else 0))
+                        return fut
 
                 bar = tqdm(total=len(todo), unit="granule", desc="subset",
                            disable=(progress is False) if progress is not None else None)
@@ -225,6 +249,14 @@ def run_job(
         log.info("skipped %d granule(s): the area misses their frame (see summary.json)",
                  skipped)
     return life.end(code, status, message, parts(), catalog)
+
+
+def _close_unused(ahead: Mapping[int, Future[Opened]]) -> None:
+    """Close the sources opened ahead for granules that never ran (an interrupt)."""
+    for fut in ahead.values():
+        fut.cancel()
+        if not fut.cancelled() and fut.exception() is None:
+            fut.result().source.close()
 
 
 def _catalog(spec: SubsetOptions, records: list[GranuleRecord], folder: OutputFolder,

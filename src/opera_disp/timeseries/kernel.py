@@ -24,7 +24,7 @@ from ..hdf5.read import read_window
 from ..io.source import ByteSource
 from ..options import SeriesOptions
 from ..product import MASK_LAYER, mask_keep
-from .plan import FIT_PIXELS
+from .plan import fit_pixels
 from .rebase import Chain, rebase
 from .reference import harmonic_mean, inverse_sum
 from .velocity import VelocityFit, fit_velocity
@@ -127,7 +127,7 @@ def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
              spec: SeriesOptions) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
     h, w = series.shape[1:]
-    rows = max(1, FIT_PIXELS // max(w, 1))
+    rows = max(1, fit_pixels(series.shape[0]) // max(w, 1))
     parts = [fit_velocity(series[:, r:r + rows], t, segments=chain.segments,
                           seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
              for r in range(0, h, rows)]
