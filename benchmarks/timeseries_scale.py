@@ -158,8 +158,8 @@ def serve(paths: list[Path], latency: float) -> Server:
     return Server(ServerState(files={p.name: p for p in paths}, latency=latency)).start()
 
 
-def series_part(work: Path, counts: list[int], repeat: int, latency: float, src: Path
-                ) -> None:
+def series_part(work: Path, counts: list[int], repeat: int, latency: float, src: Path,
+                tutorial_too: bool = True) -> None:
     g = granule(work, 1024)
     win = Window(256, 768, 256, 768)
     floor = floor_bytes(g, SERIES_LAYERS, win)
@@ -167,7 +167,7 @@ def series_part(work: Path, counts: list[int], repeat: int, latency: float, src:
     for n in counts:
         links = chain_links(g, work / f"scale-links-{n}", n)
         srv = serve(links, latency)
-        run_dir = work / "scale-run"
+        run_dir = work / f"scale-run-{os.getpid()}"
         try:
             lst = work / f"scale-urls-{n}.txt"
             urls = [f"{srv.url}/plain/{p.name}" for p in links]
@@ -183,7 +183,8 @@ def series_part(work: Path, counts: list[int], repeat: int, latency: float, src:
                 runs.append(r)
                 print(f"  series {n}: {r['wall']:.2f} s, {r['rss_mb']:.0f} MB, "
                       f"{r['cpu']:.1f} s CPU", flush=True)
-            tut = tutorial(urls, [x for x in SERIES_LAYERS if "/" not in x], win)
+            tut = tutorial(urls, [x for x in SERIES_LAYERS if "/" not in x], win) \
+                if tutorial_too else float("nan")
         finally:
             srv.shutdown()
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -245,6 +246,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--latency", type=float, default=0.03)
     ap.add_argument("--workdir", type=Path, default=HERE / "_work")
+    ap.add_argument("--no-tutorial", action="store_true",
+                    help="series: opera-disp's rows only (memory curves)")
     ap.add_argument("--src", type=Path, default=HERE.parent / "src",
                     help="source tree the CLI runs from")
     args = ap.parse_args()
@@ -253,7 +256,7 @@ def main() -> None:
     print(f"opera-disp from {src}; {psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     if args.part in ("series", "all"):
         series_part(args.workdir, [int(c) for c in args.counts.split(",")], args.repeat,
-                    args.latency, src)
+                    args.latency, src, not args.no_tutorial)
     if args.part in ("subset", "all"):
         subset_part(args.workdir, args.subset_granules, args.repeat, args.latency, src)
     print(f"load at the end {os.getloadavg()[0]:.2f} (2 cores shared with other agents)")
