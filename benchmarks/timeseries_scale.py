@@ -81,14 +81,14 @@ def chain_links(src: Path, folder: Path, n: int) -> list[Path]:
     """``src`` linked under the names of a chain of ``n`` products (a reference change
     every 15, as real frames)."""
     base = DispProduct.from_name(src.name)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # never removed: another run may read it
     dates = [base.reference + timedelta(days=12 * i) for i in range(n + 1)]
     out = []
     for ref_i, sec_i in synthetic.pairs(n):
         p = DispProduct(base.frame, dates[ref_i], dates[sec_i], base.version, base.generation)
         link = folder / p.filename
-        link.symlink_to(src)
+        if not link.is_symlink():
+            link.symlink_to(src)
         out.append(link)
     return out
 
