@@ -119,7 +119,7 @@ $graph:
       type: string?
     reference_method:
       label: Reference method
-      doc: 'timeseries: point, median, high-coherence (default without a point) or none.'
+      doc: 'timeseries: stable (default without a point), point, median, high-coherence or none.'
       type: string?
     coherence_threshold:
       label: Coherence threshold
@@ -127,7 +127,9 @@ $graph:
       type: float?
     seasonal:
       label: Seasonal
-      doc: 'timeseries: fit an annual sine and cosine with the velocity: true or false (default false).'
+      doc: 'timeseries: seasonal terms of the trajectory: auto (annual when the series spans a year
+        or more), none, annual, or semiannual (annual and semiannual); amplitude and phase COGs (default
+        auto).'
       type: string?
     min_valid_fraction:
       label: Min valid fraction
@@ -158,6 +160,21 @@ $graph:
     stac:
       label: STAC
       doc: false for no STAC catalog (catalog.json) of the outputs (default true).
+      type: string?
+    steps:
+      label: Steps
+      doc: 'timeseries: dates of steps (earthquakes, equipment changes) fitted as Heaviside terms;
+        one step_YYYYMMDD.tif COG each, with its standard error.'
+      type: string?
+    postseismic:
+      label: Postseismic
+      doc: 'timeseries: post-seismic terms DATE:TAU[:log|exp] (TAU in days; log by default), comma-separated;
+        one postseismic_YYYYMMDD.tif COG each.'
+      type: string?
+    deramp:
+      label: Deramp
+      doc: 'timeseries: remove a per-date plane (linear) or quadric (quadratic), fitted on the reference
+        pixels, before the fit (default none).'
       type: string?
   outputs:
     out:
@@ -197,6 +214,9 @@ $graph:
         points: points
         quicklooks: quicklooks
         stac: stac
+        steps: steps
+        postseismic: postseismic
+        deramp: deramp
       out:
       - outputs_result
 - class: CommandLineTool
@@ -369,6 +389,21 @@ $graph:
       inputBinding:
         position: 30
         prefix: --stac
+    steps:
+      type: string?
+      inputBinding:
+        position: 31
+        prefix: --steps
+    postseismic:
+      type: string?
+      inputBinding:
+        position: 32
+        prefix: --postseismic
+    deramp:
+      type: string?
+      inputBinding:
+        position: 33
+        prefix: --deramp
   outputs:
     outputs_result:
       type: Directory

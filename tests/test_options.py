@@ -236,10 +236,11 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "tolerated_failure_percentage": "5", "workers": "3", "limit": "4",
               "access": "https", "cmr_url": "cmr.earthdata.nasa.gov", "cog_writer": "gdal",
               "corrections": "none", "nan_policy": "omit", "reference_point": "1,2",
-              "reference_method": "point", "coherence_threshold": "0.5", "seasonal": "true",
+              "reference_method": "point", "coherence_threshold": "0.5", "seasonal": "annual",
               "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
-              "aoi": ""}
+              "aoi": "", "steps": "2020-01-05", "postseismic": "2020-01-10:30:exp",
+              "deramp": "linear"}
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

@@ -124,7 +124,33 @@ class NanPolicy(StrEnum):
 class ReferenceMethod(StrEnum):
     """How a time series is re-referenced in space (``--reference-method``)."""
 
+    STABLE = "stable"
     POINT = "point"
     MEDIAN = "median"
     HIGH_COHERENCE = "high-coherence"
     NONE = "none"
+
+
+class Seasonal(StrEnum):
+    """The seasonal terms a series' trajectory fits (``--seasonal``).
+
+    ``auto``: annual when the series spans a year or more, none otherwise.
+    """
+
+    AUTO = "auto"
+    NONE = "none"
+    ANNUAL = "annual"
+    SEMIANNUAL = "semiannual"
+
+    @property
+    def harmonics(self) -> int | None:
+        """0, 1 or 2 harmonics; None: decided by the series' span."""
+        return {"auto": None, "none": 0, "annual": 1, "semiannual": 2}[self.value]
+
+
+class Deramp(StrEnum):
+    """The per-date surface removed before the fit (``--deramp``)."""
+
+    NONE = "none"
+    LINEAR = "linear"
+    QUADRATIC = "quadratic"

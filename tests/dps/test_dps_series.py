@@ -15,7 +15,7 @@ from opera_disp.dps.series import check_tiles
 from opera_disp.errors import BadInput, OutputError
 from opera_disp.files import sha256_file
 from opera_disp.geometry import Window
-from opera_disp.timeseries.layers import layers_for
+from opera_disp.timeseries.layers import LAYERS
 
 from ..fakes.maap import FakeJob, FakeMaapServer
 from ..helpers import run, validate_summary
@@ -23,7 +23,7 @@ from ..helpers import run, validate_summary
 AREA = "0:200,40:440"  # two tiles of 256 columns: 40:296 and 296:440
 # Zarr shards need whole inner chunks: heights of 128 multiples (or under 128).
 ZAREA = "0:256,40:552"
-RASTERS = tuple(x.name for x in layers_for(False))  # the output layers, from their table
+RASTERS = tuple(x.name for x in LAYERS)  # the output layers, from their table
 
 
 def _run_job(job: FakeJob, folder: Path) -> None:

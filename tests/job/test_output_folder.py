@@ -418,7 +418,8 @@ def test_a_summary_of_an_older_version_is_the_same_job(
     assert rerun.exit_code == 0, rerun.message
     assert "rerun of the same time series" in " ".join(rerun.summary["notes"])
     p = _cli("timeseries", "--source", str(archive), "--window", "0:64,0:64", "-o",
-             str(series), "--reference-method", "median", "--seasonal", "--no-progress")
+             str(series), "--reference-method", "median", "--seasonal", "none",
+             "--no-progress")
     assert p.returncode == 2 and "different product or time-series settings" in p.stderr
 
 

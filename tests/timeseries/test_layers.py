@@ -16,6 +16,7 @@ import rasterio
 from opera_disp import api
 from opera_disp.timeseries import layers
 from opera_disp.timeseries.layers import LAYERS, VELOCITY, OutputLayer, layer_named, layers_for
+from opera_disp.timeseries.velocity import Model
 
 HEAVY = ("opera_disp.timeseries.frame", "opera_disp.timeseries.cube", "opera_disp.tiff.writer",
          "opera_disp.render.maps", "opera_disp.jobs.summary", "opera_disp.subset.granule",
@@ -36,9 +37,16 @@ def test_the_worker_kernel_imports_none_of_the_frame_pipeline() -> None:
 def test_the_table() -> None:
     names = [x.name for x in LAYERS]
     assert names[0] == VELOCITY and len(set(names)) == len(names)
-    assert [x.name for x in layers_for(False)] == names[:-1]  # the amplitude: --seasonal
+    assert [x.name for x in layers_for(Model())] == names  # no model terms: the table
+    with_terms = layers_for(Model(harmonics=2, steps=(0.5,), labels=("20200701",)))
+    assert [x.name for x in with_terms[len(names):]] == [
+        "annual_amplitude", "annual_phase", "semiannual_amplitude", "semiannual_phase",
+        "step_20200701", "step_20200701_stderr"]
+    assert [x.term for x in with_terms[len(names):]] == list(range(6))
+    assert layer_named("step_20200701_stderr") == dataclasses.replace(with_terms[-1], term=None)
+    assert with_terms[len(names) + 1].resampling == "nearest"  # a day of the year
     fields = {f.name for f in dataclasses.fields(layers.VelocityFit)}
-    assert all(x.fit is None or x.fit in fields for x in LAYERS)
+    assert all(x.fit is None or x.fit in fields for x in with_terms)
     assert layer_named("valid_count") is LAYERS[2] and layer_named("displacement_x") is None
     assert [x.resampling for x in LAYERS[:3]] == ["average", "average", "nearest"]
 
@@ -79,7 +87,7 @@ def test_one_row_is_one_more_output_layer_everywhere(archive: Path, tmp_path: Pa
     folder = tmp_path / "a" / "F40291"
     # The COGs: every row, with the table's description and units.
     cogs = {Path(o["path"]).stem for o in frame["outputs"] if o["kind"] == "cog"}
-    assert cogs == {x.name for x in layers_for(False)}
+    assert cogs == {x.name for x in layers_for(Model())}
     assert _description(folder / "valid_count.tif") == (PATCHED, "dates")
     assert _description(folder / "velocity_again.tif") == (EXTRA.description, "m/yr")
     with rasterio.open(folder / "velocity.tif") as v, \
@@ -95,7 +103,7 @@ def test_one_row_is_one_more_output_layer_everywhere(archive: Path, tmp_path: Pa
     # The STAC item of the velocity products: an asset per row.
     item = json.loads((tmp_path / "a" / "opera-disp-timeseries" / "F40291_velocity" /
                        "F40291_velocity.json").read_text())
-    assert {x.name for x in layers_for(False)} <= set(item["assets"])
+    assert {x.name for x in layers_for(Model())} <= set(item["assets"])
     # The DPS join of two tiles: every row joined, with the table's description.
     other = _series(archive, "0:200,296:440", tmp_path / "b")
     (tmp_path / "scratch").mkdir()

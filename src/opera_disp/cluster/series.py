@@ -47,7 +47,6 @@ from ..hdf5.read import fetch_ranges
 from ..io.source import ByteSource, SourceFactory
 from ..options import SeriesOptions
 from ..timeseries.kernel import Product, TileResult, compute_tile, fit_tile
-from ..timeseries.layers import layers_for
 from ..timeseries.rebase import Chain
 from ..timeseries.velocity import VelocityFit
 from .scheduler import worker_count
@@ -128,8 +127,10 @@ def _nbytes(result: TileResult) -> int:
     """The arrays a tile's result brings to the client: its series and every output
     layer's values it holds (the coherence; the fit's, when fitted there)."""
     # By identity: two layers may show one array (each is brought once).
-    parts = {id(a): a for x in layers_for(True)
-             if (a := x.values(result.fit, result.coherence)) is not None}
+    parts = {id(a): a for a in (result.coherence, *(
+        () if result.fit is None else (result.fit.rate, result.fit.stderr, result.fit.count,
+                                       *(() if result.fit.terms is None
+                                         else (result.fit.terms,)))))}
     return int(result.series.nbytes) + sum(int(a.nbytes) for a in parts.values())
 
 

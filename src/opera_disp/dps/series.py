@@ -42,9 +42,10 @@ from ..jobs.summary import (
 )
 from ..stats import StreamingStats
 from ..tiff.writer import RasterSpec, open_writer, resampling_for
+from ..timeseries import layers as layer_table
 from ..timeseries.cube import CubeLayout, open_cube
 from ..timeseries.frame import output_record, window_record
-from ..timeseries.layers import VELOCITY, OutputLayer, layer_named, layers_for
+from ..timeseries.layers import VELOCITY, OutputLayer, layer_named
 from ..types import CogWriterKind, CubeFormat, OutputKind
 from .paths import destination
 
@@ -52,6 +53,18 @@ log = logging.getLogger(__name__)
 #: Rows (and columns) of the blocks the tiles are copied in.
 BLOCK = 256
 _EPOCH = datetime(2010, 1, 1, tzinfo=UTC)
+
+
+#: What a tile's own check of its reference adds (it differs between tiles of one series).
+_TILE_CHECK = ("stable_velocity", "spread", "warnings")
+
+
+def _defining(frame: FrameSeries, name: str) -> Any:
+    """A frame record's entry without what each tile computes on its own."""
+    value: Any = frame[name]  # type: ignore[literal-required]
+    if name == "spatial_reference":
+        return {k: v for k, v in value.items() if k not in _TILE_CHECK}
+    return value
 
 
 def window_of(frame: FrameSeries) -> Window:
@@ -93,7 +106,7 @@ def check_tiles(frame: int, pieces: Sequence[tuple[str, FrameSeries]]) -> Window
     key0, first = pieces[0]
     for key, f in pieces[1:]:
         for name in ("dates", "segments", "reference_changes", "spatial_reference"):
-            if f[name] != first[name]:
+            if _defining(f, name) != _defining(first, name):
                 raise OutputError(f"frame {frame}: tiles {key0} and {key} have different "
                                   f"{name.replace('_', ' ')}; the tiles are not one series "
                                   "(were their granules or settings changed?)")
@@ -294,8 +307,8 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
             raise OutputError(f"frame {frame}: {rel} cannot be joined from tiles (a point "
                               "lies in one tile only); plan point series without tiles")
         outputs.append(output_record(made, output, kind, out["layer"]))
-    # Every layer a series writes must be there (the seasonal ones only with --seasonal).
-    missing = [f"{x.name}.tif" for x in layers_for(False) if x.name not in layers]
+    # Every layer every series writes must be there (the model's terms as it had them).
+    missing = [f"{x.name}.tif" for x in layer_table.LAYERS if x.name not in layers]
     velocity = layers.get(VELOCITY)
     if missing or velocity is None:
         raise OutputError(f"frame {frame}: the tiles list no {', '.join(missing)}")

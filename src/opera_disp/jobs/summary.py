@@ -33,6 +33,7 @@ from ..errors import BadInput, ExitCode, OutputError, one_line
 from ..files import open_nofollow, write_json
 from ..stac.catalog import CatalogWritten
 from ..types import (
+    Deramp,
     GranuleStatus,
     JobStatus,
     OutputKind,
@@ -280,7 +281,7 @@ class SpatialReference(TypedDict):
     """Where the series is referenced in space."""
 
     method: ReferenceMethod
-    """``point``, ``median``, ``high-coherence`` or ``none``."""
+    """``stable``, ``point``, ``median``, ``high-coherence`` or ``none``."""
     lon: float | None
     """The reference point's longitude (``point`` only)."""
     lat: float | None
@@ -293,6 +294,23 @@ class SpatialReference(TypedDict):
     """Pixels the median was taken over (coherent pixels, or the whole area for ``median``)."""
     values: list[float | None]
     """The value subtracted at each date, metres (null: no valid reference that date)."""
+    extent: list[float] | None
+    """``[west, south, east, north]`` (lon/lat) of the sampled reference pixels (area
+    methods)."""
+    sigma: float
+    """The reference's own velocity uncertainty (m/yr; a block jackknife over its pixels),
+    added in quadrature to every ``velocity_stderr``."""
+    spread: float | None
+    """The reference pixels' velocity spread (half their 5-95 % range over 1.645, m/yr;
+    area methods)."""
+    stable_velocity: float | None
+    """The stable ground's velocity relative to the reference (m/yr; ~0 when the
+    reference is on stable ground)."""
+    deramp: Deramp
+    """The per-date surface removed before the fit."""
+    warnings: list[str]
+    """The reference moves (stable ground past 2 mm/yr) or is spread (its pixels'
+    velocities scatter more than 3 mm/yr beyond what their standard errors explain)."""
 
 
 class SeriesPixels(TypedDict):

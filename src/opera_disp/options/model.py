@@ -55,10 +55,12 @@ from ..types import (
     CogWriterKind,
     Correction,
     CubeFormat,
+    Deramp,
     LayerName,
     MaskMode,
     NanPolicy,
     ReferenceMethod,
+    Seasonal,
 )
 from .fields import Group, Opt
 from .values import (
@@ -69,12 +71,15 @@ from .values import (
     choice,
     parse_bool,
     parse_corrections,
+    parse_dates,
     parse_folder,
     parse_items,
     parse_lonlat,
     parse_path,
     parse_points,
+    parse_postseismic,
     parse_when,
+    postseismic_terms,
     read_granule_list,
     shown,
 )
@@ -377,12 +382,14 @@ class SeriesChoices(Group):
         "(counted as 0), as opera-utils.", parse=_enum(NanPolicy, "nan policy"), dps=18)
     ] = NanPolicy.PROPAGATE
     reference_method: Annotated[ReferenceMethod, Opt(
-        "point, median (of the area), high-coherence (median of pixels above "
-        "--coherence-threshold; the default without a point) or none (the products' own).",
+        "stable (the median of the coherent pixels whose velocity sits in the area's "
+        "stable mode; the default without a point), point, median (of the area), "
+        "high-coherence (median of pixels above --coherence-threshold) or none (the "
+        "products' own).",
         parse=_enum(ReferenceMethod, "reference method"), dps=20,
-        default_help="high-coherence, or point with --reference-point",
-        dps_help="point, median, high-coherence (default without a point) or none.")
-    ] = ReferenceMethod.HIGH_COHERENCE
+        default_help="stable, or point with --reference-point",
+        dps_help="stable (default without a point), point, median, high-coherence or none.")
+    ] = ReferenceMethod.STABLE
     reference_point: Annotated[tuple[float, float] | None, Opt(
         "Spatial reference: the pixel containing this point (implies --reference-method "
         "point).", metavar="LON,LAT", parse=lambda v: parse_lonlat(v, "reference point"),
@@ -393,9 +400,23 @@ class SeriesChoices(Group):
         "Harmonic-mean temporal coherence of a coherent pixel.", metavar="FLOAT",
         parse=lambda v: UNIT.parse("coherence threshold", v), dps=21,
         dps_help="harmonic-mean temporal coherence of a coherent pixel, 0..1.")] = 0.7
-    seasonal: Annotated[bool, Opt(
-        "Fit an annual sine and cosine with the velocity.", flag="--seasonal",
-        parse=_flag("seasonal"), dps=22)] = False
+    seasonal: Annotated[Seasonal, Opt(
+        "Seasonal terms of the trajectory: auto (annual when the series spans a year or "
+        "more), none, annual, or semiannual (annual and semiannual); amplitude and phase "
+        "COGs.", parse=_enum(Seasonal, "seasonal"), dps=22)] = Seasonal.AUTO
+    steps: Annotated[tuple[datetime, ...], Opt(
+        "Dates of steps (earthquakes, equipment changes) fitted as Heaviside terms; one "
+        "step_YYYYMMDD.tif COG each, with its standard error.", flag="--step",
+        metavar="DATE[,DATE...]", parse=lambda v: parse_dates(v, "step"), dps=30,
+        summary_help="Dates of the fitted steps.")] = ()
+    postseismic: Annotated[tuple[str, ...], Opt(
+        "Post-seismic terms DATE:TAU[:log|exp] (TAU in days; log by default), "
+        "comma-separated; one postseismic_YYYYMMDD.tif COG each.",
+        metavar="DATE:TAU[:log|exp][,...]", parse=parse_postseismic, dps=31,
+        summary_help="Post-seismic terms as `DATE:TAU:KIND`.")] = ()
+    deramp: Annotated[Deramp, Opt(
+        "Remove a per-date plane (linear) or quadric (quadratic), fitted on the reference "
+        "pixels, before the fit.", parse=_enum(Deramp, "deramp"), dps=32)] = Deramp.NONE
     min_valid_fraction: Annotated[float, Opt(
         "Pixels valid on fewer dates than this fraction get no velocity.", metavar="FLOAT",
         parse=lambda v: UNIT.parse("min valid fraction", v), dps=23)] = 0.5
@@ -434,6 +455,11 @@ class SeriesChoices(Group):
     def mask_applied(self) -> bool:
         """Whether ``recommended_mask`` is applied (pixels != 1 are NaN at that date)."""
         return self.mask is MaskMode.RECOMMENDED
+
+    @property
+    def postseismic_terms(self) -> tuple[tuple[datetime, float, str], ...]:
+        """``(date, tau in days, kind)`` of each post-seismic term."""
+        return postseismic_terms(self.postseismic)
 
 
 @dataclass(frozen=True, kw_only=True)

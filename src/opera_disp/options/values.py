@@ -408,6 +408,67 @@ def parse_corrections(value: str | Sequence[Correction | str]) -> tuple[Correcti
     return tuple(c for c in Correction if c in chosen)
 
 
+def parse_dates(value: str | Sequence[str | date | datetime], name: str
+                ) -> tuple[datetime, ...]:
+    """Comma-separated dates (or a sequence) as sorted, distinct UTC datetimes.
+
+    Examples
+    --------
+    >>> [d.date().isoformat() for d in parse_dates("2021-03-01,2020-05-02", "step")]
+    ['2020-05-02', '2021-03-01']
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = {parse_when(v.strip() if isinstance(v, str) else v, name=name)
+           for v in items if not isinstance(v, str) or v.strip()}
+    return tuple(sorted(out))
+
+
+def parse_postseismic(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Post-seismic terms ``DATE:TAU[:log|exp]`` (``TAU`` in days, ``log`` by default),
+    comma-separated, as canonical ``YYYY-MM-DD:TAU:KIND`` texts.
+
+    Examples
+    --------
+    >>> parse_postseismic("2021-03-01:60, 2022-01-02:30.5:exp")
+    ('2021-03-01:60:log', '2022-01-02:30.5:exp')
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        parts = item.split(":")
+        kind = parts[2].strip().lower() if len(parts) == 3 else "log"
+        if len(parts) not in (2, 3) or kind not in ("log", "exp"):
+            raise BadInput(f"postseismic {shown(item)} is not DATE:TAU[:log|exp] "
+                           "(e.g. 2021-03-01:60:log, TAU in days)")
+        when = parse_when(parts[0].strip(), name="postseismic date")
+        try:
+            tau = float(parts[1])
+        except ValueError:
+            tau = float("nan")
+        if not (math.isfinite(tau) and 0 < tau <= 36525):
+            raise BadInput(f"postseismic {shown(item)}: TAU {shown(parts[1])} is not a "
+                           "number of days in (0, 36525]")
+        out.append(f"{when.date().isoformat()}:{tau:g}:{kind}")
+    return tuple(dict.fromkeys(out))
+
+
+def postseismic_terms(texts: Sequence[str]) -> tuple[tuple[datetime, float, str], ...]:
+    """The ``(date, tau in days, kind)`` of canonical post-seismic texts.
+
+    Examples
+    --------
+    >>> postseismic_terms(["2021-03-01:60:log"])[0][1:]
+    (60.0, 'log')
+    """
+    out = []
+    for text in texts:
+        when, tau, kind = text.split(":")
+        out.append((parse_when(when), float(tau), kind))
+    return tuple(out)
+
+
 def parse_items(value: str | Sequence[str]) -> tuple[str, ...]:
     """A comma-separated list (or a sequence) without blanks and repeats, in order.
 

@@ -92,8 +92,13 @@ def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, fl
 def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
                png: Path, *, title: str, label: str, vmax: float | None = 0.1,
                cmap: str | None = None, diverging: bool = True,
-               tmp_dir: Path | None = None) -> Path:
+               tmp_dir: Path | None = None,
+               marks: tuple[np.ndarray, np.ndarray] | None = None,
+               mark_size: int = 1) -> Path:
     """Write a PNG map of ``data`` (NaN = nodata, shown grey) with a colorbar.
+
+    ``marks`` (rows, columns of ``data``) are drawn over the map as black squares with a
+    white edge, ``2 * mark_size + 1`` screen pixels wide (the reference's pixels or point).
 
     The PNG is written to a temporary file (in ``tmp_dir``, else beside ``png``) and
     renamed into place. Rows of the figure that hold nothing (above the title, below the
@@ -116,16 +121,35 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     """
     key = template_key(data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
                        diverging=diverging)
-    pixels = template(key).render(data, title)
+    tmpl = template(key)
+    pixels = tmpl.render(data, title)
+    if marks is not None:
+        _draw_marks(pixels, tmpl, marks, mark_size)
     with atomic_path(png, tmp_dir) as tmp:
         tmp.write_bytes(png_bytes(pixels))
     return png
 
 
+def _draw_marks(pixels: np.ndarray, tmpl: QuicklookTemplate,
+                marks: tuple[np.ndarray, np.ndarray], size: int) -> None:
+    """Black squares with a white edge at the data pixels ``marks`` (in place)."""
+    rows = tmpl.rows.start + np.searchsorted(tmpl.row_of, marks[0])
+    cols = tmpl.cols.start + np.searchsorted(tmpl.col_of, marks[1])
+    for colour, half in (((255, 255, 255), size + 1), ((0, 0, 0), size)):
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            pixels[max(r - half, tmpl.rows.start):min(r + half + 1, tmpl.rows.stop),
+                   max(c - half, tmpl.cols.start):min(c + half + 1, tmpl.cols.stop)] = colour
+
+
 def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float, float, float],
                        epsg: int, first: str, last: str, dates: int, folder: str,
-                       method: str, tmp_dir: Path | None = None) -> Path:
+                       method: str, tmp_dir: Path | None = None,
+                       reference: tuple[np.ndarray, np.ndarray] | None = None,
+                       point: bool = False) -> Path:
     """A time series' velocity map (mm/yr, diverging, centred on zero) from its COG.
+
+    ``reference`` (rows, columns of the COG) marks the reference: a point (``point``),
+    or the sampled pixels of a reference area (at most 600 of them drawn).
 
     Drawn from the COG's first overview no larger than 1000 pixels a side (the whole
     raster when it has none): a frame's map never reads the full resolution.
@@ -154,10 +178,18 @@ def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float,
             level += 1
         factor = 2 ** level
         data = ds.read(1, out_shape=(max(1, ds.height // factor), max(1, ds.width // factor)))
-    title = f"LOS velocity {first} to {last} ({dates} dates)\n{folder}, reference: {method}"
+    marks = None
+    if reference is not None and reference[0].size:
+        # A fixed, spread-out choice (a stride through a row-major list aliases with rows).
+        keep = np.sort(np.random.default_rng(0).permutation(reference[0].size)[:600])
+        marks = (reference[0][keep] // factor, reference[1][keep] // factor)
+    shown = "point (black square)" if point else \
+        f"{method} (black dots: its pixels)" if marks is not None else method
+    title = f"LOS velocity {first} to {last} ({dates} dates)\n{folder}, reference: {shown}"
     return render_map(data * 1000.0, bounds, epsg, png, title=title,
                       label="LOS velocity [mm/yr] (positive: towards the satellite)",
-                      vmax=None, diverging=True, tmp_dir=tmp_dir)
+                      vmax=None, diverging=True, tmp_dir=tmp_dir, marks=marks,
+                      mark_size=3 if point else 1)
 
 
 def png_bytes(rgb: np.ndarray, level: int = 2) -> bytes:

@@ -190,6 +190,13 @@ class Scene:
         out: NDArray[np.float64] = rate * t_years + seasonal * math.sin(2 * math.pi * t_years)
         return out
 
+    def step_field(self, u: np.ndarray, v: np.ndarray, amplitude: float
+                   ) -> NDArray[np.float64]:
+        """A step's displacement (m): ``amplitude`` over the frame's east half, 0 west."""
+        out: NDArray[np.float64] = np.where(np.broadcast_to(u, np.broadcast_shapes(
+            u.shape, v.shape)) >= 0.5, amplitude, 0.0)
+        return out
+
     def atmosphere(self, date_index: int, u: np.ndarray, v: np.ndarray) -> NDArray[np.float64]:
         """The per-date smooth atmospheric screen (m): a nuisance, not ground motion."""
         a = self.atmo[date_index % 64]
@@ -258,7 +265,8 @@ class Truth:
 
 def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), seed: int = 0,
           n_dates: int = 6, window: Window | None = None, *,
-          referenced: bool = True, corrections: bool = False) -> Truth:
+          referenced: bool = True, corrections: bool = False,
+          step: tuple[int, float] | None = None) -> Truth:
     """The true ground displacement of the series :func:`~opera_disp.synthetic.write_archive`
     writes with the same ``frame``, ``shape``, ``seed`` and ``n_dates``.
 
@@ -283,6 +291,8 @@ def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), see
         (:func:`reference_pixel`), as the granules are; this is what rebasing recovers
         when the series is not re-referenced. ``False``: absolute ground motion. Rate and
         seasonal amplitude are referenced the same way (the model is linear in both).
+    step : (date index, metres), optional
+        As given to the writer: a step on and after that date over the east half.
     corrections : bool
         Also return the cumulative solid earth tide and ionospheric delay: rebasing the
         uncorrected ``displacement`` gives ``displacement + solid_earth_tide +
@@ -318,8 +328,14 @@ def truth(frame: int = DEFAULT_FRAME, shape: tuple[int, int] = (1024, 1280), see
         rate_p, seasonal_p = scene.ground_terms(*scene.point(*ref))
         rate, seasonal = rate - rate_p, seasonal - seasonal_p
     disp = np.empty((len(dates), *win.shape), np.float32)
+    jump = np.zeros(win.shape)
+    if step is not None:  # the writer's step, referenced like the rest
+        jump = scene.step_field(u, v, step[1])
+        if referenced:
+            jump = jump - float(scene.step_field(*scene.point(*ref), step[1])[0, 0])
     for k, t in enumerate(years):
-        disp[k] = rate * t + seasonal * math.sin(2 * math.pi * t)
+        disp[k] = rate * t + seasonal * math.sin(2 * math.pi * t) + \
+            (jump if step is not None and k >= step[0] else 0.0)
     fields: dict[str, NDArray[np.float32]] = {}
     if corrections:
         up, vp = scene.point(*ref)

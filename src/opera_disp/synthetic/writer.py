@@ -129,6 +129,7 @@ def write_granule(
     noise: bool = True,
     mantissa_rounding: bool = True,
     reference_every: int = REFERENCE_EVERY,
+    step: tuple[int, float] | None = None,
 ) -> Path:
     """Write one synthetic granule: the ``index``-th product of a frame's series.
 
@@ -160,6 +161,10 @@ def write_granule(
         computed, so exact recovery can be tested).
     reference_every : int
         How many acquisitions the moving reference date stays fixed (:func:`pairs`).
+    step : (date index, metres), optional
+        A step of the ground on and after that date, over the frame's east half
+        (:meth:`~opera_disp.synthetic.scene.Scene.step_field`); :func:`truth` with the same
+        ``step`` has it.
 
     Notes
     -----
@@ -203,6 +208,9 @@ def write_granule(
                + seasonal * (math.sin(2 * math.pi * t_sec) - math.sin(2 * math.pi * t_ref))
                + scene.tide(sec_i, u, v) - scene.tide(ref_i, u, v)
                + scene.iono(sec_i, u, v) - scene.iono(ref_i, u, v))
+        if step is not None:
+            out = out + scene.step_field(u, v, step[1]) * (
+                float(sec_i >= step[0]) - float(ref_i >= step[0]))
         if noise:
             out = out + scene.atmosphere(sec_i, u, v) - scene.atmosphere(ref_i, u, v)
         return out
@@ -467,10 +475,11 @@ def write_archive(
     mantissa_rounding: bool = True,
     reference_every: int = REFERENCE_EVERY,
     skip: Collection[int] = (),
+    step: tuple[int, float] | None = None,
 ) -> list[Path]:
     """Write a series of ``n_dates`` granules for each frame; return their paths.
 
-    ``noise``, ``mantissa_rounding`` and ``reference_every`` are passed to
+    ``noise``, ``mantissa_rounding``, ``reference_every`` and ``step`` are passed to
     :func:`write_granule`; ``skip`` lists secondary indices (1-based, as ``index``) not
     written, e.g. a reference change's crossover product.
 
@@ -494,6 +503,6 @@ def write_archive(
                          disable=(not progress) if progress is not None else None):
         out.append(write_granule(directory, frame=frame, shape=shape, n_dates=n_dates, index=i,
                                  seed=seed, noise=noise, mantissa_rounding=mantissa_rounding,
-                                 reference_every=reference_every))
+                                 reference_every=reference_every, step=step))
     return out
 

@@ -466,11 +466,18 @@ class CubeWriter:
 
     # -- publishing -------------------------------------------------------------------
 
-    def close(self) -> Path:
-        """Finish the cube and rename it into place atomically; returns its path."""
+    def close(self, attrs: Mapping[str, str | int | float] | None = None) -> Path:
+        """Finish the cube (adding the global ``attrs`` known only at the end) and rename
+        it into place atomically; returns its path."""
         if self._done:
             raise RuntimeError(f"{self.path.name} is already closed")
         try:
+            if attrs and self._h5 is not None:
+                self._h5.attrs.update(dict(attrs))
+            elif attrs:
+                import zarr
+
+                zarr.open_group(str(self._tmp), mode="r+").attrs.update(dict(attrs))
             if self._h5 is not None:
                 self._h5.close()
                 self._h5 = None

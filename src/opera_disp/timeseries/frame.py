@@ -26,6 +26,7 @@ area.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -72,7 +73,7 @@ from ..stats import StreamingStats
 from ..tiff.pool import EncoderPool
 from ..tiff.writer import RasterSpec, RasterWriter, open_writer
 from ..times import iso
-from ..types import CogWriterKind, OutputKind, ReferenceMethod
+from ..types import CogWriterKind, Deramp, OutputKind, ReferenceMethod
 from .cube import CubeLayout, CubeWriter, open_cube
 from .kernel import (
     Product,
@@ -81,12 +82,15 @@ from .kernel import (
     fit_tile,
     layers_needed,
     read_stack,
+    reference_changes,
+    series_model,
 )
 from .layers import VELOCITY, OutputLayer, layers_for
 from .plan import tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
-from .reference import describe_invalid, median_per_date
-from .velocity import VelocityFit, years_since
+from .reference import Referencing, describe_invalid, median_per_date
+from .stable import ReferenceCheck, check_reference, choose_reference, sample_grid
+from .velocity import Model, VelocityFit, years_since
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +254,53 @@ class _Frame:
     t: NDArray[np.float64]
     ref_values: NDArray[np.float32]
     ref_rc: tuple[int, int] | None
+    model: Model
     n_ref_pixels: int | None = None
     shape: tuple[int, int] = (0, 0)  # of a tile
+    #: What pass 2 subtracts (two passes).
+    referencing: Referencing | None = None
+    #: The reference's own velocity uncertainty (m/yr), added to every standard error.
+    ref_sigma: float = 0.0
+    #: Area pixels ``(rows, cols)`` of the sampled reference pixels (area methods).
+    ref_pixels: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
+
+
+@dataclass
+class _Sample:
+    """A regular sample of the area's final velocities, for the reference's check."""
+
+    stride: int
+    rows: list[NDArray[np.int64]] = field(default_factory=list)
+    cols: list[NDArray[np.int64]] = field(default_factory=list)
+    values: list[NDArray[np.float32]] = field(default_factory=list)  # velocity, stderr, coh
+
+    @property
+    def offset(self) -> int:
+        return self.stride // 2
+
+    def take(self, area: Window, tile: Window, fit: VelocityFit,
+             coherence: NDArray[np.float32]) -> None:
+        """Keep the tile's sampled pixels' velocity, standard error and coherence."""
+        r = np.arange(tile.row0 - area.row0, tile.row1 - area.row0)
+        c = np.arange(tile.col0 - area.col0, tile.col1 - area.col0)
+        rs, cs = r[r % self.stride == self.offset], c[c % self.stride == self.offset]
+        if rs.size == 0 or cs.size == 0:
+            return
+        lr, lc = np.meshgrid(rs - r[0], cs - c[0], indexing="ij")
+        self.rows.append((lr + r[0]).ravel())
+        self.cols.append((lc + c[0]).ravel())
+        self.values.append(np.stack([fit.rate[lr, lc].ravel(), fit.stderr[lr, lc].ravel(),
+                                     coherence[lr, lc].ravel()]))
+
+    def grid(self, shape: tuple[int, int]) -> NDArray[np.float32]:
+        """The sample as a ``(3, rows, cols)`` grid (velocity, standard error, coherence)
+        over an area of ``shape``: the grid :func:`~.stable.sample_grid` describes."""
+        off = self.offset
+        out = np.full((3, len(range(off, shape[0], self.stride)),
+                       len(range(off, shape[1], self.stride))), np.nan, np.float32)
+        for r, c, v in zip(self.rows, self.cols, self.values, strict=True):
+            out[:, (r - off) // self.stride, (c - off) // self.stride] = v
+        return out
 
 
 @dataclass
@@ -264,17 +313,20 @@ class _Sinks:
     cube: CubeWriter
     counts: SeriesPixels
     stats: StreamingStats
+    sample: _Sample
     rebased: h5py.Dataset | None = None  # two passes: the rebased series
     coherence: h5py.Dataset | None = None  # two passes: the harmonic-mean coherence
 
 
 @dataclass
 class _Sealed:
-    """The published cube and COGs, and the velocity's statistics."""
+    """The published cube and COGs, the velocity's statistics and the reference's check."""
 
     cube: Path
     cogs: dict[str, Path]
     statistics: dict[str, float | None]
+    check: ReferenceCheck
+    described: dict[str, str]
 
 
 @dataclass
@@ -298,16 +350,22 @@ class FrameJob:
         """The frame's output folder."""
         return self.root / frame_folder(self.frame)
 
+    #: The series' trajectory model (known once the products are chained).
+    model: Model = field(default_factory=Model)
+
     @property
     def outputs(self) -> tuple[OutputLayer, ...]:
         """The 2-D layers this series writes."""
-        return layers_for(self.spec.seasonal)
+        return layers_for(self.model)
 
     @property
     def two_pass(self) -> bool:
-        """Whether the reference values need the whole area first (a second pass)."""
+        """Whether the reference (or the deramping surface) needs the whole area first
+        (a second pass)."""
         return self.spec.reference_method in (ReferenceMethod.MEDIAN,
-                                              ReferenceMethod.HIGH_COHERENCE)
+                                              ReferenceMethod.HIGH_COHERENCE,
+                                              ReferenceMethod.STABLE) or \
+            self.spec.deramp is not Deramp.NONE
 
     def run(self) -> FrameSeries:
         """Make the frame's series: reference, passes, publishing.
@@ -330,7 +388,7 @@ class FrameJob:
         with contextlib.ExitStack() as ctx:
             sinks = self._open(fr, ctx)
             self._passes(fr, sinks)
-            sealed = self._seal(sinks)
+            sealed = self._seal(fr, sinks)
         return self._publish(fr, sinks, sealed, t0)
 
     # -- the steps ---------------------------------------------------------------------
@@ -355,12 +413,15 @@ class FrameJob:
         layers = layers_needed(spec)
         dates = [iso(d) for d in chain.dates]
         t = years_since(chain.dates)
-        if spec.seasonal and t[-1] < 1.0:
-            self.notes.append(f"{frame_folder(self.frame)}: --seasonal over {t[-1]:.2f} years "
-                              "(less than one): the rate and the annual term trade off, "
-                              "expect large standard errors")
+        try:
+            self.model, dropped = series_model(spec, chain)
+        except BadInput as exc:
+            raise BadInput(f"frame {self.frame}: {exc}") from None
+        for note in dropped:
+            log.warning("F%05d: %s", self.frame, note)
+            self.notes.append(f"{frame_folder(self.frame)}: {note}")
         fr = _Frame(chain, products, grid, area, layers, dates, t,
-                    np.zeros(len(chain.dates), dtype=np.float32), None,
+                    np.zeros(len(chain.dates), dtype=np.float32), None, self.model,
                     shape=tile_shape(len(products), area.shape))
         if spec.reference_method is ReferenceMethod.POINT:
             self._point_reference(fr)
@@ -452,7 +513,7 @@ class FrameJob:
         sinks = _Sinks(writers, Rasters(writers, fr.area, self.outputs), cube,
                        SeriesPixels(total=fr.area.size, outside_aoi=0, with_data=0,
                                     complete=0, velocity=0),
-                       StreamingStats())
+                       StreamingStats(), _Sample(sample_grid(fr.area.shape)))
         if self.two_pass:
             h5 = ctx.enter_context(h5py.File(
                 self.scratch / f"{frame_folder(self.frame)}-rebased.h5", "w"))
@@ -468,10 +529,9 @@ class FrameJob:
         self._pass1(fr, sinks)
         if self.two_pass:
             assert sinks.rebased is not None and sinks.coherence is not None
-            fr.ref_values, fr.n_ref_pixels = self._reference_values(sinks.rebased,
-                                                                    sinks.coherence)
-            log.info("F%05d: reference values from %d pixel(s) (%s)", self.frame,
-                     fr.n_ref_pixels, self.spec.reference_method)
+            self._choose_reference(fr, sinks.rebased, sinks.coherence)
+            log.info("F%05d: reference from %d pixel(s) (%s)", self.frame,
+                     fr.n_ref_pixels or 1, self.spec.reference_method)
             self._pass2(fr, sinks)
 
     def _pass1(self, fr: _Frame, sinks: _Sinks) -> None:
@@ -514,7 +574,7 @@ class FrameJob:
                     self._write_series(result.series, rows, cols, sinks)
                     fit = result.fit if result.fit is not None else \
                         fit_tile(result.series, fr.t, fr.chain, spec)
-                    self._put_fit(fit, tile, rows, cols, sinks)
+                    self._put_fit(fr, fit, tile, rows, cols, sinks, result.coherence)
                 for x in before_fit:
                     values = known[x.name]
                     if x.cube is not None and values is not None:
@@ -526,25 +586,31 @@ class FrameJob:
     def _pass2(self, fr: _Frame, sinks: _Sinks) -> None:
         """Re-reference the scratch cube's tiles, write them to the cube, fit them."""
         spec, area, chain, t = self.spec, fr.area, fr.chain, fr.t
-        tmp, ref_values = sinks.rebased, fr.ref_values
-        assert tmp is not None
+        tmp, referencing = sinks.rebased, fr.referencing
+        assert tmp is not None and referencing is not None and sinks.coherence is not None
+        coherence = sinks.coherence
         # Each referenced tile is read and written to the cube here, in order, then
         # fitted here (or on the dask workers: the fit is most of this pass's CPU); the
         # fits come back in order for the COGs. Fitting two at once in threads here saved
         # ~8 % of the wall time on 2 cores (the encoders already use the other) for
         # +250-340 MB of peak memory: not done.
+        # A referenced tile waits here for its fit: the cube takes its series and then its
+        # fit's 2-D layers in tile order, so the cube's bytes do not depend on how far
+        # ahead the workers run.
+        waiting: dict[Window, NDArray[np.float32]] = {}
+
         def referenced() -> Iterator[tuple[Window, NDArray[np.float32]]]:
             for tile in tiles(area, fr.shape):
                 rows, cols = self._rel(area, tile)
                 series = tmp[:, rows, cols]
-                series -= ref_values[:, None, None]
-                self._write_series(series, rows, cols, sinks)
+                series -= referencing.correction(rows, cols)
+                waiting[tile] = series
                 yield tile, series
 
         def fit_here(tile: Window) -> VelocityFit:
             rows, cols = self._rel(area, tile)
             series = tmp[:, rows, cols]
-            series -= ref_values[:, None, None]
+            series -= referencing.correction(rows, cols)
             return fit_tile(series, t, chain, spec)
 
         fitted = ((tile, fit_tile(series, t, chain, spec))
@@ -557,19 +623,77 @@ class FrameJob:
                 done, fit = next(fitted)
                 assert done == tile, (done, tile)
                 rows, cols = self._rel(area, tile)
-                self._put_fit(fit, tile, rows, cols, sinks)
+                self._write_series(waiting.pop(tile), rows, cols, sinks)
+                self._put_fit(fr, fit, tile, rows, cols, sinks, coherence[rows, cols])
             sinks.rasters.end_band(after_fit)
 
-    def _seal(self, sinks: _Sinks) -> _Sealed:
+    def _check(self, fr: _Frame, sinks: _Sinks) -> ReferenceCheck:
+        """Check the reference on the sample of final velocities; its warnings logged
+        and noted."""
+        values = sinks.sample.grid(fr.area.shape)
+        with np.errstate(invalid="ignore"):
+            coherent = values[2] > self.spec.coherence_threshold
+        members: NDArray[np.bool_] | None = None
+        if fr.ref_pixels is not None:
+            off, stride = sinks.sample.offset, sinks.sample.stride
+            members = np.zeros(coherent.shape, dtype=bool)
+            members[(fr.ref_pixels[0] - off) // stride, (fr.ref_pixels[1] - off) // stride] = True
+        check = check_reference(values[0], values[1], coherent, members)
+        for warning in check.warnings:
+            log.warning("F%05d: %s", self.frame, warning)
+            self.notes.append(f"{frame_folder(self.frame)}: {warning}")
+        return check
+
+    def _described(self, fr: _Frame, check: ReferenceCheck) -> dict[str, str]:
+        """What every output says of itself: time span, reference date, reference
+        (method, where, how sure), model and deramping."""
+        spec = self.spec
+        where = "the products' own reference point"
+        if fr.ref_rc is not None and spec.reference_point is not None:
+            where = (f"point {spec.reference_point[0]:.6f},{spec.reference_point[1]:.6f} "
+                     f"(row {fr.ref_rc[0]}, col {fr.ref_rc[1]})")
+        elif fr.ref_pixels is not None and fr.ref_pixels[0].size:
+            w, s_, e, n = self._ref_extent(fr)
+            where = (f"{fr.n_ref_pixels or fr.ref_pixels[0].size} pixels within lon "
+                     f"{w:.4f}..{e:.4f}, lat {s_:.4f}..{n:.4f}")
+        out = {
+            "FIRST_DATE": iso(fr.chain.dates[0])[:10],
+            "LAST_DATE": iso(fr.chain.dates[-1])[:10],
+            "REFERENCE_DATE": iso(fr.chain.dates[0]),
+            "REFERENCE_METHOD": str(spec.reference_method),
+            "REFERENCE_AREA": where,
+            "REFERENCE_SIGMA_MM_YR": f"{fr.ref_sigma * 1000:.3f}",
+            "STABLE_GROUND_VELOCITY_MM_YR": f"{check.stable_velocity * 1000:.3f}",
+            "MODEL": fr.model.describe(),
+            "DERAMP": str(spec.deramp),
+        }
+        if check.spread is not None:
+            out["REFERENCE_SPREAD_MM_YR"] = f"{check.spread * 1000:.3f}"
+        return out
+
+    def _ref_extent(self, fr: _Frame) -> tuple[float, float, float, float]:
+        """The lon/lat bounds of the sampled reference pixels."""
+        assert fr.ref_pixels is not None
+        r, c = fr.ref_pixels
+        win = Window(fr.area.row0 + int(r.min()), fr.area.row0 + int(r.max()) + 1,
+                     fr.area.col0 + int(c.min()), fr.area.col0 + int(c.max()) + 1)
+        return fr.grid.window_lonlat_bounds(win)
+
+    def _seal(self, fr: _Frame, sinks: _Sinks) -> _Sealed:
         """Close the cube, publish the COGs and take the velocity's statistics (its
-        pixels read back while they are still at hand)."""
-        cube = sinks.cube.close()
+        pixels read back while they are still at hand); every output is told its time
+        span, reference and model first."""
+        check = self._check(fr, sinks)
+        described = self._described(fr, check)
+        for writer in sinks.writers.values():
+            writer.tags.update(described)
+        cube = sinks.cube.close({k.lower(): v for k, v in described.items()})
         vel_writer = sinks.writers[VELOCITY]
         with contextlib.closing(vel_writer.read_back()) as back:
             cogs = {n: w.publish() for n, w in sinks.writers.items() if n != VELOCITY}
             statistics = sinks.stats.result(lambda: iter(back))
         cogs[VELOCITY] = vel_writer.publish()
-        return _Sealed(cube, cogs, statistics)
+        return _Sealed(cube, cogs, statistics, check, described)
 
     def _publish(self, fr: _Frame, sinks: _Sinks, sealed: _Sealed, t0: float
                  ) -> FrameSeries:
@@ -580,7 +704,7 @@ class FrameJob:
                     for x in self.outputs]
         if spec.date_cogs:
             outputs += self._date_cogs(sealed.cube, fr.grid, fr.area, chain)
-        outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr.grid, fr.area, chain))
+        outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
         ref_rc = fr.ref_rc
@@ -590,7 +714,14 @@ class FrameJob:
             lat=spec.reference_point[1] if spec.reference_point else None,
             row=ref_rc[0] if ref_rc else None, col=ref_rc[1] if ref_rc else None,
             pixels=fr.n_ref_pixels,
-            values=[finite(float(v)) for v in fr.ref_values])
+            values=[finite(float(v)) for v in fr.ref_values],
+            extent=[round(v, 6) for v in self._ref_extent(fr)]
+            if fr.ref_pixels is not None and fr.ref_pixels[0].size else None,
+            sigma=round(fr.ref_sigma, 6),
+            spread=None if sealed.check.spread is None else round(sealed.check.spread, 6),
+            stable_velocity=finite(round(sealed.check.stable_velocity, 6)),
+            deramp=self.spec.deramp,
+            warnings=list(sealed.check.warnings))
         products = fr.products
         return FrameSeries(
             frame=self.frame,
@@ -635,10 +766,19 @@ class FrameJob:
         sinks.counts["with_data"] += int(np.count_nonzero(valid.any(axis=0)))
         sinks.counts["complete"] += int(np.count_nonzero(valid.all(axis=0)))
 
-    def _put_fit(self, fit: VelocityFit, tile: Window, rows: slice, cols: slice,
-                 sinks: _Sinks) -> None:
-        """A tile's fit into the 2-D outputs (every layer the fit fills) and the
-        velocity statistics."""
+    def _put_fit(self, fr: _Frame, fit: VelocityFit, tile: Window, rows: slice,
+                 cols: slice, sinks: _Sinks, coherence: NDArray[np.float32]) -> None:
+        """A tile's fit into the 2-D outputs (every layer the fit fills), the velocity
+        statistics and the sample the reference is checked on.
+
+        The reference's own uncertainty is added to the velocity's standard error here
+        (one number per frame, known before the fit).
+        """
+        if fr.ref_sigma:
+            fit = dataclasses.replace(fit, stderr=np.sqrt(
+                np.square(fit.stderr, dtype=np.float64) + fr.ref_sigma ** 2
+            ).astype(np.float32))
+        sinks.sample.take(fr.area, tile, fit, coherence)
         sinks.counts["velocity"] += sinks.stats.update_float(fit.rate)
         for x in self.outputs:
             values = x.values(fit, None) if x.fit is not None else None
@@ -647,6 +787,61 @@ class FrameJob:
             sinks.rasters.put(x.name, tile, values)
             if x.cube is not None:
                 sinks.cube.write_2d(x.name, rows, cols, values.astype(np.float32, copy=False))
+
+    def _choose_reference(self, fr: _Frame, series: h5py.Dataset,
+                          coherence: h5py.Dataset) -> None:
+        """The reference of a two-pass series, from the scratch cube: the per-date
+        values (and, deramped, surfaces) pass 2 subtracts, and the reference's own
+        uncertainty.
+
+        ``median`` and ``high-coherence`` take their medians over every (coherent) pixel of
+        the area, date by date (opera-utils' meaning); ``stable`` over the stable pixels of
+        a regular sample (:mod:`~opera_disp.timeseries.stable`). Surfaces and the
+        uncertainty come from the sample's reference pixels.
+        """
+        spec, method = self.spec, self.spec.reference_method
+        stride = sample_grid(fr.area.shape)
+        off = stride // 2
+        rs = np.arange(off, fr.area.shape[0], stride)
+        cs = np.arange(off, fr.area.shape[1], stride)
+        cube = np.empty((series.shape[0], rs.size, cs.size), dtype=np.float32)
+        for tile in tiles(fr.area, fr.shape):  # the scratch cube's chunks, read once
+            rows, cols = self._rel(fr.area, tile)
+            ri = np.flatnonzero((rs >= rows.start) & (rs < rows.stop))
+            ci = np.flatnonzero((cs >= cols.start) & (cs < cols.stop))
+            if ri.size and ci.size:
+                block = series[:, rows, cols]
+                cube[:, ri[0]:ri[-1] + 1, ci[0]:ci[-1] + 1] = \
+                    block[:, rs[ri] - rows.start][:, :, cs[ci] - cols.start]
+        coh = coherence[...][np.ix_(rs, cs)]
+        with np.errstate(invalid="ignore"):
+            coherent = coh > spec.coherence_threshold
+        values: NDArray[np.float32] | None = None
+        n: int | None = None
+        if method in (ReferenceMethod.MEDIAN, ReferenceMethod.HIGH_COHERENCE):
+            values, n = self._reference_values(series, coherence)
+        elif method is ReferenceMethod.POINT:
+            values = fr.ref_values
+        point = None if fr.ref_rc is None else (fr.ref_rc[0] - fr.area.row0,
+                                                fr.ref_rc[1] - fr.area.col0)
+        try:
+            choice = choose_reference(cube, coherent, rs, cs, fr.area.shape, fr.t,
+                                      fr.chain.segments, fr.model,
+                                      reference_changes(fr.chain), method, spec.deramp,
+                                      spec.min_valid_fraction, values, point)
+        except ValueError:
+            raise BadInput(
+                f"no coherent pixel of frame {self.frame}'s area has a velocity: no stable "
+                "ground to reference to; lower --coherence-threshold or "
+                "--min-valid-fraction, or use --reference-point LON,LAT") from None
+        fr.referencing = choice.referencing
+        fr.ref_values = choice.referencing.values
+        fr.n_ref_pixels = choice.pixels if n is None else n
+        fr.ref_sigma = choice.sigma
+        if method in (ReferenceMethod.STABLE, ReferenceMethod.MEDIAN,
+                      ReferenceMethod.HIGH_COHERENCE):
+            rr, cc = np.meshgrid(rs, cs, indexing="ij")
+            fr.ref_pixels = (rr[choice.members], cc[choice.members])
 
     def _reference_values(self, series: h5py.Dataset, coherence: h5py.Dataset
                           ) -> tuple[NDArray[np.float32], int]:
@@ -746,17 +941,23 @@ class FrameJob:
                     out.append(output_record(w.publish(), self.root, OutputKind.COG, name))
         return out
 
-    def _velocity_png(self, velocity: Path, grid: Grid, area: Window, chain: Chain
-                      ) -> OutputRecord:
-        """The quicklook: velocity in mm/yr, diverging, centred on zero."""
+    def _velocity_png(self, velocity: Path, fr: _Frame, chain: Chain) -> OutputRecord:
+        """The quicklook: velocity in mm/yr, diverging, centred on zero, the reference
+        marked."""
         from ..render.maps import velocity_quicklook
 
+        grid, area = fr.grid, fr.area
+        marks = None
+        if fr.ref_rc is not None:
+            marks = (np.array([fr.ref_rc[0] - area.row0]), np.array([fr.ref_rc[1] - area.col0]))
+        elif fr.ref_pixels is not None:
+            marks = fr.ref_pixels
         png = velocity_quicklook(
             velocity, self.folder / "velocity.png", bounds=grid.window_bounds(area),
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch)
+            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None)
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)
 
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,

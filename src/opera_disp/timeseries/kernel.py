@@ -27,7 +27,7 @@ from ..product import MASK_LAYER, mask_keep
 from .plan import fit_pixels
 from .rebase import Chain, rebase
 from .reference import harmonic_mean, inverse_sum
-from .velocity import VelocityFit, fit_velocity
+from .velocity import Model, VelocityFit, fit_velocity, model_for
 
 COHERENCE_LAYER = "temporal_coherence"
 def layers_needed(spec: SeriesOptions) -> tuple[str, ...]:
@@ -123,13 +123,36 @@ def compute_tile(products: Sequence[Product], spec: SeriesOptions, layers: Seque
     return TileResult(series, avg, fit_tile(series, t, chain, spec))
 
 
+def series_model(spec: SeriesOptions, chain: Chain) -> tuple[Model, list[str]]:
+    """The trajectory model of a frame's series (and notes on terms left out).
+
+    Raises
+    ------
+    BadInput
+        A term the series' dates cannot support (see
+        :func:`~opera_disp.timeseries.velocity.model_for`).
+    """
+    return model_for(chain.dates, spec.seasonal.harmonics, spec.steps,
+                     [(d, tau, "exp" if kind == "exp" else "log")
+                      for d, tau, kind in spec.postseismic_terms])
+
+
+def reference_changes(chain: Chain) -> tuple[int, ...]:
+    """The indices of the dates where the chain's reference changes (a crossover)."""
+    days = [d.date() for d in chain.dates]
+    return tuple(sorted({days.index(c.reference.date()) for c in chain.crossovers
+                         if c.reference.date() in days}))
+
+
 def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
              spec: SeriesOptions) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
     h, w = series.shape[1:]
     rows = max(1, fit_pixels(series.shape[0]) // max(w, 1))
-    parts = [fit_velocity(series[:, r:r + rows], t, segments=chain.segments,
-                          seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
+    model, _ = series_model(spec, chain)
+    changes = reference_changes(chain)
+    parts = [fit_velocity(series[:, r:r + rows], t, segments=chain.segments, model=model,
+                          changes=changes, min_valid_fraction=spec.min_valid_fraction)
              for r in range(0, h, rows)]
     # Every field of the fit joined row-wise (a field left None, e.g. the amplitude
     # without --seasonal, stays None): a new fit field needs nothing here.

@@ -21,6 +21,7 @@ from ..files import atomic_path
 from ..geometry import Grid, Window
 from ..options import SeriesOptions
 from ..times import iso
+from .kernel import reference_changes, series_model
 from .rebase import Chain
 from .velocity import design, fit_velocity
 
@@ -86,9 +87,11 @@ def plot_points(found: Sequence[Found], chain: Chain, t: NDArray[np.float64],
     dense = np.linspace(t[0], t[-1], 200)
     t0 = chain.dates[0]
     dense_dates = [t0 + timedelta(days=float(x) * 365.25) for x in dense]
+    model, _ = series_model(spec, chain)
+    changes = reference_changes(chain)
     for i, lon, lat, _r, _c, series in found:
-        fit = fit_velocity(series[:, None, None], t, segments=chain.segments,
-                           seasonal=spec.seasonal, min_valid_fraction=spec.min_valid_fraction)
+        fit = fit_velocity(series[:, None, None], t, segments=chain.segments, model=model,
+                           changes=changes, min_valid_fraction=spec.min_valid_fraction)
         rate = float(fit.rate[0, 0])
         line = ax.plot(_when(chain.dates), series * 1000.0, "o", ms=4,
                        label=f"P{i} ({lon:.4f}, {lat:.4f})"
@@ -96,14 +99,21 @@ def plot_points(found: Sequence[Found], chain: Chain, t: NDArray[np.float64],
                           if math.isfinite(rate) else ": no fit"))[0]
         if math.isfinite(rate) and not chain.gaps:  # one segment: one curve to draw
             finite = np.isfinite(series)
-            coef, *_ = np.linalg.lstsq(design(t[finite], seasonal=spec.seasonal)[0],
+            coef, *_ = np.linalg.lstsq(design(t[finite], model=model)[0],
                                        series[finite].astype(np.float64), rcond=None)
-            ax.plot(_when(dense_dates), design(dense, seasonal=spec.seasonal)[0] @ coef
+            ax.plot(_when(dense_dates), design(dense, model=model)[0] @ coef
                     * 1000.0, "-", color=line.get_color(), lw=1.2)
+    # The fitted steps (dashed) and the products' reference changes (dotted).
+    for when in spec.steps:
+        ax.axvline(_when([when])[0], color="0.3", ls="--", lw=0.9)
+    for k in changes:
+        ax.axvline(_when([chain.dates[k]])[0], color="0.6", ls=":", lw=0.8)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_ylabel(f"LOS {spec.layer.replace('_', ' ')} [mm]")
     ax.set_title(f"F{frame:05d}: series since {t0:%Y-%m-%d}, reference "
-                 f"{spec.reference_method}", fontsize=11)
+                 f"{spec.reference_method}; model: {model.describe()}\n"
+                 "dotted: reference changes" + (", dashed: steps" if spec.steps else ""),
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.autofmt_xdate()

@@ -19,6 +19,8 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -79,3 +81,78 @@ def describe_invalid(series: NDArray[np.float32], dates: list[str]) -> str:
     bad = [d for d, v in zip(dates, series, strict=True) if not np.isfinite(v)]
     text = ", ".join(bad[:5])
     return text + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+
+@dataclass(frozen=True)
+class Referencing:
+    """What pass 2 subtracts from every pixel: a value per date, plus (deramped) a
+    per-date surface over the area.
+
+    Attributes
+    ----------
+    values
+        The value subtracted at each date (m).
+    surface
+        ``(dates, terms)`` coefficients of the per-date surface (None: not deramped), on
+        :func:`surface_terms`' coordinates.
+    shape
+        The area's shape (the surface's coordinates are relative to it).
+    """
+
+    values: NDArray[np.float32]
+    surface: NDArray[np.float64] | None = None
+    shape: tuple[int, int] = (1, 1)
+
+    def correction(self, rows: slice, cols: slice) -> NDArray[np.float32]:
+        """What to subtract over a tile ``rows, cols`` of the area: ``(dates, h, w)``
+        (broadcastable)."""
+        out = self.values[:, None, None].astype(np.float64)
+        if self.surface is not None:
+            r = np.arange(rows.start, rows.stop, dtype=np.float64)[:, None]
+            c = np.arange(cols.start, cols.stop, dtype=np.float64)[None, :]
+            terms = surface_terms(r, c, self.shape, self.surface.shape[1])
+            out = out + np.einsum("tk,khw->thw", self.surface,
+                                  np.stack(np.broadcast_arrays(*terms)))
+        return out.astype(np.float32)
+
+
+def surface_terms(rows: NDArray[np.float64], cols: NDArray[np.float64],
+                  shape: tuple[int, int], k: int) -> list[NDArray[np.float64]]:
+    """The surface's terms at area pixels: ``1, x, y`` (3) or ``1, x, y, x2, xy, y2`` (6),
+    ``x`` and ``y`` scaled to about [-1, 1] over the area (well-conditioned).
+
+    Examples
+    --------
+    >>> [t.item() for t in surface_terms(np.array(0.0), np.array(9.0), (10, 10), 3)]
+    [1.0, 0.9, -0.9]
+    """
+    h, w = shape
+    scale = max(h, w) / 2.0
+    x = (cols - (w - 1) / 2.0) / scale
+    y = (rows - (h - 1) / 2.0) / scale
+    out = [np.ones_like(x * y), x, y]
+    if k == 6:
+        out += [x * x, x * y, y * y]
+    return out
+
+
+def fit_surface(series: NDArray[np.float32], rows: NDArray[np.float64],
+                cols: NDArray[np.float64], shape: tuple[int, int], k: int
+                ) -> NDArray[np.float64]:
+    """Per-date least-squares surfaces (``k`` terms) through ``series`` ``(dates, n)``
+    at area pixels ``rows, cols``; a date with too few finite values gets none (zeros).
+
+    Examples
+    --------
+    >>> r, c = np.divmod(np.arange(100.0), 10)
+    >>> s = (0.01 * (c - 4.5) / 5)[None].astype(np.float32)
+    >>> fit_surface(s, r, c, (10, 10), 3).round(4)[0, 1:].tolist()
+    [0.01, 0.0]
+    """
+    terms = np.stack(surface_terms(rows, cols, shape, k), axis=1)
+    out = np.zeros((series.shape[0], k))
+    for d, values in enumerate(series):
+        ok = np.isfinite(values)
+        if np.count_nonzero(ok) >= 3 * k:
+            out[d] = np.linalg.lstsq(terms[ok], values[ok].astype(np.float64), rcond=None)[0]
+    return out
