@@ -176,6 +176,21 @@ $graph:
       doc: 'timeseries: remove a per-date plane (linear) or quadric (quadratic), fitted on the reference
         pixels, before the fit (default none).'
       type: string?
+    mintpy:
+      label: Mintpy
+      doc: 'timeseries: true to also write MintPy''s timeseries.h5 and velocity.h5 per frame (default
+        false).'
+      type: string?
+    vmin:
+      label: Vmin
+      doc: 'Low end of the maps'' colour range, in their units (displacement: m; velocity: mm/yr);
+        alone: -vmin..vmin (default symmetric: the 98th percentile of |value| (quicklooks: ±0.1 m)).'
+      type: float?
+    vmax:
+      label: Vmax
+      doc: 'High end of the maps'' colour range, in their units; alone: -vmax..vmax. Arrows on the
+        colour bar mark values beyond the range.'
+      type: float?
   outputs:
     out:
       type: Directory
@@ -217,6 +232,9 @@ $graph:
         steps: steps
         postseismic: postseismic
         deramp: deramp
+        mintpy: mintpy
+        vmin: vmin
+        vmax: vmax
       out:
       - outputs_result
 - class: CommandLineTool
@@ -404,6 +422,21 @@ $graph:
       inputBinding:
         position: 33
         prefix: --deramp
+    mintpy:
+      type: string?
+      inputBinding:
+        position: 34
+        prefix: --mintpy
+    vmin:
+      type: float?
+      inputBinding:
+        position: 35
+        prefix: --vmin
+    vmax:
+      type: float?
+      inputBinding:
+        position: 36
+        prefix: --vmax
   outputs:
     outputs_result:
       type: Directory

@@ -27,12 +27,12 @@ set -euo pipefail
 basedir=$(dirname "$(readlink -f "$0")")
 # The inputs' names, in the order DPS passes them, and how each reaches opera-disp.
 # >>> generated from the options model by `python -m opera_disp.cwl`; do not edit
-names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points quicklooks stac steps postseismic deramp)
+names=(granules bbox aoi window start end frame layers mask tolerated_failure_percentage workers limit access cmr_url cog_writer product corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points quicklooks stac steps postseismic deramp mintpy vmin vmax)
 # Inputs only one product takes (the others take both).
 subset_only=" cog_writer quicklooks "
-series_only=" corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points steps postseismic deramp "
+series_only=" corrections nan_policy reference_point reference_method coherence_threshold seasonal min_valid_fraction allow_gaps cube date_cogs points steps postseismic deramp mintpy "
 # Yes/no inputs: their option when true (and when false, if it has one).
-declare -A flag_true=([allow_gaps]=--allow-gaps [date_cogs]=--date-cogs [quicklooks]=--quicklooks [stac]=--stac)
+declare -A flag_true=([allow_gaps]=--allow-gaps [date_cogs]=--date-cogs [quicklooks]=--quicklooks [stac]=--stac [mintpy]=--mintpy)
 declare -A flag_false=([quicklooks]=--no-quicklooks [stac]=--no-stac)
 # Inputs the time series takes under another option name.
 declare -A series_option=([layers]=--layer [steps]=--step)

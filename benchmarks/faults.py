@@ -16,7 +16,11 @@ Retry-After; answers slower than the client's timeout; truncated bodies; the ser
 mid-job (a real process, ``SIGKILL``); expiring presigned URLs; expiring S3 credentials
 (moto); a corrupt and a truncated local granule; ``kill -9`` of a CLI job then a rerun
 into the same folder; two CLI jobs on one folder at once; a full disk (a small tmpfs,
-when ``mount`` is permitted).
+when ``mount`` is permitted); a host that comes back after the breaker opened; short 206
+answers; a downloaded granule damaged in place, and a wrong CMR checksum (the download
+command: ok = downloaded, reused = verified and kept; exact = every file has the
+archive's bytes and the manifest's SHA-256); reruns with other settings; a time series
+rerun; the running summary's cost per granule at 300 granules.
 
 Usage: python benchmarks/faults.py [--only 1,4,12] [--workdir benchmarks/_work/faults]
 """
@@ -521,6 +525,267 @@ def f_full_disk(ctx: Ctx) -> Row:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+# -- issue 22: the breaker, short answers, verified downloads, resume, the summary's cost ----
+
+def f_breaker(ctx: Ctx) -> Row:
+    """The host drops every connection for the first granules, then comes back: the breaker
+    opens, half-opens after its cool-down (1 s here) and the rest of the job is read."""
+    out = ctx.out(15)
+    with serving(ctx.paths, reset_next=10**6) as srv:
+        http = HttpClient(EarthdataAuth(token=TOKEN, source="benchmark"),
+                          trusted=(srv.hostport,), timeout=(10, 60),
+                          policy=RetryPolicy(retries=1, backoff=0.05), breaker_cooldown=1.0)
+        access = Access("https", client=http)
+        opened: list[str] = []
+
+        def factory(ref: GranuleRef) -> ByteSource:
+            opened.append(ref.name)
+            if len(opened) == 5:  # the host is back; the cool-down passes
+                srv.state.reset_next = 0
+                time.sleep(1.1)
+            return access.open(ref)
+
+        code, secs = run_api(out, [f"{srv.url}/data/{p.name}" for p in ctx.paths],
+                             factory=factory, workers=1)
+        access.close()
+    reasons = failures(out)
+    fast = sum("not tried" in r for r in reasons)
+    return fill(Row(15, "host down for 4 granules, back after the breaker's 1 s cool-down",
+                    note=f"{len(reasons) - fast} gave up after 2 tries, {fast} failed "
+                         "without a request (breaker open), then the trial closed it and "
+                         "the last 2 were read"), out, ctx.truth, code, secs)
+
+
+def f_short_206(ctx: Ctx) -> Row:
+    """Six data answers are 206 whose Content-Range honestly announces half the range."""
+    base = http_row(16, "baseline", ctx.paths, ctx.out(16), ctx.truth,
+                    note=lambda st: str(st.count("/signed/")))
+
+    def note(st: ServerState) -> str:
+        extra = st.count("/signed/") - int(base.note)
+        return (f"{st.count('/signed/')} data requests ({base.note} without the fault): "
+                f"{extra} requests for the rest of the 6 short answers")
+
+    return http_row(16, "short 206 (Content-Range: half of the range asked), 6 answers",
+                    ctx.paths, ctx.out(16), ctx.truth, short_next=6, note=note)
+
+
+def _refs(srv: Server, paths: list[Path], md5: dict[str, str] | None = None
+          ) -> list[GranuleRef]:
+    from opera_disp.product import DispProduct
+
+    return [GranuleRef(DispProduct.from_name(p.name), f"{srv.url}/data/{p.name}",
+                       size=p.stat().st_size,
+                       checksum=("md5", md5[p.name]) if md5 and p.name in md5 else None)
+            for p in paths]
+
+
+def _download(folder: Path, refs: list[GranuleRef], hostport: str) -> tuple[int, float, list]:
+    """The download command's work in-process: (its exit code, seconds, outcomes)."""
+    from opera_disp.io.download import download
+
+    access = Access("https", client=client(hostport))
+    t0 = time.perf_counter()
+    try:
+        res = download(refs, folder, open_source=access.open, workers=2, show_progress=False)
+    finally:
+        access.close()
+    failed = [r for r in res if r.status == "failed"]
+    code = 0 if not failed else 4 if all(r.service for r in failed) else 1
+    return code, time.perf_counter() - t0, res
+
+
+def _download_row(n: int | str, fault: str, folder: Path, paths: list[Path], code: int,
+                  secs: float, res: list, note: str) -> Row:
+    """A download row: ok (downloaded or resumed) / failed / reused (verified and kept);
+    exact: every file the manifest lists has the archive's bytes and is listed with them."""
+    import hashlib
+
+    doc = json.loads((folder / "download-manifest.json").read_text())
+    originals = {p.name: p for p in paths}
+    good = sum((folder / name).is_file() and (folder / name).read_bytes()
+               == originals[name].read_bytes() and e["sha256"] == hashlib.sha256(
+                   originals[name].read_bytes()).hexdigest()
+               for name, e in doc["files"].items())
+    files = sorted(folder.glob("*.nc"))
+    left, size, _ = leftovers(folder)
+    return Row(n, fault, str(code), sum(r.status in ("downloaded", "resumed") for r in res),
+               sum(r.status == "failed" for r in res), sum(r.status == "skipped" for r in res),
+               "yes" if good == len(doc["files"]) == len(files) else
+               f"NO ({good}/{len(files)})", f"{left} / {size} B", secs, note)
+
+
+def _verify_cli(folder: Path) -> tuple[int, list[str]]:
+    done = subprocess.run([sys.executable, "-m", "opera_disp.cli", "download", "--verify",
+                           "-o", str(folder)], env=ENV, capture_output=True, text=True)
+    return done.returncode, [ln for ln in done.stdout.splitlines() if ln.startswith("bad ")]
+
+
+def f_download_damaged(ctx: Ctx) -> Row:
+    """A downloaded granule damaged in place (64 bytes flipped, same size; the catalog has
+    no checksum): ``download --verify`` finds it offline, and the rerun repairs it."""
+    folder = ctx.workdir / "out" / "17"
+    shutil.rmtree(folder, ignore_errors=True)
+    with serving(ctx.paths) as srv:
+        refs = _refs(srv, ctx.paths)
+        _download(folder, refs, srv.hostport)
+        victim = folder / ctx.paths[2].name
+        data = victim.read_bytes()
+        with open(victim, "r+b") as fh:
+            fh.seek(len(data) // 2)
+            fh.write(bytes(b ^ 0xFF for b in data[len(data) // 2: len(data) // 2 + 64]))
+        srv.state.reset_log()
+        v_code, bad = _verify_cli(folder)
+        offline = len(srv.state.log)
+        code, secs, res = _download(folder, refs, srv.hostport)
+        fetched = srv.state.count("/signed/")
+        v2_code, bad2 = _verify_cli(folder)
+    return _download_row(17, "downloaded granule damaged in place (same size), then rerun",
+                         folder, ctx.paths, code, secs, res,
+                         f"--verify before: exit {v_code}, {len(bad)} bad line(s), "
+                         f"{offline} requests; rerun: {fetched} data requests (only the "
+                         f"damaged file); --verify after: exit {v2_code}, {len(bad2)} bad")
+
+
+def f_download_cmr(ctx: Ctx) -> Row:
+    """CMR's checksum of one granule differs from its bytes: that granule fails, recorded
+    in the manifest; the others download."""
+    import hashlib
+
+    folder = ctx.workdir / "out" / "18"
+    shutil.rmtree(folder, ignore_errors=True)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in ctx.paths}
+    md5[ctx.paths[3].name] = "e" * 32
+    with serving(ctx.paths) as srv:
+        code, secs, res = _download(folder, _refs(srv, ctx.paths, md5), srv.hostport)
+    doc = json.loads((folder / "download-manifest.json").read_text())
+    why = next(iter(doc["failed"].values()))["reason"] if doc["failed"] else "-"
+    why = re.sub(r"OPERA_L3_DISP-S1_\S+?_v[\d.]+_\d{8}T\d{6}Z", "<granule>", why)
+    return _download_row(18, "CMR checksum (md5) of 1 of 6 granules wrong", folder,
+                         ctx.paths, code, secs, res,
+                         f"manifest: {len(doc['files'])} files, {len(doc['failed'])} failed "
+                         f"({why[:90]})")
+
+
+def f_resume_settings(ctx: Ctx) -> Row:
+    """A rerun with other workers and access (the same outputs: reused), then one with
+    another window (another job: refused, naming it)."""
+    out = ctx.out(19)
+    granules = [str(p) for p in ctx.paths]
+    run_api(out, granules)
+    t0 = time.perf_counter()
+    r = api.subset(granules=granules, window=str(WIN), output=out, workers=1,
+                   access="local", progress=False)
+    secs = time.perf_counter() - t0
+    row = fill(Row(19, "rerun with other workers and access"), out, ctx.truth,
+               int(r.exit_code), secs)
+    said = [n for n in r.summary["notes"] if "do not change" in n]
+    cmd = [c if c != str(WIN) else "100:300,150:350" for c in cli(out, granules)]
+    other = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    line = next((ln for ln in other.stderr.splitlines() if ln.startswith("opera-disp:")), "-")
+    line = re.sub(r"'[^']*'", "<folder>", line)
+    row.note = (f"note: {said[0] if said else '-'}; another window: exit "
+                f"{other.returncode}, {line[:160]}")
+    return row
+
+
+def f_series_resume(ctx: Ctx) -> Row:
+    """A time series rerun with the same inputs reuses its complete frame."""
+    out = ctx.workdir / "out" / "20"
+    shutil.rmtree(out, ignore_errors=True)
+    kw: dict[str, Any] = {"granules": [str(p) for p in ctx.paths], "window": str(WIN),
+                          "output": out, "reference_method": "median", "progress": False}
+    t0 = time.perf_counter()
+    first = api.timeseries(**kw)
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = api.timeseries(**kw)
+    secs = time.perf_counter() - t0
+    outs = [o for f in again.summary["timeseries"]["frames"] for o in f["outputs"]]
+    from opera_disp.files import sha256_file
+
+    same = all(sha256_file(out / o["path"]) == o["sha256"] for o in outs) and \
+        again.summary["timeseries"]["frames"] == first.summary["timeseries"]["frames"]
+    t = again.summary["totals"]
+    n, size, _ = leftovers(out)
+    return Row(20, "time series rerun with the same inputs", str(int(again.exit_code)),
+               t["succeeded"], t["failed"], t["reused"], "yes" if same else "NO",
+               f"{n} / {size} B", secs,
+               f"first run {t_first:.1f} s; the rerun read {t['bytes_read']} bytes and kept "
+               f"the frame's {len(outs)} outputs (sha256 as recorded)")
+
+
+def f_summary_cost(ctx: Ctx) -> Row:
+    """The running summary's cost per granule at 300 granules: rewritten after every
+    granule (before) against the journal (after); summary and journal checked true after
+    every step, as a rerun after kill -9 reads them."""
+    import copy
+
+    from opera_disp.jobs.folder import OutputFolder
+    from opera_disp.jobs.journal import JOURNAL_NAME
+    from opera_disp.jobs.lifecycle import Lifecycle, Parts
+    from opera_disp.jobs.resume import _read_summary
+    from opera_disp.options import SubsetOptions
+
+    base = ctx.out(1)
+    if not (base / "summary.json").is_file():
+        f_none(ctx)
+    one = json.loads((base / "summary.json").read_text())["granules"][0]
+    n_granules = 300
+    records = []
+    for i in range(n_granules):
+        rec = copy.deepcopy(one)
+        rec["name"] = f"{one['name']}-{i:03d}"
+        records.append(rec)
+
+    def parts(k: int) -> Parts:
+        return Parts(granules=records[:k], skipped=[], failed=[],
+                     totals={"matched": n_granules, "succeeded": k, "reused": 0,
+                             "skipped": 0, "failed": 0, "outputs": 0, "output_bytes": 0,
+                             "bytes_read": 0, "seconds": 0.0})
+
+    def run(fraction: float, check: bool) -> tuple[list[float], bool, Path]:
+        out = ctx.workdir / "out" / f"21-{fraction:g}"
+        shutil.rmtree(out, ignore_errors=True)
+        spec = SubsetOptions.make(source=str(ctx.paths[0].parent), output=str(out))
+        costs, true = [], True
+        old = Lifecycle.rewrite_fraction
+        Lifecycle.rewrite_fraction = fraction
+        try:
+            with OutputFolder(out) as folder:
+                life = Lifecycle(spec, folder)
+                life.running("running", parts(0))
+                for k in range(1, n_granules + 1):
+                    t0 = time.perf_counter()
+                    life.running("running", parts(k))
+                    costs.append(time.perf_counter() - t0)
+                    if check and k % 10 == 0:
+                        doc, _ = _read_summary(out, overwrite=False)
+                        true &= doc is not None and len(doc["granules"]) == k
+                life.end(ExitCode.OK, JobStatus.SUCCESS, "done", parts(n_granules))
+        finally:
+            Lifecycle.rewrite_fraction = old
+        return costs, true and not (out / JOURNAL_NAME).exists(), out
+
+    from opera_disp.errors import ExitCode
+    from opera_disp.types import JobStatus
+
+    before, _, _ = run(0.0, False)  # a rewrite after every granule, as before
+    t0 = time.perf_counter()
+    after, true, out = run(Lifecycle.rewrite_fraction, True)
+    secs = time.perf_counter() - t0
+    n, size, _ = leftovers(out)
+
+    def ms(xs: list[float]) -> str:
+        return f"{1e3 * sum(xs) / len(xs):.2f} ms"
+
+    return Row(21, f"running summary cost per granule at {n_granules} granules", "0",
+               n_granules, 0, 0, "yes" if true else "NO", f"{n} / {size} B", secs,
+               f"per granule: {ms(before)} rewritten each time (last 30: {ms(before[-30:])})"
+               f", {ms(after)} with the journal (last 30: {ms(after[-30:])}); summary + "
+               "journal listed exactly the granules done at every check")
+
+
 @dataclasses.dataclass
 class Ctx:
     """What every fault shares."""
@@ -540,6 +805,8 @@ FAULTS: dict[int, Callable[[Ctx], Row]] = {
     7: f_killed_server, 8: f_presigned, 9: f_s3_creds,
     10: lambda c: f_local(c, 10, "corrupt"), 11: lambda c: f_local(c, 11, "truncated"),
     12: f_kill9, 13: f_two_jobs, 14: f_full_disk,
+    15: f_breaker, 16: f_short_206, 17: f_download_damaged, 18: f_download_cmr,
+    19: f_resume_settings, 20: f_series_resume, 21: f_summary_cost,
 }
 
 

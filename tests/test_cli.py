@@ -178,7 +178,15 @@ def test_area_missing_every_frame_is_one_line(archive: Path, tmp_path: Path,
         assert code == 2, err
         assert ": skipped " not in err + out, err  # per-granule skips are DEBUG
         lines = [ln for ln in err.splitlines() if "misses" in ln]
-        assert len(lines) == 1 and "misses the frame of every matched granule" in lines[0]
+        if where[0] == "--window":  # pixels: found on the frame grid, which it names
+            assert len(lines) == 1 and "misses the frame of every matched granule (window " \
+                "5000:6000,0:10 is outside the frame grid of 600 rows x 700 columns)" in \
+                lines[0], lines
+        else:  # lon/lat: refused before any work, naming where the frames are
+            assert lines == ["opera-disp: error: the bbox 10,10,11,11 misses every matched "
+                             "frame: F40291 lon -103.902..-103.693, lat 24.436..24.600; "
+                             "F40292 lon -103.952..-103.743, lat 24.616..24.780; give an "
+                             "area inside one"], lines
 
 
 def test_some_granules_skipped_is_one_info_line(archive: Path, tmp_path: Path,

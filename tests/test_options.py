@@ -212,10 +212,10 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
         getattr(api, product)(bboxx="1,2,3,4", output=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
-    # The summary's inputs: every summarised field (and the AOI's bounds), no other.
+    # The summary's inputs: every summarised field (and the AOI's bounds and hash), no other.
     spec = kind.make(source=str(tmp_path))
     assert set(spec.summary()) == {f.name for f in kind.options() if f.opt.summary} | \
-        {"aoi_bounds"}
+        {"aoi_bounds", "aoi_sha256"}
 
     # DPS: algorithm_config.yaml's inputs and run.sh's names are the model's DPS fields.
     doc = yaml.safe_load((root / "algorithm_config.yaml").read_text())
@@ -240,7 +240,8 @@ def test_every_surface_agrees_with_the_options_model(product: str, tmp_path: Pat
               "min_valid_fraction": "0.4", "allow_gaps": "true", "cube": "zarr",
               "date_cogs": "true", "points": "1,2", "quicklooks": "false", "stac": "false",
               "aoi": "", "steps": "2020-01-05", "postseismic": "2020-01-10:30:exp",
-              "deramp": "linear"}
+              "deramp": "linear", "mintpy": "true"}
+    sample.update(vmin="-0.02", vmax="0.03")  # the maps' colour range
     args = [product if n == "product" else
             sample[n] if any(i.name == n and product in i.products for i in dps_inputs())
             else "" for n in positional]

@@ -94,8 +94,8 @@ def _pairs(lines: list[str], product: str = "subset") -> list[tuple[str, str]]:
 #: Inputs only the time series takes, and the yes/no ones (they become flags).
 SERIES_ONLY = {"corrections", "nan_policy", "reference_point", "reference_method",
                "coherence_threshold", "seasonal", "min_valid_fraction", "allow_gaps", "cube",
-               "date_cogs", "points", "steps", "postseismic", "deramp"}
-FLAGS = {"allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs",
+               "date_cogs", "points", "steps", "postseismic", "deramp", "mintpy"}
+FLAGS = {"allow_gaps": "--allow-gaps", "date_cogs": "--date-cogs", "mintpy": "--mintpy",
          "quicklooks": "--quicklooks", "stac": "--stac"}
 
 
@@ -122,13 +122,14 @@ def test_run_sh_timeseries_product(tmp_path: Path) -> None:
                   corrections="none", reference_point="-103.7,24.45", seasonal="annual",
                   date_cogs="true",
                   allow_gaps="false", cube="zarr", points="-103.7,24.45;-103.6,24.5",
-                  stac="false")
+                  stac="false", mintpy="true")
     p = _run_sh([values[n] for n in names], tmp_path, OPERA_DISP_DRY_RUN="1")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "timeseries"
-    assert "--date-cogs" in lines and "--allow-gaps" not in lines and "--no-stac" in lines
-    rest = [ln for ln in lines[1:] if ln not in ("--date-cogs", "--no-stac")]
+    assert "--date-cogs" in lines and "--mintpy" in lines and "--allow-gaps" not in lines
+    assert "--no-stac" in lines
+    rest = [ln for ln in lines[1:] if ln not in ("--date-cogs", "--mintpy", "--no-stac")]
     pairs = list(zip(rest[::2], rest[1::2], strict=True))
     assert ("--layer", "short_wavelength_displacement") in pairs
     assert ("--reference-point", "-103.7,24.45") in pairs and ("--cube", "zarr") in pairs

@@ -250,6 +250,149 @@ def test_download_size_mismatch_is_exit_1(server: Server, tmp_path: Path,
     assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob("*.part"))
 
 
+def _no_checksum(server: Server, archive: Path) -> None:
+    """The catalog knows the sizes but no checksum (as CMR's zero placeholders)."""
+    for item, p in zip(server.state.cmr_items, sorted(archive.glob("*.nc")), strict=True):
+        item.update(umm_item(p.name, server.url, size=p.stat().st_size))
+
+
+def test_download_manifest_records_every_file(server: Server, archive: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from email.utils import formatdate
+
+    out = tmp_path / "dl"
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(out), "--access",
+                           "https", "--no-progress"], capsys)
+    assert code == 0 and stdout.count("downloaded") == 3
+    doc = json.loads((out / "download-manifest.json").read_text())
+    assert doc["schema"] == "opera-disp/download-manifest/1" and doc["failed"] == {}
+    assert sorted(doc["files"]) == sorted(p.name for p in out.glob("*.nc"))
+    for name, entry in doc["files"].items():
+        data = (archive / name).read_bytes()
+        st = (archive / name).stat()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["cmr_checksum"] == {"algorithm": "md5",
+                                         "value": hashlib.md5(data).hexdigest()}
+        assert entry["etag"] == f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+        assert entry["last_modified"] == formatdate(st.st_mtime, usegmt=True)
+        assert entry["source"] == f"{server.url}/data/{name}"
+    assert not list(out.glob("*.part")) and "partial" not in doc
+
+
+def test_download_rerun_repairs_a_file_damaged_in_place(server: Server, archive: Path,
+                                                        tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    _no_checksum(server, archive)  # only the manifest can tell the damage
+    out = tmp_path / "dl"
+    args = ["download", "--frame", "40292", "-o", str(out), "--access", "https",
+            "--no-progress"]
+    assert run(args, capsys)[0] == 0
+    target = sorted(out.glob("*.nc"))[1]
+    good = target.read_bytes()
+    with open(target, "r+b") as fh:  # bit rot: same size, 64 bytes flipped
+        fh.seek(len(good) // 2)
+        fh.write(bytes(b ^ 0xFF for b in good[len(good) // 2: len(good) // 2 + 64]))
+    server.state.reset_log()
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and stdout.count("skipped") == 2, stdout
+    assert f"downloaded {target.stem}" in " ".join(stdout.split())
+    assert target.read_bytes() == good
+    fetched = {r["path"].rsplit("/", 1)[-1] for r in server.state.log
+               if r["path"].startswith("/signed/")}
+    assert fetched == {target.name}  # the intact files were re-hashed, not fetched
+
+
+def test_download_verify_checks_the_folder_without_network(
+        server: Server, archive: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dl"
+    assert run(["download", "--frame", "40292", "-o", str(out), "--no-progress"],
+               capsys)[0] == 0
+    server.state.reset_log()
+    code, stdout, _ = run(["download", "--verify", "-o", str(out)], capsys)
+    assert code == 0 and "3 of 3 recorded file(s) verified" in stdout and "bad " not in stdout
+    files = sorted(out.glob("*.nc"))
+    with open(files[0], "r+b") as fh:
+        fh.seek(5000)
+        fh.write(b"\0" * 8)
+    files[1].unlink()
+    (out / "OPERA_L3_DISP-S1_IW_F40292_VV_20170105T005555Z_20170129T005559Z_v1.0_"
+           "20250724T212204Z.nc").write_bytes(b"stray")
+    code, stdout, err = run(["download", "--verify", "-o", str(out)], capsys)
+    bad = [ln for ln in stdout.splitlines() if ln.startswith("bad ")]
+    assert code == 1 and len(bad) == 3, stdout
+    assert f"{files[0].name}: sha256 " in bad[0] or f"{files[0].name}: sha256 " in bad[1]
+    assert any(f"{files[1].name}: missing" in ln for ln in bad)
+    assert any("not in download-manifest.json" in ln for ln in bad)
+    assert "1 of 3 recorded file(s) verified in" in err and "3 bad" in err
+    assert server.state.log == []  # no request at all
+    code, _, err = run(["download", "--verify", "-o", str(tmp_path)], capsys)
+    assert code == 2 and "has no download-manifest.json" in one_line_error(err)
+    code, _, err = run(["download", "--verify", "-o", str(out), "--frame", "40292"], capsys)
+    assert code == 2 and "drop --frame" in one_line_error(err)
+
+
+def test_download_cmr_checksum_mismatch_fails_that_granule_only(
+        server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    items = [i for i in server.state.cmr_items if "F40292" in i["umm"]["GranuleUR"]]
+    info = items[1]["umm"]["DataGranule"]["ArchiveAndDistributionInformation"][0]
+    info["Checksum"]["Value"] = "e" * 32
+    out = tmp_path / "dl"
+    code, stdout, _ = run(["download", "--frame", "40292", "-o", str(out), "--no-progress"],
+                          capsys)
+    assert code == 1 and stdout.count("downloaded") == 2 and stdout.count("failed") == 1
+    bad = items[1]["umm"]["GranuleUR"] + ".nc"
+    doc = json.loads((out / "download-manifest.json").read_text())
+    assert sorted(doc["files"]) == sorted(p.name for p in out.glob("*.nc"))
+    assert bad not in doc["files"] and not (out / bad).exists()
+    assert "md5" in doc["failed"][bad]["reason"] and "differs from the catalog's eeee" in \
+        doc["failed"][bad]["reason"]
+    assert not list(out.glob("*.part"))
+
+
+def test_download_part_is_not_resumed_across_a_server_change(
+        server: Server, archive: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dl"
+    args = ["download", "--frame", "40292", "-o", str(out), "--access", "https",
+            "--no-progress"]
+    assert run(args, capsys)[0] == 0
+    target = sorted(out.glob("*.nc"))[0]
+    data = target.read_bytes()
+    target.unlink()
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(b"y" * (5 * 2**20))  # bytes of an older version of the file
+    manifest = out / "download-manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["partial"] = {target.name: {"etag": '"older"', "last_modified": None}}
+    manifest.write_text(json.dumps(doc))
+    server.state.reset_log()
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and target.read_bytes() == data, stdout
+    ranges = [r["headers"].get("Range", "") for r in server.state.log
+              if r["path"].startswith("/signed/") and target.name in r["path"]]
+    assert not any(rng.startswith(f"bytes={5 * 2**20}-") for rng in ranges)
+    assert "partial" not in json.loads(manifest.read_text())
+
+
+def test_download_resumed_part_with_bad_bytes_is_fetched_again(
+        server: Server, archive: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dl"
+    args = ["download", "--frame", "40292", "-o", str(out), "--no-progress"]
+    assert run(args, capsys)[0] == 0
+    target = sorted(out.glob("*.nc"))[0]
+    data = target.read_bytes()
+    target.unlink()
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(b"z" * (5 * 2**20))  # no record of when it began: resumed, then caught
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and target.read_bytes() == data, stdout
+    assert not part.exists()
+
+
 def test_collection_not_found_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     srv = Server(ServerState()).start()  # a CMR with no collections at all
     try:

@@ -38,12 +38,18 @@ from .catalog.select import Selection
 from .errors import BadInput, GranuleReadError, RemoteError, one_line
 from .geometry import Grid, Window, parse_aoi, parse_bbox
 from .hdf5.dataset import open_granule
-from .io.download import Downloaded
+from .io.download import Downloaded, Verified
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
 from .options import Group, Run, SeriesOptions, SubsetOptions
-from .options.values import COLOUR_BOUND, DEFAULT_DOWNLOAD_WORKERS, DOWNLOAD_WORKERS, choice
+from .options.values import (
+    COLOUR_BOUND,
+    DEFAULT_DOWNLOAD_WORKERS,
+    DOWNLOAD_WORKERS,
+    choice,
+    parse_path,
+)
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
 from .types import AccessMode, BBox
@@ -54,8 +60,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collection", "download", "footprints", "inspect", "layout", "open_granule",
-           "plot", "search", "subset", "timeseries"]
+__all__ = ["collection", "download", "export_mintpy", "footprints", "inspect", "layout",
+           "open_granule", "plot", "points", "search", "subset", "timeseries",
+           "verify_downloads"]
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
@@ -99,7 +106,7 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     granules are resolved; and, unless a ``source_factory`` is given or nothing is read
     here (``reads_here``), remote access is opened (closed when the job ends).
     """
-    from .catalog.resolve import resolve_granules
+    from .catalog.resolve import check_area, check_points, resolve_granules
     from .cluster.objstore import S3Target, is_s3_url
     from .io.access import Access, connection_budget
     from .jobs.folder import OutputFolder
@@ -112,10 +119,10 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     if unknown:
         raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
     run = Run.make(**{k: v for k, v in options.items() if k in run_names})
-    if isinstance(run.scheduler, str):  # its text is checked before any work
-        from .cluster.scheduler import parse_scheduler
+    if isinstance(run.scheduler, str):  # its text and host are checked before any work
+        from .cluster.scheduler import check_reachable, parse_scheduler
 
-        parse_scheduler(run.scheduler)
+        check_reachable(parse_scheduler(run.scheduler))
     values = {k: v for k, v in options.items() if k not in run_names}
     if run.demo:
         from . import synthetic
@@ -145,6 +152,11 @@ def prepared(kind: type[P], options: dict[str, Any], *,
         reuse, resumed = previous_job(spec, folder.path, overwrite=run.overwrite)
         notes: list[str]
         refs, notes = resolve_granules(selection(spec))
+        refs = check_area(refs, selection(spec))  # an area that misses every frame: now
+        if isinstance(spec, SeriesOptions):  # and points outside every frame
+            check_points(refs, {**{f"point {i}": p for i, p in enumerate(spec.points)},
+                                **({"reference point": spec.reference_point}
+                                   if spec.reference_point else {})})
         log.info("%d granule(s) matched", len(refs))
         if source_factory is None and reads_here:
             access = Access(spec.access,
@@ -255,6 +267,7 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     >>> r.exit_code, len(r.summary["timeseries"]["frames"][0]["dates"])
     (<ExitCode.OK: 0>, 5)
     """
+    from .export.mintpy import frame_finisher
     from .timeseries.job import run_series
 
     def demo_points() -> dict[str, Any]:
@@ -273,8 +286,64 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
         with tiles as runner:
             result = run_series(job.spec, job.refs, source_factory=job.source_factory,
                                 folder=job.folder, progress=job.run.progress,
-                                notes=job.notes, runner=runner)
+                                notes=job.notes, runner=runner,
+                                finish=frame_finisher(job.spec.output) if job.spec.mintpy
+                                else None)
         return _published(job, result, uploaded_by_engine=False)
+
+
+def export_mintpy(series_dir: str | Path, *, frames: Sequence[int] | None = None,
+                  los_enu: str | Path | None = None, dem: str | Path | None = None,
+                  layover_shadow_mask: str | Path | None = None) -> list[Path]:
+    """MintPy's ``timeseries.h5`` and ``velocity.h5`` of a finished time series.
+
+    Reads each frame's cube and velocity COGs in ``series_dir`` (the output folder of
+    :func:`timeseries`; nothing is recomputed) and writes ``F<frame>/mintpy/`` in
+    MintPy's own layout (:mod:`opera_disp.export.mintpy`), as ``timeseries(mintpy=True)``
+    does at the end of each frame; ``summary.json`` lists the files. ``frames``: only
+    these frames. ``los_enu`` (the frame's DISP-S1-STATIC line-of-sight east/north/up
+    GeoTIFF; with ``dem`` and ``layover_shadow_mask`` if given) adds ``geometryGeo.h5``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    BadInput
+        ``series_dir`` holds no finished series or not one of ``frames``, or a job holds
+        it (exit code 2), before any work.
+    """
+    from .export.mintpy import export_series
+
+    def path(value: str | Path | None, name: str) -> Path | None:
+        return None if value is None else parse_path(value, name)
+
+    return export_series(series_dir, frames, los_enu=path(los_enu, "line-of-sight file"),
+                         dem=path(dem, "DEM"),
+                         layover_shadow_mask=path(layover_shadow_mask, "layover/shadow mask"))
+
+
+def points(series_dir: str | Path, *, points: str | Path | Sequence[Sequence[float]]
+           ) -> list[Path]:
+    """Point series read from a finished cube: ``F<frame>/points/points.csv`` and ``.png``.
+
+    ``points`` as :func:`timeseries` takes them (``"LON,LAT;LON,LAT"``, a file of
+    ``LON,LAT`` lines, or pairs). The CSV gives units in its header and each date's
+    standard error (or, when the cube holds none, the scatter about the fit, and says
+    so); the plot draws error bars, the fit and the reference changes. Nothing is
+    recomputed; ``summary.json`` lists the files.
+
+    Raises
+    ------
+    BadInput
+        A point outside every frame's area (one line with the area's lon/lat bounds), bad
+        points, or a folder without a finished series (exit code 2), before any work.
+    """
+    from .export.points import series_points
+
+    return series_points(series_dir, points)
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,
@@ -386,7 +455,8 @@ def plot(granule: str, output: str | Path, *, layer: str = "displacement",
     """The tutorial's map + histogram of a (masked) layer over a window, in one file.
 
     ``vmin``/``vmax`` set the colour range of any layer (a displacement layer with one of
-    them is symmetric about zero; with neither it is ±0.1 m); masks and labels are drawn
+    them is symmetric about zero; with neither it is ± the 98th percentile of ``|value|``,
+    arrows on the colour bar marking the values beyond); masks and labels are drawn
     in discrete colours with a count per category. The format follows the extension of
     ``output``: ``.png``, ``.jpg``/``.jpeg``, ``.pdf`` or ``.svg``.
     """
@@ -458,6 +528,20 @@ def download(refs: list[GranuleRef], outdir: str | Path, *,
                             show_progress=progress)
     finally:
         opened.close()
+
+
+def verify_downloads(outdir: str | Path) -> Verified:
+    """Check a download folder against its ``download-manifest.json`` without any network:
+    every file re-hashed (SHA-256, and CMR's checksum when recorded), one line per bad file.
+
+    Raises
+    ------
+    BadInput
+        When the folder does not exist or holds no manifest (exit code 2).
+    """
+    from .io.download import verify_folder
+
+    return verify_folder(Path(outdir))
 
 
 def _signature(kinds: tuple[type[Any], ...]) -> Signature:

@@ -83,6 +83,27 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def sha256_tree(path: Path) -> tuple[int, str]:
+    """Size and hex SHA-256 of a folder (a Zarr store): its files' relative paths and
+    checksums in a fixed order, and the sum of their sizes.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a").write_text("x")
+    >>> sha256_tree(d)[0]
+    1
+    """
+    digest = hashlib.sha256()
+    size = 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(path)).encode() + b"\0")
+        digest.update(bytes.fromhex(sha256_file(f)))
+        size += f.stat().st_size
+    return size, digest.hexdigest()
+
+
 
 class PlantedLink(BadInput):
     """A symlink where opera-disp writes or removes inside an output folder (exit 2)."""

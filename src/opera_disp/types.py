@@ -94,6 +94,7 @@ class OutputKind(StrEnum):
     CUBE = "cube"
     TABLE = "table"
     PLOT = "plot"
+    MINTPY = "mintpy"
 
 
 class SearchFormat(StrEnum):

@@ -80,6 +80,11 @@ def test_plan_series_per_frame_and_tiles_only_with_a_point(
     code, _, err = run(["dps", "plan", "--source", str(archive), "--tile-pixels", "256"],
                        capsys)
     assert code == 2 and "--tile-pixels applies to --product timeseries only" in err
+    # MintPy's files hold the whole area: made after the collect, not per tile.
+    code, _, err = run(["dps", "plan", "--product", "timeseries", "--source", str(archive),
+                        "--frame", "40291", "--window", AREA, "--tile-pixels", "256",
+                        "--reference-method", "none", "--input", "mintpy=true"], capsys)
+    assert code == 2 and "export mintpy on the collected folder" in err
 
 
 def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,

@@ -24,7 +24,9 @@ of redirecting to Earthdata Login, as a token-only mirror does). For the fault b
 (answers delayed by ``slow_seconds``), ``cut_next`` (a data answer stops after half its
 body: ``cut_reset`` drops it with a TCP reset, else the connection just closes),
 ``signed_expires`` (presigned URLs expire after that many seconds and then answer 403,
-while ``Cache-Control`` still says 3540 s). Every request is recorded.
+while ``Cache-Control`` still says 3540 s), ``short_next`` (a 206 whose ``Content-Range``
+honestly announces only the first half of the range asked). Every request is recorded.
+File answers carry an ``ETag`` and a ``Last-Modified`` made from the file's size and time.
 
 Hostile behaviours (``hostile``, for every route):
 
@@ -87,6 +89,7 @@ class ServerState:
     slow_seconds: float = 0.0
     cut_next: int = 0
     cut_reset: bool = False
+    short_next: int = 0
     signed_expires: float | None = None
     bandwidth: float = 0.0  # bytes/s through one link shared by all connections; 0: no limit
     hostile: str = ""  # one of HOSTILE, for every route; "" behaves
@@ -188,13 +191,18 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(416, b"Invalid Range")
                 return
             b = min(b, size - 1)
+            st = self.server.state
+            with st.lock:
+                short, st.short_next = st.short_next > 0, max(0, st.short_next - 1)
+            if short and b > a:
+                b = a + (b - a + 1) // 2 - 1  # the first half, said so in Content-Range
             with open(path, "rb") as fh:
                 fh.seek(a)
                 data = fh.read(b - a + 1)
             self._send(206, data, {"Content-Range": f"bytes {a}-{b}/{size}",
-                                   "Accept-Ranges": "bytes"})
+                                   "Accept-Ranges": "bytes", **_validators(path)})
         else:
-            self._send(200, path.read_bytes())
+            self._send(200, path.read_bytes(), _validators(path))
 
     def _base(self) -> str:
         return f"http://{self.headers['Host']}"
@@ -423,6 +431,15 @@ class Server(ThreadingHTTPServer):
         self.state.released.set()
         self.shutdown()
         self.server_close()
+
+
+def _validators(path: Path) -> dict[str, str]:
+    """An ``ETag`` and ``Last-Modified`` for a served file (from its size and time)."""
+    from email.utils import formatdate
+
+    st = path.stat()
+    return {"ETag": f'"{st.st_size:x}-{st.st_mtime_ns:x}"',
+            "Last-Modified": formatdate(st.st_mtime, usegmt=True)}
 
 
 def _cmr_date(text: str) -> datetime:

@@ -98,11 +98,27 @@ def test_quicklook_template_skips_non_finite_bounds() -> None:
 
 def test_points_outside_the_area_refused_before_work(
         archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Outside every frame: refused before the output folder is made, in lon/lat.
     code, out, err = run(["timeseries", "--source", str(archive), "--frame", "40291",
-                          "--window", "0:32,0:32", "--no-progress", "-o", str(tmp_path / "out"),
+                          "--window", "0:32,0:32", "--no-progress", "-o", str(tmp_path / "no"),
                           "--points", "0,0"], capsys)
     assert code == 2, out + err
-    assert "point 0,0 is outside frame 40291's area (lon " in out + err
+    assert "point 0,0 is outside every matched frame: F40291 lon -103.902..-103.693, " \
+        "lat 24.436..24.600; give a point inside one" in err
+    assert not (tmp_path / "no").exists()
+    # Inside the frame, outside the window: refused on its grid before any pixel is read.
+    from opera_disp import api
+    from opera_disp.geometry import Window
+
+    granule = sorted(archive.glob("*F40291*.nc"))[0]
+    w, s, e, n = api.frame_grid(str(granule)).window_lonlat_bounds(Window(300, 301, 300, 301))
+    lon, lat = round((w + e) / 2, 5), round((s + n) / 2, 5)
+    code, out, err = run(["timeseries", "--source", str(archive), "--frame", "40291",
+                          "--window", "0:32,0:32", "--no-progress", "-o", str(tmp_path / "out"),
+                          "--points", f"{lon},{lat}"], capsys)
+    assert code == 2, out + err
+    assert f"point {lon:g},{lat:g} is outside frame 40291's area lon " in out + err
+    assert "[pixel 300,300; the area is window 0:32,0:32]" in out + err
     left = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert left == ["summary.json"], left  # no cube, COG, quicklook: nothing to disown
 

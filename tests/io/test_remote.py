@@ -462,7 +462,8 @@ def test_breaker_opens_after_consecutive_give_ups_and_resets_on_success(
         give_up()
     server.state.reset_log()
     with pytest.raises(Unreachable, match=f"not tried, {server.hostport} failed 3 requests "
-                                          r"in a row \(last: ConnectionError after 2 tries\)"):
+                                          r"in a row \(last: ConnectionError after 2 tries; "
+                                          r"next try in 30 s\)"):
         client.get_range(f"{server.url}/plain/other.nc", 0, 10)
     assert server.state.count("/") == 0  # failed at once: nothing sent
     # Other hosts are not affected.
@@ -471,6 +472,70 @@ def test_breaker_opens_after_consecutive_give_ups_and_resets_on_success(
         assert client.get_range(f"{other.url}/plain/{granule.name}", 0, 10)[1]
     finally:
         other.shutdown()
+
+
+def test_breaker_half_opens_after_the_cooldown(server: Server, granule: Path) -> None:
+    now = [100.0]
+    client = _client(server, policy=RetryPolicy(retries=0), breaker_threshold=2,
+                     breaker_cooldown=20.0)
+    client.breaker.clock = lambda: now[0]
+    url = f"{server.url}/plain/{granule.name}"
+    server.state.reset_next = 2
+    for _ in range(2):  # two give-ups open the breaker
+        with pytest.raises(Unreachable, match="after 1 tries"):
+            client.get_range(url, 0, 10)
+    server.state.reset_log()
+    now[0] += 19.0  # within the cool-down: nothing is sent
+    with pytest.raises(Unreachable, match=r"not tried.*next try in 1 s"):
+        client.get_range(url, 0, 10)
+    assert server.state.count("/") == 0
+    now[0] += 1.0  # half-open: one trial; it fails and opens the breaker again
+    server.state.reset_next = 1
+    with pytest.raises(Unreachable, match="ConnectionError after 1 tries"):
+        client.get_range(url, 0, 10)
+    assert server.state.count("/") == 1
+    with pytest.raises(Unreachable, match=r"not tried.*next try in 20 s"):
+        client.get_range(url, 0, 10)
+    now[0] += 20.0  # the host is back: the trial succeeds and closes the breaker
+    assert client.get_range(url, 0, 10)[0] == granule.read_bytes()[:10]
+    assert client.get_range(url, 10, 10)[0] == granule.read_bytes()[10:20]
+    assert server.state.count("/") == 3
+
+
+def test_breaker_trial_is_one_request_at_a_time() -> None:
+    from opera_disp.io.http import HostBreaker
+
+    now = [0.0]
+    b = HostBreaker(threshold=1, cooldown=5.0, clock=lambda: now[0])
+    b.failure("https://h/x", "HTTP 503 after 5 tries")
+    now[0] = 5.0
+    assert b.check("https://h/x") is True
+    with pytest.raises(Unreachable, match="a trial is in flight"):
+        b.check("https://h/y")
+    b.release("https://h/x")  # the trial ended without an answer: the next one may try
+    assert b.check("https://h/y") is True
+
+
+def test_short_206_is_completed_not_refused(server: Server, granule: Path) -> None:
+    client = _client(server)
+    url = f"{server.url}/plain/{granule.name}"
+    data = granule.read_bytes()
+    server.state.short_next = 2  # two answers announce only half of what was asked
+    validators: dict[str, str] = {}
+    body, total = client.get_range(url, 1000, 4000, validators)
+    assert body == data[1000:5000] and total == len(data)
+    ranges = [r["headers"]["Range"] for r in server.state.log]
+    assert ranges == ["bytes=1000-4999", "bytes=3000-4999", "bytes=4000-4999"]
+    assert validators["ETag"].startswith('"') and validators["Last-Modified"].endswith("GMT")
+    # A server that keeps answering short is a failing service, said in one line.
+    server.state.short_next = 10**6
+    with pytest.raises(Unreachable, match=r"short answers \(\d+ of 4000 bytes at offset 0\) "
+                                          "after 5 tries"):
+        client.get_range(url, 0, 4000)
+    # The end of the file is not a short answer.
+    server.state.short_next = 0
+    body, _ = client.get_range(url, len(data) - 10, 100)
+    assert body == data[-10:]
 
 
 def test_breaker_is_thread_safe_against_a_dead_port(granule: Path) -> None:

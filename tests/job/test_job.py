@@ -182,9 +182,13 @@ def test_archive_search_dates_frame_and_partial_miss(archive: Path, tmp_path: Pa
 
 
 def test_area_missing_every_frame_is_bad_input(archive: Path, tmp_path: Path) -> None:
-    r = api.subset(source=str(archive), bbox="10,10,11,11", output=str(tmp_path),
+    # Lon/lat: refused before any work (nothing written), naming where the frames are.
+    with pytest.raises(BadInput, match=r"^the bbox 10,10,11,11 misses every matched frame: "
+                                       r"F40291 lon -103\.902\.\.-103\.693, lat 24\.436\.\."
+                                       r"24\.600; F40292 lon "):
+        api.subset(source=str(archive), bbox="10,10,11,11", output=str(tmp_path / "b"),
                    progress=False)
-    assert r.exit_code == EXIT_BAD_INPUT and "misses the frame" in r.message
+    assert not (tmp_path / "b" / "summary.json").exists()
     r = api.subset(source=str(archive), window="0:10,700:5000", output=str(tmp_path),
                    progress=False)
     assert r.exit_code == EXIT_BAD_INPUT

@@ -71,10 +71,10 @@ class Child:
     """A job in a child process, held at one granule until :meth:`release`."""
 
     def __init__(self, tmp: Path, out: Path, granules: list[Path], hold: str,
-                 *extra: str):
+                 *extra: str, prelude: str = ""):
         self.started, self.go = tmp / "started", tmp / "go"
         script = tmp / "child.py"
-        script.write_text(CHILD)
+        script.write_text(prelude + CHILD)
         env = {**os.environ, "HOLD": hold, "STARTED": str(self.started),
                "GO": str(self.go)}
         self.proc = subprocess.Popen(
@@ -420,7 +420,7 @@ def test_a_summary_of_an_older_version_is_the_same_job(
     p = _cli("timeseries", "--source", str(archive), "--window", "0:64,0:64", "-o",
              str(series), "--reference-method", "median", "--seasonal", "none",
              "--no-progress")
-    assert p.returncode == 2 and "different product or time-series settings" in p.stderr
+    assert p.returncode == 2 and 'different seasonal ("auto" → "none")' in p.stderr, p.stderr
 
 
 def test_other_settings_into_a_used_folder_exit_2_unless_overwrite(
@@ -469,3 +469,80 @@ def test_a_summary_that_cannot_be_written_is_one_line_not_a_bug(
     assert "cannot write" in lines[0] and "summary.json" in lines[0]
     assert "No space left on device" in lines[0]
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_another_job_is_refused_naming_each_setting_with_its_values(
+        archive: Path, tmp_path: Path) -> None:
+    from opera_disp.errors import BadInput
+
+    gs = _granules(archive)
+    assert api.subset(granules=str(gs[0]), window=WINDOW, output=tmp_path,
+                      progress=False).exit_code == 0
+    with pytest.raises(BadInput, match=r"different window \(\"0:300,0:300\" → \"0:100,0:100\"\); "
+                                       r"mask \(\"recommended\" → \"none\"\)\); use "
+                                       "--overwrite"):
+        api.subset(granules=str(gs[0]), window="0:100,0:100", mask="none", output=tmp_path,
+                   progress=False)
+    with pytest.raises(BadInput, match=r"different product \(subset → timeseries\)"):
+        api.timeseries(granules=str(gs[0]), window=WINDOW, output=tmp_path,
+                       reference_method="median", progress=False)
+
+
+def test_an_aoi_with_the_same_bounds_but_another_shape_is_another_job(
+        archive: Path, tmp_path: Path) -> None:
+    from opera_disp.errors import BadInput
+    from opera_disp.io.local import LocalFile
+
+    gs = _granules(archive)
+    with LocalFile(gs[0]).open_h5() as f:
+        x, y = f["x"][:], f["y"][:]
+        wkt = f["spatial_ref"].attrs["crs_wkt"]
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs(wkt, "EPSG:4326", always_xy=True)
+    (w, s), (e, n) = to_ll.transform(x[20], y[200]), to_ll.transform(x[200], y[20])
+
+    def triangle(corner: int) -> str:
+        pts = [(w, s), (e, s), (e, n), (w, n)]
+        ring = [p for i, p in enumerate(pts) if i != corner]
+        return json.dumps({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+
+    # Both triangles have the box's bounds and the label "(inline GeoJSON)".
+    assert api.subset(granules=str(gs[0]), aoi=triangle(0), output=tmp_path,
+                      progress=False).exit_code == 0
+    with pytest.raises(BadInput, match=r"different aoi_sha256 \(\"[0-9a-f]{38}… → "
+                                       r"\"[0-9a-f]{38}…\)"):
+        api.subset(granules=str(gs[0]), aoi=triangle(2), output=tmp_path, progress=False)
+
+
+def test_settings_that_do_not_change_outputs_are_named_and_granules_reused(
+        archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
+    gs = _granules(archive)
+    assert api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                      progress=False).exit_code == 0
+    spy_granules.clear()
+    again = api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                       workers=1, access="local", tolerated_failure_percentage=50,
+                       progress=False)
+    assert again.exit_code == 0 and spy_granules == []
+    assert again.summary["totals"]["reused"] == 2
+    assert "rerun of the same job with other tolerated_failure_percentage (0.0 → 50.0), " \
+           "workers (2 → 1), access (\"auto\" → \"local\"): these do not change the " \
+           "outputs" in again.summary["notes"]
+
+
+def test_outputs_of_another_version_are_all_made_again(
+        archive: Path, tmp_path: Path, spy_granules: list[str]) -> None:
+    gs = _granules(archive)
+    first = api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                       progress=False)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    doc["software"]["opera_disp"] = "0.0.1"
+    (tmp_path / "summary.json").write_text(json.dumps(doc))
+    spy_granules.clear()
+    again = api.subset(granules=[str(g) for g in gs[:2]], window=WINDOW, output=tmp_path,
+                       progress=False)
+    assert again.exit_code == 0 and sorted(spy_granules) == [g.stem for g in gs[:2]]
+    assert again.summary["totals"]["reused"] == 0
+    assert any("made by opera-disp 0.0.1: nothing reused" in n for n in again.summary["notes"])
+    assert _listed(again.summary) == _listed(first.summary)  # the same bytes again

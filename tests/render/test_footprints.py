@@ -4,7 +4,6 @@ footprints, and a visible note says the background tiles could not load."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,12 +14,7 @@ from opera_disp import synthetic
 from opera_disp.catalog.local import scan_archive, with_footprint
 from opera_disp.render.footprints import PALETTE, footprint_map
 
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, ("headless Chromium is needed (Debian: apt-get install -y chromium; "
-                   ".ci/run installs it)")
-    return found
+from .. import browser
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -30,7 +24,7 @@ def _rgb(hex_colour: str) -> np.ndarray:
 def _screenshot(html: Path, png: Path, profile: Path) -> np.ndarray:
     # Offline: every host name fails to resolve, so only what the page carries can show.
     subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+        [browser.chromium(), "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--no-first-run",
          f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
          "--hide-scrollbars", "--window-size=1000,700", "--virtual-time-budget=8000",

@@ -328,3 +328,117 @@ def test_stac_catalog_of_a_series(clean: Path, monkeypatch: pytest.MonkeyPatch) 
     none = api.timeseries(source=clean, window="0:128,0:128", output="n", progress=False,
                           stac=False, reference_method="median")
     assert none.summary["catalog"] is None and not Path("n/catalog.json").exists()
+
+
+def test_a_step_in_the_products_is_fitted_into_its_cog(tmp_path: Path) -> None:
+    folder = tmp_path / "step"
+    synthetic.write_archive(folder, n_dates=32, shape=SHAPE, seed=SEED, noise=False,
+                            mantissa_rounding=False, reference_every=8, step=(13, 0.03))
+    t = synthetic.truth(shape=SHAPE, seed=SEED, n_dates=32, window=WIN, step=(13, 0.03))
+    flat = synthetic.truth(shape=SHAPE, seed=SEED, n_dates=32, window=WIN)
+    when = t.dates[13]
+    r = api.timeseries(source=folder, window=str(WIN), mask="none", reference_method="none",
+                       corrections="solid_earth_tide,ionospheric_delay", output="o",
+                       progress=False, steps=when.date().isoformat())
+    assert r.exit_code == 0, r.message
+    name = f"step_{when:%Y%m%d}"
+    with rasterio.open(f"o/F40291/{name}.tif") as a, \
+            rasterio.open(f"o/F40291/{name}_stderr.tif") as e, \
+            rasterio.open("o/F40291/velocity.tif") as v:
+        amp, err, rate = a.read(1), e.read(1), v.read(1)
+        assert a.tags()["MODEL"] == f"offset + rate + annual + step {when:%Y-%m-%d}"
+        assert a.descriptions[0] == f"Amplitude of the step fitted at {when:%Y%m%d}"
+    jump = t.displacement[-1] - flat.displacement[-1]  # the step, referenced as the series
+    ok = np.isfinite(amp)
+    assert ok.mean() > 0.95 and np.abs(jump).max() > 0.02
+    np.testing.assert_allclose(amp[ok], jump[ok], atol=2e-4)
+    np.testing.assert_allclose(rate[ok], t.rate[ok], atol=2e-4)
+    assert np.nanmax(err) < 1e-3  # noise-free: the fit is exact
+    # The cube carries the velocity and the terms beside the displacement.
+    with h5py.File("o/F40291/timeseries.nc") as f:
+        assert {"velocity", "velocity_stderr", name, f"{name}_stderr"} <= set(f)
+        np.testing.assert_array_equal(f["velocity"][...], rate)
+        assert f["velocity"].attrs["units"] == "m year-1"
+        assert f.attrs["model"] == f"offset + rate + annual + step {when:%Y-%m-%d}"
+    # Without it, the step is in the rate (and in the error).
+    plain = api.timeseries(source=folder, window=str(WIN), mask="none",
+                           reference_method="none",
+                           corrections="solid_earth_tide,ionospheric_delay", output="p",
+                           progress=False)
+    assert plain.exit_code == 0
+    with rasterio.open("p/F40291/velocity.tif") as v:
+        assert np.nanmax(np.abs(v.read(1) - t.rate)) > 0.005
+
+
+def test_the_reference_is_recorded_checked_and_drawn(noisy: Path) -> None:
+    hc = api.timeseries(source=noisy, window=str(WIN), reference_method="median",
+                        output="m", progress=False)
+    stable = api.timeseries(source=noisy, window=str(WIN), output="s", progress=False)
+    assert hc.exit_code == stable.exit_code == 0
+    ref = stable.summary["timeseries"]["frames"][0]["spatial_reference"]
+    assert ref["method"] == "stable" and ref["pixels"] > 100
+    west, south, east, north = ref["extent"]
+    assert west < east and south < north
+    assert 0 < ref["sigma"] < 0.005 and ref["deramp"] == "none"
+    assert abs(ref["stable_velocity"]) < 0.002 and ref["warnings"] == []
+    with rasterio.open("s/F40291/velocity.tif") as v:
+        tags = v.tags()
+        assert tags["REFERENCE_METHOD"] == "stable" and "pixels within lon" in \
+            tags["REFERENCE_AREA"]
+        assert tags["FIRST_DATE"] == "2016-07-05" and tags["MODEL"] == "offset + rate"
+    # The median of an area most of which moves: the check says the reference is spread.
+    med = hc.summary["timeseries"]["frames"][0]["spatial_reference"]
+    assert any(w.startswith("the reference area is spread") for w in med["warnings"])
+    assert any(n.endswith(med["warnings"][0]) for n in hc.summary["notes"])
+    # The map marks the reference's pixels: black among the colours.
+    from PIL import Image
+
+    pixels = np.asarray(Image.open("s/F40291/velocity.png").convert("RGB"))
+    black = (pixels.sum(axis=2) == 0).sum()
+    plain = np.asarray(Image.open("m/F40291/velocity.png").convert("RGB"))
+    assert black > (plain.sum(axis=2) == 0).sum()
+
+
+def test_rerun_reuses_complete_frames(archive: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from opera_disp.files import sha256_file
+    from opera_disp.timeseries import frame as frames
+
+    made: list[int] = []
+    real = frames.FrameJob.run
+
+    def spy(self: frames.FrameJob) -> object:
+        made.append(self.frame)
+        return real(self)
+
+    monkeypatch.setattr(frames.FrameJob, "run", spy)
+    kw = {"source": archive, "window": "0:64,0:64", "output": tmp_path / "o",
+          "reference_method": "median", "date_cogs": True, "progress": False}
+    first = api.timeseries(**kw)
+    assert first.exit_code == 0 and made == [40291, 40292], first.message
+    listed = {o["path"]: o["sha256"] for f in first.summary["timeseries"]["frames"]
+              for o in f["outputs"]}
+    made.clear()
+    again = api.timeseries(**kw)
+    assert again.exit_code == 0 and made == [], again.message
+    assert again.summary["timeseries"]["frames"] == first.summary["timeseries"]["frames"]
+    t = again.summary["totals"]
+    assert (t["reused"], t["succeeded"], t["bytes_read"]) == (6, 6, 0)
+    assert any("2 frame(s) reused" in n for n in again.summary["notes"])
+    # A damaged output: its frame is made again (the same bytes), the other reused.
+    vel = tmp_path / "o" / "F40292" / "velocity.tif"
+    vel.write_bytes(vel.read_bytes()[:-1])
+    # A frame the earlier run made from other granules (one had failed) is made again.
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    doc["timeseries"]["frames"][0]["products"].pop()
+    (tmp_path / "o" / "summary.json").write_text(json.dumps(doc))
+    made.clear()
+    third = api.timeseries(**kw)
+    assert third.exit_code == 0 and made == [40291, 40292], third.message
+    made.clear()
+    fourth = api.timeseries(**kw)  # the third run's summary is the earlier run's now
+    assert fourth.exit_code == 0 and made == [], fourth.message
+    assert {p: sha256_file(tmp_path / "o" / p) for p in listed} == listed
+    # Another setting: every frame is another job's.
+    with pytest.raises(Exception, match=r"different seasonal \(\"auto\" → \"annual\"\)"):
+        api.timeseries(**kw, seasonal="annual")

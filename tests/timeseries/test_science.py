@@ -141,7 +141,7 @@ def test_postseismic_and_semiannual_terms_are_recovered_exactly() -> None:
     t = years_since(dates)
     model = Model(harmonics=2, year_offset=0.0, steps=(1.0,),
                   postseismic=((1.0, 60 / 365.25, "log"),), labels=("a", "b"))
-    a, k = design(t, model=model)
+    a, _ = design(t, model=model)
     coef = np.array([0.0, -0.02, 0.004, -0.003, 0.001, 0.002, 0.015, 0.008])
     y = (a @ coef)[:, None, None].astype(np.float32)
     fit = fit_velocity(y, t, model=model)

@@ -10,6 +10,7 @@ from shapely.geometry.base import BaseGeometry
 from ..errors import BadInput
 from ..geometry import footprint_polygon
 from .cmr import CmrClient, CmrQuery
+from .describe import archive_note, extents
 from .local import resolve_explicit, scan_archive, with_footprint
 from .refs import GranuleRef
 from .select import Selection, apply
@@ -72,8 +73,7 @@ def resolve_granules(sel: Selection, *, job: bool = True
     if sel.source is not None:
         found_local = scan_archive(sel.source)
         kept = apply(found_local, sel)
-        notes.append(f"local archive {sel.source}: {len(found_local)} granule(s), "
-                     f"{len(kept)} matched")
+        notes.append(archive_note(sel.source, found_local, len(kept)))
         return kept, notes
     if job and sel.bbox is None and sel.aoi is None and sel.frame is None:
         raise BadInput("subset needs an area or a frame to search CMR: give --bbox, --aoi or "
@@ -89,6 +89,58 @@ def resolve_granules(sel: Selection, *, job: bool = True
     notes.append(f"CMR {client.base_url}: {len(found_cmr)} granule(s) after secondary-date "
                  f"filtering and de-duplication, {len(kept)} touching the area")
     return kept, notes
+
+
+def check_points(refs: list[GranuleRef], points: dict[str, tuple[float, float]],
+                 slack: float = 0.001) -> None:
+    """Refuse, before any work, a named point (``point``, ``reference point``) that lies
+    outside the footprint of every matched granule, naming the frames' lon/lat extents.
+    Not judged when a granule's footprint is unknown (a bare URL).
+
+    Raises
+    ------
+    BadInput
+        ``point 0,0 is outside every matched frame: F40291 lon ..``
+    """
+    from shapely.geometry import Point
+
+    if not refs or not points:
+        return
+    outlined = [with_footprint(r) for r in refs]
+    if any(not r.footprint for r in outlined):
+        return
+    shapes = [footprint_polygon(r.footprint) for r in outlined if r.footprint]
+    for label, (lon, lat) in points.items():
+        if all(p is None or p.distance(Point(lon, lat)) > slack for p in shapes):
+            raise BadInput(f"{label.rstrip('0123456789 ')} {lon:g},{lat:g} is outside every "
+                           f"matched frame: {extents(outlined)}; give a point inside one")
+
+
+def check_area(refs: list[GranuleRef], sel: Selection) -> list[GranuleRef]:
+    """Refuse, before any work, an area (bbox or AOI) that misses the footprint of every
+    matched granule, naming the frames' lon/lat extents; returns ``refs`` (their
+    footprints are read for the check only; local files: from the file). Granules without a known
+    footprint (a bare URL) are not judged here: the job finds out from their grid.
+
+    Raises
+    ------
+    BadInput
+        ``the bbox W,S,E,N misses every matched frame: F40291 lon ..``
+    """
+    area = sel.area
+    if area is None or not refs:
+        return refs
+    outlined = [with_footprint(r) for r in refs]  # for the check only: refs stay as found
+    if any(not r.footprint for r in outlined) or any(touches(r, area) for r in outlined):
+        return refs
+    if sel.aoi is not None:
+        w, s, e, n = sel.aoi.bounds
+        what = f"the AOI (lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f})"
+    else:
+        assert sel.bbox is not None
+        what = "the bbox " + ",".join(f"{v:g}" for v in sel.bbox)
+    raise BadInput(f"{what} misses every matched frame: {extents(outlined)}; give an area "
+                   "inside one")
 
 
 def search(sel: Selection) -> list[GranuleRef]:

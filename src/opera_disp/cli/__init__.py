@@ -7,12 +7,17 @@ import typer
 
 from .commands import register
 from .dps import app as dps_app
+from .export import register as register_export
+from .params import HelpGroup
 from .shell import main
 
 app = typer.Typer(
     name="opera-disp",
-    help="OPERA DISP-S1 surface displacement: search, subset to masked COGs, time series, "
-         "inspect, plot, DPS fan-out.",
+    cls=HelpGroup,
+    help="OPERA DISP-S1 surface displacement: find granules, subset them to masked COGs, "
+         "make a time series with velocity, look inside them, plot them, fan out to MAAP "
+         "DPS. Every command that reads granules takes --demo (the embedded sample "
+         "archive).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -37,6 +42,7 @@ def _root(
 
 
 register(app)
+register_export(app)
 app.add_typer(dps_app, name="dps")
 
 __all__ = ["app", "main"]

@@ -22,7 +22,7 @@ import typer
 
 from ..errors import BadInput, ExitCode, OperaDispError
 from ..logs import setup_logging
-from ..options import Run, SeriesOptions, SubsetOptions
+from ..options import Maps, Run, SeriesOptions, SubsetOptions
 from ..options.values import (
     COLOUR_BOUND,
     DEFAULT_DOWNLOAD_WORKERS,
@@ -30,7 +30,6 @@ from ..options.values import (
     SAMPLE_DATES,
     SAMPLE_SIDE,
     SEED,
-    FloatRange,
     IntRange,
     check_granule,
     choice,
@@ -41,21 +40,25 @@ from ..product import parse_frame
 from ..types import AccessMode, SearchFormat
 from .params import (
     AccessOpt,
-    Aoi,
     AsJson,
     BBoxOpt,
     CmrUrl,
+    Demo,
     End,
     Frame,
     GranuleArg,
+    GranuleDemo,
     Granules,
     GroupedCommand,
     Limit,
     Progress,
+    SearchAoi,
+    SearchBBox,
     Source,
     Start,
     WindowOpt,
     enum_parser,
+    field_option,
     path_parser,
     product_command,
 )
@@ -71,10 +74,6 @@ Opt = typer.Option
 
 def _int(rng: IntRange, name: str) -> dict[str, Any]:
     return {"parser": lambda v: rng.parse(name, v), "metavar": "INTEGER"}
-
-
-def _float(rng: FloatRange, name: str) -> dict[str, Any]:
-    return {"parser": lambda v: rng.parse(name, v), "metavar": "FLOAT"}
 
 
 def register(app: typer.Typer) -> None:
@@ -205,15 +204,76 @@ def schema(
 
 # -- the access-and-visualize toolkit ---------------------------------------------------
 
+def _demo_source(progress: bool | None = None) -> Path:
+    """The embedded sample archive (made once), its cache checked first (``--demo``)."""
+    from .. import synthetic
+
+    Run.make(demo=True)
+    return synthetic.demo_archive(progress=progress)
+
+
 def _search(*, bbox: str | None, aoi: str | None, start: str | None, end: str | None,
             frame: str | None, limit: str | None, source: str | Path | None,
-            cmr_url: str | None, granules: str | None = None) -> list[Any]:
+            cmr_url: str | None, granules: str | None = None, demo: bool = False
+            ) -> list[Any]:
     from .. import api
 
+    if demo:  # the sample archive, searched with the same filters as CMR would be
+        if source or granules:
+            raise BadInput("--demo searches the embedded sample archive; drop --source and "
+                           "--granules")
+        source = _demo_source()
     if granules:  # explicit granules are taken as given: no search filters apply
         return api.search(granules=granules, source=source, cmr_url=cmr_url)
-    return api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
+    refs = api.search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
                       source=source, cmr_url=cmr_url)
+    if not refs:
+        _no_match(source=source, cmr_url=cmr_url, bbox=bbox, aoi=aoi, start=start, end=end,
+                  frame=frame)
+    return refs
+
+
+def _no_match(**given: Any) -> None:
+    """Say on stderr what a local archive holds when a search of it matched nothing: the
+    frames' lon/lat extents when only the area missed, else its frames and dates. One
+    line, before the command exits 3."""
+    from .. import api
+    from ..catalog.describe import extents, holdings
+
+    source = given.pop("source")
+    if source is None:
+        print("opera-disp: no granule matched the inputs", file=sys.stderr)
+        return
+    area = given.pop("bbox") or given.pop("aoi")
+    given.pop("cmr_url", None)
+    but_area = api.search(source=source, **{k: v for k, v in given.items()
+                                            if k in ("start", "end", "frame")})
+    if area and but_area:
+        print(f"opera-disp: no granule matched: the area misses every frame of the archive: "
+              f"{extents(but_area)}", file=sys.stderr)
+        return
+    print(f"opera-disp: no granule matched; the archive holds "
+          f"{holdings(api.search(source=source))}", file=sys.stderr)
+
+
+def _granule(granule: str | None, demo: bool) -> str:
+    """The one granule of ``inspect``/``layout``/``plot``: as given, or with ``--demo`` the
+    sample archive's first (or the one named)."""
+    if not demo:
+        if granule is None:
+            raise BadInput("GRANULE is missing; give a path, URL or granule name (or --demo "
+                           "for the sample archive's first granule)")
+        return check_granule(granule)
+    from ..catalog.local import scan_archive
+
+    refs = sorted(scan_archive(_demo_source()), key=lambda r: r.product.secondary)
+    if granule is None:
+        return refs[0].location
+    for r in refs:
+        if granule in (r.name, r.name.removesuffix(".nc"), r.location):
+            return r.location
+    raise BadInput(f"granule {granule!r} is not in the sample archive; its granules are "
+                   f"{refs[0].name} .. {refs[-1].name} (opera-disp search --demo lists them)")
 
 
 def collection(
@@ -235,7 +295,8 @@ def collection(
 
 
 def search(
-    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    demo: Demo = False,
+    bbox: SearchBBox = None, aoi: SearchAoi = None, start: Start = None, end: End = None,
     frame: Frame = None, limit: Limit = None,
     source: Annotated[Path | None, Opt(help="Search a local archive folder instead of "
                                        "CMR.", **path_parser("source", "DIR"))] = None,
@@ -260,7 +321,7 @@ def search(
     if output is not None and output.is_dir():
         raise BadInput(f"output {str(output)!r} is a folder; expected a file path")
     refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
-                   source=source, cmr_url=cmr_url)
+                   source=source, cmr_url=cmr_url, demo=demo)
     if fmt is None:
         print(listing.table(refs))
     elif output is not None:
@@ -276,8 +337,9 @@ def footprints(
     output: Annotated[Path, Opt("--output", "-o", help="HTML map to write (a .geojson is "
                                 "written beside it).", **path_parser("output", "FILE"))] =
         Path("footprints.html"),
+    demo: Demo = False,
     granules: Granules = None,
-    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    bbox: SearchBBox = None, aoi: SearchAoi = None, start: Start = None, end: End = None,
     frame: Frame = None, limit: Limit = None, source: Source = None, cmr_url: CmrUrl = None,
 ) -> int:
     """Interactive map (folium) of granule footprints, frames coloured apart, AOI on top."""
@@ -285,9 +347,8 @@ def footprints(
 
     setup_logging()
     refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
-                   source=source, cmr_url=cmr_url, granules=granules)
+                   source=source, cmr_url=cmr_url, granules=granules, demo=demo)
     if not refs:
-        print("opera-disp: no granule matched the inputs", file=sys.stderr)
         return int(ExitCode.NO_MATCH)
     with _writing(output):
         out = api.footprints(refs, output, aoi=aoi)
@@ -298,24 +359,31 @@ def footprints(
 def download(
     output: Annotated[Path, Opt("--output", "-o", help="Folder to download into.",
                                 **path_parser("output", "DIR"))] = Path("granules"),
+    demo: Demo = False,
     granules: Granules = None,
-    bbox: BBoxOpt = None, aoi: Aoi = None, start: Start = None, end: End = None,
+    bbox: SearchBBox = None, aoi: SearchAoi = None, start: Start = None, end: End = None,
     frame: Frame = None, limit: Limit = None, cmr_url: CmrUrl = None,
     access: AccessOpt = None,
     workers: Annotated[int, Opt(help=f"Parallel downloads ({DOWNLOAD_WORKERS}).",
                                 **_int(DOWNLOAD_WORKERS, "workers"))] =
         DEFAULT_DOWNLOAD_WORKERS,
     progress: Progress = None,
+    verify: Annotated[bool, Opt("--verify", help="Check the folder's files against its "
+                                "download-manifest.json, without any network: one line per "
+                                "bad file; exit 1 if any (2: no manifest).")] = False,
 ) -> int:
-    """Download whole granules: parallel, resumable, checked against CMR's size/checksum."""
+    """Download whole granules: parallel, resumable, each file hashed as it is written and
+    checked against CMR's size/checksum, recorded in the folder's download-manifest.json."""
     from .. import api
 
     setup_logging()
+    if verify:
+        return _verify_downloads(output, granules=granules, bbox=bbox, aoi=aoi, start=start,
+                                 end=end, frame=frame, limit=limit, cmr_url=cmr_url)
     mode = choice(AccessMode, access or AccessMode.AUTO, "access")  # before any search
     refs = _search(bbox=bbox, aoi=aoi, start=start, end=end, frame=frame, limit=limit,
-                   source=None, cmr_url=cmr_url, granules=granules)
+                   source=None, cmr_url=cmr_url, granules=granules, demo=demo)
     if not refs:
-        print("opera-disp: no granule matched the inputs", file=sys.stderr)
         return int(ExitCode.NO_MATCH)
     with _writing(output):  # made here: an impossible folder is one line, not a bug
         output.mkdir(parents=True, exist_ok=True)
@@ -329,33 +397,51 @@ def download(
     return int(ExitCode.FAILED) if failed else 0
 
 
-def inspect(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = None,
-            cmr_url: CmrUrl = None) -> int:
+def _verify_downloads(output: Path, **selection: Any) -> int:
+    """``download --verify``: the folder against its manifest, no search, no network."""
+    from .. import api
+
+    given = [f"--{k.replace('_', '-')}" for k, v in selection.items() if v]
+    if given:
+        raise BadInput(f"download --verify checks the folder only; drop {', '.join(given)}")
+    found = api.verify_downloads(output)
+    for line in found.bad:
+        print(f"bad        {line}")
+    extra = "".join([f"; {found.failed} download(s) recorded as failed" if found.failed else "",
+                     f"; {found.partial} partial download(s) (.part)" if found.partial else ""])
+    print(f"opera-disp: {found.ok} of {found.checked} recorded file(s) verified in {output}, "
+          f"{len(found.bad)} bad{extra}", file=sys.stdout if not found.bad else sys.stderr)
+    return int(ExitCode.FAILED) if found.bad else 0
+
+
+def inspect(granule: GranuleArg = None, demo: GranuleDemo = False, as_json: AsJson = False,
+            access: AccessOpt = None, cmr_url: CmrUrl = None) -> int:
     """Describe a granule from its metadata only (remote: 2 round trips, the first read and
     one concurrent batch of small reads; the report prints both counts)."""
     from .. import api
     from ..render.text import inspect_text
 
     setup_logging()
-    doc = api.inspect(check_granule(granule), access=access, cmr_url=cmr_url)
+    doc = api.inspect(_granule(granule, demo), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2, default=str) if as_json else inspect_text(doc))
     return 0
 
 
-def layout(granule: GranuleArg, as_json: AsJson = False, access: AccessOpt = None,
-           cmr_url: CmrUrl = None) -> int:
+def layout(granule: GranuleArg = None, demo: GranuleDemo = False, as_json: AsJson = False,
+           access: AccessOpt = None, cmr_url: CmrUrl = None) -> int:
     """File-space and chunk layout (h5stat -S / h5dump -pH) with read and dask advice."""
     from .. import api
     from ..render.text import layout_text
 
     setup_logging()
-    doc = api.layout(check_granule(granule), access=access, cmr_url=cmr_url)
+    doc = api.layout(_granule(granule, demo), access=access, cmr_url=cmr_url)
     print(json.dumps(doc, indent=2) if as_json else layout_text(doc))
     return 0
 
 
 def plot(
-    granule: GranuleArg,
+    granule: GranuleArg = None,
+    demo: GranuleDemo = False,
     output: Annotated[Path, Opt("--output", "-o", help="File to write; the format follows "
                                 "the extension: .png, .jpg, .jpeg, .pdf or .svg.",
                                 **path_parser("output", "FILE"))] = \
@@ -363,14 +449,15 @@ def plot(
     layer: Annotated[str, Opt(help="Layer to plot.", metavar="LAYER")] = "displacement",
     window: WindowOpt = None,
     bbox: BBoxOpt = None,
-    vmin: Annotated[float | None, Opt(help="Low end of the colour range (the layer's units; "
-                                      "displacement alone: -vmin..vmin).",
-                                      **_float(COLOUR_BOUND, "vmin"))] = None,
-    vmax: Annotated[float | None, Opt(help="High end of the colour range (displacement "
-                                      "alone: ±vmax; default ±0.1 m, other layers the "
-                                      "2nd-98th percentiles).",
-                                      **_float(COLOUR_BOUND, "vmax"))] = None,
-    mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.")] = True,
+    vmin: Annotated[str | None, field_option(
+        Maps, "vmin", help="Low end of the colour range, in the layer's units (a "
+        "displacement layer alone: -vmin..vmin).")] = None,
+    vmax: Annotated[str | None, field_option(
+        Maps, "vmax", help="High end of the colour range (a displacement layer alone: "
+        "-vmax..vmax; default: displacement ±p98 of |value|, other layers the 2nd-98th "
+        "percentiles); arrows on the colour bar mark values beyond it.")] = None,
+    mask: Annotated[bool, Opt("--mask/--no-mask", help="Apply recommended_mask.",
+                              rich_help_panel="Processing")] = True,
     access: AccessOpt = None,
     cmr_url: CmrUrl = None,
 ) -> int:
@@ -378,9 +465,14 @@ def plot(
     from .. import api
 
     setup_logging()
-    res = api.plot(check_granule(granule), output, layer=layer, window=window, bbox=bbox, vmin=vmin,
-                   vmax=vmax, mask=mask, access=access, cmr_url=cmr_url)
+    path = _granule(granule, demo)
+    if demo and window is None and bbox is None:
+        from ..synthetic import demo_bbox
+
+        bbox = ",".join(str(v) for v in demo_bbox())
+    res = api.plot(path, output, layer=layer, window=window, bbox=bbox,
+                   vmin=None if vmin is None else COLOUR_BOUND.parse("vmin", vmin),
+                   vmax=None if vmax is None else COLOUR_BOUND.parse("vmax", vmax),
+                   mask=mask, access=access, cmr_url=cmr_url)
     print(f"opera-disp: {res.output} (window {res.window}, {res.valid_pixels} valid pixels)")
     return 0
-
-

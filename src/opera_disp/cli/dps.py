@@ -17,7 +17,7 @@ from ..errors import BadInput, ExitCode, OutsideFrame
 from ..geometry import Window, parse_bbox
 from ..logs import setup_logging
 from ..options import SubsetOptions
-from ..options.values import parse_path, read_granule_list
+from ..options.values import parse_bool, parse_path, read_granule_list
 from ..types import AccessMode, CogWriterKind, MaskMode, ReferenceMethod
 from .params import (
     Aoi,
@@ -28,6 +28,8 @@ from .params import (
     Frame,
     GranuleList,
     Granules,
+    GroupedCommand,
+    HelpGroup,
     Limit,
     Source,
     Start,
@@ -38,8 +40,8 @@ from .params import (
 )
 
 Opt = typer.Option
-app = typer.Typer(help="Fan out to MAAP DPS jobs and merge their outputs: plan, submit, "
-                       "status, collect.", no_args_is_help=True)
+app = typer.Typer(cls=HelpGroup, help="Fan out to MAAP DPS jobs and merge their outputs: "
+                  "plan, submit, status, collect.", no_args_is_help=True)
 
 AlgConfig = Annotated[Path | None, Opt(help="The algorithm's algorithm_config.yaml (default: "
                                        "$OPERA_DISP_ALGORITHM_CONFIG or the checkout's).",
@@ -72,7 +74,7 @@ def _aoi_text(aoi: str) -> str:
         raise BadInput(f"aoi file {aoi!r} cannot be read ({exc.strerror})") from None
 
 
-@app.command("plan")
+@app.command("plan", cls=GroupedCommand)
 def plan_cmd(
     granules: Granules = None,
     granule_list: GranuleList = None,
@@ -98,7 +100,7 @@ def plan_cmd(
         "--input", help="Any other job input of algorithm_config.yaml, NAME=VALUE "
         "(repeatable).", metavar="NAME=VALUE")] = None,
     granules_per_job: Annotated[int, Opt(help="At most this many granules per job.",
-                                         min=1)] = 50,
+                                         metavar="INTEGER", min=1)] = 50,
     kind: Annotated[JobKind, Opt("--product", "--kind", help="What each job makes: subset "
                                  "(per granule, at most --granules-per-job each) or "
                                  "timeseries (one job per frame, or per tile with "
@@ -178,11 +180,15 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
     from ..dps.plan import area_tiles
 
     method = values.get("reference_method") or ("point" if values.get("reference_point")
-                                                 else "high-coherence")
+                                                 else "stable")
     if method not in ("point", "none"):
         print(f"opera-disp: reference method {method} needs the whole area: one job per "
               "frame, not tiled (tiles need --reference-point or --reference-method none)",
               file=sys.stderr)
+        return {}
+    if values.get("deramp", "none") != "none":
+        print("opera-disp: --deramp fits a surface over the whole area: one job per frame, "
+              "not tiled", file=sys.stderr)
         return {}
     if values.get("aoi"):
         raise BadInput("--tile-pixels with --aoi: tiles are pixel windows; give --bbox or "
@@ -190,6 +196,9 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
     if values.get("points"):
         raise BadInput("--tile-pixels with points: a point lies in one tile only; run the "
                        "points' series without --tile-pixels")
+    if values.get("mintpy") and parse_bool(values["mintpy"], "mintpy"):
+        raise BadInput("--tile-pixels with mintpy: MintPy's files hold the whole area; run "
+                       "opera-disp export mintpy on the collected folder instead")
     firsts: dict[int, GranuleRef] = {}
     for r in refs:
         firsts.setdefault(r.product.frame, r)
@@ -207,7 +216,7 @@ def _series_tiles(refs: list[GranuleRef], values: dict[str, str], tile_pixels: i
     return out
 
 
-@app.command("submit")
+@app.command("submit", cls=GroupedCommand)
 def submit_cmd(
     plan: Annotated[Path, typer.Argument(help="Plan file (dps plan --save).")],
     ledger: LedgerOpt = Path("jobs.json"),
@@ -246,7 +255,7 @@ def submit_cmd(
     return int(code)
 
 
-@app.command("status")
+@app.command("status", cls=GroupedCommand)
 def status_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     api_kind: Annotated[ApiKind, Opt("--api", help="As for dps submit (default: the "
@@ -286,7 +295,7 @@ def status_cmd(
     return int(code)
 
 
-@app.command("collect")
+@app.command("collect", cls=GroupedCommand)
 def collect_cmd(
     ledger: LedgerOpt = Path("jobs.json"),
     output: Annotated[Path, Opt("--output", "-o", help="Merged output folder.",

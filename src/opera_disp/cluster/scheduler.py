@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCAL_WORKERS = 2
 MAX_LOCAL_WORKERS = 256
 WAIT_FOR_WORKERS = 60.0  # seconds a running scheduler may take to have a worker
+#: Seconds a scheduler's host may take to accept a TCP connection before the job is refused.
+PROBE_SECONDS = 5.0
+#: Schemes whose address is a TCP host and port (others, e.g. gateway://, are not probed).
+_TCP_SCHEMES = ("tcp", "tls")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,43 @@ def parse_scheduler(text: str) -> SchedulerSpec:
                    "tcp://host:8786")
 
 
+def check_reachable(spec: SchedulerSpec, timeout: float = PROBE_SECONDS) -> None:
+    """Refuse a scheduler address nobody listens on before any work: a refused connection
+    at once, a host that does not answer within ``timeout`` seconds (distributed's own
+    connect would wait 30 s and retry).
+
+    Raises
+    ------
+    Unreachable
+        One line naming the address, why, and the way out (``local:2``); exit code 4.
+
+    Examples
+    --------
+    >>> check_reachable(parse_scheduler("local:2"))  # nothing to probe
+    """
+    if spec.address is None:
+        return
+    url = urlsplit(spec.address if "://" in spec.address else f"tcp://{spec.address}")
+    if url.scheme not in _TCP_SCHEMES or url.hostname is None or url.port is None:
+        return
+    hint = "check the address, or run on this machine with --scheduler local:2"
+    try:
+        with socket.create_connection((url.hostname, url.port), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise Unreachable(f"dask scheduler {spec.address} refused the connection (nothing "
+                          f"listens there); {hint}") from None
+    except TimeoutError:
+        raise Unreachable(f"dask scheduler {spec.address} did not answer within "
+                          f"{timeout:g} s; {hint}") from None
+    except socket.gaierror as exc:
+        raise Unreachable(f"dask scheduler {spec.address}: host {url.hostname!r} is unknown "
+                          f"({exc.strerror or exc}); {hint}") from None
+    except OSError as exc:
+        raise Unreachable(f"dask scheduler {spec.address} cannot be reached "
+                          f"({exc.strerror or exc}); {hint}") from None
+
+
 def worker_count(client: Any) -> int:
     """Workers the scheduler has now."""
     return len(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -105,6 +147,12 @@ def open_client(spec: SchedulerSpec) -> Iterator[Any]:
             except (OSError, TimeoutError) as exc:
                 raise Unreachable(f"dask scheduler {spec.address} cannot be reached "
                                   f"({one_line(exc)})") from None
+            except (MemoryError, EOFError, UnicodeDecodeError) as exc:
+                # Something listens there, but its first bytes are no dask handshake (an
+                # HTTP server, a proxy): distributed reads a garbage frame length.
+                raise Unreachable(f"{spec.address} answered, but not as a dask scheduler "
+                                  f"({exc.__class__.__name__}); check the address, or run "
+                                  "on this machine with --scheduler local:2") from None
         try:
             client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
         except TimeoutError:

@@ -146,6 +146,8 @@ class RangeGranule(ABC):
         self._started = False
         #: Small pieces kept when the cached pages are released (see :meth:`keep_only`).
         self._kept: list[tuple[int, bytes]] = []
+        #: The store's ``ETag`` and ``Last-Modified`` of the file, as last answered.
+        self.validators: dict[str, str] = {}
 
     @abstractmethod
     def _fetch(self, start: int, length: int) -> tuple[bytes, int | None]:

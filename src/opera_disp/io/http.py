@@ -10,7 +10,10 @@ in bytes (a range read accepts what it asked for and no more; a JSON answer 1 Mi
 
 A host that keeps failing (``BREAKER_THRESHOLD`` requests in a row that gave up after
 their retries: connection errors, timeouts, 429, 5xx) is taken for dead: the client's
-later requests to it fail at once with the same reason, until any request to it succeeds.
+later requests to it fail at once with the same reason. After a cool-down
+(``BREAKER_COOLDOWN`` seconds since its last failure) one request is let through as a
+trial (half-open): its success closes the breaker, its failure opens it for another
+cool-down. A host that comes back is used again within the job.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ log = logging.getLogger(__name__)
 MAX_HOPS = 10
 #: Consecutive requests to one host that gave up after retries before it is taken for dead.
 BREAKER_THRESHOLD = 3
+#: Seconds an open breaker waits after its host's last failure before one trial request.
+BREAKER_COOLDOWN = 30.0
 #: The longest JSON answer accepted (s3credentials: a few hundred bytes).
 JSON_LIMIT = 1 << 20
 #: The most of an error page read for its message (ASF's EULA JSON).
@@ -87,23 +92,56 @@ class HostBreaker:
     """A per-host circuit breaker, shared by every thread of one :class:`HttpClient`.
 
     ``threshold`` consecutive failures of a host open its breaker: :meth:`check` then
-    raises at once, with the reason of the last failure. Any success closes it again.
+    raises at once, with the reason of the last failure. ``cooldown`` seconds after the
+    last failure the breaker is half-open: the next :meth:`check` lets one trial request
+    through (the others still fail at once); its :meth:`success` closes the breaker, its
+    :meth:`failure` opens it for another cool-down, and an outcome that is neither
+    (:meth:`release`) lets the next request try.
+
+    Examples
+    --------
+    >>> now = [0.0]
+    >>> b = HostBreaker(threshold=1, cooldown=10, clock=lambda: now[0])
+    >>> b.failure("https://h/a", "HTTP 503 after 5 tries")
+    >>> b.check("https://h/b")
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.Unreachable: https://h/b: not tried, h failed 1 requests in a row \
+(last: HTTP 503 after 5 tries; next try in 10 s)
+    >>> now[0] = 10.0
+    >>> b.check("https://h/b")  # the trial
+    True
+    >>> b.success("https://h/b"); b.check("https://h/c")
+    False
     """
 
-    def __init__(self, threshold: int = BREAKER_THRESHOLD):
+    def __init__(self, threshold: int = BREAKER_THRESHOLD, cooldown: float = BREAKER_COOLDOWN,
+                 clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
+        self.cooldown = cooldown
+        self.clock = clock
         self._failures: dict[str, int] = {}
         self._reason: dict[str, str] = {}
+        self._last: dict[str, float] = {}  # when each host last failed
+        self._trial: set[str] = set()  # hosts with a trial request in flight
         self._lock = threading.Lock()
 
-    def check(self, url: str) -> None:
-        """Raise :class:`Unreachable` if ``url``'s host is taken for dead."""
+    def check(self, url: str) -> bool:
+        """Raise :class:`Unreachable` if ``url``'s host is taken for dead; True when this
+        request is the half-open breaker's trial (the caller reports its outcome)."""
         host = host_of(url)
         with self._lock:
             n, why = self._failures.get(host, 0), self._reason.get(host)
-        if self.threshold > 0 and n >= self.threshold:
-            raise Unreachable(f"{public_url(url)}: not tried, {host} failed {n} requests in "
-                              f"a row (last: {why})")
+            if self.threshold <= 0 or n < self.threshold:
+                return False
+            left = self._last.get(host, 0.0) + self.cooldown - self.clock()
+            if left <= 0 and host not in self._trial:
+                self._trial.add(host)
+                log.info("%s: trying again after a %g s cool-down", host, self.cooldown)
+                return True
+        wait = f"next try in {max(left, 0.0):.0f} s" if left > 0 else "a trial is in flight"
+        raise Unreachable(f"{public_url(url)}: not tried, {host} failed {n} requests in "
+                          f"a row (last: {why}; {wait})")
 
     def failure(self, url: str, reason: str) -> None:
         """Count a request to ``url``'s host that gave up after its retries."""
@@ -111,17 +149,28 @@ class HostBreaker:
         with self._lock:
             self._failures[host] = self._failures.get(host, 0) + 1
             self._reason[host] = reason
+            self._last[host] = self.clock()
+            self._trial.discard(host)
             n = self._failures[host]
         if n == self.threshold:
             log.warning("%s failed %d requests in a row (%s): later requests to it fail at "
-                        "once", host, n, reason)
+                        "once for %g s", host, n, reason, self.cooldown)
 
     def success(self, url: str) -> None:
         """A request to ``url``'s host was answered: it is alive."""
         host = host_of(url)
         with self._lock:
-            self._failures.pop(host, None)
+            if self._failures.pop(host, 0) >= self.threshold > 0:
+                log.info("%s answered again: its requests are sent again", host)
             self._reason.pop(host, None)
+            self._last.pop(host, None)
+            self._trial.discard(host)
+
+    def release(self, url: str) -> None:
+        """A trial that ended neither way (e.g. a refusal before any answer): the next
+        request may try."""
+        with self._lock:
+            self._trial.discard(host_of(url))
 
 
 def _signed_lifetime(url: str, resp: requests.Response) -> float:
@@ -154,7 +203,8 @@ class HttpClient:
 
     One client is shared by all granules of a job: it pools connections (bounded by
     ``max_connections``), keeps the login cookies, caches presigned URLs, and keeps a
-    per-host circuit breaker (``breaker_threshold`` consecutive give-ups; 0 turns it off).
+    per-host circuit breaker (``breaker_threshold`` consecutive give-ups open it, 0 turns it
+    off; after ``breaker_cooldown`` seconds one trial request may close it).
     ``timeout`` (connect, read) and ``min_rate`` (bytes/s) bound each try; by default
     ``$OPERA_DISP_HTTP_TIMEOUT`` or :data:`opera_disp.retry.DATA_DEADLINES`.
     """
@@ -164,7 +214,8 @@ class HttpClient:
                  timeout: tuple[float, float] | None = None, min_rate: float | None = None,
                  trusted: Sequence[str] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 breaker_threshold: int = BREAKER_THRESHOLD):
+                 breaker_threshold: int = BREAKER_THRESHOLD,
+                 breaker_cooldown: float = BREAKER_COOLDOWN):
         self.auth = auth if auth is not None else EarthdataAuth.discover()
         self.trusted = tuple(trusted) if trusted is not None else trusted_hosts()
         self.policy = policy
@@ -181,7 +232,7 @@ class HttpClient:
         self._signed: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._login_lock = threading.Lock()
-        self.breaker = HostBreaker(breaker_threshold)
+        self.breaker = HostBreaker(breaker_threshold, breaker_cooldown)
 
     # -- credentials -------------------------------------------------------------------
     def _auth_header(self, url: str, *, login: bool = False) -> dict[str, str]:
@@ -321,26 +372,31 @@ class HttpClient:
         def give_up(why: str, _status: int | None) -> Exception:
             return Unreachable(f"{public_url(url)}: {why}")
 
-        self.breaker.check(url)
-        for refresh in (False, True):
-            try:
-                resp = send_with_retries(send, self.policy, give_up=give_up, sleep=self.sleep)
-            except Unreachable as exc:
-                self.breaker.failure(url, str(exc).removeprefix(f"{public_url(url)}: "))
-                raise
-            except BodyTooLong:
-                self.breaker.success(url)  # it answered; the answer is the granule's fault
-                raise
-            self.breaker.success(url)
-            code = resp.status_code
-            if code in (200, 206):
-                return resp, body
-            if code == 403 and is_presigned(final) and not refresh:
-                resp.close()
-                self.forget_signed(url)  # expired presigned URL: ask again, once
-                continue
-            raise self._refusal(url, resp, final)
-        raise AssertionError("unreachable")
+        trial = self.breaker.check(url)
+        try:
+            for refresh in (False, True):
+                try:
+                    resp = send_with_retries(send, self.policy, give_up=give_up,
+                                             sleep=self.sleep)
+                except Unreachable as exc:
+                    self.breaker.failure(url, str(exc).removeprefix(f"{public_url(url)}: "))
+                    raise
+                except BodyTooLong:
+                    self.breaker.success(url)  # it answered; the answer is the granule's
+                    raise
+                self.breaker.success(url)
+                code = resp.status_code
+                if code in (200, 206):
+                    return resp, body
+                if code == 403 and is_presigned(final) and not refresh:
+                    resp.close()
+                    self.forget_signed(url)  # expired presigned URL: ask again, once
+                    continue
+                raise self._refusal(url, resp, final)
+            raise AssertionError("unreachable")
+        finally:
+            if trial:  # a trial that ended without an answer or a give-up (e.g. a login)
+                self.breaker.release(url)
 
     def _refusal(self, url: str, resp: requests.Response, final: str | None = None
                  ) -> OperaDispError:
@@ -367,30 +423,60 @@ class HttpClient:
             return RemoteError(f"{public_url(url)}: HTTP 416 range not satisfiable")
         return RemoteError(f"{public_url(url)}: HTTP {code}")
 
-    def get_range(self, url: str, start: int, length: int) -> tuple[bytes, int | None]:
+    def get_range(self, url: str, start: int, length: int,
+                  validators: dict[str, str] | None = None) -> tuple[bytes, int | None]:
         """Bytes ``[start, start+length)`` and the file's total size if the server said.
 
         No more than ``length`` bytes are ever read: an answer announcing more is refused
-        before its body, one sending more is cut after ``length + 1`` bytes.
+        before its body, one sending more is cut after ``length + 1`` bytes. A 206 whose
+        ``Content-Range`` honestly announces fewer bytes than asked (and not the file's
+        end) is taken as a transient: the rest is asked for at once, up to the retry
+        policy's ``retries`` short answers in a row (then :class:`Unreachable`).
+        ``validators``, when given, receives the answer's ``ETag`` and ``Last-Modified``.
         """
+        pieces: list[bytes] = []
+        got, shorts = 0, 0
+        while True:
+            body, total, whole = self._get_range_once(url, start + got, length - got,
+                                                      validators)
+            pieces.append(body)
+            got += len(body)
+            if whole or got >= length or total is None or start + got >= total:
+                break
+            shorts += 1
+            if shorts > self.policy.retries:
+                raise Unreachable(f"{public_url(url)}: short answers ({got} of {length} "
+                                  f"bytes at offset {start}) after {shorts} tries")
+            log.info("%s: a short answer (%d of %d bytes): asking for the rest",
+                     public_url(url), got, length)
+        return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), total
+
+    def _get_range_once(self, url: str, start: int, length: int,
+                        validators: dict[str, str] | None) -> tuple[bytes, int | None, bool]:
+        """One range request: the body, the total size if said, and whether the body is
+        the whole file (a 200 for a read from 0)."""
         try:
             resp, body = self.request(url, {"Range": f"bytes={start}-{start + length - 1}"},
                                       limit=length)
         except BodyTooLong as exc:
             return self._too_long(url, exc, length)
+        if validators is not None:
+            for header in ("ETag", "Last-Modified"):
+                if resp.headers.get(header):
+                    validators[header] = resp.headers[header]
         if resp.status_code == 200:
             if start == 0:
-                return body, len(body)  # the whole (small) file
+                return body, len(body), True  # the whole (small) file
             raise RangeIgnored(f"{public_url(url)}: the server ignored the Range request "
                                f"(HTTP 200 with {len(body)} bytes for {length} asked)")
         m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
-        if not m or int(m.group(1)) != start:
+        if not m or int(m.group(1)) != start or int(m.group(2)) < start:
             raise RemoteError(f"{public_url(url)}: bad Content-Range "
                               f"{resp.headers.get('Content-Range')!r} for offset {start}")
         if len(body) != min(length, int(m.group(2)) - start + 1):
             raise RemoteError(f"{public_url(url)}: short read ({len(body)} of {length} bytes)")
         total = int(m.group(3)) if m.group(3) != "*" else None
-        return body, total
+        return body, total, False
 
     @staticmethod
     def _too_long(url: str, exc: BodyTooLong, length: int) -> NoReturn:
@@ -427,5 +513,5 @@ class HttpGranule(RangeGranule):
         self.client = client
 
     def _fetch(self, start: int, length: int) -> tuple[bytes, int | None]:
-        return self.client.get_range(self.url, start, length)
+        return self.client.get_range(self.url, start, length, self.validators)
 

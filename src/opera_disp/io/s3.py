@@ -143,6 +143,13 @@ class S3Granule(RangeGranule):
                 raise Unreachable(f"{where}: the S3 endpoint cannot be reached "
                                   f"({exc.__class__.__name__})") from None
             raise RemoteError(f"{where}: {exc.__class__.__name__}") from None
+        if resp.get("ETag"):
+            self.validators["ETag"] = str(resp["ETag"])
+        if resp.get("LastModified") is not None:
+            from email.utils import format_datetime
+
+            self.validators["Last-Modified"] = format_datetime(
+                resp["LastModified"].astimezone(UTC), usegmt=True)
         total = None
         m = re.match(r"bytes \d+-\d+/(\d+)", resp.get("ContentRange", ""))
         if m:

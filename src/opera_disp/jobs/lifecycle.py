@@ -3,9 +3,12 @@
 A product's loop (``subset``: granules; ``timeseries``: frames) holds a
 :class:`Lifecycle` and hands it the product's own parts of the summary (:class:`Parts`):
 
-* :meth:`Lifecycle.running` writes the summary with status ``running`` (when the job
-  starts and after every step): a killed job leaves a summary that lists exactly the
-  outputs that are complete;
+* :meth:`Lifecycle.running` records the running job (when the job starts and after every
+  step): the summary with status ``running``, rewritten at a bounded rate, and between
+  rewrites each finished granule's record appended to the summary's journal
+  (:mod:`opera_disp.jobs.journal`), so a step costs the same at the 300th granule as at
+  the first, and a killed job leaves a summary and journal that list exactly the outputs
+  that are complete;
 * :meth:`Lifecycle.end` writes the STAC catalog of what the summary lists (not after an
   interrupt, bad input or no match), names the files of the folder nobody listed, writes
   the final summary and returns the :class:`JobResult`;
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NotRequired
+from typing import Any, ClassVar, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -39,6 +42,7 @@ from ..options import SeriesOptions, SubsetOptions
 from ..times import iso
 from ..types import JobStatus
 from .folder import OutputFolder
+from .journal import Journal
 from .resume import listed_outputs, unlisted_files, unlisted_note
 from .summary import (
     SUMMARY_NAME,
@@ -119,6 +123,15 @@ class Lifecycle:
     #: The parts of the last running summary (None: none written yet).
     _parts: Parts | None = field(default=None, init=False, repr=False)
     _ended: bool = field(default=False, init=False, repr=False)
+    #: Granules the summary on disk or its journal holds; how many the summary holds.
+    _recorded: set[str] = field(default_factory=set, init=False, repr=False)
+    _in_summary: int = field(default=0, init=False, repr=False)
+    _rewritten: float = field(default=0.0, init=False, repr=False)
+    _journal: Journal | None = field(default=None, init=False, repr=False)
+    #: The running summary is rewritten when its journal holds this fraction of the
+    #: granules done, or this many seconds after its last rewrite.
+    rewrite_fraction: ClassVar[float] = 1 / 8
+    rewrite_seconds: ClassVar[float] = 2.0
 
     def __post_init__(self) -> None:
         from ..stac.catalog import remove_catalog
@@ -136,10 +149,40 @@ class Lifecycle:
         return round(time.perf_counter() - self.t0, 3)
 
     def running(self, message: str, parts: Parts) -> Summary:
-        """Write the running summary (compact: it is rewritten after every step)."""
+        """Record the running job: granules finished since the summary was last written
+        are appended to its journal; the summary itself (compact) is rewritten when the
+        journal holds ``rewrite_fraction`` of the granules done, ``rewrite_seconds``
+        after its last rewrite, at the first step and whenever more than new granules
+        changed what it lists (a time series' frames)."""
+        granules = parts["granules"]
+        new = [g for g in granules if g["name"] not in self._recorded]
+        journaled = len(self._recorded) - self._in_summary + len(new)
+        rewrite = (self._parts is None or "timeseries" in parts or
+                   len(self._recorded) + len(new) != len(granules) or
+                   journaled >= max(1.0, self.rewrite_fraction * len(granules)) or
+                   (journaled and time.monotonic() - self._rewritten >= self.rewrite_seconds))
+        if self._journal is None:
+            self._journal = Journal(self.folder.path, iso(self.started))
+        if not rewrite:
+            self._journal.append(new)
+            self._recorded |= {g["name"] for g in new}
+            self._parts = parts
+            return self._document(JobStatus.RUNNING, None, message, parts, None, self.notes)
         summary = self._write(JobStatus.RUNNING, None, message, parts, None, self.notes)
+        self._journal.reset()  # after: summary and journal always hold every record
+        self._recorded = {g["name"] for g in granules}
+        self._in_summary = len(granules)
+        self._rewritten = time.monotonic()
         self._parts = parts
         return summary
+
+    def _close_journal(self) -> None:
+        """The final summary holds every record: the journal goes."""
+        journal = self._journal or Journal(self.folder.path, iso(self.started))
+        try:
+            journal.close()
+        except OSError:  # left: its lines name this run, ignored once a summary is final
+            log.debug("cannot remove the summary's journal", exc_info=True)
 
     def aborted(self, exc: BaseException) -> None:
         """End the summary of a job an exception ended before :meth:`end` did (the
@@ -155,6 +198,7 @@ class Lifecycle:
             f"internal error: {exc.__class__.__name__}: {one_line(exc)}"
         self._write(status, code, message, self._parts, None, self.notes)
         self._ended = True
+        self._close_journal()
 
     def end(self, code: ExitCode, status: JobStatus, message: str, parts: Parts,
             catalog: CatalogWriter | None = None) -> JobResult:
@@ -180,6 +224,7 @@ class Lifecycle:
         self._parts = parts
         summary = self._write(status, code, message, parts, record, notes)
         self._ended = True
+        self._close_journal()
         return JobResult(summary, code, message)
 
     def interrupted(self, exc: KeyboardInterrupt, done: str, parts: Parts) -> JobResult:
@@ -191,6 +236,15 @@ class Lifecycle:
 
     def _write(self, status: JobStatus, code: ExitCode | None, message: str, parts: Parts,
                catalog: CatalogRecord | None, notes: list[str]) -> Summary:
+        summary = self._document(status, code, message, parts, catalog, notes)
+        # The scratch folder is gone when an aborted job ends its summary.
+        scratch = self.folder.scratch if self.folder.scratch.is_dir() else None
+        write_summary(self.folder.path, summary, tmp_dir=scratch,
+                      indent=None if code is None else 2)
+        return summary
+
+    def _document(self, status: JobStatus, code: ExitCode | None, message: str,
+                  parts: Parts, catalog: CatalogRecord | None, notes: list[str]) -> Summary:
         assert self.engine is not None
         summary = Summary(
             schema=SUMMARY_SCHEMA, status=status, message=message,
@@ -203,10 +257,6 @@ class Lifecycle:
             totals=parts["totals"], catalog=catalog)
         if "timeseries" in parts:
             summary["timeseries"] = parts["timeseries"]
-        # The scratch folder is gone when an aborted job ends its summary.
-        scratch = self.folder.scratch if self.folder.scratch.is_dir() else None
-        write_summary(self.folder.path, summary, tmp_dir=scratch,
-                      indent=None if code is None else 2)
         return summary
 
 

@@ -8,6 +8,7 @@ from .model import (
     SERIES_LAYERS,
     Area,
     Execution,
+    Maps,
     Output,
     Run,
     Selection,
@@ -18,6 +19,6 @@ from .model import (
     SubsetOptions,
 )
 
-__all__ = ["PRODUCTS", "SERIES_LAYERS", "Area", "Execution", "Group", "Opt", "OptionField",
-           "Output", "Run", "Selection", "SeriesChoices", "SeriesLayer", "SeriesOptions",
-           "SubsetChoices", "SubsetOptions", "json_schema"]
+__all__ = ["PRODUCTS", "SERIES_LAYERS", "Area", "Execution", "Group", "Maps", "Opt",
+           "OptionField", "Output", "Run", "Selection", "SeriesChoices", "SeriesLayer",
+           "SeriesOptions", "SubsetChoices", "SubsetOptions", "json_schema"]

@@ -55,6 +55,11 @@ class Opt:
     summary_help
         What the summary's entry holds, when it is not what the option takes (the
         description in the summary's JSON Schema; default ``help``).
+    command_help
+        ``(command, help)`` pairs: the help text of the option on a command where it
+        means something else (``--aoi`` on ``search`` selects granules, it masks nothing);
+        ``"search"`` stands for every command that searches, ``"inspect"`` for every
+        command that takes one granule.
     """
 
     help: str
@@ -69,6 +74,7 @@ class Opt:
     shapes_output: bool = True
     default_help: str | None = None
     summary_help: str | None = None
+    command_help: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,19 @@ class OptionField:
         """How ``--help`` shows the value."""
         return self.opt.metavar or ("[" + "|".join(self.choices) + "]" if self.choices
                                     else "VALUE")
+
+    def help_for(self, command: str | None = None) -> str:
+        """The option's help text on ``command`` (its own text where it has one).
+
+        Examples
+        --------
+        >>> from opera_disp.options import SubsetOptions
+        >>> SubsetOptions.option("aoi").help_for("search").startswith("GeoJSON polygon")
+        True
+        >>> "nodata" in SubsetOptions.option("aoi").help_for("search")
+        False
+        """
+        return dict(self.opt.command_help).get(command or "", self.opt.help)
 
     def shown_default(self) -> str | None:
         """The default as the command line writes it (None: no default worth showing)."""

@@ -64,11 +64,14 @@ from ..types import (
 )
 from .fields import Group, Opt
 from .values import (
+    COLOUR_BOUND,
     LIMIT,
     TOLERANCE,
     UNIT,
     WORKERS,
+    check_colour_range,
     choice,
+    colour_range_of,
     parse_bool,
     parse_corrections,
     parse_dates,
@@ -171,12 +174,16 @@ class Area(Group):
     title: ClassVar[str] = "Area"
 
     bbox: Annotated[BBox | None, Opt(
-        "W,S,E,N in degrees.", metavar="W,S,E,N", dps=2,
+        "W,S,E,N in degrees.", metavar="W,S,E,N",
+        dps=2, command_help=(("search", "W,S,E,N in degrees: granules whose footprint "
+                                        "meets it."),),
         parse=lambda v: parse_bbox(v if isinstance(v, str) else ",".join(map(str, v))),
         dps_help="Area as W,S,E,N in degrees, e.g. -103.80,24.39,-103.64,24.51.")] = None
     aoi: Annotated[BaseGeometry | None, Opt(
         "GeoJSON polygon: a file, or inline text; outside pixels become nodata.",
         metavar="FILE|GEOJSON", dps=3,
+        command_help=(("search", "GeoJSON polygon (a file, or inline text): granules whose "
+                                 "footprint meets it; on a map, drawn on top."),),
         dps_help="AOI as inline GeoJSON (Polygon/MultiPolygon); outside pixels become "
                  "nodata.",
         summary_help="Where the AOI came from: its file, `(inline GeoJSON)` or `(geometry)`.")
@@ -207,11 +214,20 @@ class Area(Group):
     #: Summary entries beyond the declared options (JSON Schema of each).
     extra_schema: ClassVar[dict[str, Any]] = {"aoi_bounds": {
         "anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}],
-        "description": "The AOI's lon/lat bounds [W, S, E, N]."}}
+        "description": "The AOI's lon/lat bounds [W, S, E, N]."}, "aoi_sha256": {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": "SHA-256 of the AOI's normalized geometry (WKB): a rerun tells two "
+                       "AOIs apart whose label and bounds agree."}}
 
     def _summary(self, out: dict[str, Any]) -> None:
+        import hashlib
+
+        import shapely
+
         out["aoi"] = self.aoi_label
         out["aoi_bounds"] = list(self.aoi.bounds) if self.aoi is not None else None
+        out["aoi_sha256"] = hashlib.sha256(shapely.normalize(self.aoi).wkb).hexdigest() \
+            if self.aoi is not None else None
 
 
 def _demo(value: Any) -> bool:
@@ -287,6 +303,35 @@ class Execution(Group):
         shapes_output=False)] = AccessMode.AUTO
 
 
+def _bound(name: str) -> Callable[[Any], float]:
+    return lambda v: COLOUR_BOUND.parse(name, v)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Maps(Group):
+    """The colour range of the maps a job draws (quicklooks, the velocity map)."""
+
+    title: ClassVar[str] = "Output"
+
+    vmin: Annotated[float | None, Opt(
+        "Low end of the maps' colour range, in their units (displacement: m; velocity: "
+        "mm/yr); alone: -vmin..vmin.", metavar="FLOAT", parse=_bound("vmin"), dps=34,
+        default_help="symmetric: the 98th percentile of |value| (quicklooks: ±0.1 m)")
+    ] = None
+    vmax: Annotated[float | None, Opt(
+        "High end of the maps' colour range, in their units; alone: -vmax..vmax. Arrows on "
+        "the colour bar mark values beyond the range.", metavar="FLOAT",
+        parse=_bound("vmax"), dps=35)] = None
+
+    def _validate(self) -> None:
+        check_colour_range(self.vmin, self.vmax)
+
+    @property
+    def colour_range(self) -> tuple[float, float] | None:
+        """The range as given (one bound: symmetric about zero), or None: the default."""
+        return colour_range_of(self.vmin, self.vmax)
+
+
 def _scheduler(value: Any) -> Any:
     # Text is read by the cluster room (local[:N] or an address); a client is taken as is.
     if isinstance(value, str) or callable(getattr(value, "submit", None)):
@@ -304,7 +349,12 @@ class Run(Group):
     demo: Annotated[bool, Opt(
         "Run on the embedded sample archive (made once) with a bbox over its deforming "
         "area (a time series: and three points).", flag="--demo", summary=False,
-        parse=_demo)] = False
+        parse=_demo, command_help=(
+            ("search", "Search the embedded sample archive (made once) instead of CMR, "
+                       "with the same filters."),
+            ("inspect", "Read the embedded sample archive (made once): GRANULE may be left "
+                        "out (its first granule) or name one of its granules; plot: over "
+                        "its deforming area unless --window/--bbox.")))] = False
     overwrite: Annotated[bool, Opt(
         "Replace the outputs another job (other settings) left in the output folder.",
         flag="--overwrite", parse=_flag("overwrite"), summary=False)] = False
@@ -436,6 +486,11 @@ class SeriesChoices(Group):
         "LON,LAT;LON,LAT...", metavar="FILE|LON,LAT;...", parse=parse_points, dps=27,
         dps_help="LON,LAT;LON,LAT... points whose series go to points.csv and points.png.",
         summary_help="`[lon, lat]` of each point whose series went to points.csv.")] = ()
+    mintpy: Annotated[bool, Opt(
+        "Also MintPy's files per frame: F<frame>/mintpy/timeseries.h5 and velocity.h5 "
+        "(as opera-disp export mintpy).", flag="--mintpy", parse=_flag("mintpy"), dps=33,
+        dps_help="true to also write MintPy's timeseries.h5 and velocity.h5 per frame.")
+    ] = False
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> None:
@@ -463,13 +518,46 @@ class SeriesChoices(Group):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubsetOptions(SubsetChoices, Execution, Output, Area, Selection):
+class SubsetOptions(SubsetChoices, Execution, Maps, Output, Area, Selection):
     """A checked subset job: masked COGs (and quicklooks) per granule."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class SeriesOptions(SeriesChoices, Execution, Output, Area, Selection):
-    """A checked time-series job: one rebased, corrected, re-referenced series per frame."""
+class SeriesOptions(SeriesChoices, Execution, Maps, Output, Area, Selection):
+    """A checked time-series job: one rebased, corrected, re-referenced series per frame.
+
+    Examples
+    --------
+    >>> SeriesOptions.make(source=".", bbox="-103.8,24.39,-103.64,24.51",
+    ...                    points="-103.7,24.45;-104.5,24.45")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: point -104.5,24.45 is outside the bbox ...; give points ...
+    """
+
+    #: Degrees a point may lie outside the bbox or AOI (its pixel may still be the area's).
+    SLACK: ClassVar[float] = 0.001
+
+    def _validate(self) -> None:
+        # The points against the area, in lon/lat, before any granule is looked at (the
+        # frame job checks them again on the pixel grid, before reading a pixel).
+        from shapely.geometry import Point, box
+
+        if self.aoi is not None:
+            area, what = self.aoi, "the AOI (lon {:.4f}..{:.4f}, lat {:.4f}..{:.4f})".format(
+                *(self.aoi.bounds[i] for i in (0, 2, 1, 3)))
+        elif self.bbox is not None:
+            area, what = box(*self.bbox), "the bbox " + ",".join(f"{v:g}" for v in self.bbox)
+        else:
+            return
+        named = [("point", p) for p in self.points]
+        if self.reference_point is not None:
+            named.append(("reference point", self.reference_point))
+        for label, (lon, lat) in named:
+            if area.distance(Point(lon, lat)) > self.SLACK:
+                raise BadInput(f"{label} {lon:g},{lat:g} is outside {what}; give "
+                               f"{'points' if label == 'point' else 'a point'} inside the "
+                               "area")
 
     @property
     def layers(self) -> tuple[SeriesLayer, ...]:

@@ -123,6 +123,40 @@ UNIT = FloatRange(0.0, 1.0)
 MAX_POINTS = 1000
 #: Either end of a plot's colour range (any layer, in its units).
 COLOUR_BOUND = FloatRange(-1e9, 1e9)
+
+
+def check_colour_range(vmin: float | None, vmax: float | None) -> None:
+    """``--vmin``/``--vmax`` together: low below high; alone: not zero (an empty range).
+
+    Examples
+    --------
+    >>> check_colour_range(-1.0, 2.0)
+    >>> check_colour_range(2.0, 1.0)
+    Traceback (most recent call last):
+    ...
+    opera_disp.errors.BadInput: vmin 2 is not below vmax 1; give vmin < vmax
+    """
+    if vmin is not None and vmax is not None and vmin >= vmax:
+        raise BadInput(f"vmin {vmin:g} is not below vmax {vmax:g}; give vmin < vmax")
+    if (vmin, vmax).count(None) == 1 and (vmin or vmax) == 0:
+        raise BadInput(f"{'vmin' if vmin is not None else 'vmax'} 0 alone gives an empty "
+                       "colour range (one bound makes it symmetric about zero)")
+
+
+def colour_range_of(vmin: float | None, vmax: float | None) -> tuple[float, float] | None:
+    """The colour range ``--vmin``/``--vmax`` ask for; one bound: symmetric about zero.
+
+    Examples
+    --------
+    >>> colour_range_of(None, 0.05), colour_range_of(-3.0, None), colour_range_of(None, None)
+    ((-0.05, 0.05), (-3.0, 3.0), None)
+    """
+    if vmin is not None and vmax is not None:
+        return vmin, vmax
+    bound = vmax if vmax is not None else vmin
+    return None if bound is None else (-abs(bound), abs(bound))
+
+
 #: Synthetic archives: dates per frame, grid side, seed.
 SAMPLE_DATES = IntRange(1, 1000)
 SAMPLE_SIDE = IntRange(2, 20000)

@@ -44,33 +44,58 @@ def color_range(data: np.ndarray, vmax: float | None, diverging: bool) -> tuple[
     return lo, (hi if hi > lo else lo + 1.0)
 
 
+#: The DISP-S1 sign convention (the layers' descriptions): what a positive value means.
+SIGN = "positive: towards the satellite"
+
+
+def extend_of(data: np.ndarray, lo: float, hi: float) -> str:
+    """The colour bar's arrows: on the ends the valid values exceed (matplotlib's
+    ``extend``: ``neither``, ``min``, ``max`` or ``both``).
+
+    Examples
+    --------
+    >>> extend_of(np.array([-0.3, 0.0, np.nan]), -0.1, 0.1), extend_of(np.zeros(2), -1, 1)
+    ('min', 'neither')
+    """
+    finite = data[np.isfinite(data)]
+    below = bool(finite.size and finite.min() < lo)
+    above = bool(finite.size and finite.max() > hi)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max",
+            (True, True): "both"}[(below, above)]
+
+
 def map_text(layer: str, units: str, reference: datetime, secondary: datetime, frame: int,
-             note: str = "") -> tuple[str, str, bool]:
+             note: str = "", orbit: str | None = None) -> tuple[str, str, bool]:
     """Title, colorbar label, and whether a map of ``layer`` diverges around zero (metres).
 
     Examples
     --------
     >>> t = map_text("displacement", "meters", datetime(2016, 7, 5), datetime(2016, 10, 9),
-    ...              40291, " (recommended_mask applied)")
+    ...              40291, " (recommended_mask applied)", orbit="ascending")
     >>> print(t[0]); t[1:]
     Line-of-sight displacement from 2016-07-05 to 2016-10-09
-    F40291 (recommended_mask applied)
-    ('Line-of-sight displacement [m]', True)
+    F40291, ascending (recommended_mask applied)
+    ('LOS displacement [m] (positive: towards the satellite)', True)
     """
     title = (f"{LAYERS[layer].long_name} from {reference:%Y-%m-%d} to {secondary:%Y-%m-%d}\n"
-             f"F{frame:05d}{note}")
-    label = "Line-of-sight displacement [m]" if layer == "displacement" else f"{layer} [{units}]"
-    return title, label, units == "meters"
+             f"F{frame:05d}{f', {orbit}' if orbit else ''}{note}")
+    diverging = units == "meters"
+    short = "LOS displacement" if layer == "displacement" else layer
+    label = f"{short} [m] ({SIGN})" if diverging else f"{layer} [{units}]"
+    return title, label, diverging
 
 
 def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, float, float],
              epsg: int | None, *, title: str, label: str, vmax: float | None,
              diverging: bool, cmap: str | None = None,
-             limits: tuple[float, float] | None = None, cax: Any = None) -> Any:
-    """Draw ``data`` on ``ax`` in projected coordinates, NaN grey, with a colorbar.
+             limits: tuple[float, float] | None = None, cax: Any = None,
+             extend: str | None = None) -> Any:
+    """Draw ``data`` on ``ax`` in projected coordinates (km ticks), NaN grey, with a
+    colorbar whose arrows mark values beyond the range.
 
     The colormap defaults to ``RdBu`` for diverging maps and ``viridis`` otherwise;
-    ``limits`` (low, high) overrides :func:`color_range`. Returns the image artist.
+    ``limits`` (low, high) overrides :func:`color_range`; ``extend`` overrides the arrows
+    (default: :func:`extend_of` the data). Returns the image artist.
     """
     import matplotlib
 
@@ -82,17 +107,18 @@ def draw_map(fig: Any, ax: Any, data: np.ndarray, bounds: tuple[float, float, fl
     im = ax.imshow(data, cmap=colors, vmin=lo, vmax=hi, interpolation="nearest",
                    extent=(left, right, bottom, top))
     _projected_axes(ax, title, epsg)
+    arrows = extend or extend_of(data, lo, hi)
     if cax is None:
-        fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+        fig.colorbar(im, ax=ax, label=label, shrink=0.85, extend=arrows)
     else:
-        fig.colorbar(im, cax=cax, label=label)
+        fig.colorbar(im, cax=cax, label=label, extend=arrows)
     return im
 
 
 def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg: int | None,
                png: Path, *, title: str, label: str, vmax: float | None = 0.1,
                cmap: str | None = None, diverging: bool = True,
-               tmp_dir: Path | None = None,
+               tmp_dir: Path | None = None, limits: tuple[float, float] | None = None,
                marks: tuple[np.ndarray, np.ndarray] | None = None,
                mark_size: int = 1) -> Path:
     """Write a PNG map of ``data`` (NaN = nodata, shown grey) with a colorbar.
@@ -106,6 +132,8 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
 
     Diverging maps are centred on zero: ``±vmax``, or ``±`` the 98th percentile of
     ``|value|`` when ``vmax`` is None. Sequential maps span the 2nd-98th percentiles.
+    ``limits`` (``--vmin``/``--vmax``) overrides both. The colour bar has arrows on the
+    ends the data exceed.
 
     The figure's static parts (frame, ticks, colorbar, labels) are drawn once per window
     and colour range and kept (:class:`QuicklookTemplate`); each map then only redraws the
@@ -120,7 +148,7 @@ def render_map(data: np.ndarray, bounds: tuple[float, float, float, float], epsg
     b'\\x89PNG'
     """
     key = template_key(data, bounds, epsg, title=title, label=label, vmax=vmax, cmap=cmap,
-                       diverging=diverging)
+                       diverging=diverging, limits=limits)
     tmpl = template(key)
     pixels = tmpl.render(data, title)
     if marks is not None:
@@ -144,12 +172,14 @@ def _draw_marks(pixels: np.ndarray, tmpl: QuicklookTemplate,
 def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float, float, float],
                        epsg: int, first: str, last: str, dates: int, folder: str,
                        method: str, tmp_dir: Path | None = None,
+                       limits: tuple[float, float] | None = None,
                        reference: tuple[np.ndarray, np.ndarray] | None = None,
-                       point: bool = False) -> Path:
+                       point: bool = False, model: str | None = None) -> Path:
     """A time series' velocity map (mm/yr, diverging, centred on zero) from its COG.
 
     ``reference`` (rows, columns of the COG) marks the reference: a point (``point``),
-    or the sampled pixels of a reference area (at most 600 of them drawn).
+    or the sampled pixels of a reference area (at most 600 of them drawn); ``model``
+    (the trajectory in words) is a third line of the title.
 
     Drawn from the COG's first overview no larger than 1000 pixels a side (the whole
     raster when it has none): a frame's map never reads the full resolution.
@@ -168,6 +198,9 @@ def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float,
         The frame's folder name (``F40291``) and spatial reference method, for the title.
     tmp_dir
         As :func:`render_map`.
+    limits
+        The colour range in mm/yr (``--vmin``/``--vmax``); default ``±`` the 98th
+        percentile of ``|velocity|``.
     """
     import rasterio
 
@@ -186,9 +219,11 @@ def velocity_quicklook(velocity: Path, png: Path, *, bounds: tuple[float, float,
     shown = "point (black square)" if point else \
         f"{method} (black dots: its pixels)" if marks is not None else method
     title = f"LOS velocity {first} to {last} ({dates} dates)\n{folder}, reference: {shown}"
+    if model:
+        title += f"\nmodel: {model}"
     return render_map(data * 1000.0, bounds, epsg, png, title=title,
-                      label="LOS velocity [mm/yr] (positive: towards the satellite)",
-                      vmax=None, diverging=True, tmp_dir=tmp_dir, marks=marks,
+                      label=f"LOS velocity [mm/yr] ({SIGN})",
+                      vmax=None, diverging=True, tmp_dir=tmp_dir, limits=limits, marks=marks,
                       mark_size=3 if point else 1)
 
 
@@ -261,28 +296,36 @@ def quicklook_layout(rows: int, cols: int) -> tuple[tuple[float, float], Box, Bo
 
 def template_key(data: np.ndarray, bounds: tuple[float, float, float, float],
                  epsg: int | None, *, title: str, label: str, vmax: float | None = 0.1,
-                 cmap: str | None = None, diverging: bool = True) -> TemplateKey:
-    """The template a map of ``data`` uses (``data`` is only looked at for a colour range
-    taken from its values: sequential maps, or diverging ones without ``vmax``)."""
-    lo, hi = color_range(data, vmax, diverging)
+                 cmap: str | None = None, diverging: bool = True,
+                 limits: tuple[float, float] | None = None) -> TemplateKey:
+    """The template a map of ``data`` uses (``data`` is looked at for a colour range
+    taken from its values, sequential maps or diverging ones without ``vmax`` or
+    ``limits``, and for the colour bar's arrows)."""
+    lo, hi = limits if limits is not None else color_range(data, vmax, diverging)
     cmap = cmap or ("RdBu" if diverging else "viridis")
     return TemplateKey(tuple(data.shape), bounds, epsg, label, lo, hi, cmap,
-                       title.count("\n"))
+                       title.count("\n"), extend_of(data, lo, hi))
 
 
 def prepare(shape: tuple[int, int], bounds: tuple[float, float, float, float],
             epsg: int | None, *, title: str, label: str, vmax: float | None = 0.1,
-            cmap: str | None = None, diverging: bool = True) -> None:
+            cmap: str | None = None, diverging: bool = True,
+            limits: tuple[float, float] | None = None) -> None:
     """Build the template of a map with a known colour range in a background thread.
 
     The first map of a job then finds it ready: importing matplotlib and drawing the
     figure (about a second) overlap the granule's reading. Nothing happens when the
     colour range depends on the data, or the template is already built.
     """
-    if not diverging or vmax is None or not all(math.isfinite(v) for v in bounds):
+    if limits is None and (not diverging or vmax is None):
         return
-    key = TemplateKey(tuple(shape), bounds, epsg, label, -vmax, vmax, cmap or "RdBu",
-                      title.count("\n"))
+    if not all(math.isfinite(v) for v in bounds):
+        return
+    lo, hi = limits if limits is not None else (-(vmax or 0.0), vmax or 0.0)
+    # The usual case is a map whose values fit the range (no arrows); another is built
+    # when the first map needs it.
+    key = TemplateKey(tuple(shape), bounds, epsg, label, lo, hi, cmap or "RdBu",
+                      title.count("\n"), "neither")
     with _TEMPLATES_LOCK:
         if key in _TEMPLATES:
             return
@@ -303,7 +346,8 @@ def _build_quietly(key: TemplateKey) -> None:
 @dataclass(frozen=True)
 class TemplateKey:
     """What fixes a quicklook's static parts: the raster's shape and extent, CRS, colorbar
-    label and range, colormap, and the number of title lines (the title's height)."""
+    label, range and arrows, colormap, and the number of title lines (the title's
+    height)."""
 
     shape: tuple[int, ...]
     bounds: tuple[float, float, float, float]
@@ -313,6 +357,7 @@ class TemplateKey:
     hi: float
     cmap: str
     title_lines: int
+    extend: str = "neither"
 
 
 class QuicklookTemplate:
@@ -341,7 +386,7 @@ class QuicklookTemplate:
                          bounds=key.bounds, epsg=key.epsg,
                          title="\n".join(["Xg"] * (key.title_lines + 1)),
                          label=key.label, vmax=None, diverging=False, cmap=key.cmap,
-                         limits=(key.lo, key.hi))
+                         limits=(key.lo, key.hi), extend=key.extend)
         if map_box[3] * size[1] > 5.4 * key.shape[0] / key.shape[1] + 0.01:
             ax.set_aspect("auto")  # a thin strip given a readable height fills it
         self.ax, self.title = ax, ax.title
@@ -498,14 +543,17 @@ def plot_range(data: np.ndarray, vmin: float | None, vmax: float | None,
     """The plot's colour range: ``--vmin``/``--vmax`` where given, else from the data.
 
     A diverging map (metres) with one bound is symmetric about zero; with none it is
-    ``±0.1`` m, the tutorial's. A sequential map's missing bounds are the 2nd/98th
-    percentiles.
+    ``±`` the 98th percentile of ``|value|`` (a few outliers do not wash the map out;
+    the colour bar's arrows mark them). A sequential map's missing bounds are the
+    2nd/98th percentiles.
 
     Examples
     --------
     >>> d = np.array([0.2, 0.5, 0.9, np.nan])
     >>> plot_range(d, None, 0.05, True), plot_range(d, -0.2, None, True)
     ((-0.05, 0.05), (-0.2, 0.2))
+    >>> [round(v, 3) for v in plot_range(d, None, None, True)]
+    [-0.884, 0.884]
     >>> plot_range(d, 0.0, 1.0, False)
     (0.0, 1.0)
     """
@@ -513,7 +561,8 @@ def plot_range(data: np.ndarray, vmin: float | None, vmax: float | None,
         return vmin, vmax
     if diverging:
         bound = vmax if vmax is not None else vmin
-        return (-abs(bound), abs(bound)) if bound is not None else (-0.1, 0.1)
+        return (-abs(bound), abs(bound)) if bound is not None else \
+            color_range(data, None, True)
     lo, hi = color_range(data, None, False)
     if vmin is not None:
         lo, hi = vmin, max(hi, vmin)
@@ -649,11 +698,38 @@ def _plot_categories(fig: Any, ax: Any, hx: Any, data: np.ndarray,
                  f"categor{'y' if k == 1 else 'ies'}{note}", fontsize=10)
 
 
+def km(value: float, _pos: object = None) -> str:
+    """A projected coordinate in metres as a tick label in kilometres.
+
+    Examples
+    --------
+    >>> km(2704000.0), km(611340.0), km(-1500.0)
+    ('2704', '611.34', '-1.5')
+    """
+    return f"{value / 1000.0:.6g}"
+
+
 def _projected_axes(ax: Any, title: str, epsg: int | None) -> None:
-    """A map's title and its easting/northing axes, plain numbers."""
+    """A map's title and its easting/northing axes in kilometres of the map's CRS."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"easting [m] (EPSG:{epsg})")
-    ax.set_ylabel("northing [m]")
-    ax.ticklabel_format(style="plain", useOffset=False)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlabel(f"easting [km] ({_crs_name(epsg)})")
+    ax.set_ylabel("northing [km]")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_formatter(FuncFormatter(km))
+    ax.tick_params(axis="both", labelsize=8)
+
+
+def _crs_name(epsg: int | None) -> str:
+    """``UTM 13N, EPSG:32613`` for a WGS 84 UTM zone, else ``EPSG:n``.
+
+    Examples
+    --------
+    >>> _crs_name(32613), _crs_name(32718), _crs_name(3857)
+    ('UTM 13N, EPSG:32613', 'UTM 18S, EPSG:32718', 'EPSG:3857')
+    """
+    if epsg is not None and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return f"UTM {epsg % 100}{'N' if epsg < 32700 else 'S'}, EPSG:{epsg}"
+    return f"EPSG:{epsg}"

@@ -109,6 +109,8 @@ class GranulePlan:
     write_layers: tuple[str, ...]
     read_layers: tuple[str, ...]
     summary_layer: str
+    #: ``ascending``/``descending`` (None: unknown), for the quicklook's title.
+    orbit: str | None = None
 
     @property
     def grid(self) -> Grid:
@@ -257,14 +259,15 @@ def process_granule(ref: GranuleRef, spec: SubsetOptions, workers: Workers,
             reason = str(exc) if spec.window is not None else \
                 "the area does not intersect this granule's frame"
             return Outcome(ref.name, GranuleStatus.SKIPPED, reason=reason)
+        orbit = orbit_direction(ref, source)  # no read counted: the catalog, or h5py here
         plan = GranulePlan(ref, spec, index, win, write_layers, read_layers,
-                           stats_layer(spec.layers))
+                           stats_layer(spec.layers), orbit)
         record = _subset(plan, source, workers)
         # Where the bytes really came from (e.g. S3 rather than the catalog's HTTPS URL).
         record["location"] = public_url(str(getattr(source, "url", ref.location)))
         record["bytes_read"] = source.stats.bytes
         record["requests"] = source.stats.requests
-        record["orbit_direction"] = orbit_direction(ref, source)  # after the I/O count
+        record["orbit_direction"] = orbit
         try:
             facts = {o["path"]: raster_facts(spec.output / o["path"])
                      for o in record["outputs"] if spec.stac and o["kind"] == OutputKind.COG}
@@ -463,7 +466,7 @@ def _quicklook_text(plan: GranulePlan, units: str) -> tuple[str, str, bool]:
     return map_text(plan.summary_layer, units, plan.index.reference_time,
                     plan.index.secondary_time, plan.ref.product.frame,
                     " (recommended_mask applied)" if plan.spec.mask_applied else
-                    " (unmasked)")
+                    " (unmasked)", orbit=plan.orbit)
 
 
 def _prepare_quicklook(plan: GranulePlan, step: int) -> None:
@@ -473,7 +476,7 @@ def _prepare_quicklook(plan: GranulePlan, step: int) -> None:
     rows, cols = plan.window.shape
     prepare((-(-rows // step), -(-cols // step)), plan.grid.window_bounds(plan.window),
             plan.grid.epsg, title=title, label=label, vmax=0.1 if diverging else None,
-            diverging=diverging)
+            diverging=diverging, limits=_limits(plan, diverging))
 
 
 def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str,
@@ -481,7 +484,13 @@ def _quicklook(plan: GranulePlan, data: np.ndarray, png: Path, units: str,
     title, label, diverging = _quicklook_text(plan, units)
     render_map(data, plan.grid.window_bounds(plan.window), plan.grid.epsg, png, title=title,
                label=label, vmax=0.1 if diverging else None, diverging=diverging,
-               tmp_dir=tmp_dir)
+               tmp_dir=tmp_dir, limits=_limits(plan, diverging))
+
+
+def _limits(plan: GranulePlan, diverging: bool) -> tuple[float, float] | None:
+    """``--vmin``/``--vmax`` for a displacement quicklook (metres); other layers keep
+    their percentiles. Default: ±0.1 m, one range for every date of the job."""
+    return plan.spec.colour_range if diverging else None
 
 
 def _publish(writer: RasterWriter, out_dir: Path, layer: str) -> OutputRecord:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Protocol
 
+from ..catalog.describe import no_match_message
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode
 from ..io.access import connection_budget
@@ -53,8 +54,8 @@ class GranuleEngine(Protocol):
         """Start one granule."""
 
 
-def verdict(spec: SubsetOptions, matched: int, outcomes: list[Outcome]
-            ) -> tuple[ExitCode, JobStatus, str]:
+def verdict(spec: SubsetOptions, matched: int, outcomes: list[Outcome],
+            notes: Sequence[str] = ()) -> tuple[ExitCode, JobStatus, str]:
     """The job's exit code, status and message from its granules' outcomes.
 
     * nothing matched: 3;
@@ -67,11 +68,13 @@ def verdict(spec: SubsetOptions, matched: int, outcomes: list[Outcome]
     ok = [o for o in outcomes if o.status is GranuleStatus.OK]
     failed = [o for o in outcomes if o.status is GranuleStatus.FAILED]
     if not matched:
-        return ExitCode.NO_MATCH, JobStatus.NO_MATCH, "no granule matched the inputs"
+        return ExitCode.NO_MATCH, JobStatus.NO_MATCH, no_match_message(notes)
     if not ok and not failed:
         what = "window" if spec.window is not None else "bbox" if spec.bbox else "AOI"
+        why = next((o.reason for o in outcomes if o.reason), None)
         return (ExitCode.BAD_INPUT, JobStatus.BAD_INPUT,
-                f"the {what} misses the frame of every matched granule")
+                f"the {what} misses the frame of every matched granule"
+                + (f" ({why})" if why else ""))
     bugs = [o for o in failed if o.bug]
     if bugs:
         return (ExitCode.FAILED, JobStatus.FAILED,
@@ -234,7 +237,7 @@ def run_job(
     except KeyboardInterrupt as exc:
         ok = sum(o.status is GranuleStatus.OK for o in outcomes)
         return life.interrupted(exc, f"{ok} of {len(refs)} granule(s)", parts())
-    code, status, message = verdict(spec, len(refs), outcomes)
+    code, status, message = verdict(spec, len(refs), outcomes, notes or ())
     n_reused = sum(o.reused for o in outcomes)
     if code is ExitCode.OK and n_reused:
         message += f" ({n_reused} reused from an earlier run)"

@@ -72,6 +72,10 @@ def frame_items(frame: FrameSeries, settings: SeriesSettings) -> list[ItemSpec]:
         elif out["kind"] == OutputKind.QUICKLOOK:
             main.append(AssetSpec("quicklook", path, ("thumbnail", "overview"),
                                   title="velocity map (mm/yr)", size=size, sha256=sha))
+        elif out["kind"] == OutputKind.MINTPY:
+            main.append(AssetSpec(f"mintpy_{path.stem}", path, ("data",),
+                                  media_type="application/x-hdf5",
+                                  title=f"MintPy {path.name}", size=size, sha256=sha))
         else:  # the point series (CSV) and their plot
             main.append(AssetSpec(f"points_{path.suffix.lstrip('.')}", path, ("metadata",),
                                   title=f"point series ({path.name})", size=size, sha256=sha))

@@ -10,13 +10,17 @@ Per frame, in ``<output>/F<frame>/``, :meth:`FrameJob.run` goes through:
 2. :meth:`~FrameJob._passes`: the area is worked tile by tile
    (:mod:`~opera_disp.timeseries.plan`, :func:`~opera_disp.timeseries.kernel.compute_tile`
    here or on dask workers): each tile read, rebased, re-referenced and fitted, and
-   written to the cube and the 2-D rasters. With ``median`` and ``high-coherence`` the
-   per-date reference values need the whole area first: the rebased tiles go to a
-   scratch cube, the values are taken from it date by date, and a second pass over the
+   written to the cube and the 2-D rasters. With ``stable``, ``median``,
+   ``high-coherence`` or a deramping surface the reference needs the whole area first:
+   the rebased tiles go to a scratch cube, the reference is chosen from it
+   (:func:`~opera_disp.timeseries.stable.choose_reference`), and a second pass over the
    (local) scratch cube re-references, fits and writes;
 3. :meth:`~FrameJob._seal` and :meth:`~FrameJob._publish`: the cube and the COGs are
    published, per-date COGs written from the cube, the velocity map and point series
-   drawn, and the frame's summary record made.
+   drawn, and the frame's summary record made. Before, the reference is checked on a
+   regular sample of the final velocities
+   (:func:`~opera_disp.timeseries.stable.check_reference`) and every output is told its
+   time span, reference and model.
 
 The 2-D outputs are the rows of :data:`~opera_disp.timeseries.layers.LAYERS`. Memory is
 bounded by the tile (see :func:`~opera_disp.timeseries.plan.peak_bytes`), never by the
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,7 +54,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
-from ..files import free_bytes, safe_mkdir, sha256_file
+from ..files import free_bytes, safe_mkdir, sha256_file, sha256_tree
 from ..geometry import Grid, Window
 from ..hdf5.index import open_index
 from ..hdf5.read import release_pages
@@ -229,14 +232,9 @@ def window_record(grid: Grid, win: Window) -> WindowRecord:
 def output_record(path: Path, root: Path, kind: OutputKind, layer: str) -> OutputRecord:
     """The summary's record of an output file (or Zarr folder) under ``root``."""
     if path.is_dir():  # a Zarr store: size and checksum of its files in a fixed order
-        digest = hashlib.sha256()
-        size = 0
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(path)).encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_file(f)))
-            size += f.stat().st_size
+        size, sha = sha256_tree(path)
         return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
-                            bytes=size, sha256=digest.hexdigest())
+                            bytes=size, sha256=sha)
     return OutputRecord(path=str(path.relative_to(root)), kind=kind, layer=layer,
                         bytes=path.stat().st_size, sha256=sha256_file(path))
 
@@ -344,6 +342,9 @@ class FrameJob:
     notes: list[str] = field(default_factory=list)
     #: Where the tiles of pass 1 are computed (None: here, one after the other).
     runner: TileRunner | None = None
+    #: Makes more files from the frame's published outputs, ``(folder, scratch)`` ->
+    #: their records (``--mintpy``: injected by the API, from :mod:`opera_disp.export`).
+    finish: Callable[[Path, Path], list[OutputRecord]] | None = None
 
     @property
     def folder(self) -> Path:
@@ -433,16 +434,9 @@ class FrameJob:
     def _check_points(self, grid: Grid, area: Window) -> None:
         """Every ``--points`` point inside the area, checked before any pixel is read or
         file written: refused after the work, the outputs would be left unlisted."""
-        for lon, lat in self.spec.points:
-            try:
-                r, c = grid.rowcol(lon, lat)
-            except OutsideFrame:
-                r, c = -1, -1
-            if not (area.row0 <= r < area.row1 and area.col0 <= c < area.col1):
-                w, s, e, n = grid.window_lonlat_bounds(area)
-                raise BadInput(f"point {lon:g},{lat:g} is outside frame {self.frame}'s area "
-                               f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}); give points "
-                               "inside the area")
+        from .points import check_points
+
+        check_points(grid, area, self.spec.points, self.frame)
 
     def _point_reference(self, fr: _Frame) -> None:
         """The reference point's pixel and its rebased series (every date valid)."""
@@ -452,8 +446,11 @@ class FrameJob:
         try:
             fr.ref_rc = fr.grid.rowcol(lon, lat)
         except OutsideFrame:
+            w, s, e, n = fr.grid.window_lonlat_bounds(fr.grid.full)
             raise BadInput(f"reference point {lon:g},{lat:g} is outside frame "
-                           f"{self.frame}'s grid") from None
+                           f"{self.frame}'s grid lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} "
+                           f"[{fr.grid.height} rows x {fr.grid.width} columns]; give a point "
+                           "inside it") from None
         row, col = fr.ref_rc
         one = Window(row, row + 1, col, col + 1)
         stack, _ = read_stack(fr.products, spec, fr.layers, one, self.pool)
@@ -525,7 +522,7 @@ class FrameJob:
         return sinks
 
     def _passes(self, fr: _Frame, sinks: _Sinks) -> None:
-        """Pass 1 over the tiles and, for ``median`` and ``high-coherence``, pass 2."""
+        """Pass 1 over the tiles and, when the reference needs the whole area, pass 2."""
         self._pass1(fr, sinks)
         if self.two_pass:
             assert sinks.rebased is not None and sinks.coherence is not None
@@ -707,6 +704,8 @@ class FrameJob:
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
+        if self.finish is not None:  # files made from the published ones (--mintpy)
+            outputs += self.finish(self.folder, self.scratch)
         ref_rc = fr.ref_rc
         ref_rec = SpatialReference(
             method=spec.reference_method,
@@ -957,7 +956,10 @@ class FrameJob:
             epsg=grid.epsg, first=f"{chain.dates[0]:%Y-%m-%d}",
             last=f"{chain.dates[-1]:%Y-%m-%d}", dates=len(chain.dates),
             folder=frame_folder(self.frame), method=str(self.spec.reference_method),
-            tmp_dir=self.scratch, reference=marks, point=fr.ref_rc is not None)
+            tmp_dir=self.scratch, limits=self.spec.colour_range, reference=marks,
+            point=fr.ref_rc is not None, model=fr.model.describe()
+            + (f", deramped ({self.spec.deramp})" if self.spec.deramp is not Deramp.NONE
+               else ""))
         return output_record(png, self.root, OutputKind.QUICKLOOK, VELOCITY)
 
     def _points(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,

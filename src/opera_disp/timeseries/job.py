@@ -1,7 +1,9 @@
 """The time-series job: one series per frame, one summary, one exit code.
 
 Frames are made one after the other (each reads many products at once); the summary is
-written when the job starts (``running``), after every frame, and at the end. A product
+written when the job starts (``running``), after every frame, and at the end. Rerun into
+its folder, the same job reuses each frame the earlier run left complete from the same
+granules (:func:`~opera_disp.jobs.resume.reusable_frames`) and makes the others. A product
 whose metadata cannot be read is recorded in ``failed`` and left out if the tolerance
 allows (its date is then missing; a missing crossover still breaks the chain). A frame
 that fails while its pixels are read fails the job (exit 1, or 4 when a service failed);
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..catalog.refs import GranuleRef
@@ -29,17 +33,19 @@ from ..io.access import connection_budget
 from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
+from ..jobs.resume import reusable_frames
 from ..jobs.summary import (
     CatalogRecord,
     Engine,
     FrameSeries,
+    OutputRecord,
     Problem,
     SeriesSection,
 )
 from ..options import SeriesOptions
 from ..tiff.pool import EncoderPool
 from ..types import JobStatus
-from .frame import FrameFailure, FrameJob, TileRunner, open_products
+from .frame import FrameFailure, FrameJob, TileRunner, frame_folder, open_products
 from .kernel import layers_needed
 
 log = logging.getLogger(__name__)
@@ -53,7 +59,8 @@ class EngineTiles(TileRunner, Protocol):
 
 def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: SourceFactory,
                folder: OutputFolder, progress: bool | None = None,
-               notes: list[str] | None = None, runner: EngineTiles | None = None
+               notes: list[str] | None = None, runner: EngineTiles | None = None,
+               finish: Callable[[Path, Path], list[OutputRecord]] | None = None
                ) -> JobResult:
     """Make every frame's series into ``folder`` and write ``summary.json``.
 
@@ -74,27 +81,44 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
     runner
         Where the tiles are computed (dask workers) and what the summary says of it; None:
         in this process.
+    finish
+        Called at the end of each frame with its folder and the scratch folder: makes more
+        files from the published ones and returns their records (``--mintpy``).
     """
     from tqdm import tqdm
 
-    life = Lifecycle(spec, folder, list(notes or []),
-                     runner.engine if runner is not None else None)
+    by_frame: dict[int, list[GranuleRef]] = defaultdict(list)
+    for r in refs:
+        by_frame[r.product.frame].append(r)
+    # Before this job's first summary replaces the earlier run's: its complete frames.
+    reuse, earlier_notes = reusable_frames(spec, folder.path)
+    reuse = {k: f for k, f in reuse.items() if k in by_frame and
+             sorted(p["name"] for p in f["products"]) == sorted(r.name for r in by_frame[k])}
+    notes = list(notes or [])
+    if reuse:
+        notes.append(f"rerun of the same time series: {len(reuse)} frame(s) reused from the "
+                     "earlier run (the same granules; outputs present, sizes and checksums "
+                     "as recorded)")
+        # What the earlier run noted about a reused frame still holds.
+        notes += [n for n in earlier_notes if any(n.startswith(f"{frame_folder(k)}: ")
+                                                  for k in reuse)]
+    life = Lifecycle(spec, folder, notes, runner.engine if runner is not None else None)
     frames: list[FrameSeries] = []
     failed: list[Problem] = []
     skipped: list[Problem] = []
     used = 0
-    by_frame: dict[int, list[GranuleRef]] = defaultdict(list)
-    for r in refs:
-        by_frame[r.product.frame].append(r)
+    reused: set[int] = set()
 
     def parts() -> Parts:
         outputs = [o for f in frames for o in f["outputs"]]
         return Parts(
             granules=[], skipped=skipped, failed=failed,
-            totals={"matched": len(refs), "succeeded": used, "reused": 0,
+            totals={"matched": len(refs), "succeeded": used,
+                    "reused": sum(len(f["products"]) for f in frames if f["frame"] in reused),
                     "skipped": len(skipped), "failed": len(failed), "outputs": len(outputs),
                     "output_bytes": sum(o["bytes"] for o in outputs),
-                    "bytes_read": sum(f["bytes_read"] for f in frames),
+                    "bytes_read": sum(f["bytes_read"] for f in frames
+                                      if f["frame"] not in reused),
                     "seconds": life.seconds},
             timeseries=SeriesSection(settings=spec.settings(), frames=frames))
 
@@ -108,7 +132,9 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
         return life.end(code, status, message, parts(), catalog)
 
     if not refs:
-        return end(ExitCode.NO_MATCH, JobStatus.NO_MATCH, "no granule matched the inputs")
+        from ..catalog.describe import no_match_message
+
+        return end(ExitCode.NO_MATCH, JobStatus.NO_MATCH, no_match_message(notes or ()))
     life.running(f"running: {len(by_frame)} frame(s), {len(refs)} granule(s)", parts())
     layers = layers_needed(spec)
     frame_failures: list[FrameFailure] = []
@@ -119,6 +145,15 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                 EncoderPool() as encoders:
             for frame in sorted(by_frame):
                 frefs = by_frame[frame]
+                if frame in reuse:
+                    log.info("F%05d: reused from the earlier run (%d product(s))", frame,
+                             len(frefs))
+                    frames.append(reuse[frame])
+                    reused.add(frame)
+                    used += len(reuse[frame]["products"])
+                    life.running(f"running: {len(frames)} of {len(by_frame)} frame(s) done",
+                                 parts())
+                    continue
                 log.info("F%05d: opening %d product(s)", frame, len(frefs))
                 opened = open_products(frefs, source_factory, layers, pool)
                 try:
@@ -137,7 +172,8 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                         bar.update(n)
 
                     fjob = FrameJob(spec, frame, opened.products, spec.output, folder.scratch,
-                                    pool, encoders, progress=tick, runner=runner)
+                                    pool, encoders, progress=tick, runner=runner,
+                                    finish=finish)
                     try:
                         frames.append(fjob.run())
                         used += len(opened.products)

@@ -4,6 +4,8 @@ The products' displacement is relative to a reference point chosen per ministack
 rebasing, a series is re-referenced to something the user chooses, with opera-utils'
 meanings:
 
+* ``stable`` (the default; :mod:`~opera_disp.timeseries.stable`): the median over the
+  pixels of stable ground;
 * ``point``: the series of one pixel (it becomes 0 at every date);
 * ``median``: the median over every valid pixel of the area, per date;
 * ``high-coherence``: the median over the pixels whose harmonic-mean temporal coherence

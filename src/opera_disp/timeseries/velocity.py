@@ -244,7 +244,8 @@ class _Within:
 
 def _within(resid: NDArray[np.float64], valid: NDArray[np.bool_], block: NDArray[np.int64]
             ) -> _Within:
-    """:class:`_Within` of every pixel (``resid`` is 0 where not ``valid``).
+    """:class:`_Within` of every pixel (``resid`` is 0 where not ``valid``; it is
+    centred in place).
 
     The inflation is ``(1 + rho) / (1 - rho)``, ``rho`` the lag-1 autocorrelation of
     consecutive valid dates of a block about the block's mean: a model misfit (a seasonal
@@ -253,15 +254,14 @@ def _within(resid: NDArray[np.float64], valid: NDArray[np.bool_], block: NDArray
     clipping to ``[0, MAX_RHO]``.
     """
     n_t, n_px = resid.shape
-    w = valid.astype(np.float64)
-    centred = np.zeros_like(resid)
+    centred = resid  # centred in place: the caller is done with the residuals
     pairs = np.zeros(n_px)
     used = np.zeros(n_px)
     for b in np.unique(block):
         rows = block == b
-        n_b = w[rows].sum(axis=0)
+        n_b = valid[rows].sum(axis=0)
         mean = np.where(n_b > 0, resid[rows].sum(axis=0) / np.maximum(n_b, 1), 0.0)
-        centred[rows] = (resid[rows] - mean) * w[rows]
+        centred[rows] = np.where(valid[rows], resid[rows] - mean, 0.0)
         used += n_b > 0
         pairs += np.maximum(n_b - 1, 0)
     num = np.zeros(n_px)
