@@ -142,7 +142,7 @@ def run_job(
             return run_job(spec, refs, source_factory=source_factory, progress=progress,
                            notes=notes, folder=held, reuse=reuse, overwrite=overwrite,
                            engine=engine)
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     notes = list(notes or [])
     if reuse is None:
@@ -200,8 +200,7 @@ def run_job(
                     def submit(r: GranuleRef) -> Future[Outcome]:
                         return granules.submit(openings.process, r, shared)
 
-                bar = tqdm(total=len(todo), unit="granule", desc="subset",
-                           disable=(progress is False) if progress is not None else None)
+                bar = progress_bar(progress, total=len(todo), unit="granule", desc="subset")
                 futures: list[Future[Outcome]] = []
                 taken: set[Future[Outcome]] = set()
 

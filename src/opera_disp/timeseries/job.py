@@ -85,7 +85,7 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
         Called at the end of each frame with its folder and the scratch folder: makes more
         files from the published ones and returns their records (``--mintpy``).
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     by_frame: dict[int, list[GranuleRef]] = defaultdict(list)
     for r in refs:
@@ -166,8 +166,8 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                             f"failed (tolerated: {spec.tolerated_failure_percentage:g}%): "
                             f"{opened.failed[0][1]}", services))
                         continue
-                    bar = tqdm(desc=f"F{frame:05d}", unit="px", unit_scale=True,
-                               disable=(progress is False) if progress is not None else None)
+                    bar = progress_bar(progress, desc=f"F{frame:05d}", unit="px",
+                                       unit_scale=True)
                     def tick(n: int, bar: Any = bar) -> None:
                         bar.update(n)
 
