@@ -29,6 +29,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
+from ..io.access import connection_budget
 from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
@@ -138,7 +139,9 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
     layers = layers_needed(spec)
     frame_failures: list[FrameFailure] = []
     try:
-        with ThreadPoolExecutor(min(64, 8 * spec.workers), thread_name_prefix="read") as pool, \
+        # Every product of a tile is read at once, up to the job's connection budget.
+        with ThreadPoolExecutor(connection_budget(len(refs), spec.workers),
+                                thread_name_prefix="read") as pool, \
                 EncoderPool() as encoders:
             for frame in sorted(by_frame):
                 frefs = by_frame[frame]
