@@ -7,7 +7,7 @@ kernel's ``ru_maxrss``, whichever is larger):
 
 * **series**: ``opera-disp timeseries`` of a 512 x 512 area of 30, 100 and 300 granules of
   a 1024 x 1024 frame (one synthetic granule linked under the names of a real chain, a
-  reference change every 15; high-coherence reference, solid-earth tide, recommended
+  reference change every 15; the stable-ground reference, solid-earth tide, recommended
   mask: the defaults). Prints, per granule count, wall time, peak memory, bytes read
   against the floor (the 4 MiB metadata page plus the area's compressed chunks of the
   layers read) and the tutorial's route reading the same windows granule after granule.

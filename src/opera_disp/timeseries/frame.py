@@ -600,14 +600,14 @@ class FrameJob:
             for tile in tiles(area, fr.shape):
                 rows, cols = self._rel(area, tile)
                 series = tmp[:, rows, cols]
-                series -= referencing.correction(rows, cols)
+                referencing.subtract_from(series, rows, cols)
                 waiting[tile] = series
                 yield tile, series
 
         def fit_here(tile: Window) -> VelocityFit:
             rows, cols = self._rel(area, tile)
             series = tmp[:, rows, cols]
-            series -= referencing.correction(rows, cols)
+            referencing.subtract_from(series, rows, cols)
             return fit_tile(series, t, chain, spec)
 
         fitted = ((tile, fit_tile(series, t, chain, spec))
