@@ -22,6 +22,7 @@ on ``sys.path``), so the site documents the code beside it, not an installed cop
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -47,6 +48,67 @@ def on_config(config: Any, **kwargs: Any) -> Any:
     if str(SRC) not in sys.path:
         sys.path.insert(0, str(SRC))
     return config
+
+
+#: Notebooks are executed at every build (in a scratch folder: their jobs write files) and
+#: rendered with their outputs by mkdocs-jupyter.
+_EXECUTED: dict[str, str] = {}
+
+
+def execute_notebook(path: str | Path, workdir: str | Path, timeout: int = 900) -> Any:
+    """Run a notebook's cells in a fresh kernel with ``workdir`` as its folder; the
+    executed notebook (a cell that raises stops the run with its error). The test suite
+    (tests/test_notebook.py) runs the tutorial notebook through this too."""
+    import tempfile
+
+    import nbclient
+    import nbformat
+    from jupyter_client.manager import KernelManager
+
+    nb = nbformat.read(str(path), as_version=4)
+    env_path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = env_path  # the kernel imports this checkout's opera_disp
+    try:
+        # IPC, not TCP, between this process and its kernel: local, and no warning.
+        with tempfile.TemporaryDirectory(prefix="opera-disp-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc",
+                               ip=str(Path(sockets) / "kernel"))
+            try:
+                nbclient.NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                                        resources={"metadata": {"path": str(workdir)}}
+                                        ).execute()
+            finally:
+                if km.has_kernel:
+                    km.shutdown_kernel()
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+    return nb
+
+
+def on_files(files: Any, config: Any, **kwargs: Any) -> Any:
+    """mkdocs event: each notebook page is rendered from a freshly executed copy."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import nbformat
+
+    for f in files:
+        if not f.src_uri.endswith(".ipynb") or f.abs_src_path is None:
+            continue
+        if f.abs_src_path not in _EXECUTED:
+            work = tempfile.mkdtemp(prefix="opera-disp-notebook-")
+            atexit.register(shutil.rmtree, work, True)
+            out = Path(work) / Path(f.abs_src_path).name
+            nbformat.write(execute_notebook(f.abs_src_path, work), str(out))
+            _EXECUTED[f.abs_src_path] = str(out)
+            _EXECUTED[str(out)] = str(out)
+        f.abs_src_path = _EXECUTED[f.abs_src_path]
+    return files
 
 
 def _import(name: str) -> Any:

@@ -13,14 +13,16 @@ Examples
 >>> _ = synthetic.write_archive(d + "/archive", n_dates=2, shape=(300, 300))
 >>> result = subset(source=d + "/archive", window="0:100,0:100", output=d + "/out",
 ...                 progress=False)
->>> result.exit_code, result.summary["totals"]["succeeded"]
-(<ExitCode.OK: 0>, 2)
+>>> result.exit_code, result.summary.totals["succeeded"], len(result.open().time)
+(<ExitCode.OK: 0>, 2, 2)
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from inspect import Parameter, Signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from shapely.geometry.base import BaseGeometry
 
@@ -42,6 +44,7 @@ from .io.download import Downloaded, Verified
 from .io.source import ByteSource, SourceFactory
 from .jobs.lifecycle import JobResult
 from .jobs.summary import GranuleRecord
+from .lazy.stack import open_stack as _open_stack
 from .options import DecomposeOptions, GnssOptions, Group, Run, SeriesOptions, SubsetOptions
 from .options.values import (
     COLOUR_BOUND,
@@ -52,6 +55,7 @@ from .options.values import (
 )
 from .product import LAYERS, parse_layers
 from .render.plot import PlotResult
+from .results import Result
 from .types import AccessMode, BBox
 
 if TYPE_CHECKING:
@@ -60,9 +64,64 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collection", "decompose", "download", "export_mintpy", "footprints", "gnss",
-           "inspect", "layout", "open_granule", "plot", "points", "search", "subset",
-           "timeseries", "verify_downloads"]
+__all__ = ["Result", "collection", "decompose", "download", "export_mintpy", "footprints",
+           "frame_grid", "gnss", "inspect", "layout", "open_granule", "open_stack", "plot",
+           "points", "search", "subset", "timeseries", "verify_downloads"]
+
+
+_FLAG = re.compile(r"--(no-)?([a-z][a-z0-9-]*)")
+
+
+def python_wording(message: str) -> str:
+    """A message of the options model in Python's words: ``--granule-list`` becomes
+    ``granule_list``, the switch ``--overwrite`` ``overwrite=True`` (``--no-stac``:
+    ``stac=False``).
+
+    Examples
+    --------
+    >>> python_wording("pass --overwrite to replace them; drop --granule-list")
+    'pass overwrite=True to replace them; drop granule_list'
+    """
+    switches = {f.name for kind in (Run, SubsetOptions, SeriesOptions)
+                for f in kind.options() if f.is_flag}
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(2).replace("-", "_")
+        if name in switches:
+            return f"{name}={'False' if m.group(1) else 'True'}"
+        return ("no_" if m.group(1) else "") + name
+
+    return _FLAG.sub(one, message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_python_words(fn: F) -> F:
+    """``fn`` whose :class:`BadInput` names Python arguments (see :func:`python_wording`)."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with python_words():
+            return fn(*args, **kwargs)
+
+    return cast(F, call)
+
+
+@contextmanager
+def python_words() -> Iterator[None]:
+    """Re-raise :class:`BadInput` in Python's words (see :func:`python_wording`)."""
+    try:
+        yield
+    except BadInput as exc:
+        worded = python_wording(str(exc))
+        if worded == str(exc):
+            raise
+        raise type(exc)(worded) from None
+
+
+#: Granules as one lazy ``(time, y, x)`` Dataset: :func:`opera_disp.lazy.stack.open_stack`,
+#: its errors naming Python arguments.
+open_stack = in_python_words(_open_stack)
 
 
 def selection(spec: SubsetOptions | SeriesOptions) -> Selection:
@@ -108,7 +167,7 @@ def prepared(kind: type[P], options: dict[str, Any], *,
     """
     from .catalog.resolve import check_area, check_points, resolve_granules
     from .cluster.objstore import S3Target, is_s3_url
-    from .io.access import Access
+    from .io.access import Access, connection_budget
     from .jobs.folder import OutputFolder
     from .jobs.resume import previous_job
 
@@ -159,7 +218,8 @@ def prepared(kind: type[P], options: dict[str, Any], *,
                                    if spec.reference_point else {})})
         log.info("%d granule(s) matched", len(refs))
         if source_factory is None and reads_here:
-            access = Access(spec.access, max_connections=max(16, 8 * spec.workers))
+            access = Access(spec.access,
+                            max_connections=connection_budget(len(refs), spec.workers))
             stack.callback(access.close)
             source_factory = access.open
         yield PreparedJob(spec, run, folder, refs, [*notes, *resumed], reuse,
@@ -179,7 +239,7 @@ def _published(job: PreparedJob[Any], result: JobResult, *, uploaded_by_engine: 
     return upload_outputs(result, job.spec.output, job.s3)
 
 
-def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> JobResult:
+def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> Result:
     """Subset granules to masked COGs, quicklooks and ``summary.json`` (the DPS job).
 
     The keywords are the command line's options (``opera-disp subset --help``; the
@@ -201,15 +261,22 @@ def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> Jo
 
     Returns
     -------
-    JobResult
-        The summary document, the exit code and a one-line message.
+    Result
+        ``paths`` (the files written), ``summary`` (typed), ``exit_code``, ``message``,
+        and ``open()``: the masked windows stacked along time, as xarray.
 
     Raises
     ------
     BadInput
-        For inputs a user must fix (exit code 2), before anything is read.
+        For inputs a user must fix (exit code 2), before anything is read; its message
+        names the Python arguments (``overwrite=True``).
     """
-    from .cluster.engine import open_engine
+    with python_words():
+        return Result(run_subset(source_factory=source_factory, **options), "subset")
+
+
+def run_subset(*, source_factory: SourceFactory | None = None, **options: Any) -> JobResult:
+    """:func:`subset` as the command line runs it (messages name its options)."""
     from .subset.granule import local_source
     from .subset.run import run_job
 
@@ -217,9 +284,15 @@ def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> Jo
     with prepared(SubsetOptions, options, source_factory=source_factory,
                   reads_here=scheduler is None) as job:
         # The COGs go up from the engine's tasks; the catalog made here goes up with
-        # the summary.
-        with open_engine(job.run.scheduler, job.spec, job.folder.scratch, job.source_factory,
-                         job.s3) as engine:
+        # the summary. No engine: dask is not even imported (~0.5 s of the CLI's start).
+        if job.run.scheduler is None and job.s3 is None:
+            engines: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        else:
+            from .cluster.engine import open_engine
+
+            engines = open_engine(job.run.scheduler, job.spec, job.folder.scratch,
+                                  job.source_factory, job.s3)
+        with engines as engine:
             result = run_job(job.spec, job.refs,
                              source_factory=job.source_factory or local_source,
                              progress=job.run.progress, notes=job.notes, folder=job.folder,
@@ -227,7 +300,7 @@ def subset(*, source_factory: SourceFactory | None = None, **options: Any) -> Jo
         return _published(job, result, uploaded_by_engine=True)
 
 
-def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -> JobResult:
+def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -> Result:
     """A rebased, corrected, re-referenced displacement series and velocity per frame.
 
     Takes the same selection as :func:`subset`; the keywords are ``opera-disp
@@ -245,10 +318,18 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     the credentials handed to them); a ``source_factory`` given with a scheduler opens the
     granules on the workers too and must be picklable.
 
+    Returns
+    -------
+    Result
+        ``paths``, ``summary`` (typed: ``summary.frames[0].dates``), ``exit_code``,
+        ``message``, and ``open(frame=None)``: the cube with the velocity and the other
+        2-D products as one xarray Dataset (one frame at a time).
+
     Raises
     ------
     BadInput
-        For inputs a user must fix (exit code 2), before anything is read.
+        For inputs a user must fix (exit code 2), before anything is read; its message
+        names the Python arguments (``overwrite=True``).
 
     Examples
     --------
@@ -258,10 +339,16 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     >>> _ = synthetic.write_archive(d + "/a", n_dates=4, shape=(300, 300))
     >>> r = timeseries(source=d + "/a", window="0:64,0:64", reference_method="median",
     ...                output=d + "/out", progress=False)
-    >>> r.exit_code, len(r.summary["timeseries"]["frames"][0]["dates"])
-    (<ExitCode.OK: 0>, 5)
+    >>> r.exit_code, len(r.summary.frames[0].dates), sorted(r.open().data_vars)[:2]
+    (<ExitCode.OK: 0>, 5, ['average_temporal_coherence', 'displacement'])
     """
-    from .cluster.series import open_tiles
+    with python_words():
+        return Result(run_timeseries(source_factory=source_factory, **options), "timeseries")
+
+
+def run_timeseries(*, source_factory: SourceFactory | None = None, **options: Any
+                   ) -> JobResult:
+    """:func:`timeseries` as the command line runs it (messages name its options)."""
     from .export.mintpy import frame_finisher
     from .timeseries.job import run_series
 
@@ -273,7 +360,12 @@ def timeseries(*, source_factory: SourceFactory | None = None, **options: Any) -
     with prepared(SeriesOptions, options, source_factory=source_factory,
                   demo_extras=demo_points) as job:
         assert job.source_factory is not None
-        with open_tiles(job.run.scheduler, source_factory) as runner:
+        tiles: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if job.run.scheduler is not None:  # else dask is not even imported
+            from .cluster.series import open_tiles
+
+            tiles = open_tiles(job.run.scheduler, source_factory)
+        with tiles as runner:
             result = run_series(job.spec, job.refs, source_factory=job.source_factory,
                                 folder=job.folder, progress=job.run.progress,
                                 notes=job.notes, runner=runner,
@@ -669,7 +761,7 @@ def _signature(kinds: tuple[type[Any], ...]) -> Signature:
                 seen.add(f.name)
                 params.append(Parameter(f.name, Parameter.KEYWORD_ONLY, default=f.default,
                                         annotation=f.hint))
-    return Signature(params, return_annotation="JobResult")
+    return Signature(params, return_annotation="Result")
 
 
 subset.__signature__ = _signature((SubsetOptions, Run))  # type: ignore[attr-defined]

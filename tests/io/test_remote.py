@@ -76,6 +76,32 @@ def test_plain_http_bit_identical_and_two_round_trips(server: Server, granule: P
         assert g.stats.bytes < floor  # below the floor: no whole metadata page
 
 
+def test_released_pages_keep_the_coordinates_and_the_round_trips(server: Server,
+                                                                  granule: Path) -> None:
+    """A job releases a granule's metadata pages once parsed: the coordinates still ride
+    with the first chunk batch (no request of their own), the window is the same bytes,
+    and the page is gone (reading it again is a new request)."""
+    from opera_disp.hdf5.read import release_pages
+
+    g = _granule(server, granule, "plain", _client(server))
+    layers, win = ["displacement", "recommended_mask"], Window(200, 460, 100, 400)
+    idx = open_index(g, layers, DispProduct.from_name(granule.name))
+    assert idx.deferred  # the coordinates wait for the first batch
+    release_pages(g, idx)
+    assert g.stats.requests == 1
+    got = read_window(g, idx, layers, win)
+    plan = plan_reads(idx, layers, win)
+    assert g.stats.requests == 1 + len(merge_ranges([(c.offset, c.size) for _, _, c in plan]))
+    assert g.stats.batches == 2
+    with h5py.File(granule) as f:
+        for name in layers:
+            assert got[name].tobytes() == f[name][win.slices()].tobytes(), name
+        assert np.array_equal(idx.coords["x"], f["x"][:])
+    before = g.stats.requests
+    g.read_at(0, 8)  # the superblock: its page was released
+    assert g.stats.requests == before + 1
+
+
 def test_token_flow_presigned_cache_and_no_auth_to_presigned(server: Server,
                                                              granule: Path) -> None:
     client = _client(server)

@@ -353,7 +353,7 @@ def test_demo_runs_on_the_demo_archive(archive: Path, tmp_path: Path,
     assert r.summary["totals"]["succeeded"] == 6
     # The demo brings its own granules.
     for extra in ({"source": archive}, {"granules": str(sorted(archive.glob("*.nc"))[0])}):
-        with pytest.raises(BadInput, match="--demo runs on the embedded sample archive"):
+        with pytest.raises(BadInput, match="demo=True runs on the embedded sample archive"):
             api.subset(demo=True, output=tmp_path / "x", progress=False,
                        **extra)  # type: ignore[arg-type]
 

@@ -98,7 +98,7 @@ def _job(name: str) -> Any:
         from .. import api
 
         setup_logging(verbose, log_file)
-        result = getattr(api, name)(**values)
+        result = getattr(api, f"run_{name}")(**values)
         _report(result, log_file, list_outputs=bool(values.get("demo")))
         return int(result.exit_code)
 

@@ -87,6 +87,24 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
          "--vmin 0 --vmax 1 -o coherence.png"),
         ("Unmasked displacement as SVG", "opera-disp plot GRANULE.nc --no-mask -o map.svg"),
     ),
+    "points": (
+        ("More points from a finished series (e.g. of timeseries --demo -o series)",
+         "opera-disp points series --points \"-103.70,24.45;-103.66,24.41\""),
+        ("Points from a file of LON,LAT lines", "opera-disp points series --points points.txt"),
+    ),
+    "export": (
+        ("MintPy files from a finished series (e.g. of timeseries --demo -o series)",
+         "opera-disp export mintpy series"),
+        ("With the frame's line-of-sight geometry (DISP-S1-STATIC)",
+         "opera-disp export mintpy series --los-enu LOS_ENU.tif"),
+    ),
+    "export mintpy": (
+        ("MintPy's timeseries.h5 and velocity.h5 of every frame",
+         "opera-disp export mintpy series"),
+        ("One frame, with geometryGeo.h5 from its DISP-S1-STATIC files",
+         "opera-disp export mintpy series --frame 40291 --los-enu LOS_ENU.tif --dem DEM.tif "
+         "--layover-shadow-mask MASK.tif"),
+    ),
     "dps": (
         ("Plan jobs for an area and a year", "opera-disp dps plan --bbox W,S,E,N "
          "--start 2023-01-01 --end 2023-12-31 --save plan.json"),

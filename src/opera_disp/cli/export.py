@@ -17,10 +17,10 @@ from ..logs import setup_logging
 from ..options import SeriesOptions
 from ..options.values import parse_path
 from ..product import parse_frame
-from .params import Frame, GroupedCommand, Verbose, field_option, path_parser
+from .params import Frame, GroupedCommand, HelpGroup, Verbose, field_option, path_parser
 
-app = typer.Typer(help="Files for other tools, made from a finished time series.",
-                  no_args_is_help=True)
+app = typer.Typer(cls=HelpGroup, help="Files for other tools, made from a finished time "
+                  "series.", no_args_is_help=True)
 
 SeriesDir = Annotated[str, typer.Argument(
     help="The output folder of opera-disp timeseries (holding summary.json).",
@@ -35,13 +35,13 @@ def mintpy(
     series_dir: SeriesDir, frame: Frame = None,
     los_enu: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC line-of-sight GeoTIFF (east, north, up bands): "
-             "adds geometryGeo.h5.", **path_parser("line-of-sight file", "FILE"))] = None,
+             "adds geometryGeo.h5.", **path_parser("line-of-sight file", "FILE"), rich_help_panel="Processing")] = None,
     dem: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC DEM (geometryGeo.h5's height; with --los-enu).",
-        **path_parser("DEM", "FILE"))] = None,
+        **path_parser("DEM", "FILE"), rich_help_panel="Processing")] = None,
     layover_shadow_mask: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC layover/shadow mask (geometryGeo.h5's "
-             "shadowMask; with --los-enu).", **path_parser("layover/shadow mask", "FILE"))
+             "shadowMask; with --los-enu).", **path_parser("layover/shadow mask", "FILE"), rich_help_panel="Processing")
     ] = None,
     verbose: Verbose = False,
 ) -> int:

@@ -71,6 +71,16 @@ def fetch_ranges(source: ByteSource, ranges: Sequence[tuple[int, int]], *,
     return Fetched(merged, source.read_ranges(merged) if merged else [])
 
 
+def release_pages(source: ByteSource, index: GranuleIndex) -> None:
+    """Let a remote source drop the metadata pages ``index`` was parsed from (4.25 MiB a
+    granule), keeping the bytes of the coordinates that ride with the first chunk batch:
+    a job holding hundreds of opened granules then holds no page at all. Sources without
+    cached pages (local files) are left as they are."""
+    keep_only = getattr(source, "keep_only", None)
+    if keep_only is not None:
+        keep_only(merge_ranges([(v.offset, v.size) for v in index.deferred.values()]))
+
+
 def plan_reads(index: GranuleIndex, layers: Sequence[str], win: Window
                ) -> list[tuple[str, tuple[int, int], StoredChunk]]:
     """Every stored chunk, per layer, that the window needs."""

@@ -30,6 +30,23 @@ def in_maap(env: Mapping[str, str] | None = None) -> bool:
                 or Path("/home/ops/.maap-dps.env").is_file())
 
 
+#: The most connections (and fetch threads) one job keeps open.
+MAX_CONNECTIONS = 64
+
+
+def connection_budget(granules: int, workers: int) -> int:
+    """Connections a job keeps in flight: enough for every granule's first read at once
+    (a round trip each is the job's floor on a far store), at least 8 per worker and 16,
+    at most :data:`MAX_CONNECTIONS`.
+
+    Examples
+    --------
+    >>> connection_budget(3, 2), connection_budget(30, 2), connection_budget(300, 2)
+    (16, 30, 64)
+    """
+    return max(16, min(MAX_CONNECTIONS, max(granules, 8 * workers)))
+
+
 class Access:
     """Opens a :class:`ByteSource` for each granule according to ``--access``.
 

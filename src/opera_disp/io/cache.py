@@ -144,6 +144,8 @@ class RangeGranule(ABC):
         self._size: int | None = None
         self._lock = threading.Lock()
         self._started = False
+        #: Small pieces kept when the cached pages are released (see :meth:`keep_only`).
+        self._kept: list[tuple[int, bytes]] = []
         #: The store's ``ETag`` and ``Last-Modified`` of the file, as last answered.
         self.validators: dict[str, str] = {}
 
@@ -192,7 +194,33 @@ class RangeGranule(ABC):
         start, raw = self._raw
         if offset >= start and end <= start + len(raw):
             return raw[offset - start: end - start]
+        for start, piece in self._kept:
+            if offset >= start and end <= start + len(piece):
+                return piece[offset - start: end - start]
         return None
+
+    def keep_only(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Release the cached pages (4.25 MiB a granule), keeping only the cached bytes of
+        ``ranges`` (``(offset, length)``, e.g. the deferred coordinates): a job that holds
+        many granules open keeps their metadata pages no longer than their parsing.
+
+        A range not (wholly) cached is not kept; a later read of the released pages
+        fetches them again.
+        """
+        with self._lock:
+            kept = [(off, data) for off, n in ranges
+                    if (data := self._cached(off, n)) is not None]
+            self._head = b""
+            self._raw = (PAGE_BYTES, b"")
+            self._kept = [(off, bytes(d)) for off, d in kept]
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """Fetch ``ranges`` now (one round trip) and keep them until :meth:`close`: later
+        reads inside them cost nothing. Returns the bytes kept."""
+        blobs = self.read_ranges(ranges)
+        with self._lock:
+            self._kept += [(off, data) for (off, _), data in zip(ranges, blobs, strict=True)]
+        return sum(len(b) for b in blobs)
 
     def read_at(self, offset: int, length: int) -> bytes:
         """Read for h5py: from the caches, growing the metadata cache to its page if needed."""
@@ -253,4 +281,5 @@ class RangeGranule(ABC):
         """Drop the cached bytes."""
         self._head = b""
         self._raw = (PAGE_BYTES, b"")
+        self._kept = []
 

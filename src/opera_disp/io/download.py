@@ -356,13 +356,13 @@ def download(refs: list[GranuleRef], outdir: Path, *, open_source: Callable[[Gra
              ) -> list[Downloaded]:
     """Download granules in parallel with a byte progress bar, recorded in the folder's
     manifest."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     outdir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(outdir)
     total = sum(r.size or 0 for r in refs)
-    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc="download",
-               disable=show_progress is False if show_progress is not None else None)
+    bar = progress_bar(show_progress, total=total or None, unit="B", unit_scale=True,
+                       desc="download")
     results = []
     with ThreadPoolExecutor(workers) as pool:
         futures = {pool.submit(_one, r, outdir, open_source, bar.update, manifest): r

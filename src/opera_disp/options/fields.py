@@ -178,6 +178,10 @@ class Group:
 
     #: The ``--help`` section of the group's options.
     title: ClassVar[str] = "Options"
+    #: A product's own defaults of options declared by a group (e.g. its output folder):
+    #: the option stays declared once; its default here is what ``--help``, the Python
+    #: signature and :meth:`make` use for this product.
+    defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def options(cls) -> tuple[OptionField, ...]:
@@ -215,6 +219,8 @@ class Group:
                 continue
             parse = known[name].opt.parse
             parsed[name] = parse(value) if parse is not None else value
+        for name, value in cls.defaults.items():
+            parsed.setdefault(name, value)
         for klass in reversed(cls.__mro__):
             prepare = klass.__dict__.get("_prepare")
             if prepare is not None:
@@ -253,7 +259,7 @@ def _options(cls: type[Group]) -> tuple[OptionField, ...]:
             continue
         owner = next(k for k in reversed(cls.__mro__)
                      if f.name in inspect.get_annotations(k))
-        default = f.default if f.default is not MISSING else None
+        default = cls.defaults.get(f.name, f.default if f.default is not MISSING else None)
         out.append(OptionField(f.name, getattr(owner, "title", "Options"),
                                typing.get_args(hint)[0], default, meta[0]))
     return tuple(out)

@@ -269,9 +269,10 @@ class Output(Group):
 
     output: Annotated[Path, Opt(
         "Output folder (a time series: one subfolder per frame), or s3://BUCKET/PREFIX "
-        "(written locally, then each file uploaded with its SHA-256).",
+        "(written locally, then each file uploaded with its SHA-256); by default the "
+        "command's name.",
         metavar="DIR|s3://BUCKET/PREFIX", short="-o", parse=_output, shapes_output=False)
-    ] = Path("output")
+    ] = Path("output")  # each product names its own (`defaults`: subset/, timeseries/)
     stac: Annotated[bool, Opt(
         "Write catalog.json, a STAC catalog of the outputs.", flag="--stac/--no-stac",
         parse=_flag("stac"), dps=29, shapes_output=False,
@@ -610,6 +611,10 @@ class DecomposeOptions(DecomposeChoices, Output):
 class SubsetOptions(SubsetChoices, Execution, Maps, Output, Area, Selection):
     """A checked subset job: masked COGs (and quicklooks) per granule."""
 
+    # Each product its own folder: a subset and a time series run from one notebook never
+    # meet in one folder.
+    defaults: ClassVar[dict[str, Any]] = {"output": Path("subset")}
+
 
 @dataclass(frozen=True, kw_only=True)
 class SeriesOptions(SeriesChoices, Execution, Maps, Output, Area, Selection):
@@ -647,6 +652,8 @@ class SeriesOptions(SeriesChoices, Execution, Maps, Output, Area, Selection):
                 raise BadInput(f"{label} {lon:g},{lat:g} is outside {what}; give "
                                f"{'points' if label == 'point' else 'a point'} inside the "
                                "area")
+
+    defaults: ClassVar[dict[str, Any]] = {"output": Path("timeseries")}
 
     @property
     def layers(self) -> tuple[SeriesLayer, ...]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,7 @@ from ..files import sha256_file
 from ..geometry import Grid, Window
 from ..hdf5.bands import band_sample, keep_pixels, read_bands
 from ..hdf5.index import GranuleIndex, decode_attr, layer_info, open_index
+from ..hdf5.read import merge_ranges, plan_reads, release_pages
 from ..io.auth import public_url
 from ..io.local import LocalFile
 from ..io.source import ByteSource, SourceFactory
@@ -47,6 +49,12 @@ QUICKLOOK_PIXELS = 800  # about the quicklook figure's own resolution
 #: float32) for the statistics' second pass, instead of decoding the COG's scratch tiles
 #: again: the common small window costs no read-back.
 IN_MEMORY_PIXELS = 1 << 22
+
+
+#: Chunk bytes a job holds read ahead of its granules' processing, and the most one
+#: granule may take of them (a larger window is read band by band when it is processed).
+READ_AHEAD_BYTES = 256 << 20
+READ_AHEAD_GRANULE = 32 << 20
 
 
 def local_source(ref: GranuleRef) -> ByteSource:
@@ -162,14 +170,89 @@ def clipped_note(asked: Window | None, used: Window, frame: int) -> str | None:
     return f"window {asked} clipped to the frame grid of frame {frame} ({used})"
 
 
-def process_granule(ref: GranuleRef, spec: SubsetOptions, workers: Workers) -> Outcome:
-    """Subset one granule; every failure becomes an :class:`Outcome`, never an exception."""
+@dataclass
+class Opened:
+    """A granule's source and its metadata, opened ahead of its processing; ``held``:
+    bytes of its window's chunks fetched ahead too (given back when it is done)."""
+
+    source: ByteSource
+    index: GranuleIndex
+    held: int = 0
+
+
+class ReadAhead:
+    """The bytes a job may hold in chunks read ahead of their granules' processing."""
+
+    def __init__(self, budget: int = READ_AHEAD_BYTES):
+        self.free = budget
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` bytes if they are free (never waits)."""
+        with self._lock:
+            if n > self.free:
+                return False
+            self.free -= n
+            return True
+
+    def give_back(self, n: int) -> None:
+        """Return bytes reserved by :meth:`take`."""
+        with self._lock:
+            self.free += n
+
+
+def open_granule(ref: GranuleRef, spec: SubsetOptions, factory: SourceFactory,
+                 ahead: ReadAhead | None = None) -> Opened:
+    """Open a granule and read its metadata (its first round trip), then release its
+    metadata pages and cut its chunk tables to the area: a job opens many granules ahead
+    of their processing (the first reads of all of them in flight at once), and each
+    waits holding little more than the coordinates of its frame. A remote granule whose
+    window's chunks fit in ``ahead`` gets them now too (its second round trip, also in
+    flight with all the others), so its processing waits for no network."""
+    source = factory(ref)
+    held = 0
+    try:
+        index = open_index(source, layers_to_read(spec)[1], ref.product)
+        release_pages(source, index)
+        try:
+            win = index.grid.resolve_window(window=spec.window, bbox=spec.bbox, aoi=spec.aoi)
+        except OutsideFrame:  # reported when it is processed
+            return Opened(source, index)
+        index.restrict([win])
+        prefetch = getattr(source, "prefetch", None)
+        if prefetch is not None and ahead is not None:
+            ranges = merge_ranges([(c.offset, c.size)
+                                   for _, _, c in plan_reads(index, layers_to_read(spec)[1],
+                                                             win)]
+                                  + [(v.offset, v.size) for v in index.deferred.values()])
+            want = sum(n for _, n in ranges)
+            if want <= READ_AHEAD_GRANULE and ahead.take(want):
+                held = want
+                prefetch(ranges)
+    except BaseException:
+        if ahead is not None:
+            ahead.give_back(held)
+        source.close()
+        raise
+    return Opened(source, index, held)
+
+
+def process_granule(ref: GranuleRef, spec: SubsetOptions, workers: Workers,
+                    opened: Future[Opened] | None = None) -> Outcome:
+    """Subset one granule; every failure becomes an :class:`Outcome`, never an exception.
+
+    ``opened``: the granule opened ahead (:func:`open_granule`); None: opened here.
+    """
     t0 = time.perf_counter()
     source: ByteSource | None = None
     try:
-        source = workers.source_factory(ref)
         write_layers, read_layers = layers_to_read(spec)
-        index = open_index(source, read_layers, ref.product)
+        if opened is not None:
+            got = opened.result()
+            source, index = got.source, got.index
+        else:
+            source = workers.source_factory(ref)
+            index = open_index(source, read_layers, ref.product)
         try:
             win = index.grid.resolve_window(window=spec.window, bbox=spec.bbox, aoi=spec.aoi)
         except OutsideFrame as exc:

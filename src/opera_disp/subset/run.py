@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Protocol
@@ -17,6 +18,7 @@ from typing import Protocol
 from ..catalog.describe import no_match_message
 from ..catalog.refs import GranuleRef
 from ..errors import ExitCode
+from ..io.access import connection_budget
 from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
@@ -26,7 +28,15 @@ from ..options import SubsetOptions
 from ..stac.raster import RasterFacts
 from ..tiff.pool import EncoderPool
 from ..types import GranuleStatus, JobStatus
-from .granule import Outcome, Workers, local_source, process_granule
+from .granule import (
+    Opened,
+    Outcome,
+    ReadAhead,
+    Workers,
+    local_source,
+    open_granule,
+    process_granule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +142,7 @@ def run_job(
             return run_job(spec, refs, source_factory=source_factory, progress=progress,
                            notes=notes, folder=held, reuse=reuse, overwrite=overwrite,
                            engine=engine)
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     notes = list(notes or [])
     if reuse is None:
@@ -177,13 +187,20 @@ def run_job(
                     encoders = stack.enter_context(EncoderPool())
                     granules = stack.enter_context(ThreadPoolExecutor(
                         spec.workers, thread_name_prefix="granule"))
+                    # Every granule's first read (its metadata) goes out at once, up to
+                    # the job's connection budget, ahead of the granules' processing:
+                    # the job then waits one round trip for all of them, not one each.
+                    openers = stack.enter_context(ThreadPoolExecutor(
+                        connection_budget(len(todo), spec.workers),
+                        thread_name_prefix="open"))
                     shared = Workers(source_factory, decoders, encoders, folder.scratch)
+                    openings = Openings(todo, spec, source_factory, openers)
+                    stack.callback(openings.close_unused)
 
                     def submit(r: GranuleRef) -> Future[Outcome]:
-                        return granules.submit(process_granule, r, spec, shared)
+                        return granules.submit(openings.process, r, shared)
 
-                bar = tqdm(total=len(todo), unit="granule", desc="subset",
-                           disable=(progress is False) if progress is not None else None)
+                bar = progress_bar(progress, total=len(todo), unit="granule", desc="subset")
                 futures: list[Future[Outcome]] = []
                 taken: set[Future[Outcome]] = set()
 
@@ -228,6 +245,69 @@ def run_job(
         log.info("skipped %d granule(s): the area misses their frame (see summary.json)",
                  skipped)
     return life.end(code, status, message, parts(), catalog)
+
+
+class Openings:
+    """The job's granules opened ahead of their processing (:func:`open_granule`).
+
+    The first granule is opened alone; once it opened (the store answers), every other
+    one is opened at once. If it failed, the others are opened one by one when they are
+    processed, as without read-ahead: a dead host then costs the job the circuit
+    breaker's few tries, not every granule's retries at once.
+    """
+
+    def __init__(self, todo: Sequence[GranuleRef], spec: SubsetOptions,
+                 factory: SourceFactory, pool: ThreadPoolExecutor):
+        self.spec, self.factory, self.pool = spec, factory, pool
+        self.ahead = ReadAhead()
+        self._futures: dict[int, Future[Opened]] = {}
+        self._lock = threading.Lock()
+        self._launched = threading.Event()
+        if not todo:
+            self._launched.set()
+            return
+        first = self._open(todo[0])
+
+        def launch(done: Future[Opened]) -> None:
+            try:
+                if not done.cancelled() and done.exception() is None:
+                    for r in todo[1:]:
+                        self._open(r)
+            finally:
+                self._launched.set()
+
+        first.add_done_callback(launch)
+
+    def _open(self, ref: GranuleRef) -> Future[Opened]:
+        fut = self.pool.submit(open_granule, ref, self.spec, self.factory, self.ahead)
+        with self._lock:
+            self._futures[id(ref)] = fut
+        return fut
+
+    def process(self, ref: GranuleRef, workers: Workers) -> Outcome:
+        """:func:`process_granule` on the granule opened ahead (or opened now)."""
+        with self._lock:
+            opened = self._futures.pop(id(ref), None)
+        if opened is None and not self._launched.is_set():
+            self._launched.wait()
+            with self._lock:
+                opened = self._futures.pop(id(ref), None)
+        try:
+            return process_granule(ref, self.spec, workers, opened)
+        finally:
+            if opened is not None and not opened.cancelled() and opened.exception() is None:
+                self.ahead.give_back(opened.result().held)
+
+    def close_unused(self) -> None:
+        """Close the sources opened ahead for granules that never ran (an interrupt)."""
+        self._launched.wait()
+        with self._lock:
+            left = list(self._futures.values())
+            self._futures.clear()
+        for fut in left:
+            fut.cancel()
+            if not fut.cancelled() and fut.exception() is None:
+                fut.result().source.close()
 
 
 def _catalog(spec: SubsetOptions, records: list[GranuleRecord], folder: OutputFolder,

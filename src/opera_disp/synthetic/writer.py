@@ -491,7 +491,7 @@ def write_archive(
     ...     [DispProduct.from_name(p.name).secondary.day for p in paths]
     [17, 10, 22]
     """
-    from tqdm import tqdm
+    from ..progress import bar
 
     bad = sorted(set(skip) - set(range(1, n_dates + 1)))
     if bad:
@@ -499,8 +499,7 @@ def write_archive(
     jobs = [(frame, i) for frame in frames for i in range(1, n_dates + 1) if i not in skip]
     out: list[Path] = []
     # None: a bar only when stderr is a terminal (tqdm's rule), never into a log or a pipe.
-    for frame, i in tqdm(jobs, desc="sample granules", unit="granule",
-                         disable=(not progress) if progress is not None else None):
+    for frame, i in bar(progress, iterable=jobs, desc="sample granules", unit="granule"):
         out.append(write_granule(directory, frame=frame, shape=shape, n_dates=n_dates, index=i,
                                  seed=seed, noise=noise, mantissa_rounding=mantissa_rounding,
                                  reference_every=reference_every, step=step))

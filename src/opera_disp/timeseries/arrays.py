@@ -98,8 +98,8 @@ def velocity_of(series: NDArray[np.float32], coherence: NDArray[np.float32],
         choice = choose_reference(sample, coherent[np.ix_(rs, cs)], rs, cs,
                                   series.shape[1:], t, segments, model, changes, method,
                                   deramp, min_valid_fraction, values, point)
-        out -= choice.referencing.correction(slice(0, series.shape[1]),
-                                             slice(0, series.shape[2]))
+        choice.referencing.subtract_from(out, slice(0, series.shape[1]),
+                                         slice(0, series.shape[2]))
     fit = fit_velocity(out, t, segments=segments, model=model, changes=changes,
                        min_valid_fraction=min_valid_fraction)
     if choice is not None and choice.sigma:

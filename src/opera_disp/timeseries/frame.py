@@ -57,6 +57,7 @@ from ..errors import (
 from ..files import free_bytes, safe_mkdir, sha256_file, sha256_tree
 from ..geometry import Grid, Window
 from ..hdf5.index import open_index
+from ..hdf5.read import release_pages
 from ..io.auth import public_url
 from ..io.source import ByteSource, SourceFactory
 from ..jobs.summary import (
@@ -131,7 +132,9 @@ def open_products(refs: Sequence[GranuleRef], factory: SourceFactory,
         source: ByteSource | None = None
         try:
             source = factory(ref)
-            return Product(ref, source, open_index(source, layers, ref.product))
+            index = open_index(source, layers, ref.product)
+            release_pages(source, index)  # memory does not grow with the granules
+            return Product(ref, source, index)
         except (OperaDispError, OSError) as exc:
             if source is not None:
                 source.close()
@@ -423,6 +426,9 @@ class FrameJob:
                     shape=tile_shape(len(products), area.shape))
         if spec.reference_method is ReferenceMethod.POINT:
             self._point_reference(fr)
+        # Only the area's chunks are read from here on (the point's were just read).
+        for p in products:
+            p.index.restrict([area])
         return fr
 
     def _check_points(self, grid: Grid, area: Window) -> None:
@@ -594,14 +600,14 @@ class FrameJob:
             for tile in tiles(area, fr.shape):
                 rows, cols = self._rel(area, tile)
                 series = tmp[:, rows, cols]
-                series -= referencing.correction(rows, cols)
+                referencing.subtract_from(series, rows, cols)
                 waiting[tile] = series
                 yield tile, series
 
         def fit_here(tile: Window) -> VelocityFit:
             rows, cols = self._rel(area, tile)
             series = tmp[:, rows, cols]
-            series -= referencing.correction(rows, cols)
+            referencing.subtract_from(series, rows, cols)
             return fit_tile(series, t, chain, spec)
 
         fitted = ((tile, fit_tile(series, t, chain, spec))

@@ -29,6 +29,7 @@ from ..errors import (
     ServiceError,
     one_line,
 )
+from ..io.access import connection_budget
 from ..io.source import SourceFactory
 from ..jobs.folder import OutputFolder
 from ..jobs.lifecycle import JobResult, Lifecycle, Parts
@@ -84,7 +85,7 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
         Called at the end of each frame with its folder and the scratch folder: makes more
         files from the published ones and returns their records (``--mintpy``).
     """
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     by_frame: dict[int, list[GranuleRef]] = defaultdict(list)
     for r in refs:
@@ -138,7 +139,9 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
     layers = layers_needed(spec)
     frame_failures: list[FrameFailure] = []
     try:
-        with ThreadPoolExecutor(min(64, 8 * spec.workers), thread_name_prefix="read") as pool, \
+        # Every product of a tile is read at once, up to the job's connection budget.
+        with ThreadPoolExecutor(connection_budget(len(refs), spec.workers),
+                                thread_name_prefix="read") as pool, \
                 EncoderPool() as encoders:
             for frame in sorted(by_frame):
                 frefs = by_frame[frame]
@@ -163,8 +166,8 @@ def run_series(spec: SeriesOptions, refs: list[GranuleRef], *, source_factory: S
                             f"failed (tolerated: {spec.tolerated_failure_percentage:g}%): "
                             f"{opened.failed[0][1]}", services))
                         continue
-                    bar = tqdm(desc=f"F{frame:05d}", unit="px", unit_scale=True,
-                               disable=(progress is False) if progress is not None else None)
+                    bar = progress_bar(progress, desc=f"F{frame:05d}", unit="px",
+                                       unit_scale=True)
                     def tick(n: int, bar: Any = bar) -> None:
                         bar.update(n)
 

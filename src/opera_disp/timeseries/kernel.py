@@ -24,7 +24,7 @@ from ..hdf5.read import read_window
 from ..io.source import ByteSource
 from ..options import SeriesOptions
 from ..product import MASK_LAYER, mask_keep
-from .plan import FIT_PIXELS
+from .plan import fit_pixels
 from .rebase import Chain, rebase
 from .reference import harmonic_mean, inverse_sum
 from .velocity import Model, VelocityFit, fit_velocity, model_for
@@ -148,7 +148,7 @@ def fit_tile(series: NDArray[np.float32], t: NDArray[np.float64], chain: Chain,
              spec: SeriesOptions) -> VelocityFit:
     """:func:`fit_velocity` over a tile, a bounded number of pixels at a time."""
     h, w = series.shape[1:]
-    rows = max(1, FIT_PIXELS // max(w, 1))
+    rows = max(1, fit_pixels(series.shape[0]) // max(w, 1))
     model, _ = series_model(spec, chain)
     changes = reference_changes(chain)
     parts = [fit_velocity(series[:, r:r + rows], t, segments=chain.segments, model=model,

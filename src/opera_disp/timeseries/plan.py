@@ -2,7 +2,7 @@
 
 A tile holds every date of its pixels at once (rebasing needs the whole history of a
 pixel): the products' float32 values, their temporal coherence, and the rebased series,
-plus the fit's working arrays, which are bounded separately (:data:`FIT_PIXELS`). So a
+plus the fit's working arrays, which are bounded separately (:func:`fit_pixels`). So a
 tile of ``p`` pixels and ``n`` products costs about ``BYTES_PER_PIXEL_DATE * p * (n + 1)``
 bytes, and the tile is chosen to fit :data:`TILE_BUDGET`. Tiles are whole multiples of the
 256-pixel storage chunks, counted from the area's corner, so the cube's chunks are written
@@ -29,11 +29,29 @@ from ..product import CHUNK
 BYTES_PER_PIXEL_DATE = 16
 #: Memory for one tile's arrays.
 TILE_BUDGET = 256 << 20
-#: Pixels fitted at once (the fit's float64 working arrays: ~40 bytes per pixel and date).
+#: Pixels fitted at once, at most (series of up to 31 dates; longer ones fewer).
 FIT_PIXELS = 1 << 16
 #: The fit's working bytes per pixel and date (float64 values, weights, residuals, the
 #: design's products; measured with tracemalloc: ~45 with reference changes and terms).
 FIT_BYTES_PER_PIXEL_DATE = 48
+#: The fit's working memory: FIT_PIXELS pixels of a 31-date series (~93 MiB).
+FIT_BUDGET = FIT_BYTES_PER_PIXEL_DATE * FIT_PIXELS * 31
+#: The fewest pixels fitted at once (a block estimates the reference changes' share from
+#: its pixels valid on every date: it needs enough of them).
+MIN_FIT_PIXELS = 4096
+
+
+def fit_pixels(n_dates: int) -> int:
+    """Pixels fitted at once for a series of ``n_dates``: the fit stays within
+    :data:`FIT_BUDGET` (never below :data:`MIN_FIT_PIXELS`).
+
+    Examples
+    --------
+    >>> fit_pixels(13), fit_pixels(301)
+    (65536, 6749)
+    """
+    return max(MIN_FIT_PIXELS, min(FIT_PIXELS, FIT_BUDGET // (FIT_BYTES_PER_PIXEL_DATE
+                                                              * max(n_dates, 1))))
 MAX_TILE = 2048
 
 
@@ -75,6 +93,6 @@ def peak_bytes(n_products: int, area: tuple[int, int]) -> int:
     """
     th, tw = tile_shape(n_products, area)
     tile = BYTES_PER_PIXEL_DATE * th * tw * (n_products + 1)
-    fit = FIT_BYTES_PER_PIXEL_DATE * FIT_PIXELS * (n_products + 1)
+    fit = FIT_BYTES_PER_PIXEL_DATE * fit_pixels(n_products + 1) * (n_products + 1)
     band = 5 * 4 * th * area[1] * 2
     return tile + fit + band

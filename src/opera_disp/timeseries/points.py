@@ -46,7 +46,9 @@ SIGMA_SOURCES = {
 class Found:
     """One point's series: its number (from 1), place, pixel (frame grid) and values (m).
 
-    ``sigma`` is the per-date standard error from the cube (None: the cube has none).
+    ``sigma`` is the per-date standard error from the cube (None: the cube has none);
+    ``velocity`` the pixel's velocity and standard error as the cube (and the maps) hold
+    them (None: a cube without them).
     """
 
     number: int
@@ -56,6 +58,7 @@ class Found:
     col: int
     values: NDArray[np.float32]
     sigma: NDArray[np.float32] | None = None
+    velocity: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
     ...     check_points(g, Window(0, 5, 0, 10), [(-117.0, 27.12)], 1)
     ... except BadInput as exc:
     ...     print(exc)  # doctest: +NORMALIZE_WHITESPACE
-    point -117,27.12 is outside frame 1's area (lon -117.0000..-116.9970,
-    lat 27.1211..27.1225); give points inside the area
+    point -117,27.12 is outside frame 1's area lon -117.0000..-116.9970,
+    lat 27.1211..27.1225 [pixel 9,0; the area is window 0:5,0:10]; give points inside
+    the area
     """
     out = []
     for lon, lat in points:
@@ -112,7 +116,7 @@ def check_points(grid: Grid, area: Window, points: Sequence[tuple[float, float]]
             w, s, e, n = grid.window_lonlat_bounds(area)
             pixel = f"pixel {r},{c}" if r >= 0 else "outside the frame grid"
             raise BadInput(f"point {lon:g},{lat:g} is outside frame {frame}'s area "
-                           f"(lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}) [{pixel}; the "
+                           f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} [{pixel}; the "
                            f"area is window {area}]; give points inside the area")
         out.append((r, c))
     return out
@@ -134,7 +138,12 @@ def read_points(cube_path: Path, grid: Grid, area: Window,
         for i, ((lon, lat), (r, c)) in enumerate(zip(points, pixels, strict=True), start=1):
             at = (slice(None), r - area.row0, c - area.col0)
             sigma = None if err is None else err[at].values.astype(np.float32)
-            found.append(Found(i, lon, lat, r, c, var[at].values.astype(np.float32), sigma))
+            rate = None
+            if "velocity" in ds.data_vars and "velocity_stderr" in ds.data_vars:
+                rate = (float(ds["velocity"][at[1:]].values),
+                        float(ds["velocity_stderr"][at[1:]].values))
+            found.append(Found(i, lon, lat, r, c, var[at].values.astype(np.float32), sigma,
+                               rate))
     return found
 
 
@@ -216,14 +225,17 @@ def plot_points(found: Sequence[Found], ctx: SeriesContext, png: Path, scratch: 
         fit = fit_velocity(series[:, None, None], t, segments=ctx.segments, model=ctx.model,
                            changes=ctx.crossovers,
                            min_valid_fraction=ctx.min_valid_fraction)
-        rate = float(fit.rate[0, 0])
+        # The legend gives what the maps hold (the reference's own uncertainty, the
+        # reference changes' share of the whole area); this pixel's own fit draws.
+        rate, rate_se = p.velocity if p.velocity is not None else \
+            (float(fit.rate[0, 0]), float(fit.stderr[0, 0]))
         sigma, source = _sigmas(p, ctx)
         sources.add(source)
         bars = np.where(np.isfinite(sigma), sigma, 0.0) * 1000.0
         line = ax.errorbar(_when(ctx.dates), series * 1000.0, yerr=bars, fmt="o", ms=4,
                            capsize=2, elinewidth=0.8,
                            label=f"P{p.number} ({p.lon:.4f}, {p.lat:.4f})"
-                           + (f": {rate * 1000:.1f} ± {float(fit.stderr[0, 0]) * 1000:.1f} "
+                           + (f": {rate * 1000:.1f} ± {rate_se * 1000:.1f} "
                               "mm/yr" if math.isfinite(rate) else ": no fit"))[0]
         if math.isfinite(rate) and not ctx.gaps:  # one segment: one curve to draw
             finite = np.isfinite(series)

@@ -106,16 +106,25 @@ class Referencing:
     shape: tuple[int, int] = (1, 1)
 
     def correction(self, rows: slice, cols: slice) -> NDArray[np.float32]:
-        """What to subtract over a tile ``rows, cols`` of the area: ``(dates, h, w)``
-        (broadcastable)."""
-        out = self.values[:, None, None].astype(np.float64)
+        """What to subtract over a tile ``rows, cols`` of the area: ``(dates, h, w)``."""
+        out = np.zeros((len(self.values), rows.stop - rows.start, cols.stop - cols.start),
+                       np.float32)
+        self.subtract_from(out, rows, cols)
+        return -out
+
+    def subtract_from(self, series: NDArray[np.float32], rows: slice, cols: slice) -> None:
+        """Subtract the reference from a tile's ``series`` ``(dates, h, w)`` in place,
+        a date at a time (no second copy of the tile)."""
+        terms = None
         if self.surface is not None:
             r = np.arange(rows.start, rows.stop, dtype=np.float64)[:, None]
             c = np.arange(cols.start, cols.stop, dtype=np.float64)[None, :]
             terms = surface_terms(r, c, self.shape, self.surface.shape[1])
-            out = out + np.einsum("tk,khw->thw", self.surface,
-                                  np.stack(np.broadcast_arrays(*terms)))
-        return out.astype(np.float32)
+        for k in range(len(self.values)):
+            plane = np.float64(self.values[k])
+            if terms is not None and self.surface is not None:
+                plane = plane + sum(self.surface[k, j] * terms[j] for j in range(len(terms)))
+            series[k] -= np.asarray(plane, dtype=np.float32)
 
 
 def surface_terms(rows: NDArray[np.float64], cols: NDArray[np.float64],
