@@ -35,13 +35,15 @@ def mintpy(
     series_dir: SeriesDir, frame: Frame = None,
     los_enu: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC line-of-sight GeoTIFF (east, north, up bands): "
-             "adds geometryGeo.h5.", **path_parser("line-of-sight file", "FILE"), rich_help_panel="Processing")] = None,
+             "adds geometryGeo.h5.", **path_parser("line-of-sight file", "FILE"),
+        rich_help_panel="Processing")] = None,
     dem: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC DEM (geometryGeo.h5's height; with --los-enu).",
         **path_parser("DEM", "FILE"), rich_help_panel="Processing")] = None,
     layover_shadow_mask: Annotated[Path | None, typer.Option(
         help="The frame's DISP-S1-STATIC layover/shadow mask (geometryGeo.h5's "
-             "shadowMask; with --los-enu).", **path_parser("layover/shadow mask", "FILE"), rich_help_panel="Processing")
+             "shadowMask; with --los-enu).", **path_parser("layover/shadow mask", "FILE"),
+        rich_help_panel="Processing")
     ] = None,
     verbose: Verbose = False,
 ) -> int:
