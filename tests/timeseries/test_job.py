@@ -238,6 +238,11 @@ def test_cube_opens_in_gdal_with_crs_and_transform_and_zarr_too(clean: Path) -> 
     assert {"F40291/velocity.png", "F40291/points.csv", "F40291/points.png",
             "F40291/timeseries.nc", "F40291/valid_count.tif"} <= paths
     assert sum(p.startswith("F40291/displacement_20160705_") for p in paths) == N_DATES + 1
+    # A date's COG says the series' span, reference and model like the 2-D layers.
+    date_cog = sorted(Path("o/F40291").glob("displacement_20160705_*.tif"))[-1]
+    with rasterio.open(date_cog) as d, rasterio.open("o/F40291/velocity.tif") as v:
+        for key in ("FIRST_DATE", "LAST_DATE", "REFERENCE_METHOD", "REFERENCE_AREA", "MODEL"):
+            assert d.tags()[key] == v.tags()[key], key
     rows = Path("o/F40291/points.csv").read_text().splitlines()
     assert rows[0].startswith("point,lon,lat,row,col,date") and len(rows) == N_DATES + 2
     z = api.timeseries(source=clean, window=str(WIN), output="z", progress=False, cube="zarr")

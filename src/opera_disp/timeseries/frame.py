@@ -700,7 +700,7 @@ class FrameJob:
         outputs += [output_record(sealed.cogs[x.name], self.root, OutputKind.COG, x.name)
                     for x in self.outputs]
         if spec.date_cogs:
-            outputs += self._date_cogs(sealed.cube, fr.grid, fr.area, chain)
+            outputs += self._date_cogs(sealed.cube, fr.grid, fr.area, chain, sealed.described)
         outputs.append(self._velocity_png(sealed.cogs[VELOCITY], fr, chain))
         if spec.points:
             outputs += self._points(sealed.cube, fr.grid, fr.area, chain, fr.t)
@@ -913,7 +913,8 @@ class FrameJob:
                            keep_pixels=path is None and layer.name == VELOCITY,
                            pool=self.encoders, scratch_dir=self.scratch)
 
-    def _date_cogs(self, cube_path: Path, grid: Grid, area: Window, chain: Chain
+    def _date_cogs(self, cube_path: Path, grid: Grid, area: Window, chain: Chain,
+                   described: dict[str, str]
                    ) -> list[OutputRecord]:
         """One COG per date, read back from the cube band by band."""
         import xarray as xr
@@ -931,7 +932,7 @@ class FrameJob:
                 date_layer = OutputLayer(name, "m", "float32", float("nan"),
                                          f"{layer} since {first}", None)
                 with self._writer(date_layer, grid, area, path=self.folder / f"{name}.tif",
-                                  tags={"PRODUCT": layer,
+                                  tags={**described, "PRODUCT": layer,
                                         "REFERENCE_DATETIME": iso(chain.dates[0]),
                                         "SECONDARY_DATETIME": iso(d)}) as w:
                     for r0 in range(0, area.shape[0], 512):
