@@ -15,7 +15,7 @@ from opera_disp.cli import app
 from opera_disp.cli.examples import EXAMPLES
 
 SECTIONS = {"Arguments", "Selection", "Area", "Processing", "Subset", "Time series",
-            "Output", "Execution", "Run", "Options"}
+            "Decompose", "GNSS", "Output", "Execution", "Run", "Options"}
 
 
 def _root() -> Any:

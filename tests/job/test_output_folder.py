@@ -480,7 +480,7 @@ def test_another_job_is_refused_naming_each_setting_with_its_values(
                       progress=False).exit_code == 0
     with pytest.raises(BadInput, match=r"different window \(\"0:300,0:300\" → \"0:100,0:100\"\); "
                                        r"mask \(\"recommended\" → \"none\"\)\); use "
-                                       "--overwrite"):
+                                       "overwrite=True"):
         api.subset(granules=str(gs[0]), window="0:100,0:100", mask="none", output=tmp_path,
                    progress=False)
     with pytest.raises(BadInput, match=r"different product \(subset → timeseries\)"):

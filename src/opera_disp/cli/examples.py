@@ -87,6 +87,20 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
          "--vmin 0 --vmax 1 -o coherence.png"),
         ("Unmasked displacement as SVG", "opera-disp plot GRANULE.nc --no-mask -o map.svg"),
     ),
+    "decompose": (
+        ("A synthetic ascending + descending pair", "opera-disp decompose --demo -o ground"),
+        ("Two finished series with their DISP-S1-STATIC line-of-sight files",
+         "opera-disp decompose --asc out/F40291 --desc out/F40292 --asc-los ASC_LOS_ENU.tif "
+         "--desc-los DESC_LOS_ENU.tif -o ground"),
+    ),
+    "gnss": (
+        ("Stations against a finished series on its line of sight",
+         "opera-disp gnss --input out/F40291 --stations P123.tenv3,P456.tenv3 "
+         "--los LOS_ENU.tif -o gnss"),
+        ("Against a decomposition, relative to one station",
+         "opera-disp gnss --input ground --stations a.csv,b.csv --reference-station a "
+         "-o gnss"),
+    ),
     "points": (
         ("More points from a finished series (e.g. of timeseries --demo -o series)",
          "opera-disp points series --points \"-103.70,24.45;-103.66,24.41\""),
