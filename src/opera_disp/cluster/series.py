@@ -250,11 +250,12 @@ class DaskTiles:
                   work: Iterable[tuple[Window, NDArray[np.float32]]],
                   here: Callable[[Window], VelocityFit]
                   ) -> Iterator[tuple[Window, VelocityFit]]:
-        """The second pass's fits (median or high-coherence reference) on the workers.
+        """The second pass's fits (a reference over the whole area) on the workers.
 
         Each referenced tile is scattered to a worker and fitted there (the fit is most of
-        the pass's CPU; the client has already written the tile to the cube and keeps no
-        copy), a bounded number ahead; the fits come back in ``work``'s order. A fit whose
+        the pass's CPU; the client writes the tile to the cube when its fit comes back, so
+        the cube's bytes do not depend on the pace), a bounded number ahead; the fits come
+        back in ``work``'s order. A fit whose
         task fails (its worker died with the tile's data, which dask cannot recompute) is
         made here, by ``here(tile)``, with a warning: the same numbers.
         """
