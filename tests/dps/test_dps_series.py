@@ -35,7 +35,7 @@ def _run_job(job: FakeJob, folder: Path) -> None:
         frame=inputs["frame"] or None, mask=inputs["mask"] or "recommended",
         reference_point=inputs["reference_point"] or None,
         reference_method=inputs["reference_method"] or None, cube=inputs["cube"] or "netcdf",
-        output=folder, progress=False)
+        vmax=inputs.get("vmax") or None, output=folder, progress=False)
     assert result.exit_code == 0, result.message
 
 
@@ -93,8 +93,8 @@ def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,
     point = _lonlat(archive, 120, 300)
     code, out, err = run(["dps", "plan", "--product", "timeseries", "--source", str(archive),
                           "--frame", "40291", "--window", AREA, "--tile-pixels", "256",
-                          "--reference-point", point, "--mask", "none", "--save", "plan.json"],
-                         capsys)
+                          "--reference-point", point, "--mask", "none", "--input", "vmax=150",
+                          "--save", "plan.json"], capsys)
     assert code == 0, err
     assert "timeseries-f40291-002  40291  3         0:200,296:440" in out
     plan = read_plan(Path("plan.json"))
@@ -119,6 +119,16 @@ def test_tiled_series_joined_equals_one_local_run(archive: Path, tmp_path: Path,
     for o in frames[0]["outputs"]:
         assert sha256_file(Path("merged") / o["path"]) == o["sha256"], o["path"]
     assert merged["catalog"] and Path("merged/catalog.json").is_file()
+    # The merged map is drawn with the jobs' --vmax (mm/yr), as each job drew its own.
+    from opera_disp.dps.series import _quicklook
+    from opera_disp.geometry import Window
+
+    grid = api.frame_grid(str(sorted(archive.glob("*F40291*.nc"))[0]))
+    for limits, name in (((-150.0, 150.0), "with.png"), (None, "without.png")):
+        _quicklook(Path("merged/F40291/velocity.tif"), grid, Window(0, 200, 40, 440),
+                   frames[0], Path(name), tmp_path, limits)
+    drawn = Path("merged/F40291/velocity.png").read_bytes()
+    assert drawn == Path("with.png").read_bytes() != Path("without.png").read_bytes()
     # The same series run locally over the whole area, with the same point reference.
     local = api.timeseries(source=archive, frame=40291, window=AREA, reference_point=point,
                            mask="none", output="local", progress=False)

@@ -442,6 +442,7 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
     A frame whose jobs did not all come back is not joined (its pieces are dropped and the
     frame named in the notes): half an area is not the series asked for.
     """
+    from ..options.values import colour_range_of
     from ..timeseries.catalog import write_series_catalog
     from .series import join_frame
 
@@ -475,7 +476,10 @@ def _finish_series(ledger: Ledger, parts: list[tuple[DpsJobRecord, Summary | Non
                 _place(pieces[0][1], pieces[0][2], output)
                 frames.append(pieces[0][2])
             else:
-                frames.append(join_frame(frame, pieces, output, scratch))
+                inputs = summaries[pieces[0][0]]["inputs"]
+                frames.append(join_frame(frame, pieces, output, scratch,
+                                         colour_range_of(inputs.get("vmin"),
+                                                         inputs.get("vmax"))))
                 notes.append(f"frame {frame}: {len(pieces)} tiles joined")
     finally:
         shutil.rmtree(output / STAGE, ignore_errors=True)

@@ -255,19 +255,21 @@ def _velocity_values(path: Path) -> Iterator[np.ndarray]:
 
 
 def _quicklook(velocity: Path, grid: Grid, area: Window, frame: FrameSeries, png: Path,
-               scratch: Path) -> None:
-    """The joined frame's velocity map, drawn as a single job draws it."""
+               scratch: Path, limits: tuple[float, float] | None = None) -> None:
+    """The joined frame's velocity map, drawn as a single job draws it (``limits``: the
+    jobs' ``--vmin``/``--vmax``)."""
     from ..render.maps import velocity_quicklook
 
     dates = frame["dates"]
     velocity_quicklook(velocity, png, bounds=grid.window_bounds(area), epsg=grid.epsg,
                        first=dates[0][:10], last=dates[-1][:10], dates=len(dates),
                        folder=frame["folder"],
-                       method=str(frame["spatial_reference"]["method"]), tmp_dir=scratch)
+                       method=str(frame["spatial_reference"]["method"]), tmp_dir=scratch,
+                       limits=limits)
 
 
 def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], output: Path,
-               scratch: Path) -> FrameSeries:
+               scratch: Path, limits: tuple[float, float] | None = None) -> FrameSeries:
     """One frame's tiles (job key, staged folder, frame record) joined into ``output``.
 
     Raises
@@ -315,7 +317,7 @@ def join_frame(frame: int, pieces: Sequence[tuple[str, Path, FrameSeries]], outp
     for out in first["outputs"]:
         if OutputKind(out["kind"]) is OutputKind.QUICKLOOK:
             png = destination(output, out["path"])
-            _quicklook(velocity, grid, area, first, png, scratch)
+            _quicklook(velocity, grid, area, first, png, scratch, limits)
             outputs.append(output_record(png, output, OutputKind.QUICKLOOK, out["layer"]))
     figures = stats.result(lambda: _velocity_values(velocity))
     products: dict[str, ProductUse] = {}
