@@ -454,24 +454,14 @@ def decompose(**options: Any) -> JobResult:
     >>> r.exit_code, r.summary["decompose"]["pixels"]["solved"] > 0
     (<ExitCode.OK: 0>, True)
     """
-    from .catalog.cmr import CmrClient
-    from .catalog.static import find_static
     from .cluster.objstore import is_s3_url
     from .ground.job import decompose_job
-    from .ground.static import remote_opener
-    from .io.access import Access
     from .jobs.folder import OutputFolder
     from .jobs.resume import previous_job
 
-    run_names = {f.name for f in Run.options()}
-    known = [*(f.name for f in DecomposeOptions.options()), *sorted(run_names)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
-    run = Run.make(**{k: v for k, v in options.items() if k in run_names})
+    run, values = _run_and_values(options, DecomposeOptions, {f.name for f in Run.options()})
     if run.scheduler is not None:
         raise BadInput("decompose runs in this process; drop --scheduler")
-    values = {k: v for k, v in options.items() if k not in run_names}
     if run.demo:
         from .synthetic.ground3d import demo_pair
 
@@ -483,22 +473,10 @@ def decompose(**options: Any) -> JobResult:
         raise BadInput(f"output {values['output']!r}: decompose writes to a local folder "
                        "only (for now)")
     spec = DecomposeOptions.make(**values)
-    with OutputFolder(spec.output) as folder:
+    with OutputFolder(spec.output) as folder, _static_sources(spec.access) as (find, opener):
         _, notes = previous_job(spec, folder.path, overwrite=run.overwrite)
-        access = Access(spec.access)
-        client: list[CmrClient] = []
-
-        def static_of(frame: int) -> Any:
-            if not client:
-                client.append(CmrClient())
-            return find_static(frame, client[0])
-
-        try:
-            return decompose_job(spec, folder, find_static=static_of,
-                                 opener=remote_opener(access), progress=run.progress,
-                                 notes=notes)
-        finally:
-            access.close()
+        return decompose_job(spec, folder, find_static=find, opener=opener,
+                             progress=run.progress, notes=notes)
 
 
 def gnss(**options: Any) -> JobResult:
@@ -519,36 +497,48 @@ def gnss(**options: Any) -> JobResult:
     BadInput
         For inputs a user must fix (exit code 2), before anything is read.
     """
-    from .catalog.cmr import CmrClient
-    from .catalog.static import find_static
     from .ground.gnss_job import gnss_job
-    from .ground.static import remote_opener
-    from .io.access import Access
     from .jobs.folder import OutputFolder
     from .jobs.resume import previous_job
 
-    run_names = {"overwrite", "progress"}
-    known = [*(f.name for f in GnssOptions.options()), *sorted(run_names)]
+    run, values = _run_and_values(options, GnssOptions, {"overwrite", "progress"})
+    spec = GnssOptions.make(**values)
+    with OutputFolder(spec.output) as folder, _static_sources() as (find, opener):
+        _, notes = previous_job(spec, folder.path, overwrite=run.overwrite)
+        return gnss_job(spec, folder, find_static=find, opener=opener, notes=notes)
+
+
+def _run_and_values(options: dict[str, Any], product: type[Group], run_names: set[str]
+                    ) -> tuple[Run, dict[str, Any]]:
+    """A ground-motion call's run options and its product's values; an unknown keyword
+    is one line naming it."""
+    known = [*(f.name for f in product.options()), *sorted(run_names)]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise BadInput(f"unknown option {unknown[0]!r}; expected one of: {', '.join(known)}")
     run = Run.make(**{k: v for k, v in options.items() if k in run_names})
-    spec = GnssOptions.make(**{k: v for k, v in options.items() if k not in run_names})
-    with OutputFolder(spec.output) as folder:
-        _, notes = previous_job(spec, folder.path, overwrite=run.overwrite)
-        access = Access()
-        client: list[CmrClient] = []
+    return run, {k: v for k, v in options.items() if k not in run_names}
 
-        def static_of(frame: int) -> Any:
-            if not client:
-                client.append(CmrClient())
-            return find_static(frame, client[0])
 
-        try:
-            return gnss_job(spec, folder, find_static=static_of, opener=remote_opener(access),
-                            notes=notes)
-        finally:
-            access.close()
+@contextmanager
+def _static_sources(mode: Any = None) -> Iterator[tuple[Callable[[int], Any], Any]]:
+    """A frame's DISP-S1-STATIC granule, found in CMR when first needed (one client), and
+    the opener that reads it through the job's access (closed at the end)."""
+    from .catalog.cmr import CmrClient
+    from .catalog.static import find_static
+    from .ground.static import remote_opener
+    from .io.access import Access
+
+    access = Access(mode) if mode is not None else Access()
+    client = functools.cache(CmrClient)
+
+    def find(frame: int) -> Any:
+        return find_static(frame, client())
+
+    try:
+        yield find, remote_opener(access)
+    finally:
+        access.close()
 
 
 def search(*, bbox: BBox | str | None = None, aoi: BaseGeometry | str | Path | None = None,

@@ -92,7 +92,13 @@ from .layers import VELOCITY, OutputLayer, layers_for
 from .plan import tile_shape, tiles
 from .rebase import Chain, plan_chain, rebase
 from .reference import Referencing, describe_invalid, median_per_date
-from .stable import ReferenceCheck, check_reference, choose_reference, sample_grid
+from .stable import (
+    ReferenceCheck,
+    VelocitySample,
+    check_reference,
+    choose_reference,
+    sample_grid,
+)
 from .velocity import Model, VelocityFit, years_since
 
 log = logging.getLogger(__name__)
@@ -264,44 +270,6 @@ class _Frame:
 
 
 @dataclass
-class _Sample:
-    """A regular sample of the area's final velocities, for the reference's check."""
-
-    stride: int
-    rows: list[NDArray[np.int64]] = field(default_factory=list)
-    cols: list[NDArray[np.int64]] = field(default_factory=list)
-    values: list[NDArray[np.float32]] = field(default_factory=list)  # velocity, stderr, coh
-
-    @property
-    def offset(self) -> int:
-        return self.stride // 2
-
-    def take(self, area: Window, tile: Window, fit: VelocityFit,
-             coherence: NDArray[np.float32]) -> None:
-        """Keep the tile's sampled pixels' velocity, standard error and coherence."""
-        r = np.arange(tile.row0 - area.row0, tile.row1 - area.row0)
-        c = np.arange(tile.col0 - area.col0, tile.col1 - area.col0)
-        rs, cs = r[r % self.stride == self.offset], c[c % self.stride == self.offset]
-        if rs.size == 0 or cs.size == 0:
-            return
-        lr, lc = np.meshgrid(rs - r[0], cs - c[0], indexing="ij")
-        self.rows.append((lr + r[0]).ravel())
-        self.cols.append((lc + c[0]).ravel())
-        self.values.append(np.stack([fit.rate[lr, lc].ravel(), fit.stderr[lr, lc].ravel(),
-                                     coherence[lr, lc].ravel()]))
-
-    def grid(self, shape: tuple[int, int]) -> NDArray[np.float32]:
-        """The sample as a ``(3, rows, cols)`` grid (velocity, standard error, coherence)
-        over an area of ``shape``: the grid :func:`~.stable.sample_grid` describes."""
-        off = self.offset
-        out = np.full((3, len(range(off, shape[0], self.stride)),
-                       len(range(off, shape[1], self.stride))), np.nan, np.float32)
-        for r, c, v in zip(self.rows, self.cols, self.values, strict=True):
-            out[:, (r - off) // self.stride, (c - off) // self.stride] = v
-        return out
-
-
-@dataclass
 class _Sinks:
     """Where the passes write: the 2-D rasters, the cube, the scratch cube (two passes),
     and what they count."""
@@ -311,7 +279,7 @@ class _Sinks:
     cube: CubeWriter
     counts: SeriesPixels
     stats: StreamingStats
-    sample: _Sample
+    sample: VelocitySample
     rebased: h5py.Dataset | None = None  # two passes: the rebased series
     coherence: h5py.Dataset | None = None  # two passes: the harmonic-mean coherence
 
@@ -510,7 +478,7 @@ class FrameJob:
         sinks = _Sinks(writers, Rasters(writers, fr.area, self.outputs), cube,
                        SeriesPixels(total=fr.area.size, outside_aoi=0, with_data=0,
                                     complete=0, velocity=0),
-                       StreamingStats(), _Sample(sample_grid(fr.area.shape)))
+                       StreamingStats(), VelocitySample(sample_grid(fr.area.shape)))
         if self.two_pass:
             h5 = ctx.enter_context(h5py.File(
                 self.scratch / f"{frame_folder(self.frame)}-rebased.h5", "w"))

@@ -32,14 +32,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..geometry import Window
 from ..types import Deramp, ReferenceMethod
 from .reference import Referencing, fit_surface
-from .velocity import Model, fit_velocity
+from .velocity import Model, VelocityFit, fit_velocity
 
 #: Pixels sampled from an area for the reference and its check (a stride in both axes).
 MAX_SAMPLE = 40_000
@@ -65,6 +66,45 @@ def sample_grid(shape: tuple[int, int], max_pixels: int = MAX_SAMPLE) -> int:
     (1, 10)
     """
     return max(1, math.ceil(math.sqrt(shape[0] * shape[1] / max_pixels)))
+
+
+@dataclass
+class VelocitySample:
+    """A regular sample (:func:`sample_grid`'s stride) of an area's final velocities,
+    standard errors and coherence, taken tile by tile, for :func:`check_reference`."""
+
+    stride: int
+    rows: list[NDArray[np.int64]] = field(default_factory=list)
+    cols: list[NDArray[np.int64]] = field(default_factory=list)
+    values: list[NDArray[np.float32]] = field(default_factory=list)  # velocity, stderr, coh
+
+    @property
+    def offset(self) -> int:
+        return self.stride // 2
+
+    def take(self, area: Window, tile: Window, fit: VelocityFit,
+             coherence: NDArray[np.float32]) -> None:
+        """Keep the tile's sampled pixels' velocity, standard error and coherence."""
+        r = np.arange(tile.row0 - area.row0, tile.row1 - area.row0)
+        c = np.arange(tile.col0 - area.col0, tile.col1 - area.col0)
+        rs, cs = r[r % self.stride == self.offset], c[c % self.stride == self.offset]
+        if rs.size == 0 or cs.size == 0:
+            return
+        lr, lc = np.meshgrid(rs - r[0], cs - c[0], indexing="ij")
+        self.rows.append((lr + r[0]).ravel())
+        self.cols.append((lc + c[0]).ravel())
+        self.values.append(np.stack([fit.rate[lr, lc].ravel(), fit.stderr[lr, lc].ravel(),
+                                     coherence[lr, lc].ravel()]))
+
+    def grid(self, shape: tuple[int, int]) -> NDArray[np.float32]:
+        """The sample as a ``(3, rows, cols)`` grid (velocity, standard error, coherence)
+        over an area of ``shape``: the grid :func:`~.stable.sample_grid` describes."""
+        off = self.offset
+        out = np.full((3, len(range(off, shape[0], self.stride)),
+                       len(range(off, shape[1], self.stride))), np.nan, np.float32)
+        for r, c, v in zip(self.rows, self.cols, self.values, strict=True):
+            out[:, (r - off) // self.stride, (c - off) // self.stride] = v
+        return out
 
 
 def half_sample_mode(values: NDArray[np.float64]) -> float:
